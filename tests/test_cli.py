@@ -1,0 +1,59 @@
+"""The CLI skeleton: help, version, unknown commands, user errors -> exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from trl_seqpo import __version__, cli
+from trl_seqpo.errors import UserInputError
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0
+    assert __version__ in capsys.readouterr().out
+
+
+def test_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    for name in cli.COMMANDS:
+        assert name in out
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    assert cli.main([]) == 2
+    assert "usage: trl-seqpo" in capsys.readouterr().err
+
+
+def test_unknown_command_exits_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["no-such-command"])
+    assert exc.value.code == 2
+
+
+def test_user_error_is_one_line_and_exit_2(monkeypatch, capsys):
+    def add_parser(subparsers):
+        parser = subparsers.add_parser("boom")
+
+        def run(args):
+            raise UserInputError("timestamp does not parse", path="show.srt", line=12)
+
+        parser.set_defaults(func=run)
+
+    monkeypatch.setitem(cli.COMMANDS, "boom", ("raise a user error", f"{__name__}:_unused"))
+    monkeypatch.setattr(sys.modules[__name__], "_unused", add_parser, raising=False)
+    assert cli.main(["boom"]) == 2
+    err = capsys.readouterr().err
+    assert err == "trl-seqpo: error: show.srt:12: timestamp does not parse\n"
+
+
+def test_console_script_help_does_not_import_torch():
+    code = "import sys; from trl_seqpo import cli; cli.build_parser(['--help']); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

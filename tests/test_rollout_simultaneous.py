@@ -1,0 +1,197 @@
+"""The lockstep SiMT rollout: recorded log-probs, loss mask, delays, stop rules, both prompt formats."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from trl_seqpo.data.tiny import build_tiny_model, build_tokenizer
+from trl_seqpo.rollout.engine import GenerationOutput, GenerationParams
+from trl_seqpo.rollout.hf import HFGenerationBackend
+from trl_seqpo.rollout.simultaneous import SimultaneousRollout, SimultaneousRolloutConfig, join_step_outputs
+from trl_seqpo.simt.latency import delays_from_steps
+
+WORDS = "the a big small dog cat runs sees red tree English French".split()
+WORDS += "la le grand petit chien chat court voit rouge arbre".split()
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tokenizer(WORDS)
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer):
+    return build_tiny_model(tokenizer, hidden_size=64, num_layers=2, num_heads=2, head_dim=32, intermediate_size=128)
+
+
+def _config(**overrides):
+    defaults = dict(chunk_size=2, src_lang="English", tgt_lang="French", max_new_tokens_per_step=6, temperature=1.0)
+    defaults.update(overrides)
+    return SimultaneousRolloutConfig(**defaults)
+
+
+class ScriptedBackend:
+    """Replays fixed step outputs (text) so the stop rules can be checked exactly."""
+
+    def __init__(self, tokenizer, script, finish="stop", stop_token="<|im_end|>"):
+        self.tokenizer, self.script, self.finish = tokenizer, list(script), finish
+        self.stop_id = tokenizer.convert_tokens_to_ids(stop_token)
+        self.calls = []
+
+    def generate(self, prompts, params):
+        self.calls.append(len(prompts))
+        text = self.script.pop(0)
+        outputs = []
+        for _ in prompts:
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+            if self.finish == "stop":
+                ids = ids + [self.stop_id]
+            outputs.append(GenerationOutput(ids, [-0.5] * len(ids), self.finish))
+        return outputs
+
+
+def test_chat_logprobs_match_one_forward_pass(model, tokenizer):
+    rollout = SimultaneousRollout(HFGenerationBackend(model, tokenizer), tokenizer, _config())
+    torch.manual_seed(0)
+    trajectories = rollout.run(["the big dog sees a red tree", "a cat runs"], num_generations=3, seed=1)
+    assert len(trajectories) == 6
+    assert [t.source_index for t in trajectories] == [0, 0, 0, 1, 1, 1]
+    for trajectory in trajectories:
+        ids = torch.tensor([trajectory.prompt_ids + trajectory.completion_ids])
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0, :-1].float()
+        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, ids[0, 1:].unsqueeze(-1)).squeeze(-1)
+        start = len(trajectory.prompt_ids) - 1
+        recomputed = logprobs[start:]
+        mask = torch.tensor(trajectory.env_mask, dtype=torch.bool)
+        recorded = torch.tensor(trajectory.completion_logprobs)
+        assert len(recorded) == len(trajectory.completion_ids) == len(mask)
+        torch.testing.assert_close(recomputed[mask], recorded[mask], atol=1e-4, rtol=1e-4)
+
+
+def test_env_mask_covers_exactly_the_policy_tokens(model, tokenizer):
+    rollout = SimultaneousRollout(HFGenerationBackend(model, tokenizer), tokenizer, _config())
+    for trajectory in rollout.run(["the big dog sees a red tree"], num_generations=2, seed=3):
+        policy_tokens = [i for i, m in zip(trajectory.completion_ids, trajectory.env_mask) if m]
+        assert policy_tokens == [t for step in trajectory.step_token_ids for t in step]
+        # every environment token comes from the chat template: no policy token is hidden in them
+        assert sum(trajectory.env_mask) == sum(len(step) for step in trajectory.step_token_ids)
+
+
+def test_chat_sequence_equals_rendered_conversation(tokenizer):
+    script = ["", "le chien", "grand voit", "la"]
+    backend = ScriptedBackend(tokenizer, script)
+    rollout = SimultaneousRollout(backend, tokenizer, _config())
+    (trajectory,) = rollout.run(["the big dog sees a red tree"])
+    assert trajectory.step_outputs == script
+    from trl_seqpo.simt.templates import build_chat_messages, render_chat
+
+    messages = build_chat_messages(
+        trajectory.chunks, script, "English", "French", source_complete=True, add_next_turn=False
+    )
+    rendered = render_chat(tokenizer, messages, add_generation_prompt=False)
+    sequence = trajectory.prompt_ids + trajectory.completion_ids
+    assert tokenizer(rendered, add_special_tokens=False)["input_ids"][: len(sequence)] == sequence
+    assert backend.calls == [1, 1, 1, 1]
+    assert trajectory.finished_by == "stop"
+    assert trajectory.num_empty_steps == 1
+    # delays: chunk size 2, 7 source words: steps 1..4 read 2, 4, 6, 7 words
+    assert trajectory.delays == [4, 4, 6, 6, 7]
+    assert trajectory.delays == delays_from_steps(["", "le chien ", "grand voit ", "la"], 2, 7, "word")
+    assert trajectory.translation == "le chien grand voit la"
+
+
+def test_source_shorter_than_one_chunk(tokenizer):
+    backend = ScriptedBackend(tokenizer, ["chat court"])
+    rollout = SimultaneousRollout(backend, tokenizer, _config(chunk_size=5))
+    (trajectory,) = rollout.run(["a cat runs"])
+    assert trajectory.num_chunks == 1 and trajectory.finished_by == "stop"
+    assert trajectory.delays == [3, 3]
+
+
+def test_waiting_after_the_source_uses_the_extra_step_budget(tokenizer):
+    backend = ScriptedBackend(tokenizer, ["", "", "", ""])
+    rollout = SimultaneousRollout(backend, tokenizer, _config(chunk_size=5, max_steps_after_source=2))
+    (trajectory,) = rollout.run(["a cat runs"])
+    assert trajectory.finished_by == "budget"
+    assert len(trajectory.step_outputs) == 3  # the last chunk + 2 extra steps
+    assert trajectory.translation == "" and trajectory.delays == []
+
+
+def test_trajectory_that_never_stops_is_cut_by_the_budget(model, tokenizer):
+    class NeverStops(ScriptedBackend):
+        def generate(self, prompts, params):
+            self.calls.append(len(prompts))
+            return [
+                GenerationOutput(
+                    [tokenizer.convert_tokens_to_ids("la")] * params.max_new_tokens,
+                    [-1.0] * params.max_new_tokens,
+                    "length",
+                )
+                for _ in prompts
+            ]
+
+    backend = NeverStops(tokenizer, [])
+    rollout = SimultaneousRollout(backend, tokenizer, _config(chunk_size=3, max_steps_after_source=1))
+    (trajectory,) = rollout.run(["the big dog sees a red"])
+    assert trajectory.finished_by == "budget"
+    assert len(trajectory.step_outputs) == 3
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    # a step cut by the budget is closed by an environment end-of-turn token (masked out of the loss)
+    closing = [i for i, (t, m) in enumerate(zip(trajectory.completion_ids, trajectory.env_mask)) if t == im_end]
+    assert closing and all(trajectory.env_mask[i] == 0 for i in closing)
+
+
+def test_eos_ends_the_translation_early(tokenizer):
+    backend = ScriptedBackend(tokenizer, ["le chien"], stop_token="<|endoftext|>")
+    rollout = SimultaneousRollout(backend, tokenizer, _config())
+    (trajectory,) = rollout.run(["the big dog sees a red tree"])
+    assert trajectory.finished_by == "eos" and len(trajectory.step_outputs) == 1
+
+
+def test_finished_trajectories_drop_out_of_the_batch(tokenizer):
+    class PerRow(ScriptedBackend):
+        def generate(self, prompts, params):
+            self.calls.append(len(prompts))
+            stop = tokenizer.convert_tokens_to_ids("<|im_end|>")
+            return [
+                GenerationOutput(tokenizer("la", add_special_tokens=False)["input_ids"] + [stop], [], "stop")
+                for _ in prompts
+            ]
+
+    backend = PerRow(tokenizer, [])
+    rollout = SimultaneousRollout(backend, tokenizer, _config(chunk_size=2))
+    trajectories = rollout.run(["a cat", "the big dog sees a red tree"], num_generations=2)
+    assert backend.calls == [4, 2, 2, 2]
+    assert [len(t.step_outputs) for t in trajectories] == [1, 1, 4, 4]
+
+
+def test_paper_format_rerenders_the_template(tokenizer):
+    backend = ScriptedBackend(tokenizer, ["le", "chien", "rouge"], stop_token="<|endoftext|>")
+    rollout = SimultaneousRollout(backend, tokenizer, _config(prompt_format="paper", chunk_size=3))
+    (trajectory,) = rollout.run(["the big dog sees a red"])
+    assert len(trajectory.step_prompt_ids) == 2 and trajectory.finished_by == "stop"
+    second = tokenizer.decode(trajectory.step_prompt_ids[1])
+    assert "the big dog sees a red" in second and second.rstrip().endswith("le")
+    assert trajectory.completion_ids == []  # each step is its own sequence
+
+
+def test_wait_k_policy_limits_what_is_written(model, tokenizer):
+    from trl_seqpo.simt.policies import WaitKPolicy
+
+    backend = ScriptedBackend(tokenizer, ["le grand chien", "voit la", "rouge arbre"])
+    rollout = SimultaneousRollout(backend, tokenizer, _config(chunk_size=2))
+    (trajectory,) = rollout.run(["the big dog sees a red"], policy=WaitKPolicy(3))
+    # wait-3 over words: after reading 2 words nothing, after 4 words 2, after 6 (complete) everything
+    assert trajectory.step_outputs[0] == ""
+    assert join_step_outputs(trajectory.step_outputs[:2], "word") == "le grand"
+    assert backend.calls == [1, 1]  # step 1 needed no model call
+    assert trajectory.policy_edited
+
+
+def test_generation_params_validation():
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        GenerationParams(max_new_tokens=0)
+    with pytest.raises(ValueError, match="chunk_size"):
+        SimultaneousRolloutConfig(chunk_size=0)

@@ -1,0 +1,165 @@
+"""SeqPOTrainer: a few real GRPO steps on the tiny model, config validation, reward wiring and failure handling."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from trl_seqpo import SeqPOConfig, SeqPOTrainer
+from trl_seqpo.data.synthetic import generate_corpus, language_names, to_dataset, vocabulary
+from trl_seqpo.data.tiny import build_tiny_model, build_tokenizer
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A saved tiny model: TRL builds the reference model (beta > 0) from the policy's path."""
+    tokenizer = build_tokenizer([*vocabulary(), *language_names()])
+    model = build_tiny_model(tokenizer, hidden_size=64, num_layers=1, num_heads=2, head_dim=32, intermediate_size=128)
+    path = tmp_path_factory.mktemp("tiny")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path), tokenizer
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return to_dataset(generate_corpus(8, seed=0, min_words=4, max_words=7)).remove_columns("alignment")
+
+
+def _config(tmp_path, **overrides):
+    src, tgt = language_names()[:2]
+    values = dict(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=4,
+        num_generations=2,
+        max_steps=2,
+        learning_rate=1e-2,
+        chunk_size=2,
+        src_lang=src,
+        tgt_lang=tgt,
+        latency_unit="word",
+        source_unit="word",
+        max_new_tokens_per_step=4,
+        max_steps_after_source=1,
+        quality_reward="chrf",
+        beta=0.02,
+        use_cpu=True,
+        report_to="none",
+        logging_steps=1,
+        save_strategy="no",
+        bf16=False,
+        gradient_checkpointing=False,
+        seed=0,
+    )
+    values.update(overrides)
+    return SeqPOConfig(**values)
+
+
+def test_training_changes_parameters_and_logs_simt_metrics(tiny, dataset, tmp_path):
+    model, tokenizer = tiny
+    from transformers import AutoModelForCausalLM
+
+    before = {n: p.detach().clone() for n, p in AutoModelForCausalLM.from_pretrained(model).named_parameters()}
+    trainer = SeqPOTrainer(model=model, args=_config(tmp_path), train_dataset=dataset, processing_class=tokenizer)
+    trainer.train()
+    changed = [n for n, p in trainer.model.named_parameters() if not torch.equal(before[n], p.detach())]
+    assert changed, "no parameter changed after two SeqPO steps"
+    logged = {k for entry in trainer.state.log_history for k in entry}
+    for key in (
+        "simt/quality",
+        "simt/average_lagging",
+        "simt/laal",
+        "simt/fused_reward",
+        "simt/empty_step_fraction",
+        "kl",
+        "rewards/seqpo_fused/mean",
+    ):
+        assert key in logged, f"{key} not logged: {sorted(logged)}"
+
+
+def test_failing_quality_reward_does_not_crash_training(tiny, dataset, tmp_path):
+    model, tokenizer = tiny
+    calls = []
+
+    def broken_quality(prompts, completions, **kwargs):
+        calls.append(len(prompts))
+        if len(calls) == 1:
+            raise RuntimeError("scorer exploded")
+        return [float("nan") if i % 2 else None for i in range(len(prompts))]
+
+    trainer = SeqPOTrainer(
+        model=model,
+        reward_funcs=[broken_quality, "average_lagging"],
+        args=_config(tmp_path, beta=0.0),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    assert len(calls) == 2
+    assert all(math.isfinite(entry.get("loss", 0.0)) for entry in trainer.state.log_history)
+
+
+def test_fused_reward_uses_the_translation_not_the_raw_completion(tiny, dataset, tmp_path):
+    model, tokenizer = tiny
+    seen = {}
+
+    def quality(prompts, completions, translation, reference, **kwargs):
+        seen["translation"], seen["completions"] = translation, completions
+        return [float(len(t.split())) for t in translation]
+
+    trainer = SeqPOTrainer(
+        model=model,
+        reward_funcs=quality,
+        args=_config(tmp_path, max_steps=1, beta=0.0),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    assert len(seen["translation"]) == 4
+    assert all("<|im_start|>" not in t and "[END]" not in t for t in seen["translation"])
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"chunk_size": 0}, "chunk_size"),
+        ({"prompt_format": "streaming"}, "prompt_format"),
+        ({"prompt_format": "paper"}, "chat"),
+        ({"latency_reward": "dal"}, "latency_reward"),
+        ({"latency_truncation": "clip"}, "latency_truncation"),
+        ({"num_generations": 1, "per_device_train_batch_size": 1}, "at least 2 generations"),
+        ({"latency_unit": "syllable"}, "latency_unit"),
+    ],
+)
+def test_config_validation(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        _config(tmp_path, **overrides)
+
+
+def test_dataset_without_source_column_is_rejected(tiny, tmp_path):
+    from datasets import Dataset
+
+    model, tokenizer = tiny
+    with pytest.raises(ValueError, match="source"):
+        SeqPOTrainer(
+            model=model,
+            args=_config(tmp_path),
+            processing_class=tokenizer,
+            train_dataset=Dataset.from_dict({"text": ["a"], "reference": ["b"]}),
+        )
+
+
+def test_three_rewards_are_rejected(tiny, dataset, tmp_path):
+    model, tokenizer = tiny
+    with pytest.raises(ValueError, match="exactly one quality reward"):
+        SeqPOTrainer(
+            model=model,
+            reward_funcs=["chrf", "bleu", "laal"],
+            args=_config(tmp_path),
+            train_dataset=dataset,
+            processing_class=tokenizer,
+        )

@@ -1,0 +1,84 @@
+"""The ``trl-seqpo`` command line.
+
+Each subcommand lives next to the code it drives and is registered here by ``"module:function"``; the module is
+imported only when its subcommand runs, so ``trl-seqpo --help`` does not import torch. A registered function has
+the signature ``add_parser(subparsers) -> None`` and sets ``func=`` on its parser through ``set_defaults``; the
+``func`` receives the parsed ``argparse.Namespace`` and returns an exit code (or ``None`` for 0).
+
+Mistakes a user can fix raise :class:`~trl_seqpo.errors.UserInputError`: they are printed as one line on stderr
+and the command exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from trl_seqpo import __version__
+from trl_seqpo.errors import MissingDependencyError, UserInputError
+
+# subcommand name -> (help, "module:add_parser")
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("run the synthetic-language demo end to end", "trl_seqpo.demo:add_parser"),
+    "subtitles": ("read, align and cut subtitle files into documents", "trl_seqpo.subtitles.cli:add_parser"),
+    "alpo": ("ALPO data pipeline: sample candidates, judge them, build pairs", "trl_seqpo.alpo_cli:add_parser"),
+    "evaluate": ("evaluate simultaneous or subtitle translation", "trl_seqpo.evaluate:add_parser"),
+}
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trl-seqpo",
+        description="SeqPO-SiMT and ALPO training utilities for Hugging Face TRL.",
+    )
+    parser.add_argument("--version", action="version", version=f"trl-seqpo {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    wanted = _requested_command(argv)
+    for name, (help_text, target) in COMMANDS.items():
+        if name == wanted:
+            module_name, func_name = target.split(":")
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name == module_name:
+                    raise UserInputError(f"'{name}' is not available in this version of trl-seqpo") from exc
+                raise
+            getattr(module, func_name)(subparsers)
+        else:
+            subparsers.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def _requested_command(argv: Sequence[str] | None) -> str | None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    for arg in args:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``trl-seqpo`` console script; returns the exit code."""
+    try:
+        parser = build_parser(argv)
+        args = parser.parse_args(argv)
+        if getattr(args, "func", None) is None:
+            parser.print_help(sys.stderr if args.command is None else sys.stdout)
+            return 2 if args.command is None else 0
+        code = args.func(args)
+        return 0 if code is None else int(code)
+    except UserInputError as exc:
+        print(f"trl-seqpo: error: {exc}", file=sys.stderr)
+        return 2
+    except MissingDependencyError as exc:
+        print(f"trl-seqpo: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("trl-seqpo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""transformers ``generate`` as a :class:`~trl_seqpo.rollout.engine.GenerationBackend`.
+
+Prompts of different lengths are left-padded into one batch (split into micro-batches of ``max_batch_size`` rows)
+and continued with a single ``model.generate`` call. Log-probabilities are recomputed from the raw logits that
+``generate`` returns, scaled by the sampling temperature, which is how TRL's GRPO scores the same tokens during
+training (``log_softmax(logits / temperature)``, before top-k/top-p filtering).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from trl_seqpo.rollout.engine import GenerationOutput, GenerationParams
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+class HFGenerationBackend:
+    """Batched, left-padded ``model.generate``.
+
+    Args:
+        model: A causal LM (already unwrapped from DDP/DeepSpeed by the caller when training).
+        tokenizer: Its tokenizer; only ``pad_token_id`` (falling back to ``eos_token_id``) is used.
+        max_batch_size: Rows per ``generate`` call; ``None`` puts every prompt in one call.
+
+    Example:
+        >>> backend = HFGenerationBackend(model, tokenizer)  # doctest: +SKIP
+        >>> backend.generate([[1, 2, 3]], GenerationParams(max_new_tokens=8, temperature=0))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        max_batch_size: int | None = None,
+    ) -> None:
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        if pad_id is None:
+            raise ValueError("The tokenizer has neither a pad_token_id nor an eos_token_id; set tokenizer.pad_token.")
+        if max_batch_size is not None and max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1 or None, got {max_batch_size}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.pad_token_id = int(pad_id)
+        self.max_batch_size = max_batch_size
+
+    def generate(self, prompts: list[list[int]], params: GenerationParams) -> list[GenerationOutput]:
+        if not prompts:
+            return []
+        if any(len(p) == 0 for p in prompts):
+            raise ValueError("Every prompt needs at least one token")
+        step = self.max_batch_size or len(prompts)
+        outputs: list[GenerationOutput] = []
+        for start in range(0, len(prompts), step):
+            outputs.extend(self._generate_batch(prompts[start : start + step], params))
+        return outputs
+
+    @torch.no_grad()
+    def _generate_batch(self, prompts: list[list[int]], params: GenerationParams) -> list[GenerationOutput]:
+        device = self.model.device
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((len(prompts), width), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, ids in enumerate(prompts):
+            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[row, width - len(ids) :] = 1
+        stop_ids = list(params.stop_token_ids)
+        generation_kwargs = {
+            "max_new_tokens": params.max_new_tokens,
+            "do_sample": not params.greedy,
+            "pad_token_id": self.pad_token_id,
+            # no stop id: let the budget end the row (an empty list is not accepted by generate)
+            "eos_token_id": stop_ids or None,
+            "return_dict_in_generate": True,
+            "output_logits": True,
+        }
+        if not params.greedy:
+            generation_kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or None)
+        else:
+            generation_kwargs.update(temperature=None, top_p=None, top_k=None)
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            result = self.model.generate(
+                input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), **generation_kwargs
+            )
+        finally:
+            self.model.train(was_training)
+        new_tokens = result.sequences[:, width:].cpu()
+        # logits: tuple of [batch, vocab] per generated position
+        temperature = 1.0 if params.greedy else params.temperature
+        logits = torch.stack(result.logits, dim=1).float() / temperature
+        token_logprobs = torch.log_softmax(logits, dim=-1).gather(-1, new_tokens.to(logits.device).unsqueeze(-1))
+        token_logprobs = token_logprobs.squeeze(-1).cpu()
+        stop_set = set(stop_ids)
+        outputs = []
+        for row in range(len(prompts)):
+            ids = new_tokens[row].tolist()
+            end, reason = len(ids), "length"
+            for pos, token in enumerate(ids):
+                if token in stop_set:
+                    end, reason = pos + 1, "stop"
+                    break
+            outputs.append(
+                GenerationOutput(
+                    token_ids=ids[:end], logprobs=token_logprobs[row, :end].tolist(), finish_reason=reason
+                )
+            )
+        return outputs

@@ -1,0 +1,153 @@
+"""Configuration of :class:`~trl_seqpo.trainer.seqpo_trainer.SeqPOTrainer` (SeqPO-SiMT, arXiv:2505.20622)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig
+
+_LATENCY_TRUNCATIONS = ("clamp_then_normalize", "paper", "none")
+
+
+@dataclass
+class SeqPOConfig(GRPOConfig):
+    r"""
+    Configuration of the [`SeqPOTrainer`]: every [`~trl.GRPOConfig`] option plus the SiMT environment and the fused
+    quality-latency reward of SeqPO-SiMT (Sec. 2, Eq. 2).
+
+    Parameters:
+        > Simultaneous environment (Sec. 2.1-2.2)
+
+        chunk_size (`int`, *optional*, defaults to `3`):
+            Source units (words, or characters for zh/ja/th) revealed per step, `m` in the paper.
+        prompt_format (`str`, *optional*, defaults to `"chat"`):
+            `"chat"`: chunks are user turns and outputs assistant turns, one sequence per trajectory trained in one
+            forward pass. `"paper"`: the Fig. 2 template re-rendered at every step (rollout/evaluation only for now).
+        src_lang / tgt_lang (`str`, *optional*, defaults to `"English"` / `"Chinese"`):
+            Language names shown in the prompt; they also choose the default units.
+        source_unit / latency_unit (`str` or `None`, *optional*):
+            `"word"` or `"char"` for the source chunks / the target delays (SimulEval's `--eval-latency-unit`).
+            `None` picks characters for zh/ja/th and words otherwise.
+        max_new_tokens_per_step (`int`, *optional*, defaults to `60`):
+            Token budget of one step (the paper's "max new tokens 60", Table 6).
+        max_steps_after_source (`int`, *optional*, defaults to `2`):
+            Extra steps a trajectory may take after the last chunk before it is cut.
+        system_prompt (`str` or `None`, *optional*):
+            Optional system message for the chat format.
+        source_column / reference_column (`str`, *optional*, defaults to `"source"` / `"reference"`):
+            Dataset columns holding the source sentence and its reference translation.
+
+        > Fused reward (Sec. 2.3, Eq. 2)
+
+        quality_reward (`str`, *optional*, defaults to `"comet"`):
+            Registered quality reward (`trl_seqpo.rewards.list_rewards()`), used when `reward_funcs` is not given.
+        quality_reward_kwargs (`dict`, *optional*):
+            Keyword arguments of the quality reward factory (e.g. `{"model": "Unbabel/wmt22-comet-da"}`).
+        latency_reward (`str`, *optional*, defaults to `"average_lagging"`):
+            `"average_lagging"` or `"laal"`.
+        latency_use_reference_length (`bool`, *optional*, defaults to `False`):
+            Compute AL with the reference length (SimulEval's default) instead of the hypothesis length.
+        fusion_lambda (`float`, *optional*, defaults to `2.0`):
+            `lambda` in `r = lambda * q - L`.
+        latency_truncation (`str`, *optional*, defaults to `"clamp_then_normalize"`):
+            `"clamp_then_normalize"`: raw latency clamped at `chunk_size` before group normalisation (our reading);
+            `"paper"`: the literal `max(m, normalised L)`; `"none"`: no truncation. See `docs/rewards.md`.
+
+    > [!NOTE]
+    > These parameters have default values different from [`~trl.GRPOConfig`]:
+    > - `num_generations`: `5` (the paper's B) instead of `8`.
+    > - `beta`: `0.02` (the paper's En->Zh value; use `0.1` for Zh->En) instead of `0.0`.
+    > - `temperature`: `1.0` (Table 6).
+    > - `max_completion_length`: `None`: the rollout bounds length through the per-step budget.
+    > - `multi_objective_aggregation` is left to TRL; SeqPO passes one fused reward function.
+    """
+
+    # Parameters whose default values are overridden from GRPOConfig
+    num_generations: int | None = field(
+        default=5,
+        metadata={"help": "Trajectories per source (B in SeqPO-SiMT, Sec. 3: B=5)."},
+    )
+    beta: float = field(
+        default=0.02,
+        metadata={"help": "Per-token KL coefficient (0.02 for En->Zh, 0.1 for Zh->En in the paper)."},
+    )
+    temperature: float = field(
+        default=1.0,
+        metadata={"help": "Sampling temperature of the rollout (Table 6: 1.0)."},
+    )
+    max_completion_length: int | None = field(
+        default=None,
+        metadata={"help": "Unused by SeqPO: steps are bounded by max_new_tokens_per_step and max_steps_after_source."},
+    )
+
+    # Simultaneous environment
+    chunk_size: int = field(default=3, metadata={"help": "Source units revealed per step (m in the paper)."})
+    prompt_format: str = field(
+        default="chat", metadata={"help": "'chat' (one sequence per trajectory) or 'paper' (Fig. 2 template)."}
+    )
+    src_lang: str = field(default="English", metadata={"help": "Source language name shown in the prompt."})
+    tgt_lang: str = field(default="Chinese", metadata={"help": "Target language name shown in the prompt."})
+    source_unit: str | None = field(
+        default=None, metadata={"help": "'word' or 'char' for source chunks; None picks from src_lang."}
+    )
+    latency_unit: str | None = field(
+        default=None, metadata={"help": "'word' or 'char' for target delays; None picks from tgt_lang."}
+    )
+    max_new_tokens_per_step: int = field(default=60, metadata={"help": "Token budget of one step (Table 6: 60)."})
+    max_steps_after_source: int = field(
+        default=2, metadata={"help": "Extra steps allowed after the last chunk before a trajectory is cut."}
+    )
+    system_prompt: str | None = field(default=None, metadata={"help": "Optional system message (chat format)."})
+    source_column: str = field(default="source", metadata={"help": "Dataset column with the source sentence."})
+    reference_column: str = field(
+        default="reference", metadata={"help": "Dataset column with the reference translation."}
+    )
+
+    # Fused reward
+    quality_reward: str = field(
+        default="comet", metadata={"help": "Registered quality reward used when reward_funcs is not given."}
+    )
+    quality_reward_kwargs: dict | str | None = field(
+        default=None, metadata={"help": "Keyword arguments of the quality reward factory."}
+    )
+    latency_reward: str = field(default="average_lagging", metadata={"help": "'average_lagging' or 'laal'."})
+    latency_use_reference_length: bool = field(
+        default=False, metadata={"help": "Use the reference length in AL (SimulEval's default)."}
+    )
+    fusion_lambda: float = field(default=2.0, metadata={"help": "lambda in r = lambda * q - L (Eq. 2)."})
+    latency_truncation: str = field(
+        default="clamp_then_normalize",
+        metadata={"help": "'clamp_then_normalize' (default), 'paper' (literal max(m, z)) or 'none'."},
+    )
+
+    _VALID_DICT_FIELDS = GRPOConfig._VALID_DICT_FIELDS + ["quality_reward_kwargs"]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1 source unit, got {self.chunk_size}")
+        if self.prompt_format not in ("chat", "paper"):
+            raise ValueError(f"prompt_format must be 'chat' or 'paper', got {self.prompt_format!r}")
+        if self.prompt_format == "paper":
+            raise ValueError(
+                "SeqPOTrainer trains the 'chat' format (one sequence per trajectory); the 'paper' format needs one "
+                "forward pass per step and is supported by the rollout and evaluation only. Use prompt_format='chat'."
+            )
+        for name in ("source_unit", "latency_unit"):
+            value = getattr(self, name)
+            if value not in (None, "word", "char"):
+                raise ValueError(f"{name} must be 'word', 'char' or None (pick from the language), got {value!r}")
+        if self.latency_reward not in ("average_lagging", "laal"):
+            raise ValueError(f"latency_reward must be 'average_lagging' or 'laal', got {self.latency_reward!r}")
+        if self.latency_truncation not in _LATENCY_TRUNCATIONS:
+            raise ValueError(
+                f"latency_truncation must be one of {_LATENCY_TRUNCATIONS}, got {self.latency_truncation!r}"
+            )
+        if self.fusion_lambda < 0:
+            raise ValueError(
+                f"fusion_lambda must be >= 0 (it weighs quality against latency), got {self.fusion_lambda}"
+            )
+        if self.max_new_tokens_per_step < 1:
+            raise ValueError(f"max_new_tokens_per_step must be >= 1, got {self.max_new_tokens_per_step}")
+        if self.max_steps_after_source < 0:
+            raise ValueError(f"max_steps_after_source must be >= 0, got {self.max_steps_after_source}")

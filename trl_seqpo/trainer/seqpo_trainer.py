@@ -1,0 +1,325 @@
+"""SeqPO-SiMT: simultaneous machine translation as a multi-step decision process, optimised with GRPO.
+
+Paper: Xu et al., "SeqPO-SiMT: Sequential Policy Optimization for Simultaneous Machine Translation" (arXiv:2505.20622).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate.utils import gather_object
+from datasets import Dataset, IterableDataset
+from trl import GRPOTrainer
+from trl.models.utils import unwrap_model_for_generation
+
+from trl_seqpo.rewards.fusion import fuse_rewards
+from trl_seqpo.rewards.registry import get_reward
+from trl_seqpo.rollout.hf import HFGenerationBackend
+from trl_seqpo.rollout.simultaneous import SimultaneousRollout, SimultaneousRolloutConfig, Trajectory
+from trl_seqpo.simt.latency import average_lagging, length_adaptive_average_lagging
+from trl_seqpo.trainer.seqpo_config import SeqPOConfig
+
+RewardFunc = str | Callable[..., list[float | None]]
+_LATENCY_REWARDS = ("average_lagging", "laal")
+
+
+class SeqPOTrainer(GRPOTrainer):
+    """GRPO over whole simultaneous-translation trajectories (SeqPO-SiMT, Alg. 1).
+
+    What it changes in :class:`~trl.GRPOTrainer`, through TRL's public hooks only:
+
+    * ``rollout_func``: a lockstep multi-step rollout (:class:`~trl_seqpo.rollout.SimultaneousRollout`) replaces
+      single-turn generation. Each trajectory is one sequence in the chat format; the tokens the environment inserts
+      (user turns carrying the next source chunk) are excluded from the loss and the KL through ``env_mask``.
+    * ``reward_funcs``: one fused reward ``r = lambda * q - L`` (Eq. 2) built from a quality reward and a latency
+      reward, both z-normalised within each group of ``num_generations`` trajectories, latency truncated at the chunk
+      size. Rewards are computed on the gathered batch so groups split across processes are normalised correctly.
+
+    Everything else (reference model and per-token KL with ``beta``, PEFT, DeepSpeed, vLLM weight sync, logging) is
+    GRPO's.
+
+    Args:
+        model: Model id/path or a loaded causal LM.
+        reward_funcs: ``None`` (use ``args.quality_reward`` and ``args.latency_reward``), or one or two rewards
+            (registry names or callables): the quality reward first, then optionally the latency reward.
+        args: :class:`SeqPOConfig`.
+        train_dataset: Rows with ``args.source_column`` and ``args.reference_column``; a ``prompt`` column is added.
+        eval_dataset: Same columns.
+        processing_class: Tokenizer (needs a chat template ending assistant turns with ``<|im_end|>`` or
+            the token TRL's chat templates use).
+        callbacks, optimizers, peft_config: As in :class:`~trl.GRPOTrainer`.
+
+    Example:
+        >>> trainer = SeqPOTrainer(model="Qwen/Qwen2.5-7B-Instruct", args=SeqPOConfig(chunk_size=3),
+        ...                        train_dataset=ds)  # doctest: +SKIP
+    """
+
+    _tag_names = ["trl", "grpo", "seqpo", "simultaneous-translation"]
+    _name = "SeqPO"
+    _paper = {
+        "title": "SeqPO-SiMT: Sequential Policy Optimization for Simultaneous Machine Translation",
+        "id": "2505.20622",
+        # docstyle-ignore
+        "citation": textwrap.dedent("""\
+            @article{xu2025seqposimt,
+                title        = {{SeqPO-SiMT: Sequential Policy Optimization for Simultaneous Machine Translation}},
+                author       = {Ting Xu and Zhichao Huang and Jiankai Sun and Shanbo Cheng and Wai Lam},
+                year         = 2025,
+                eprint       = {arXiv:2505.20622},
+            }"""),
+    }
+
+    def __init__(
+        self,
+        model: Any,
+        reward_funcs: RewardFunc | Sequence[RewardFunc] | None = None,
+        args: SeqPOConfig | None = None,
+        train_dataset: Dataset | IterableDataset | None = None,
+        eval_dataset: Dataset | IterableDataset | None = None,
+        processing_class: Any = None,
+        callbacks: list | None = None,
+        optimizers: tuple = (None, None),
+        peft_config: Any = None,
+    ) -> None:
+        if args is None:
+            name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "model")
+            args = SeqPOConfig(f"{str(name).split('/')[-1]}-SeqPO")
+        if not isinstance(args, SeqPOConfig):
+            raise TypeError(f"args must be a SeqPOConfig, got {type(args).__name__}")
+        quality, latency = _resolve_rewards(reward_funcs, args)
+        self.fused_reward = FusedSimultaneousReward(quality, latency, args)
+        super().__init__(
+            model=model,
+            reward_funcs=[self.fused_reward],
+            args=args,
+            train_dataset=_with_prompt_column(train_dataset, args, "train_dataset"),
+            eval_dataset=_with_prompt_column(eval_dataset, args, "eval_dataset"),
+            processing_class=processing_class,
+            callbacks=callbacks,
+            optimizers=optimizers,
+            peft_config=peft_config,
+            rollout_func=self._simultaneous_rollout,
+        )
+        self.fused_reward.trainer = self
+        self.rollout_config = SimultaneousRolloutConfig(
+            chunk_size=args.chunk_size,
+            src_lang=args.src_lang,
+            tgt_lang=args.tgt_lang,
+            source_unit=args.source_unit,
+            target_unit=args.latency_unit,
+            prompt_format=args.prompt_format,
+            max_new_tokens_per_step=args.max_new_tokens_per_step,
+            max_steps_after_source=args.max_steps_after_source,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            top_k=args.top_k or 0,
+            system_prompt=args.system_prompt,
+        )
+
+    # ------------------------------------------------------------------ rollout_func hook
+    def _simultaneous_rollout(self, prompts: list[Any], trainer: GRPOTrainer) -> dict[str, list]:
+        """``rollout_func`` of GRPO: one trajectory per incoming prompt (TRL already repeats each source B times)."""
+        sources = [_prompt_to_source(prompt) for prompt in prompts]
+        tokenizer = self.processing_class
+        if self.use_vllm:
+            from trl_seqpo.rollout.vllm import VLLMGenerationBackend
+
+            rollout = SimultaneousRollout(VLLMGenerationBackend.from_trainer(self), tokenizer, self.rollout_config)
+            trajectories = rollout.run(sources)
+        else:
+            with (
+                unwrap_model_for_generation(
+                    self.model_wrapped,
+                    self.accelerator,
+                    gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+                ) as unwrapped_model,
+                torch.no_grad(),
+            ):
+                rollout = SimultaneousRollout(
+                    HFGenerationBackend(unwrapped_model, tokenizer), tokenizer, self.rollout_config
+                )
+                trajectories = rollout.run(sources)
+        self._log_rollout_metrics(trajectories)
+        return {
+            "prompt_ids": [t.prompt_ids for t in trajectories],
+            "completion_ids": [t.completion_ids for t in trajectories],
+            "logprobs": [t.completion_logprobs for t in trajectories],
+            "env_mask": [t.env_mask for t in trajectories],
+            # forwarded to the reward functions as keyword arguments
+            "translation": [t.translation for t in trajectories],
+            "delays": [t.delays for t in trajectories],
+            "source_length": [t.source_length for t in trajectories],
+            "num_steps": [len(t.step_outputs) for t in trajectories],
+            "num_empty_steps": [t.num_empty_steps for t in trajectories],
+        }
+
+    def _log_rollout_metrics(self, trajectories: list[Trajectory]) -> None:
+        mode = "train" if self.model.training else "eval"
+        steps = sum(len(t.step_outputs) for t in trajectories)
+        empty = sum(t.num_empty_steps for t in trajectories)
+        stats = torch.tensor(
+            [
+                float(steps),
+                float(empty),
+                float(sum(t.finished_by == "budget" for t in trajectories)),
+                float(len(trajectories)),
+            ],
+            device=self.accelerator.device,
+        )
+        steps, empty, cut, count = self.accelerator.reduce(stats, reduction="sum").tolist()
+        self._metrics[mode]["simt/empty_step_fraction"].append(empty / max(steps, 1.0))
+        self._metrics[mode]["simt/steps_per_trajectory"].append(steps / max(count, 1.0))
+        self._metrics[mode]["simt/cut_by_budget_fraction"].append(cut / max(count, 1.0))
+
+
+class FusedSimultaneousReward:
+    """The fused SeqPO reward as one TRL reward function (Eq. 2): ``r = lambda * q - L``.
+
+    Quality ``q`` and latency ``L`` are computed per trajectory, gathered from every process (groups may span
+    processes), truncated and z-normalised within each group of ``num_generations`` by
+    :func:`trl_seqpo.rewards.fusion.fuse_rewards`, and the local slice is returned. A trajectory whose quality or
+    latency could not be scored gets ``None`` (TRL then gives it no advantage); it never stops training.
+
+    It also logs ``simt/quality``, ``simt/average_lagging``, ``simt/laal`` and ``simt/fused_reward``.
+    """
+
+    __name__ = "seqpo_fused"
+
+    def __init__(self, quality: Callable, latency: Callable, args: SeqPOConfig) -> None:
+        self.quality = quality
+        self.latency = latency
+        self.args = args
+        self.trainer: SeqPOTrainer | None = None
+
+    def __call__(self, prompts: list, completions: list, **kwargs: Any) -> list[float | None]:
+        quality = _safe_scores(self.quality, prompts, completions, kwargs)
+        latency = _safe_scores(self.latency, prompts, completions, kwargs)
+        all_quality = gather_object(quality)
+        all_latency = gather_object(latency)
+        group = self._group_size()
+        fused = fuse_rewards(
+            np.array([np.nan if q is None else q for q in all_quality], dtype=float),
+            np.array([np.nan if v is None else v for v in all_latency], dtype=float),
+            group_size=group,
+            lambda_=self.args.fusion_lambda,
+            chunk_size=self.args.chunk_size,
+            truncation=self.args.latency_truncation,
+        )
+        rank = self.trainer.accelerator.process_index if self.trainer is not None else 0
+        local = fused[rank * len(prompts) : (rank + 1) * len(prompts)]
+        self._log(all_quality, kwargs, fused)
+        return [None if not np.isfinite(value) else float(value) for value in local]
+
+    def _group_size(self) -> int:
+        if self.trainer is None:
+            return self.args.num_generations
+        mode = "train" if self.trainer.model.training else "eval"
+        return self.trainer.num_generations if mode == "train" else self.trainer.num_generations_eval
+
+    def _log(self, all_quality: list, kwargs: dict, fused: np.ndarray) -> None:
+        log_metric = kwargs.get("log_metric")
+        if log_metric is None:
+            return
+        delays = gather_object(list(kwargs.get("delays", [])))
+        lengths = gather_object(list(kwargs.get("source_length", [])))
+        references = gather_object(list(kwargs.get(self.args.reference_column, [None] * len(delays))))
+        al, laal = [], []
+        for delay, length, reference in zip(delays, lengths, references):
+            ref_len = _count_reference_units(reference, self.args)
+            al.append(average_lagging(delay, length))
+            laal.append(length_adaptive_average_lagging(delay, length, ref_len if ref_len else len(delay)))
+        scored = [q for q in all_quality if q is not None and np.isfinite(q)]
+        if scored:
+            log_metric("simt/quality", float(np.mean(scored)))
+        if al:
+            log_metric("simt/average_lagging", float(np.mean(al)))
+            log_metric("simt/laal", float(np.mean(laal)))
+        finite = fused[np.isfinite(fused)]
+        if finite.size:
+            log_metric("simt/fused_reward", float(finite.mean()))
+
+
+def _count_reference_units(reference: Any, args: SeqPOConfig) -> int:
+    from trl_seqpo.simt.chunking import count_units, default_unit
+
+    if not isinstance(reference, str):
+        return 0
+    return count_units(reference, args.latency_unit or default_unit(args.tgt_lang))
+
+
+def _safe_scores(reward: Callable, prompts: list, completions: list, kwargs: dict) -> list[float | None]:
+    """Call a reward; an exception or a wrong-length answer makes every row unscored instead of crashing training."""
+    import logging
+
+    try:
+        scores = list(reward(prompts=prompts, completions=completions, **kwargs))
+    except Exception as exc:  # noqa: BLE001 - a failing reward must never stop training
+        logging.getLogger(__name__).warning("reward %s failed: %s", getattr(reward, "__name__", reward), exc)
+        return [None] * len(prompts)
+    if len(scores) != len(prompts):
+        logging.getLogger(__name__).warning(
+            "reward %s returned %d values for %d rows; ignoring it for this batch",
+            getattr(reward, "__name__", reward),
+            len(scores),
+            len(prompts),
+        )
+        return [None] * len(prompts)
+    return [None if s is None or not np.isfinite(float(s)) else float(s) for s in scores]
+
+
+def _resolve_rewards(reward_funcs: RewardFunc | Sequence[RewardFunc] | None, args: SeqPOConfig) -> tuple:
+    quality_kwargs = dict(args.quality_reward_kwargs or {})
+    if reward_funcs is None:
+        funcs: list[RewardFunc] = [args.quality_reward]
+    elif isinstance(reward_funcs, str) or callable(reward_funcs):
+        funcs = [reward_funcs]
+    else:
+        funcs = list(reward_funcs)
+    if not 1 <= len(funcs) <= 2:
+        raise ValueError(
+            "SeqPOTrainer fuses exactly one quality reward and one latency reward: pass reward_funcs=[quality] or "
+            f"[quality, latency] (names or callables), got {len(funcs)} rewards"
+        )
+    if isinstance(funcs[0], str) and funcs[0] in _LATENCY_REWARDS:
+        raise ValueError(f"The first reward is the quality reward; {funcs[0]!r} is a latency reward")
+    quality = get_reward(funcs[0], **quality_kwargs) if isinstance(funcs[0], str) else funcs[0]
+    latency_name: RewardFunc = funcs[1] if len(funcs) == 2 else args.latency_reward
+    if isinstance(latency_name, str):
+        if latency_name not in _LATENCY_REWARDS:
+            raise ValueError(f"The latency reward must be one of {_LATENCY_REWARDS}, got {latency_name!r}")
+        latency_kwargs = {"use_reference_length": args.latency_use_reference_length}
+        latency = get_reward(latency_name, **(latency_kwargs if latency_name == "average_lagging" else {}))
+    else:
+        latency = latency_name
+    return quality, latency
+
+
+def _with_prompt_column(dataset: Dataset | IterableDataset | None, args: SeqPOConfig, name: str):
+    """GRPO reads a ``prompt`` column; SeqPO's prompt is the source sentence itself."""
+    if dataset is None:
+        return None
+    columns = dataset.column_names
+    if columns is not None:
+        missing = [c for c in (args.source_column, args.reference_column) if c not in columns]
+        if missing:
+            raise ValueError(
+                f"{name} lacks the column(s) {missing} (has {columns}); set SeqPOConfig.source_column / "
+                "reference_column to the names of the source and reference columns"
+            )
+        if isinstance(dataset, Dataset) and len(dataset) == 0:
+            raise ValueError(f"{name} is empty: SeqPO needs at least one (source, reference) row")
+    if columns is not None and "prompt" in columns:
+        return dataset
+    return dataset.map(lambda row: {"prompt": row[args.source_column]})
+
+
+def _prompt_to_source(prompt: Any) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict):
+        return str(prompt[-1].get("content", ""))
+    raise ValueError(f"SeqPOTrainer expects the prompt to be the source sentence, got {type(prompt).__name__}")
