@@ -1,0 +1,160 @@
+"""Bilingual alignment by time (ALPO App. A.2): extra, split, merged and dropped lines, shifted timings."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from trl_seqpo.subtitles.align import align_cues, is_cjk_language, join_texts
+from trl_seqpo.subtitles.io import Cue, read_subtitles
+
+DATA = Path(__file__).parent / "data" / "subtitles"
+
+# (source cue indices, target cue indices) of harbour.en.srt against harbour.zh.srt, written by hand.
+HARBOUR_GROUPS = [
+    ([0], [2]),
+    ([1], [3]),
+    ([2], [4]),
+    ([4, 5], [5]),  # two English lines merged into one Chinese line
+    ([6], [6, 7]),  # one English line split into two Chinese lines
+    ([7], [8]),
+    ([8], [9]),
+    ([9], [10]),
+    ([10], [11]),
+]
+
+
+def pairs(result):
+    return [(group.source_lines, group.target_lines) for group in result.groups]
+
+
+@pytest.fixture(scope="module")
+def english():
+    return read_subtitles(DATA / "harbour.en.srt")
+
+
+def test_harbour_pair(english):
+    chinese = read_subtitles(DATA / "harbour.zh.srt")
+    result = align_cues(english, chinese)
+    assert pairs(result) == HARBOUR_GROUPS
+    assert result.unmatched_target == [0, 1]  # disclaimer and episode title card before the dialogue
+    assert result.unmatched_source == [3]  # "Hm." was dropped by the translator, not glued to a neighbour
+    merged, split = result.groups[3], result.groups[4]
+    assert merged.source == "Sit down. Before you catch cold."
+    assert merged.target == "快坐下 别着凉了"
+    assert split.target == "你爸打了两次电话问你过节回不回家"  # Chinese cues joined without a space
+    assert split.source == "Your father called twice. He wants to know if you're coming home for the festival."
+    assert (split.start, split.end) == (75.0, 79.5)
+    assert [group.start for group in result.groups] == sorted(group.start for group in result.groups)
+
+
+def test_ass_target_with_override_tags(english):
+    chinese = read_subtitles(DATA / "harbour.zh.ass")
+    result = align_cues(english, chinese, target_lang="zh")
+    # The ASS file has one more event (a {\p1} drawing, index 4): every later index moves up by one.
+    shifted = [(src, [index + (index >= 4) for index in tgt]) for src, tgt in HARBOUR_GROUPS]
+    assert pairs(result) == shifted
+    assert result.skipped_target == [4]
+    assert result.groups[1].target == "渡轮在海湾中间抛锚了 我只好走完最后一英里"
+    assert result.groups[3].target == "快坐下 别着凉了"
+
+
+def test_swapping_sides_gives_the_same_groups(english):
+    chinese = read_subtitles(DATA / "harbour.zh.srt")
+    result = align_cues(chinese, english)  # zh -> en: now the source has the extra lines at the start
+    assert pairs(result) == [(tgt, src) for src, tgt in HARBOUR_GROUPS]
+    assert (result.unmatched_source, result.unmatched_target) == ([0, 1], [3])
+
+
+def dialogue(count, seed):
+    """A programme of `count` cues with natural lengths and pauses."""
+    rng = random.Random(seed)
+    cues, clock = [], 5.0
+    for index in range(count):
+        duration = rng.uniform(1.0, 4.0)
+        cues.append(Cue(index, round(clock, 3), round(clock + duration, 3), f"line {index}"))
+        clock += duration + rng.uniform(0.1, 1.5)
+    return cues
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_timings_off_by_up_to_0_6_seconds_still_pair_one_to_one(seed):
+    rng = random.Random(seed)
+    source = dialogue(300, seed)
+    target = []
+    for cue in source:
+        shift = rng.uniform(-0.6, 0.6)
+        target.append(Cue(cue.index, cue.start + shift, cue.end + rng.uniform(-0.6, 0.6), f"行 {cue.index}"))
+    result = align_cues(source, target)
+    assert pairs(result) == [([index], [index]) for index in range(300)]
+    assert result.unmatched_source == result.unmatched_target == []
+
+
+def test_many_extra_lines_at_the_start_do_not_shift_the_pairing():
+    # The paper's index window (2M around the same index, M = 3) cannot reach partners 40 lines away.
+    source = dialogue(60, seed=7)
+    offset = 40
+    intro = [Cue(i, 0.05 * i, 0.05 * i + 0.04, f"credit {i}") for i in range(offset)]  # opening song, credits
+    target = intro + [Cue(offset + c.index, c.start + 0.3, c.end + 0.3, f"行 {c.index}") for c in source[:57]]
+    result = align_cues(source, target)
+    assert pairs(result) == [([i], [offset + i]) for i in range(57)]
+    assert result.unmatched_target == list(range(offset))
+    assert result.unmatched_source == [57, 58, 59]
+
+
+def test_input_order_does_not_matter():
+    source = dialogue(50, seed=3)
+    target = [Cue(c.index, c.start + 0.2, c.end, f"行 {c.index}") for c in source]
+    shuffled = target[:]
+    random.Random(0).shuffle(shuffled)
+    assert pairs(align_cues(source, shuffled)) == pairs(align_cues(source, target))
+
+
+def test_max_start_diff_is_configurable():
+    source = [Cue(0, 10.0, 11.0, "Look out!")]
+    target = [Cue(0, 10.9, 12.5, "小心！")]  # starts 0.9 s late and barely overlaps: not the same line by default
+    result = align_cues(source, target)
+    assert (result.groups, result.unmatched_source, result.unmatched_target) == ([], [0], [0])
+    assert pairs(align_cues(source, target, max_start_diff=1.0)) == [([0], [0])]
+
+
+def test_late_start_but_same_span_is_grouped_by_overlap():
+    source = [Cue(0, 10.0, 14.0, "I've been waiting here since noon.")]
+    target = [Cue(0, 10.9, 14.0, "我从中午就在这儿等着了")]  # 0.9 s late, but the same line on screen
+    assert pairs(align_cues(source, target)) == [([0], [0])]
+
+
+def test_empty_inputs_and_bad_arguments():
+    assert align_cues([], []).groups == []
+    only = align_cues([Cue(0, 1.0, 2.0, "Hi.")], [])
+    assert (only.groups, only.unmatched_source) == ([], [0])
+    with pytest.raises(ValueError, match="max_start_diff"):
+        align_cues([], [], max_start_diff=-1)
+    with pytest.raises(ValueError, match="min_overlap"):
+        align_cues([], [], min_overlap=0)
+
+
+def test_text_joining_by_language():
+    assert is_cjk_language("zh") and is_cjk_language("zh-Hant") and is_cjk_language("ja_JP")
+    assert not is_cjk_language("en") and not is_cjk_language("ko") and not is_cjk_language(None)
+    assert join_texts(["Sit\ndown.", " ", "Now."]) == "Sit down. Now."
+    assert join_texts(["快坐下", "别着凉了"], "") == "快坐下别着凉了"
+    source = [Cue(0, 1.0, 4.0, "Wait."), Cue(1, 2.0, 3.5, "Please.")]
+    target = [Cue(0, 1.0, 4.0, "Warte bitte.")]
+    result = align_cues(source, target, source_lang="en", target_lang="de")
+    assert result.groups[0].source == "Wait. Please."
+
+
+def test_summary_lists_unmatched(english):
+    result = align_cues(english, read_subtitles(DATA / "harbour.zh.srt"))
+    assert result.summary() == "9 aligned groups; unmatched source cues: 1 (3); unmatched target cues: 2 (0, 1)"
+    assert result.groups[0].to_dict() == {
+        "source_lines": [0],
+        "target_lines": [2],
+        "source": "You're late again.",
+        "target": "你又迟到了",
+        "start": 62.0,
+        "end": 64.2,
+    }

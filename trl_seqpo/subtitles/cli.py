@@ -1,0 +1,292 @@
+"""``trl-seqpo subtitles``: align bilingual subtitle files and cut them into numbered-line documents.
+
+``trl-seqpo subtitles align SOURCE TARGET -o OUT.jsonl``
+    One programme: writes one JSON object per aligned group, in time order (see
+    :meth:`~trl_seqpo.subtitles.align.AlignedGroup.to_dict`), and prints a summary to stderr.
+``trl-seqpo subtitles align SRC_DIR TGT_DIR -o OUT_DIR`` / ``align DIR -o OUT_DIR --source-lang en --target-lang zh``
+    Many programmes: files are matched by their stem without the language suffix (``show.en.srt`` with
+    ``show.zh.srt``, or ``show.srt`` in both folders); each pair goes to ``OUT_DIR/<stem>.jsonl``. Outputs that
+    already exist are skipped, so a killed run resumes where it stopped.
+``trl-seqpo subtitles documents ALIGNED.jsonl [...] -o DOCS.jsonl --lines 35``
+    Documents of n lines per programme (``--format sft`` writes prompt/completion pairs for SFTTrainer instead).
+
+Every output is written to a temporary file and renamed, so a failed run leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from trl_seqpo.errors import UserInputError
+from trl_seqpo.subtitles.align import AlignmentResult, align_cues
+from trl_seqpo.subtitles.documents import make_documents, sft_examples
+from trl_seqpo.subtitles.io import atomic_output, read_subtitles
+
+SUBTITLE_EXTENSIONS = (".srt", ".ass", ".ssa", ".vtt", ".sub")
+_LANGUAGE_SUFFIX = re.compile(r"^[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``trl-seqpo subtitles`` with its ``align`` and ``documents`` actions."""
+    parser = subparsers.add_parser(
+        "subtitles",
+        help="read, align and cut subtitle files into documents",
+        description="Bilingual subtitle data for ALPO: align two subtitle files by time, build documents.",
+    )
+    parser.set_defaults(func=lambda args: _missing_action(parser))
+    actions = parser.add_subparsers(dest="subtitles_action", metavar="ACTION")
+
+    align = actions.add_parser(
+        "align",
+        help="pair the cues of a source and a target subtitle file by time (ALPO App. A.2)",
+        description="Align SOURCE and TARGET subtitle files (or folders of them) by cue start time.",
+    )
+    align.add_argument("source", type=Path, help="source subtitle file, or a folder of them")
+    align.add_argument(
+        "target",
+        type=Path,
+        nargs="?",
+        help="target subtitle file or folder; omit it when SOURCE is one folder holding STEM.SRC.ext and STEM.TGT.ext",
+    )
+    align.add_argument("-o", "--output", type=Path, required=True, help="output .jsonl (a folder in folder mode)")
+    align.add_argument(
+        "--max-start-diff", type=float, default=0.7, help="seconds; pair cues whose starts differ <= this"
+    )
+    align.add_argument("--min-overlap", type=float, default=0.5, help="overlap share for split/merged cues to join")
+    align.add_argument("--source-lang", help="source language code (file suffix in folder mode, e.g. 'en')")
+    align.add_argument("--target-lang", help="target language code (e.g. 'zh'); zh/ja texts are joined without spaces")
+    align.add_argument("--encoding", help="force this text encoding instead of detecting it")
+    align.add_argument("--fps", type=float, help="frame rate for MicroDVD files that do not state it")
+    align.add_argument("--overwrite", action="store_true", help="folder mode: redo programmes already aligned")
+    align.add_argument("--skip-bad", action="store_true", help="folder mode: report unreadable files and go on")
+    align.set_defaults(func=run_align)
+
+    documents = actions.add_parser(
+        "documents",
+        help="cut aligned programmes into numbered-line documents (ALPO Sec. 4.1)",
+        description="Cut aligned JSONL files (one programme each) into documents of --lines lines.",
+    )
+    documents.add_argument("inputs", type=Path, nargs="+", help="aligned .jsonl files, or folders of them")
+    documents.add_argument("-o", "--output", type=Path, required=True, help="output .jsonl")
+    documents.add_argument("--lines", type=int, default=35, help="lines per document (paper: 35)")
+    documents.add_argument("--context", type=int, default=0, help="untranslated context lines before and after")
+    documents.add_argument(
+        "--format",
+        choices=("documents", "sft"),
+        default="documents",
+        help="'documents': one Document per line; 'sft': prompt/completion pairs for TRL's SFTTrainer",
+    )
+    documents.add_argument("--source-lang", help="source language, needed for --format sft")
+    documents.add_argument("--target-lang", help="target language, needed for --format sft")
+    documents.set_defaults(func=run_documents)
+
+
+def run_align(args: argparse.Namespace) -> int:
+    """Align one pair of files, or every programme of one or two folders."""
+    if args.max_start_diff < 0:
+        raise UserInputError(f"--max-start-diff must be >= 0 seconds, got {args.max_start_diff}")
+    if not 0 < args.min_overlap <= 1:
+        raise UserInputError(f"--min-overlap must be in (0, 1], got {args.min_overlap}")
+    if args.source.is_dir():
+        return _align_folders(args)
+    if args.target is None:
+        raise UserInputError("give SOURCE and TARGET files (or a folder as SOURCE for folder mode)")
+    if args.target.is_dir():
+        raise UserInputError("is a folder but SOURCE is a file; give two files or two folders", path=str(args.target))
+    if args.output.is_dir():
+        raise UserInputError("is a folder; give an output .jsonl file", path=str(args.output))
+    result = _align_pair(args.source, args.target, args.output, args, args.source_lang, args.target_lang)
+    print(f"{args.source.name} + {args.target.name}: {result.summary()}", file=sys.stderr)
+    return 0
+
+
+def run_documents(args: argparse.Namespace) -> int:
+    """Build documents (or SFT examples) from aligned JSONL files."""
+    if args.lines < 1:
+        raise UserInputError(f"--lines must be >= 1, got {args.lines}")
+    if args.context < 0:
+        raise UserInputError(f"--context must be >= 0, got {args.context}")
+    if args.format == "sft" and not (args.source_lang and args.target_lang):
+        raise UserInputError("--format sft needs --source-lang and --target-lang (e.g. en zh)")
+    files: list[Path] = []
+    for path in args.inputs:
+        if path.is_dir():
+            found = sorted(path.glob("*.jsonl"))
+            if not found:
+                raise UserInputError("folder holds no .jsonl files", path=str(path))
+            files.extend(found)
+        elif not path.exists():
+            raise UserInputError("file not found", path=str(path))
+        else:
+            files.append(path)
+    all_documents = []
+    for path in files:
+        groups = _read_aligned(path)
+        try:
+            all_documents.extend(make_documents(groups, args.lines, args.context, doc_id_prefix=path.stem))
+        except ValueError as exc:
+            raise UserInputError(str(exc), path=str(path)) from exc
+    if args.format == "sft":
+        try:
+            records: list[dict[str, Any]] = sft_examples(all_documents, args.source_lang, args.target_lang)
+        except ValueError as exc:
+            raise UserInputError(f"{exc} (input has no 'target' field)") from exc
+    else:
+        records = [document.to_dict() for document in all_documents]
+    with atomic_output(args.output) as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    lines = sum(len(document.source_lines) for document in all_documents)
+    print(
+        f"wrote {len(records)} {'SFT examples' if args.format == 'sft' else 'documents'} ({lines} lines) "
+        f"from {len(files)} file(s) to {args.output}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def programme_key(path: Path, lang: str | None = None) -> tuple[str, str | None]:
+    """Split ``show.en.srt`` into ``("show", "en")``; ``show.srt`` gives ``("show", None)``.
+
+    Args:
+        path: A subtitle file.
+        lang: The language suffix expected; ``None`` accepts any suffix that looks like a language code.
+
+    Returns:
+        The programme stem and the language suffix found (or ``None``).
+    """
+    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    base, dot, suffix = stem.rpartition(".")
+    if dot and base and (suffix == lang if lang else _LANGUAGE_SUFFIX.match(suffix)):
+        return base, suffix
+    return stem, None
+
+
+def _missing_action(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def _align_pair(
+    source: Path,
+    target: Path,
+    output: Path,
+    args: argparse.Namespace,
+    source_lang: str | None,
+    target_lang: str | None,
+) -> AlignmentResult:
+    source_cues = read_subtitles(source, args.encoding, fps=args.fps)
+    target_cues = read_subtitles(target, args.encoding, fps=args.fps)
+    result = align_cues(
+        source_cues,
+        target_cues,
+        args.max_start_diff,
+        min_overlap=args.min_overlap,
+        source_lang=source_lang,
+        target_lang=target_lang,
+    )
+    with atomic_output(output) as handle:
+        for group in result.groups:
+            handle.write(json.dumps(group.to_dict(), ensure_ascii=False) + "\n")
+    return result
+
+
+def _subtitle_files(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.iterdir() if path.is_file() and path.suffix.lower() in SUBTITLE_EXTENSIONS)
+
+
+def _programmes(folder: Path, lang: str | None) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for path in _subtitle_files(folder):
+        stem, suffix = programme_key(path, lang)
+        if lang and suffix != lang:
+            continue
+        if stem in found:
+            raise UserInputError(
+                f"two files for programme {stem!r}: {found[stem].name} and {path.name}", path=str(folder)
+            )
+        found[stem] = path
+    return found
+
+
+def _align_folders(args: argparse.Namespace) -> int:
+    if args.target is None:
+        if not (args.source_lang and args.target_lang):
+            raise UserInputError(
+                "one folder needs --source-lang and --target-lang to pair STEM.SRC.ext with STEM.TGT.ext",
+                path=str(args.source),
+            )
+        sources, targets = _programmes(args.source, args.source_lang), _programmes(args.source, args.target_lang)
+    elif not args.target.is_dir():
+        raise UserInputError("SOURCE is a folder, so TARGET must be a folder too", path=str(args.target))
+    else:
+        sources, targets = _programmes(args.source, args.source_lang), _programmes(args.target, args.target_lang)
+    if args.output.exists() and not args.output.is_dir():
+        raise UserInputError(
+            "folder mode writes one .jsonl per programme; give an output folder", path=str(args.output)
+        )
+    paired = sorted(set(sources) & set(targets))
+    if not paired:
+        raise UserInputError("no programme has both a source and a target file", path=str(args.source))
+    done = skipped = failed = 0
+    totals = {"groups": 0, "unmatched_source": 0, "unmatched_target": 0}
+    for stem in tqdm(paired, desc="aligning", unit="programme", disable=None):
+        output = args.output / f"{stem}.jsonl"
+        if output.exists() and not args.overwrite:
+            skipped += 1
+            continue
+        _, source_lang = programme_key(sources[stem], args.source_lang)
+        _, target_lang = programme_key(targets[stem], args.target_lang)
+        try:
+            result = _align_pair(sources[stem], targets[stem], output, args, source_lang, target_lang)
+        except UserInputError as exc:
+            if not args.skip_bad:
+                raise
+            print(f"trl-seqpo: skipped: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        done += 1
+        totals["groups"] += len(result.groups)
+        totals["unmatched_source"] += len(result.unmatched_source)
+        totals["unmatched_target"] += len(result.unmatched_target)
+    alone = sorted(set(sources) ^ set(targets))
+    print(
+        f"aligned {done} programme(s), {skipped} already done, {failed} unreadable, {len(alone)} without a partner"
+        f"{' (' + ', '.join(alone[:8]) + (', ...' if len(alone) > 8 else '') + ')' if alone else ''}; "
+        f"{totals['groups']} groups; unmatched cues: source {totals['unmatched_source']}, "
+        f"target {totals['unmatched_target']}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _read_aligned(path: Path) -> list[dict[str, Any]]:
+    groups = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserInputError(
+            "not UTF-8 JSON lines; give the output of 'trl-seqpo subtitles align'", path=str(path)
+        ) from exc
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserInputError(f"not valid JSON ({exc.msg})", path=str(path), line=number) from exc
+        if not isinstance(record, dict) or not isinstance(record.get("source"), str):
+            raise UserInputError("expected an object with a string 'source' field", path=str(path), line=number)
+        if "target" in record and not isinstance(record["target"], str):
+            raise UserInputError("'target' must be a string", path=str(path), line=number)
+        groups.append(record)
+    if not groups:
+        raise UserInputError("no aligned groups in the file", path=str(path))
+    return groups

@@ -1,0 +1,379 @@
+"""Read and write subtitle files (SRT, ASS/SSA, WebVTT, MicroDVD) as plain :class:`Cue` lists.
+
+Parsing goes through pysubs2. pysubs2 is lenient: a timing line it cannot read silently becomes text of the
+previous cue, and a cue may end before it starts. ALPO's corpus construction (App. A.2) pairs cues by time, so
+a wrong time is worse than an error: before pysubs2 parses a text format, :func:`read_subtitles` scans the file
+for its timing lines and raises :class:`~trl_seqpo.errors.UserInputError` naming the file and line of the
+first problem.
+
+Encodings are detected in this order: a byte-order mark (UTF-8, UTF-16 LE/BE), UTF-16 without a BOM (from the
+NUL bytes), strict UTF-8, then the Chinese legacy encodings GB18030 (a superset of GBK) and Big5. When both
+Chinese encodings decode the bytes, the one whose text holds more common Chinese characters wins.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import pysubs2
+from pysubs2.formats import get_format_class
+
+from trl_seqpo.errors import UserInputError
+
+__all__ = ["Cue", "atomic_output", "decode_subtitle_bytes", "detect_format", "read_subtitles", "write_subtitles"]
+
+# ASS override block that draws a vector shape ({\p1} ... {\p0}): its "text" is drawing commands, not dialogue.
+_DRAWING = re.compile(r"\{[^}]*\\p[1-9][^}]*\}")
+_HTML_TAG = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>")
+_SPACES = re.compile(r"[ \t\u3000]+")
+_ASS_TIME = re.compile(r"^\s*(\d+):(\d{1,2}):(\d{1,2})(?:[.,](\d{1,3}))?\s*$")
+_SRT_TIME = r"\d{1,3}:\d{1,2}:\d{1,2}[,.]\d{1,3}"
+_VTT_TIME = r"(?:\d{1,4}:)?\d{2}:\d{2}\.\d{2,3}"
+_TIMING_LINE = {
+    "srt": re.compile(rf"^\s*{_SRT_TIME}\s*-->\s*{_SRT_TIME}(?:\s.*)?$"),
+    "vtt": re.compile(rf"^\s*{_VTT_TIME}\s*-->\s*{_VTT_TIME}(?:\s.*)?$"),
+}
+_MICRODVD_LINE = re.compile(r"^\s*\{\s*\d+\s*\}\s*\{\s*\d*\s*\}")
+_EXTENSION_FORMATS = {".srt": "srt", ".ass": "ass", ".ssa": "ssa", ".vtt": "vtt", ".sub": "microdvd"}
+# Frequent characters of written Chinese, simplified and traditional forms, to choose between GB18030 and Big5.
+_COMMON_HANZI = frozenset(
+    "的一是不了人我在有他这這个個们們中来來上大为為和国國地到以说說时時要就出会會也你对對生能而子那得于"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Cue:
+    """One subtitle cue.
+
+    Args:
+        index: 0-based position of the cue among the file's dialogue events, in the order the file lists them.
+        start: Start time in seconds.
+        end: End time in seconds (``end >= start``).
+        text: Plain text: markup and ASS override tags removed, line breaks normalised to ``"\\n"``, each line
+            stripped. Empty for cues with nothing to read (for example ASS vector drawings).
+        line: 1-based line number of the cue's timing line in the file, where known.
+    """
+
+    index: int
+    start: float
+    end: float
+    text: str
+    line: int | None = None
+
+    @property
+    def duration(self) -> float:
+        """``end - start`` in seconds."""
+        return self.end - self.start
+
+
+def read_subtitles(
+    path: str | os.PathLike[str], encoding: str | None = None, *, format: str | None = None, fps: float | None = None
+) -> list[Cue]:
+    """Read a subtitle file into cues (ALPO App. A.1: programmes come as timed subtitle files).
+
+    Args:
+        path: SRT, ASS/SSA, WebVTT or MicroDVD file (other formats pysubs2 knows are read without the line checks).
+        encoding: Text encoding; ``None`` detects it (see the module docstring).
+        format: pysubs2 format identifier (``"srt"``, ``"ass"``, ``"vtt"``, ``"microdvd"``, ...); ``None`` detects
+            it from the content.
+        fps: Frame rate, needed only for MicroDVD files that do not state it in their first cue.
+
+    Returns:
+        The dialogue cues (ASS ``Comment`` events dropped) in file order; ``cue.index == position``.
+
+    Raises:
+        UserInputError: The file is missing, empty, not text, not a subtitle file, or has a truncated block, a
+            timestamp that does not parse or a cue that ends before it starts (with the line number).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserInputError("file not found", path=str(path))
+    if path.is_dir():
+        raise UserInputError("is a directory, expected a subtitle file", path=str(path))
+    text = decode_subtitle_bytes(path.read_bytes(), path=str(path), encoding=encoding)
+    if not text.strip():
+        raise UserInputError("file is empty", path=str(path))
+    fmt = format or detect_format(text, path=str(path))
+    timing_lines = _check_timing_lines(text, fmt, str(path))
+    try:
+        subs = pysubs2.SSAFile.from_string(text, format_=fmt, fps=fps)
+    except pysubs2.exceptions.UnknownFPSError as exc:
+        raise UserInputError(
+            "MicroDVD file does not state its frame rate; pass fps= (CLI: --fps)", path=str(path)
+        ) from exc
+    except (pysubs2.exceptions.Pysubs2Error, ValueError) as exc:
+        raise UserInputError(f"not a readable {fmt} subtitle file ({exc})", path=str(path)) from exc
+    if timing_lines is not None and len(timing_lines) != len(subs.events):
+        timing_lines = None  # the scan and pysubs2 disagree on what a cue is: keep the cues, drop the line numbers
+    cues: list[Cue] = []
+    for position, event in enumerate(subs.events):
+        if event.is_comment:
+            continue
+        line = None if timing_lines is None else timing_lines[position]
+        if event.end < event.start:
+            raise UserInputError("cue ends before it starts", path=str(path), line=line)
+        cues.append(Cue(len(cues), event.start / 1000.0, event.end / 1000.0, _plain_text(event.text), line))
+    if not cues:
+        raise UserInputError(f"no subtitle cues found (read as {fmt})", path=str(path))
+    return cues
+
+
+def write_subtitles(
+    cues: Sequence[Cue], path: str | os.PathLike[str], format: str | None = None, *, fps: float | None = None
+) -> None:
+    """Write cues to a subtitle file, keeping their timing (to the millisecond; ASS keeps centiseconds).
+
+    The file is written to a temporary file next to ``path`` and renamed, so a failed write leaves no partial
+    file.
+
+    Args:
+        cues: Cues to write, in the order they should appear.
+        path: Output file; its extension picks the format when ``format`` is ``None``.
+        format: pysubs2 format identifier (``"srt"``, ``"ass"``, ``"vtt"``, ...).
+        fps: Frame rate, needed for MicroDVD.
+
+    Raises:
+        ValueError: The format cannot be told from ``path``; pass ``format=``.
+    """
+    path = Path(path)
+    fmt = format or _EXTENSION_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot tell the subtitle format from {path.name!r}; pass format='srt', 'ass' or 'vtt'")
+    subs = pysubs2.SSAFile()
+    for cue in cues:
+        event = pysubs2.SSAEvent(start=round(cue.start * 1000), end=round(cue.end * 1000))
+        event.plaintext = cue.text
+        subs.events.append(event)
+    content = subs.to_string(fmt, fps=fps)
+    with atomic_output(path) as handle:
+        handle.write(content)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str], encoding: str = "utf-8") -> Iterator[TextIO]:
+    """Open ``path`` for writing through a temporary file in the same folder, renamed over ``path`` on success.
+
+    If the block raises, the temporary file is removed and ``path`` is left as it was (absent or old), so a
+    failed or interrupted run never leaves a partial output file.
+
+    Args:
+        path: Final output path; its parent folder is created if needed.
+        encoding: Text encoding of the output.
+
+    Returns:
+        A context manager yielding a text handle.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding=encoding, newline="\n") as handle:
+            yield handle
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+
+
+def decode_subtitle_bytes(data: bytes, *, path: str = "<bytes>", encoding: str | None = None) -> str:
+    """Decode a subtitle file's bytes (BOM, UTF-16, UTF-8, then GB18030/Big5), normalising line ends to ``"\\n"``.
+
+    Args:
+        data: Raw file content.
+        path: File name used in error messages.
+        encoding: Force this encoding instead of detecting one.
+
+    Returns:
+        The text, without BOM, with ``"\\n"`` line ends.
+
+    Raises:
+        UserInputError: The bytes are not text in any of the tried encodings (or in ``encoding``).
+    """
+    if encoding is not None:
+        try:
+            text = data.decode(encoding)
+        except LookupError as exc:
+            raise UserInputError(f"unknown encoding {encoding!r}", path=path) from exc
+        except UnicodeDecodeError as exc:
+            raise UserInputError(f"not valid {encoding} text (byte {exc.start})", path=path) from exc
+        return _normalise_newlines(text.removeprefix("\ufeff"))
+    if data.startswith(b"\xef\xbb\xbf"):
+        candidates = ["utf-8-sig"]
+    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        candidates = ["utf-16"]
+    elif len(data) >= 4 and data[1:200:2].count(0) > 0.4 * len(data[1:200:2]) and 0 not in data[0:200:2]:
+        candidates = ["utf-16-le"]
+    elif len(data) >= 4 and data[0:200:2].count(0) > 0.4 * len(data[0:200:2]) and 0 not in data[1:200:2]:
+        candidates = ["utf-16-be"]
+    else:
+        candidates = ["utf-8"]
+    for name in candidates:
+        try:
+            return _check_text(_normalise_newlines(data.decode(name).removeprefix("\ufeff")), path)
+        except UnicodeDecodeError:
+            pass
+    if candidates != ["utf-8"]:
+        raise UserInputError(f"starts like {candidates[0]} but does not decode as it; pass --encoding", path=path)
+    decoded: list[str] = []
+    for name in ("gb18030", "big5"):
+        with contextlib.suppress(UnicodeDecodeError):
+            decoded.append(data.decode(name))
+    if not decoded:
+        raise UserInputError(
+            "cannot decode the file as UTF-8, UTF-16, GBK/GB18030 or Big5; pass --encoding (or convert it to UTF-8)",
+            path=path,
+        )
+    best = max(decoded, key=lambda text: sum(char in _COMMON_HANZI for char in text))
+    return _check_text(_normalise_newlines(best), path)
+
+
+def detect_format(text: str, *, path: str = "<text>") -> str:
+    """Tell the subtitle format from the content: ASS/SSA, WebVTT, SRT, MicroDVD, else pysubs2's guess.
+
+    Args:
+        text: Decoded file content.
+        path: File name used in error messages.
+
+    Returns:
+        A pysubs2 format identifier.
+
+    Raises:
+        UserInputError: The text is not a subtitle format pysubs2 can read.
+    """
+    head = text.lstrip()
+    if "[Script Info]" in text or "[Events]" in text or "[V4+ Styles]" in text:
+        return "ssa" if "[V4 Styles]" in text and "[V4+ Styles]" not in text else "ass"
+    if head.startswith("WEBVTT"):
+        return "vtt"
+    if "-->" in text:
+        return "srt"
+    if any(_MICRODVD_LINE.match(line) for line in head.splitlines()[:20]):
+        return "microdvd"
+    try:
+        return pysubs2.formats.autodetect_format(text)
+    except pysubs2.exceptions.FormatAutodetectionError as exc:
+        raise UserInputError(
+            "not a subtitle file (no SRT/WebVTT timing line, ASS [Events] section or MicroDVD frame found)", path=path
+        ) from exc
+
+
+def _check_text(text: str, path: str) -> str:
+    if "\x00" in text:
+        raise UserInputError("not a text file (contains NUL bytes); expected a subtitle file", path=path)
+    return text
+
+
+def _normalise_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _plain_text(ass_text: str) -> str:
+    if _DRAWING.search(ass_text):
+        return ""
+    text = pysubs2.SSAEvent(text=ass_text).plaintext
+    text = _HTML_TAG.sub("", text)
+    lines = (_SPACES.sub(" ", line).strip() for line in text.split("\n"))
+    return "\n".join(line for line in lines if line)
+
+
+def _check_timing_lines(text: str, fmt: str, path: str) -> list[int] | None:
+    """Validate every timing line and return their 1-based line numbers, one per pysubs2 event (or ``None``)."""
+    if fmt in ("srt", "vtt"):
+        return _check_srt_like(text, fmt, path)
+    if fmt in ("ass", "ssa"):
+        return _check_ass(text, path)
+    return None
+
+
+def _check_srt_like(text: str, fmt: str, path: str) -> list[int]:
+    format_class = get_format_class(fmt)
+    kind = "SRT" if fmt == "srt" else "WebVTT"
+    lines = text.split("\n")
+    timing_lines: list[int] = []
+    state = "between"  # "between" blocks, after a cue "index", after a "timing" line, inside the cue "text"
+    for number, line in enumerate(lines, start=1):
+        stripped = line.strip()
+        stamps = format_class.TIMESTAMP.findall(line)
+        if (len(stamps) == 2 or "-->" in line) and _TIMING_LINE[fmt].match(line) is None:
+            if not any(rest.strip() for rest in lines[number:]):
+                raise UserInputError(
+                    f"truncated {kind} block: the file ends inside a timing line", path=path, line=number
+                )
+            raise UserInputError(f"timestamp does not parse: {stripped!r}", path=path, line=number)
+        if len(stamps) == 2:
+            start, end = (format_class.timestamp_to_ms(stamp) for stamp in stamps)
+            if end < start:
+                raise UserInputError(f"cue ends before it starts ({stripped})", path=path, line=number)
+            timing_lines.append(number)
+            state = "timing"
+        elif state == "index":
+            if stripped:
+                raise UserInputError(
+                    f"expected a timing line 'HH:MM:SS,mmm --> HH:MM:SS,mmm' after the cue number, got {stripped!r}",
+                    path=path,
+                    line=number,
+                )
+            raise UserInputError("truncated SRT block: cue number without a timing line", path=path, line=number - 1)
+        elif not stripped:
+            state = "between" if state == "text" else state
+        elif state == "between" and fmt == "srt" and stripped.isdigit():
+            state = "index"
+        else:
+            state = "text"
+    if state == "index":
+        last = max(number for number, line in enumerate(lines, start=1) if line.strip())
+        raise UserInputError("truncated SRT block: the file ends after a cue number", path=path, line=last)
+    if state == "timing" and fmt == "srt":
+        raise UserInputError(
+            "truncated SRT block: the file ends after a timing line", path=path, line=timing_lines[-1]
+        )
+    if not timing_lines:
+        raise UserInputError(f"not a subtitle file: no {kind} timing line found", path=path)
+    return timing_lines
+
+
+def _check_ass(text: str, path: str) -> list[int]:
+    timing_lines: list[int] = []
+    fields = ["layer", "start", "end", "style", "name", "marginl", "marginr", "marginv", "effect", "text"]
+    in_events = False
+    for number, line in enumerate(text.split("\n"), start=1):
+        stripped = line.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            in_events = stripped.lower() == "[events]"
+        elif in_events and stripped.lower().startswith("format:"):
+            fields = [name.strip().lower() for name in stripped.split(":", 1)[1].split(",")]
+        elif in_events and stripped.startswith(("Dialogue:", "Comment:")):
+            if "start" not in fields or "end" not in fields:
+                raise UserInputError("the [Events] Format line has no Start/End field", path=path, line=number)
+            values = stripped.split(":", 1)[1].split(",", len(fields) - 1)
+            if len(values) < len(fields):
+                raise UserInputError(
+                    f"truncated event: {len(values)} of the {len(fields)} fields of the Format line",
+                    path=path,
+                    line=number,
+                )
+            start, end = (_ass_seconds(values[fields.index(key)], path, number) for key in ("start", "end"))
+            if end < start:
+                raise UserInputError("cue ends before it starts", path=path, line=number)
+            timing_lines.append(number)
+    if not timing_lines:
+        raise UserInputError("no Dialogue lines in the [Events] section", path=path)
+    return timing_lines
+
+
+def _ass_seconds(value: str, path: str, line: int) -> float:
+    match = _ASS_TIME.match(value)
+    if match is None:
+        raise UserInputError(
+            f"timestamp does not parse: {value.strip()!r} (expected H:MM:SS.cc)", path=path, line=line
+        )
+    hours, minutes, seconds, fraction = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + int(seconds) + (float(f"0.{fraction}") if fraction else 0.0)
