@@ -1,0 +1,114 @@
+"""Reward fusion of SeqPO-SiMT Eq. 2: group normalisation, latency truncation, lambda, missing rewards."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trl_seqpo.rewards.fusion import fuse_rewards, group_normalize, truncate_latency
+
+
+def test_group_normalize_zscores_each_group_separately():
+    values = np.array([[1.0, 2.0, 3.0], [10.0, 30.0, 20.0]])
+    z = group_normalize(values)
+    assert z.shape == (2, 3)
+    np.testing.assert_allclose(z.mean(axis=1), 0.0, atol=1e-12)
+    np.testing.assert_allclose(z.std(axis=1), 1.0)
+    np.testing.assert_allclose(z[0], [-np.sqrt(1.5), 0.0, np.sqrt(1.5)])
+    np.testing.assert_allclose(z[1], [-np.sqrt(1.5), np.sqrt(1.5), 0.0])
+
+
+def test_flat_input_respects_group_boundaries():
+    flat = [1.0, 2.0, 3.0, 100.0, 200.0, 300.0]
+    z = group_normalize(flat, group_size=3)
+    assert z.shape == (6,)
+    np.testing.assert_allclose(z[:3], z[3:])  # each group normalised with its own mean and std
+    np.testing.assert_allclose(z, group_normalize(np.reshape(flat, (2, 3))).ravel())
+    with pytest.raises(ValueError, match="cannot be split into groups"):
+        group_normalize(flat, group_size=4)
+    with pytest.raises(ValueError, match="need group_size"):
+        group_normalize(flat)
+
+
+def test_zero_variance_group_gives_zero_not_nan():
+    z = group_normalize([[0.7, 0.7, 0.7], [1.0, 2.0, 3.0]])
+    assert np.all(np.isfinite(z))
+    np.testing.assert_array_equal(z[0], 0.0)
+    r = fuse_rewards([0.5] * 4, [3.0] * 4, group_size=4, chunk_size=2)
+    np.testing.assert_array_equal(r, 0.0)
+
+
+def test_none_and_nan_members_are_ignored_in_statistics():
+    z = group_normalize([[1.0, None, 3.0], [np.nan, 5.0, np.nan]])
+    np.testing.assert_allclose(z[0, [0, 2]], [-1.0, 1.0])  # stats from the two valid members only
+    assert np.isnan(z[0, 1])
+    assert z[1, 1] == 0.0 and np.isnan(z[1, 0]) and np.isnan(z[1, 2])  # one valid member: zero variance
+    assert np.all(np.isnan(group_normalize([None, None], group_size=2)))
+
+
+def test_fused_reward_is_nan_where_either_score_is_missing():
+    quality = [0.9, 0.5, None, 0.7]
+    latency = [3.0, 4.0, 5.0, np.nan]
+    r = fuse_rewards(quality, latency, group_size=4, chunk_size=1, truncation="none")
+    assert np.isnan(r[2]) and np.isnan(r[3])
+    # The two remaining rows are normalised against each other only: q = (+1, -1), L = (-1, +1).
+    np.testing.assert_allclose(r[:2], [2 * 1 + 1, 2 * -1 - 1])
+
+
+def test_lambda_weights_quality_against_latency():
+    quality = [0.9, 0.6, 0.3]
+    latency = [6.0, 4.0, 2.0]  # better quality costs latency
+    q = group_normalize(quality, group_size=3)
+    latency_term = truncate_latency(latency, chunk_size=1, group_size=3)
+    for lam in (0.0, 0.5, 2.0, 5.0):
+        np.testing.assert_allclose(
+            fuse_rewards(quality, latency, 3, lambda_=lam, chunk_size=1), lam * q - latency_term
+        )
+    assert np.argmax(fuse_rewards(quality, latency, 3, lambda_=0.5, chunk_size=1)) == 2  # latency wins
+    assert np.argmax(fuse_rewards(quality, latency, 3, lambda_=2.0, chunk_size=1)) == 0  # quality wins (paper)
+    with pytest.raises(ValueError, match="lambda_"):
+        fuse_rewards(quality, latency, 3, lambda_=float("nan"), chunk_size=1)
+
+
+def test_clamp_then_normalize_removes_gains_below_chunk_size():
+    # Two junk trajectories drive AL below the chunk size m = 3 (even negative); honest ones are at 3.5 and 6.
+    latency = [-2.0, 1.0, 3.5, 6.0]
+    clamped = truncate_latency(latency, chunk_size=3, truncation="clamp_then_normalize", group_size=4)
+    assert clamped[0] == clamped[1]  # no reward for going below m
+    assert clamped[1] < clamped[2] < clamped[3]  # real differences above m survive
+    np.testing.assert_allclose(clamped, group_normalize([3.0, 3.0, 3.5, 6.0], group_size=4))
+    untruncated = truncate_latency(latency, chunk_size=3, truncation="none", group_size=4)
+    assert untruncated[0] < untruncated[1]  # without truncation junk output looks best
+
+
+def test_paper_truncation_is_literal_max_of_m_and_zscore():
+    latency = [[2.0, 4.0, 6.0, 8.0, 30.0]]
+    z = group_normalize(latency)
+    paper = truncate_latency(latency, chunk_size=2, truncation="paper")
+    np.testing.assert_allclose(paper, np.maximum(2, z))
+    np.testing.assert_array_equal(paper, 2.0)  # every z-score < 2 here: the latency term carries no signal
+    paper_m1 = truncate_latency(latency, chunk_size=1, truncation="paper")
+    assert paper_m1[0, -1] > 1.0 and np.all(paper_m1[0, :-1] == 1.0)
+
+
+def test_truncation_validation():
+    with pytest.raises(ValueError, match="truncation must be one of"):
+        truncate_latency([1.0, 2.0], chunk_size=2, truncation="clip", group_size=2)
+    for mode in ("clamp_then_normalize", "paper"):
+        with pytest.raises(ValueError, match="chunk_size must be a positive number"):
+            fuse_rewards([1.0, 2.0], [1.0, 2.0], group_size=2, chunk_size=None, truncation=mode)
+    np.testing.assert_allclose(
+        fuse_rewards([1.0, 2.0], [1.0, 2.0], group_size=2, truncation="none"), [-2.0 + 1.0, 2.0 - 1.0]
+    )
+    with pytest.raises(ValueError, match="same shape"):
+        fuse_rewards([1.0, 2.0], [1.0], group_size=2, chunk_size=1)
+
+
+def test_output_shape_follows_input_and_groups_do_not_mix():
+    quality = np.array([[0.1, 0.9], [0.5, 0.5]])
+    latency = np.array([[5.0, 5.0], [9.0, 3.0]])
+    r = fuse_rewards(quality, latency, group_size=None, chunk_size=3)
+    assert r.shape == (2, 2)
+    np.testing.assert_allclose(r[0], [-2.0, 2.0])  # latency tied: quality only
+    np.testing.assert_allclose(r[1], [-1.0, 1.0])  # quality tied: latency only
+    np.testing.assert_allclose(fuse_rewards(quality.ravel(), latency.ravel(), 2, chunk_size=3), r.ravel())

@@ -1,0 +1,164 @@
+r"""Fuse a quality and a latency score into one reward per trajectory (SeqPO-SiMT Sec. 2.3, Eq. 2).
+
+For the B trajectories sampled from one source (a *group*), with quality :math:`\hat q_i` and latency
+:math:`\hat L_i` (e.g. COMET and AL), the paper defines
+
+.. math::
+
+    q_i = \frac{\hat q_i - \mathrm{mean}(\hat q_{1..B})}{\mathrm{std}(\hat q_{1..B})}, \qquad
+    L_i = \max\Big(m,\ \frac{\hat L_i - \mathrm{mean}(\hat L_{1..B})}{\mathrm{std}(\hat L_{1..B})}\Big), \qquad
+    r_i = \lambda q_i - L_i \quad (\lambda = 2),
+
+where m is the chunk size in source units. Normalising puts quality and latency on one scale; truncating latency at m
+stops the policy from buying latency reward with junk output (the paper's ablation, Sec. 4.4 / Fig. 6, shows AL
+going negative without it).
+
+**Two readings of the truncation** (``truncation=``):
+
+- ``"clamp_then_normalize"`` (default, recommended): clamp the *raw* latency first, :math:`\tilde L_i =
+  \max(m, \hat L_i)`, then z-normalise :math:`\tilde L` in the group. A policy can never be faster than waiting for
+  one chunk, so latency below m can only come from over-generation; clamping removes that incentive while keeping
+  every real latency difference above m.
+- ``"paper"``: the formula as printed, :math:`\max(m, z_i)`. It compares a z-score (unit-free, within about
+  +-sqrt(B-1) for a group of B; +-2 for B = 5) with a count of source words, so for m >= 2 it is m for almost every
+  trajectory and the latency term becomes a constant that carries no signal; only quality is left to learn from.
+  Kept for reproducing the paper.
+- ``"none"``: no truncation (the paper's "w/o truncation" ablation).
+
+**Edge cases.** A group whose valid values are all equal (zero variance) normalises to 0, never NaN. ``None``/NaN
+members are left out of the group's mean and std, and their normalised value and fused reward are NaN (TRL treats
+NaN rewards as missing). The standard deviation is the population one (``ddof=0``).
+
+Shapes: scores are given either as ``[num_groups, B]`` arrays or flat ``[num_groups * B]`` with ``group_size=B``
+(TRL's layout: the B completions of a prompt are consecutive); outputs have the shape of the input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+
+Truncation = Literal["clamp_then_normalize", "paper", "none"]
+TRUNCATION_MODES: tuple[str, ...] = ("clamp_then_normalize", "paper", "none")
+
+ArrayLike = np.ndarray | Sequence[float | None] | Sequence[Sequence[float | None]]
+
+
+def _as_groups(values: ArrayLike, group_size: int | None) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Return ``values`` as a float ``[num_groups, B]`` array (``None`` -> NaN) and the original shape."""
+    array = np.array(values, dtype=np.float64)  # None becomes NaN
+    if array.ndim == 2:
+        if group_size is not None and group_size != array.shape[1]:
+            raise ValueError(f"group_size={group_size} does not match the [num_groups, B] shape {array.shape}.")
+        return array, array.shape
+    if array.ndim != 1:
+        raise ValueError(f"Scores must be 1-D (with group_size) or 2-D [num_groups, B], got shape {array.shape}.")
+    if group_size is None:
+        raise ValueError("Flat scores need group_size (the number of generations per prompt, B).")
+    if group_size < 1 or array.size % group_size != 0:
+        raise ValueError(f"{array.size} scores cannot be split into groups of group_size={group_size}.")
+    return array.reshape(-1, group_size), array.shape
+
+
+def group_normalize(values: ArrayLike, group_size: int | None = None, eps: float = 1e-8) -> np.ndarray:
+    r"""Z-normalise scores within each group: :math:`(x_i - \mathrm{mean}) / \mathrm{std}` (Eq. 2).
+
+    Args:
+        values: ``[num_groups, B]`` scores, or flat ``[num_groups * B]`` with ``group_size``; ``None``/NaN allowed.
+        group_size: B, for flat input.
+        eps: A group whose std is <= ``eps`` (all valid values equal) normalises to 0.
+
+    Returns:
+        Float array with the shape of ``values``; NaN where the input was ``None``/NaN.
+
+    Example:
+        >>> group_normalize([1.0, 2.0, 3.0, 5.0, 5.0, None], group_size=3).round(3).tolist()
+        [-1.225, 0.0, 1.225, 0.0, 0.0, nan]
+    """
+    groups, shape = _as_groups(values, group_size)
+    valid = ~np.isnan(groups)
+    count = valid.sum(axis=1, keepdims=True)
+    filled = np.where(valid, groups, 0.0)
+    mean = filled.sum(axis=1, keepdims=True) / np.maximum(count, 1)
+    centred = np.where(valid, groups - mean, 0.0)
+    std = np.sqrt((centred**2).sum(axis=1, keepdims=True) / np.maximum(count, 1))
+    safe_std = np.where(std > eps, std, 1.0)
+    normalized = np.where(std > eps, centred / safe_std, 0.0)
+    return np.where(valid, normalized, np.nan).reshape(shape)
+
+
+def truncate_latency(
+    latency: ArrayLike,
+    chunk_size: float | None,
+    truncation: Truncation = "clamp_then_normalize",
+    group_size: int | None = None,
+    eps: float = 1e-8,
+) -> np.ndarray:
+    r"""Normalised, truncated latency :math:`L_i` of Eq. 2 under one of the truncation readings.
+
+    Args:
+        latency: Raw latencies :math:`\hat L` (e.g. AL in source units), ``[num_groups, B]`` or flat.
+        chunk_size: m, in source units; required unless ``truncation="none"``.
+        truncation: ``"clamp_then_normalize"`` (:math:`z(\max(m, \hat L))`), ``"paper"`` (:math:`\max(m, z(\hat L))`)
+            or ``"none"`` (:math:`z(\hat L)`). See the module docstring for why the default is not the literal one.
+        group_size: B, for flat input.
+        eps: Zero-variance threshold of :func:`group_normalize`.
+
+    Returns:
+        Float array with the shape of ``latency``; NaN where the input was ``None``/NaN.
+    """
+    if truncation not in TRUNCATION_MODES:
+        raise ValueError(f"truncation must be one of {', '.join(TRUNCATION_MODES)}; got {truncation!r}.")
+    if truncation == "none":
+        return group_normalize(latency, group_size, eps)
+    if chunk_size is None or not np.isfinite(chunk_size) or chunk_size <= 0:
+        raise ValueError(f"chunk_size must be a positive number for truncation={truncation!r}, got {chunk_size!r}.")
+    raw = np.array(latency, dtype=np.float64)
+    if truncation == "clamp_then_normalize":
+        return group_normalize(np.maximum(raw, chunk_size), group_size, eps)  # np.maximum keeps NaN as NaN
+    return np.maximum(group_normalize(raw, group_size, eps), chunk_size)
+
+
+def fuse_rewards(
+    quality: ArrayLike,
+    latency: ArrayLike,
+    group_size: int | None,
+    lambda_: float = 2.0,
+    chunk_size: float | None = None,
+    truncation: Truncation = "clamp_then_normalize",
+    eps: float = 1e-8,
+) -> np.ndarray:
+    r"""SeqPO-SiMT's fused reward :math:`r_i = \lambda q_i - L_i` (Sec. 2.3, Eq. 2).
+
+    Args:
+        quality: Raw quality :math:`\hat q` (higher is better, e.g. COMET), ``[num_groups, B]`` or flat.
+        latency: Raw latency :math:`\hat L` (lower is better, e.g. AL), same shape as ``quality``.
+        group_size: B, the trajectories per source (``num_generations``); may be ``None`` for 2-D input.
+        lambda_: :math:`\lambda`, the weight of quality against latency (paper: 2).
+        chunk_size: m, the chunk size in source units; required unless ``truncation="none"``.
+        truncation: ``"clamp_then_normalize"`` (default), ``"paper"`` or ``"none"``; see :func:`truncate_latency`.
+        eps: Zero-variance threshold of :func:`group_normalize`.
+
+    Returns:
+        Float array with the shape of ``quality``; NaN for a row whose quality or latency is ``None``/NaN (such a
+        row is left out of both the quality and the latency statistics of its group).
+
+    Example:
+        >>> fuse_rewards([0.8, 0.6], [3.0, 5.0], group_size=2, chunk_size=2).round(6).tolist()
+        [3.0, -3.0]
+    """
+    if not np.isfinite(lambda_):
+        raise ValueError(f"lambda_ must be a finite number, got {lambda_!r}.")
+    quality_array = np.array(quality, dtype=np.float64)
+    latency_array = np.array(latency, dtype=np.float64)
+    if quality_array.shape != latency_array.shape:
+        raise ValueError(f"quality {quality_array.shape} and latency {latency_array.shape} must have the same shape.")
+    # A row missing either score is missing from both groups' statistics, so the two terms see the same rows.
+    missing = np.isnan(quality_array) | np.isnan(latency_array)
+    quality_array[missing] = np.nan
+    latency_array[missing] = np.nan
+    q = group_normalize(quality_array, group_size, eps)
+    latency_term = truncate_latency(latency_array, chunk_size, truncation, group_size, eps)
+    return lambda_ * q - latency_term
