@@ -52,7 +52,7 @@ def test_documents_and_sft_from_aligned(tmp_path, capsys):
     args = ["subtitles", "documents", str(aligned), "-o", str(sft), "--format", "sft"]
     assert main([*args, "--source-lang", "en", "--target-lang", "zh"]) == 0
     examples = read_jsonl(sft)
-    assert len(examples) == 1 and examples[0]["completion"].startswith("1. 你又迟到了\n2. 渡轮")
+    assert len(examples) == 1 and examples[0]["completion"].startswith("1.你又迟到了\n2.渡轮")
     assert "wrote 1 SFT examples (9 lines)" in capsys.readouterr().err
     assert main(args) == 2
     assert "--source-lang" in capsys.readouterr().err

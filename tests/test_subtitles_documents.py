@@ -46,8 +46,8 @@ def test_make_documents_accepts_groups_dicts_and_plain_lines():
 
 
 def test_numbered_lines():
-    assert render_numbered_lines(["Hi.", "Two\nlines"]) == "1. Hi.\n2. Two lines\n"
-    assert render_numbered_lines(["x"], start=7) == "7. x\n"
+    assert render_numbered_lines(["Hi.", "Two\nlines"]) == "1.Hi.\n2.Two lines\n"
+    assert render_numbered_lines(["x"], start=7) == "7.x\n"
     assert render_numbered_lines([]) == ""
 
 
@@ -56,7 +56,7 @@ def test_document_prompt_layout():
     prompt = render_document_prompt(doc, "en", "zh")
     assert "2 numbered lines of English" in prompt and "into Chinese" in prompt
     assert prompt.endswith(
-        "\nOriginal text:\n1. In this rain?\n2. Sit down. Before you catch cold.\n"
+        "\nOriginal text:\n1.In this rain?\n2.Sit down. Before you catch cold.\n"
         + ("\nLater lines (context only, do not translate):\n- I haven't decided.\n\nTranslation:\n")
     )
     assert "\nEarlier lines (context only, do not translate):\n- You're late again.\n" in prompt
@@ -71,10 +71,10 @@ def test_line_prompts_are_prefixes_of_the_sft_sequence():
     full = example["prompt"] + example["completion"]
     for i in range(len(SOURCE)):
         prompt = render_line_prompt(doc, TARGET[:i], "en", "zh")
-        assert prompt == render_document_prompt(doc, "en", "zh") + render_numbered_lines(TARGET[:i]) + f"{i + 1}. "
+        assert prompt == render_document_prompt(doc, "en", "zh") + render_numbered_lines(TARGET[:i]) + f"{i + 1}."
         assert full.startswith(prompt)
         assert full[len(prompt) :].startswith(TARGET[i] + "\n")
-    assert example["completion"] == "".join(f"{i + 1}. {line}\n" for i, line in enumerate(TARGET))
+    assert example["completion"] == "".join(f"{i + 1}.{line}\n" for i, line in enumerate(TARGET))
     # the model's own lines parse back to what it wrote
     assert parse_numbered_output(example["completion"], 5).lines == TARGET
     with pytest.raises(ValueError, match="prefix"):

@@ -10,7 +10,7 @@ with the numbered translations, one per line::
 
 ALPO's segment-wise sampling (Alg. 1) asks for line ``i`` given the chosen translations of lines ``< i``; that
 prompt is ``render_line_prompt(doc, prefix, ...)``, which is exactly ``render_document_prompt(doc, ...) +
-render_numbered_lines(prefix) + f"{i + 1}. "``, a prefix of the full SFT sequence, so the SFT model's format and
+render_numbered_lines(prefix) + line_marker(i + 1)``, a prefix of the full SFT sequence, so the SFT model's format and
 the line-level prompts agree token for token.
 """
 
@@ -173,21 +173,24 @@ def make_documents(
 
 
 def line_marker(number: int) -> str:
-    """The text that opens line ``number`` in prompts and answers: ``"12. "`` (App. F.1 writes ``"12."``).
+    """The text that opens line ``number`` in prompts and answers: ``"12."``, as ALPO App. F.1 writes it.
 
-    Every numbered line is rendered through this function, so the format is defined in one place.
+    Every numbered line is rendered through this function, so the format is defined in one place. There is no
+    space after the dot on purpose: a line prompt ends with this marker, and byte-level BPE tokenizers glue a
+    trailing space to the next word (``" text"``), so a prompt ending in ``"12. "`` would not be a token prefix of
+    the trained sequence ``"12. text"``; ``"12."`` + ``"text"`` tokenizes the same alone and joined.
 
     Args:
         number: 1-based line number.
 
     Returns:
-        ``f"{number}. "``.
+        ``f"{number}."``.
     """
-    return f"{number}. "
+    return f"{number}."
 
 
 def render_numbered_lines(lines: Sequence[str], start: int = 1) -> str:
-    """Number lines the way the model reads and writes them: ``"1. text\\n2. text\\n"`` (ALPO App. F.1).
+    """Number lines the way the model reads and writes them: ``"1.text\\n2.text\\n"`` (ALPO App. F.1).
 
     Line breaks inside a line are replaced by spaces, so line ``i`` is always exactly one output line.
 
@@ -206,7 +209,7 @@ def render_numbered_lines(lines: Sequence[str], start: int = 1) -> str:
 
 
 def render_document_prompt(document: Document, src_lang: str, tgt_lang: str) -> str:
-    """The instruction, the context and the numbered source lines, ending where the model writes ``"1. "``.
+    """The instruction, the context and the numbered source lines, ending where the model writes ``"1."``.
 
     The instruction restates App. F.1's three requirements in our own words (colloquial, vivid, same numbered
     lines without merging); the one-shot example the paper adds for API models is left out.
@@ -246,7 +249,7 @@ def render_line_prompt(document: Document, prefix: Sequence[str], src_lang: str,
         tgt_lang: Target language code or name.
 
     Returns:
-        ``render_document_prompt(document) + render_numbered_lines(prefix) + f"{i}. "``; the model then writes line
+        ``render_document_prompt(document) + render_numbered_lines(prefix) + line_marker(i)``; the model then writes line
         ``i`` followed by ``"\\n"``.
 
     Raises:
