@@ -195,3 +195,21 @@ def test_generation_params_validation():
         GenerationParams(max_new_tokens=0)
     with pytest.raises(ValueError, match="chunk_size"):
         SimultaneousRolloutConfig(chunk_size=0)
+
+
+def test_hf_backend_without_stop_tokens_runs_to_the_budget(model, tokenizer):
+    backend = HFGenerationBackend(model, tokenizer)
+    outputs = backend.generate([[5, 6, 7], [8]], GenerationParams(max_new_tokens=5, temperature=0))
+    assert [len(o.token_ids) for o in outputs] == [5, 5]
+    assert all(o.finish_reason == "length" and len(o.logprobs) == 5 for o in outputs)
+
+
+def test_hf_backend_left_padding_matches_one_prompt_at_a_time(model, tokenizer):
+    backend = HFGenerationBackend(model, tokenizer)
+    params = GenerationParams(max_new_tokens=6, temperature=0, stop_token_ids=(tokenizer.eos_token_id,))
+    prompts = [[5, 6, 7, 8, 9], [10], [11, 12]]
+    batched = backend.generate(prompts, params)
+    for prompt, output in zip(prompts, batched):
+        (single,) = backend.generate([prompt], params)
+        assert single.token_ids == output.token_ids
+        torch.testing.assert_close(torch.tensor(single.logprobs), torch.tensor(output.logprobs), atol=1e-4, rtol=0)

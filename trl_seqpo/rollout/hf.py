@@ -72,7 +72,6 @@ class HFGenerationBackend:
             "max_new_tokens": params.max_new_tokens,
             "do_sample": not params.greedy,
             "pad_token_id": self.pad_token_id,
-            # no stop id: let the budget end the row (an empty list is not accepted by generate)
             "eos_token_id": stop_ids or None,
             "return_dict_in_generate": True,
             "output_logits": True,
@@ -81,6 +80,9 @@ class HFGenerationBackend:
             generation_kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or None)
         else:
             generation_kwargs.update(temperature=None, top_p=None, top_k=None)
+        if not stop_ids:
+            # no stop token: the budget ends every row (otherwise generate falls back to the model's own eos ids)
+            generation_kwargs["min_new_tokens"] = params.max_new_tokens
         if params.seed is not None:
             torch.manual_seed(params.seed)
         was_training = self.model.training
