@@ -1,0 +1,545 @@
+"""Build ALPO's line-level preference pairs from judged candidates (ALPO paper Sec. 3.3-3.4, Eq. 2-6).
+
+Input: the JSONL the sampler and judge write, one object per (document, unit) where a unit is one line or a run of
+lines forming a sentence (a *segment*, as in the authors' code)::
+
+    {"doc_id": str, "unit_index": int, "line_ids": [int], "source": str, "reference": str | null,
+     "document_prompt": str, "prefix": [str], "judge_failed": bool,
+     "candidates": [{"text": str, "origin": "policy" | "reference", "score": float | null}]}
+
+Output: one row per kept unit and prefix-mixing stage with ``prompt``, ``chosen``, ``rejected``, ``weight``
+(``w(s_i)``, Eq. 2-3), ``beta_scale`` (``gap_i / max_j gap_j``, Eq. 5) and bookkeeping columns.
+
+What follows the authors' public code (``CcQunResearch/ALPO``, ``MainPipeline/alpo_utils.py`` and
+``MainPipeline/[6]construct_alpo_dataset.py``) where the paper is silent:
+
+- gate: a unit is kept when it has more than 3 distinct candidates, a score spread ``max - min`` above 5 and a
+  positive gap between chosen and rejected;
+- chosen: random among the 3 best (ties: the shorter text ranks higher), seeded; rejected: the third-lowest (ties:
+  the shorter text ranks lower), or the lowest other candidate if that is the chosen one;
+- ``weight = n_candidates / sum of n_candidates over the document``, 0 for gated units; ``beta_scale = gap / max gap``
+  over the kept units of the document;
+- prefix mixing in 5 stages with ``lambda`` from 0.2 to 0.6: every kept unit is written once per stage, its previous
+  lines being the chosen translation with probability ``lambda`` and a random candidate otherwise;
+- a candidate completion is its text followed by ``"\\n"``; the trainer adds EOS only after a document's last unit.
+
+Prompts and completions use :func:`trl_seqpo.subtitles.documents.render_numbered_lines` and ``line_marker``, so a
+row's prompt + chosen is exactly the text of the SFT format (``"1.text\\n2.text\\n"``, App. F.1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trl_seqpo.errors import UserInputError
+from trl_seqpo.subtitles.documents import line_marker, render_numbered_lines
+
+if TYPE_CHECKING:  # pragma: no cover
+    from datasets import Dataset
+
+logger = logging.getLogger(__name__)
+
+GATE_REASONS: tuple[str, ...] = (
+    "judge_failed",
+    "missing_scores",
+    "too_few_candidates",
+    "small_spread",
+    "non_positive_gap",
+)
+CHOSEN_STRATEGIES: tuple[str, ...] = ("top_k", "best")
+WEIGHT_DENOMINATORS: tuple[str, ...] = ("all", "kept")
+STATS_KEY = "alpo_pair_stats"
+_REQUIRED_KEYS: tuple[str, ...] = ("doc_id", "unit_index", "line_ids", "document_prompt", "prefix", "candidates")
+
+
+@dataclass
+class PairSettings:
+    """How units are gated, paired, weighted and prefixed. Defaults follow Sec. 3.3-3.4 and the authors' code.
+
+    Args:
+        min_candidates: A unit needs *more* than this many distinct candidates (paper: ``|T_i| <= 3`` is gated).
+        min_score_spread: A unit needs a score spread ``max - min`` *above* this (paper: ``<= 5`` is gated).
+        chosen_strategy: ``"top_k"``: chosen drawn at random among the ``chosen_top_k`` best (Sec. 3.4);
+            ``"best"``: always the best.
+        chosen_top_k: How many of the best candidates the chosen one is drawn from.
+        rejected_rank: Rank from the bottom of the rejected candidate (3 = third-lowest, Sec. 3.4).
+        weight_denominator: ``"all"``: ``n_i / sum_j n_j`` over every unit of the document (Eq. 3, authors' code);
+            ``"kept"``: over the kept units only, so each document's weights sum to 1.
+        prefix_mix_start: ``lambda`` of the first stage (Eq. 6).
+        prefix_mix_end: ``lambda`` of the last stage.
+        prefix_mix_stages: Number of stages; ``0`` is continuous (one row per unit, ``lambda`` rising linearly with
+            the row's position in a seeded training order).
+        seed: Seed of every random choice (chosen candidate, prefix mixing, continuous order).
+    """
+
+    min_candidates: int = 3
+    min_score_spread: float = 5.0
+    chosen_strategy: str = "top_k"
+    chosen_top_k: int = 3
+    rejected_rank: int = 3
+    weight_denominator: str = "all"
+    prefix_mix_start: float = 0.2
+    prefix_mix_end: float = 0.6
+    prefix_mix_stages: int = 5
+    seed: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.chosen_strategy not in CHOSEN_STRATEGIES:
+            raise ValueError(f"chosen_strategy must be one of {CHOSEN_STRATEGIES}, got {self.chosen_strategy!r}")
+        if self.weight_denominator not in WEIGHT_DENOMINATORS:
+            raise ValueError(
+                f"weight_denominator must be one of {WEIGHT_DENOMINATORS}, got {self.weight_denominator!r}"
+            )
+        if self.chosen_top_k < 1 or self.rejected_rank < 1:
+            raise ValueError("chosen_top_k and rejected_rank are ranks: set them to 1 or more")
+        if self.prefix_mix_stages < 0:
+            raise ValueError("prefix_mix_stages must be >= 1 (stages) or 0 (continuous)")
+        for name in ("prefix_mix_start", "prefix_mix_end"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} is a probability; set it in [0, 1], got {getattr(self, name)}")
+
+    def stage_lambdas(self) -> list[float]:
+        """``lambda`` of each stage: evenly spaced from start to end (a single stage uses ``prefix_mix_end``)."""
+        if self.prefix_mix_stages <= 1:
+            return [self.prefix_mix_end]
+        step = (self.prefix_mix_end - self.prefix_mix_start) / (self.prefix_mix_stages - 1)
+        return [self.prefix_mix_start + step * i for i in range(self.prefix_mix_stages)]
+
+
+@dataclass
+class PairStats:
+    """Counts of a pair build. ``gated`` maps each reason of :data:`GATE_REASONS` to its number of units."""
+
+    documents: int = 0
+    units: int = 0
+    kept: int = 0
+    rows: int = 0
+    duplicates: int = 0
+    gated: dict[str, int] = field(default_factory=lambda: dict.fromkeys(GATE_REASONS, 0))
+
+    @property
+    def gated_fraction(self) -> float:
+        """Fraction of units left out of training (0 when there are no units)."""
+        return (self.units - self.kept) / self.units if self.units else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The counts plus ``gated_fraction``, JSON-serialisable."""
+        return {**asdict(self), "gated_fraction": self.gated_fraction}
+
+    def summary(self) -> str:
+        """One human-readable line."""
+        reasons = ", ".join(f"{name} {count}" for name, count in self.gated.items() if count)
+        return (
+            f"{self.documents} documents, {self.units} units: kept {self.kept}, gated {self.units - self.kept}"
+            f" ({self.gated_fraction:.1%}{': ' + reasons if reasons else ''}); {self.rows} pair rows"
+        )
+
+
+@dataclass
+class _Unit:
+    record: Mapping[str, Any]
+    texts: list[str]  # distinct candidate texts, first occurrence order
+    scores: list[float | None]
+    gate: str | None = None
+    chosen: int = -1
+    rejected: int = -1
+
+    @property
+    def line_ids(self) -> list[int]:
+        return list(self.record["line_ids"])
+
+    @property
+    def gap(self) -> float:
+        return float(self.scores[self.chosen] - self.scores[self.rejected]) if self.gate is None else 0.0
+
+
+def _distinct_candidates(record: Mapping[str, Any], where: str) -> tuple[list[str], list[float | None]]:
+    texts: list[str] = []
+    scores: list[float | None] = []
+    seen: dict[str, int] = {}
+    for candidate in record["candidates"]:
+        if not isinstance(candidate, Mapping) or not isinstance(candidate.get("text"), str):
+            raise UserInputError(f"{where}: every candidate needs a 'text' string, got {candidate!r}")
+        text = candidate["text"].strip()
+        score = candidate.get("score")
+        if score is not None and (isinstance(score, bool) or not isinstance(score, int | float)):
+            raise UserInputError(f"{where}: candidate score must be a number or null, got {score!r}")
+        if text in seen:  # keep the first copy; it takes a score from a later copy if it had none
+            index = seen[text]
+            scores[index] = scores[index] if scores[index] is not None else score
+            continue
+        seen[text] = len(texts)
+        texts.append(text)
+        scores.append(None if score is None else float(score))
+    return texts, scores
+
+
+def _select(unit: _Unit, settings: PairSettings, rng: random.Random) -> None:
+    """Apply the gate and pick chosen/rejected (Sec. 3.3-3.4; tie-breaking as in the authors' ``alpo_utils.py``)."""
+    record, texts, scores = unit.record, unit.texts, unit.scores
+    if record.get("judge_failed"):
+        unit.gate = "judge_failed"
+        return
+    if not scores or any(score is None for score in scores):
+        unit.gate = "missing_scores"
+        return
+    if len(texts) <= settings.min_candidates:
+        unit.gate = "too_few_candidates"
+        return
+    if max(scores) - min(scores) <= settings.min_score_spread:
+        unit.gate = "small_spread"
+        return
+    indices = range(len(texts))
+    best_first = sorted(indices, key=lambda i: (-scores[i], len(texts[i]), i))
+    worst_first = sorted(indices, key=lambda i: (scores[i], len(texts[i]), i))
+    top_k = 1 if settings.chosen_strategy == "best" else min(settings.chosen_top_k, len(texts))
+    unit.chosen = rng.choice(best_first[:top_k])
+    unit.rejected = worst_first[min(settings.rejected_rank, len(texts)) - 1]
+    if unit.rejected == unit.chosen:
+        unit.rejected = next(i for i in worst_first if i != unit.chosen)
+    if unit.gap <= 0:
+        unit.gate = "non_positive_gap"
+
+
+def _split_lines(text: str, count: int) -> list[str] | None:
+    """The unit's text as ``count`` lines, or None if it does not have that many."""
+    if count == 1:
+        return [text]
+    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    return lines if len(lines) == count else None
+
+
+def _completion(text: str, line_ids: Sequence[int]) -> str:
+    """What the model writes after ``line_marker(first)``: the unit's lines (later ones numbered), newline-ended."""
+    first = line_ids[0] + 1
+    lines = _split_lines(text, len(line_ids)) or [" ".join(text.split())]
+    rendered = render_numbered_lines(lines, start=first)
+    return rendered[len(line_marker(first)) :]
+
+
+def _validate(record: Any, position: int) -> Mapping[str, Any]:
+    if not isinstance(record, Mapping):
+        raise UserInputError(f"candidate record {position} is not a JSON object")
+    missing = [key for key in _REQUIRED_KEYS if key not in record]
+    if missing:
+        raise UserInputError(f"candidate record {position} lacks the field(s) {missing}")
+    line_ids = record["line_ids"]
+    if not isinstance(line_ids, list) or not line_ids or not all(isinstance(i, int) for i in line_ids):
+        raise UserInputError(f"candidate record {position}: 'line_ids' must be a non-empty list of integers")
+    if len(record["prefix"]) != line_ids[0]:
+        raise UserInputError(
+            f"candidate record {position} (doc {record['doc_id']!r}, unit {record['unit_index']}): 'prefix' has "
+            f"{len(record['prefix'])} lines but the unit starts at line index {line_ids[0]}; the prefix must hold "
+            "the chosen translation of every earlier line"
+        )
+    return record
+
+
+def _group_documents(records: Iterable[Any], stats: PairStats) -> dict[str, list[Mapping[str, Any]]]:
+    documents: dict[str, dict[int, Mapping[str, Any]]] = {}
+    for position, raw in enumerate(records, start=1):
+        record = _validate(raw, position)
+        units = documents.setdefault(str(record["doc_id"]), {})
+        if record["unit_index"] in units:
+            stats.duplicates += 1  # a resumed sampler may have written a unit twice: the last copy wins
+        units[int(record["unit_index"])] = record
+    return {doc_id: [units[i] for i in sorted(units)] for doc_id, units in documents.items()}
+
+
+def _prefix_choices(units: Sequence[_Unit], lam: float, rng: random.Random) -> list[list[str] | None]:
+    """Per unit, the lines to put in later prompts: None = the chosen translation, else a random candidate (Eq. 6)."""
+    choices: list[list[str] | None] = []
+    for unit in units:
+        if rng.random() < lam or not unit.texts:
+            choices.append(None)
+            continue
+        lines = _split_lines(rng.choice(unit.texts), len(unit.line_ids))
+        choices.append(lines)  # None when a segment candidate has the wrong line count: keep the chosen lines
+    return choices
+
+
+def _row(
+    doc_id: str,
+    units: Sequence[_Unit],
+    position: int,
+    choices: Sequence[list[str] | None],
+    weight: float,
+    beta_scale: float,
+    stage: int,
+    lam: float,
+    last_unit: int,
+) -> dict[str, Any]:
+    unit = units[position]
+    record = unit.record
+    prefix = list(record["prefix"])
+    mixed = False
+    for earlier, lines in zip(units[:position], choices[:position]):
+        ids = earlier.line_ids
+        if lines is not None and ids[-1] < len(prefix):
+            prefix[ids[0] : ids[-1] + 1] = lines
+            mixed = True
+    first = unit.line_ids[0] + 1
+    scores = unit.scores
+    mean = statistics.fmean(scores)
+    std = statistics.pstdev(scores) or 1.0
+    return {
+        "prompt": record["document_prompt"] + render_numbered_lines(prefix, start=1) + line_marker(first),
+        "chosen": _completion(unit.texts[unit.chosen], unit.line_ids),
+        "rejected": _completion(unit.texts[unit.rejected], unit.line_ids),
+        "weight": weight,
+        "beta_scale": beta_scale,
+        "doc_id": doc_id,
+        "unit_index": int(record["unit_index"]),
+        "gap": unit.gap,
+        "num_candidates": len(unit.texts),
+        "prefix_source": "random" if mixed else "chosen",
+        "stage": stage,
+        "prefix_mix_lambda": lam,
+        "chosen_score": scores[unit.chosen],
+        "rejected_score": scores[unit.rejected],
+        "chosen_advantage": (scores[unit.chosen] - mean) / std,
+        "rejected_advantage": (scores[unit.rejected] - mean) / std,
+        "ends_document": int(record["unit_index"]) == last_unit,
+    }
+
+
+def build_pair_rows(
+    records: Iterable[Mapping[str, Any]], settings: PairSettings | None = None
+) -> tuple[list[dict[str, Any]], PairStats]:
+    """Gate, pair, weight and prefix-mix judged candidates (Sec. 3.3-3.4, Eq. 2-6); the pure-Python core.
+
+    Args:
+        records: Candidate records (see the module docstring), in any order.
+        settings: Gate, pairing, weighting and prefix-mixing settings; defaults to :class:`PairSettings`.
+
+    Returns:
+        ``(rows, stats)``. Rows are ordered by stage, shuffled (seeded) inside a stage, so reading them in order
+        follows the ``lambda`` schedule.
+
+    Raises:
+        UserInputError: A record lacks a field or is inconsistent.
+    """
+    settings = settings or PairSettings()
+    stats = PairStats()
+    documents = _group_documents(records, stats)
+    stats.documents = len(documents)
+    continuous = settings.prefix_mix_stages == 0
+    lambdas = settings.stage_lambdas()
+    staged: dict[int, list[dict[str, Any]]] = {}
+    pending: list[tuple[str, list[_Unit], int, float, float, int]] = []  # continuous mode: rows built after ordering
+    for doc_id, doc_records in documents.items():
+        rng = random.Random(f"{settings.seed}:{doc_id}")
+        units = []
+        for record in doc_records:
+            where = f"doc {doc_id!r}, unit {record['unit_index']}"
+            unit = _Unit(record, *_distinct_candidates(record, where))
+            _select(unit, settings, rng)
+            units.append(unit)
+        stats.units += len(units)
+        for unit in units:
+            if unit.gate is not None:
+                stats.gated[unit.gate] += 1
+        kept = [i for i, unit in enumerate(units) if unit.gate is None]
+        stats.kept += len(kept)
+        if not kept:
+            continue
+        counted = range(len(units)) if settings.weight_denominator == "all" else kept
+        denominator = sum(len(units[i].texts) for i in counted)
+        max_gap = max(units[i].gap for i in kept)
+        last_unit = int(doc_records[-1]["unit_index"])
+        weights = {i: len(units[i].texts) / denominator for i in kept}
+        beta_scales = {i: units[i].gap / max_gap for i in kept}
+        if continuous:
+            pending.extend((doc_id, units, i, weights[i], beta_scales[i], last_unit) for i in kept)
+            continue
+        for stage, lam in enumerate(lambdas):
+            # one draw per (document, stage), shared by all its rows, as the authors' prefix_lines grows
+            choices = _prefix_choices(units, lam, random.Random(f"{settings.seed}:{doc_id}:stage{stage}"))
+            staged.setdefault(stage, []).extend(
+                _row(doc_id, units, i, choices, weights[i], beta_scales[i], stage, lam, last_unit) for i in kept
+            )
+    rows: list[dict[str, Any]] = []
+    order_rng = random.Random(f"{settings.seed}:order")
+    if continuous:
+        order_rng.shuffle(pending)
+        span = max(len(pending) - 1, 1)
+        for position, (doc_id, units, i, weight, beta_scale, last_unit) in enumerate(pending):
+            lam = settings.prefix_mix_start + (settings.prefix_mix_end - settings.prefix_mix_start) * position / span
+            unit_rng = random.Random(f"{settings.seed}:{doc_id}:{i}:continuous")
+            choices = _prefix_choices(units[:i], lam, unit_rng) + [None]
+            rows.append(_row(doc_id, units, i, choices, weight, beta_scale, position, lam, last_unit))
+    else:
+        for stage in sorted(staged):
+            order_rng.shuffle(staged[stage])
+            rows.extend(staged[stage])
+    stats.rows = len(rows)
+    return rows, stats
+
+
+def build_preference_pairs(
+    records: Iterable[Mapping[str, Any]], settings: PairSettings | None = None, **overrides: Any
+) -> Dataset:
+    """Build ALPO's preference dataset from judged candidates (Sec. 3.3-3.4, Eq. 2-6).
+
+    Args:
+        records: Candidate records (see the module docstring).
+        settings: A :class:`PairSettings`; keyword ``overrides`` (``seed=...``, ``prefix_mix_stages=...``) replace
+            its fields.
+        **overrides: Fields of :class:`PairSettings`.
+
+    Returns:
+        A :class:`datasets.Dataset` with columns ``prompt``, ``chosen``, ``rejected``, ``weight``, ``beta_scale``,
+        ``doc_id``, ``unit_index``, ``gap``, ``num_candidates``, ``prefix_source``, ``stage``,
+        ``prefix_mix_lambda``, ``chosen_score``, ``rejected_score``, ``chosen_advantage``, ``rejected_advantage``,
+        ``ends_document``. The build counts (:class:`PairStats`) are logged and stored as JSON under
+        ``"alpo_pair_stats"`` in ``dataset.info.description``, where :class:`~trl_seqpo.ALPOTrainer` finds them.
+    """
+    from datasets import Dataset
+
+    settings = PairSettings(**{**asdict(settings or PairSettings()), **overrides})
+    rows, stats = build_pair_rows(records, settings)
+    logger.info("ALPO pairs: %s", stats.summary())
+    columns = list(rows[0]) if rows else list(_row_columns())
+    dataset = Dataset.from_dict({name: [row[name] for row in rows] for name in columns})
+    dataset.info.description = json.dumps({STATS_KEY: stats.to_dict()})
+    return dataset
+
+
+def _row_columns() -> tuple[str, ...]:
+    return (
+        "prompt", "chosen", "rejected", "weight", "beta_scale", "doc_id", "unit_index", "gap", "num_candidates",
+        "prefix_source", "stage", "prefix_mix_lambda", "chosen_score", "rejected_score", "chosen_advantage",
+        "rejected_advantage", "ends_document",
+    )  # fmt: skip
+
+
+def pair_stats_from_dataset(dataset: Any) -> dict[str, Any] | None:
+    """The build counts stored by :func:`build_preference_pairs` in ``dataset.info.description``, if any."""
+    info = getattr(dataset, "info", None)
+    try:
+        payload = json.loads(getattr(info, "description", None) or "")
+    except (TypeError, ValueError):
+        return None
+    return payload.get(STATS_KEY) if isinstance(payload, dict) else None
+
+
+def read_candidate_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Read a candidates JSONL file, naming the file and line of any malformed record.
+
+    Raises:
+        UserInputError: The file is missing or a line is not a JSON object.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError("candidates file not found; run `trl-seqpo alpo sample` first", path=str(path))
+    records = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserInputError(f"not valid JSON ({exc.msg})", path=str(path), line=number) from None
+            if not isinstance(record, dict):
+                raise UserInputError("each line must be a JSON object", path=str(path), line=number)
+            missing = [key for key in _REQUIRED_KEYS if key not in record]
+            if missing:
+                raise UserInputError(f"record lacks the field(s) {missing}", path=str(path), line=number)
+            records.append(record)
+    return records
+
+
+def stats_path_for(output: str | os.PathLike[str]) -> Path:
+    """Where ``alpo pairs`` writes the build counts next to ``output``: ``pairs.jsonl`` -> ``pairs.stats.json``."""
+    output = Path(output)
+    return output.with_name(output.name.removesuffix(".jsonl") + ".stats.json")
+
+
+def write_pairs(rows: Sequence[Mapping[str, Any]], stats: PairStats, output: str | os.PathLike[str]) -> Path:
+    """Write the rows as JSONL and the counts beside them, each atomically (a temporary file then a rename)."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, output)
+    stats_path = stats_path_for(output)
+    stats_tmp = stats_path.with_name(stats_path.name + ".tmp")
+    stats_tmp.write_text(json.dumps(stats.to_dict(), indent=2) + "\n", encoding="utf-8")
+    os.replace(stats_tmp, stats_path)
+    return output
+
+
+# PairSettings field -> (type, choices, help) of its `alpo pairs` option (--field-name)
+_CLI_OPTIONS: dict[str, tuple[type, tuple[str, ...] | None, str]] = {
+    "chosen_strategy": (str, CHOSEN_STRATEGIES, "top_k: random among the best --chosen-top-k (paper); best: the best"),
+    "chosen_top_k": (int, None, "how many of the best candidates the chosen one is drawn from"),
+    "rejected_rank": (int, None, "rank from the bottom of the rejected candidate (3 = third-lowest)"),
+    "min_candidates": (int, None, "gate units with at most this many distinct candidates"),
+    "min_score_spread": (float, None, "gate units whose score spread max-min is at most this"),
+    "weight_denominator": (str, WEIGHT_DENOMINATORS, "all: n_i / sum over the document's units (Eq. 3); kept: kept"),
+    "prefix_mix_start": (float, None, "lambda of the first prefix-mixing stage (Eq. 6)"),
+    "prefix_mix_end": (float, None, "lambda of the last stage"),
+    "prefix_mix_stages": (int, None, "stages of the lambda schedule; 0 = continuous"),
+    "seed": (int, None, "seed of the chosen draw and the prefix mixing"),
+}
+
+
+def add_pairs_parser(alpo_subparsers: Any) -> None:
+    """Add ``trl-seqpo alpo pairs CANDIDATES.jsonl -o PAIRS.jsonl [options]`` to the ``alpo`` command group."""
+    defaults = PairSettings()
+    parser = alpo_subparsers.add_parser(
+        "pairs",
+        help="build ALPO preference pairs (gate, chosen/rejected, weights, betas, prefix mixing)",
+        description="Build ALPO's line-level preference pairs from judged candidates (paper Sec. 3.3-3.4). "
+        "Writes PAIRS.jsonl and the gating counts to PAIRS.stats.json.",
+    )
+    parser.add_argument("candidates", help="candidates JSONL written by `trl-seqpo alpo sample`")
+    parser.add_argument("-o", "--output", required=True, help="pairs JSONL to write")
+    for name, (kind, choices, help_text) in _CLI_OPTIONS.items():
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, type=kind, choices=choices, default=getattr(defaults, name), help=help_text)
+    parser.set_defaults(func=run_pairs)
+
+
+def run_pairs(args: argparse.Namespace) -> int:
+    """Run ``trl-seqpo alpo pairs``: read candidates, build pairs, write them and print the counts."""
+    try:
+        settings = PairSettings(**{name: getattr(args, name) for name in _CLI_OPTIONS})
+    except ValueError as exc:
+        raise UserInputError(str(exc)) from None
+    records = read_candidate_records(args.candidates)
+    try:
+        rows, stats = build_pair_rows(records, settings)
+    except UserInputError as exc:
+        raise UserInputError(exc.message, path=args.candidates) from None
+    output = write_pairs(rows, stats, args.output)
+    print(f"{stats.summary()}\nwrote {output} and {stats_path_for(output)}")
+    if not rows:
+        print("warning: no unit passed the gate; check the judge scores or loosen --min-score-spread")
+    return 0
+
+
+__all__ = [
+    "GATE_REASONS",
+    "PairSettings",
+    "PairStats",
+    "add_pairs_parser",
+    "build_pair_rows",
+    "build_preference_pairs",
+    "pair_stats_from_dataset",
+    "read_candidate_records",
+    "run_pairs",
+    "write_pairs",
+]
