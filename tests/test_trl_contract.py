@@ -62,6 +62,25 @@ def test_vllm_generation_exposes_llm_and_client():
     assert "self.llm" in source and "self.vllm_client" in source
 
 
-def test_dpo_trainer_hooks_exist():
-    assert hasattr(DPOTrainer, "_compute_loss") or hasattr(DPOTrainer, "compute_loss")
+def test_dpo_trainer_hooks_used_by_alpo():
+    # ALPOTrainer overrides these methods; their signatures must stay as TRL 1.16 defines them
+    expected = {
+        "_compute_loss": ["self", "model", "inputs", "return_outputs"],
+        "compute_ref_log_probs": ["self", "model", "inputs"],
+        "_set_signature_columns_if_needed": ["self"],
+        "_prepare_dataset": None,
+    }
+    for name, parameters in expected.items():
+        assert hasattr(DPOTrainer, name), f"DPOTrainer.{name} is gone"
+        if parameters is not None:
+            assert list(inspect.signature(getattr(DPOTrainer, name)).parameters) == parameters, name
     assert hasattr(DPOConfig, "precompute_ref_log_probs")
+    init = inspect.getsource(DPOTrainer.__init__)
+    attributes = ("self.precompute_ref_logps", "self.aux_loss_enabled", "self._total_train_tokens", "self._tp_size")
+    for attribute in attributes:
+        assert attribute in init, f"DPOTrainer no longer sets {attribute}"
+    # the loss reads summed per-token log-probs from the fused LM head
+    assert "fused_lm_head=True" in inspect.getsource(DPOTrainer._compute_loss)
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    assert "chosen_ids" in inspect.getsource(DataCollatorForPreference)
