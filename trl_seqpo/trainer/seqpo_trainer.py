@@ -128,6 +128,10 @@ class SeqPOTrainer(GRPOTrainer):
         if self.use_vllm:
             from trl_seqpo.rollout.vllm import VLLMGenerationBackend
 
+            if self.args.vllm_mode == "server":
+                # the main process pushed the new weights to the server; no rank may query it before that is done
+                self.accelerator.wait_for_everyone()
+
             rollout = SimultaneousRollout(VLLMGenerationBackend.from_trainer(self), tokenizer, self.rollout_config)
             trajectories = rollout.run(sources)
         else:
