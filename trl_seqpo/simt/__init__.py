@@ -1,0 +1,82 @@
+"""Simultaneous MT building blocks without any deep-learning framework (no torch import).
+
+Chunking of the source (:mod:`~trl_seqpo.simt.chunking`), the two prompt formats
+(:mod:`~trl_seqpo.simt.templates`), latency metrics that agree with SimulEval (:mod:`~trl_seqpo.simt.latency`) and
+fixed baseline policies such as wait-k (:mod:`~trl_seqpo.simt.policies`).
+"""
+
+from trl_seqpo.simt.chunking import (
+    Unit,
+    count_units,
+    default_unit,
+    num_chunks,
+    split_into_chunks,
+    split_units,
+)
+from trl_seqpo.simt.latency import (
+    average_lagging,
+    average_lagging_batch,
+    average_proportion,
+    average_proportion_batch,
+    delays_from_steps,
+    differentiable_average_lagging,
+    differentiable_average_lagging_batch,
+    length_adaptive_average_lagging,
+    length_adaptive_average_lagging_batch,
+)
+from trl_seqpo.simt.policies import (
+    FullSentencePolicy,
+    ReadWritePolicy,
+    WaitKPolicy,
+    constrain_step,
+    full_sentence,
+    policy_from_name,
+    simulate_policy,
+    truncate_to_units,
+)
+from trl_seqpo.simt.templates import (
+    CHAT_INSTRUCTION,
+    CONTINUE_MARKER,
+    END_OF_SOURCE,
+    PAPER_INSTRUCTION,
+    PromptFormat,
+    build_chat_messages,
+    render_chat,
+    render_paper_prompt,
+    template_strings,
+)
+
+__all__ = [
+    "CHAT_INSTRUCTION",
+    "CONTINUE_MARKER",
+    "END_OF_SOURCE",
+    "PAPER_INSTRUCTION",
+    "FullSentencePolicy",
+    "PromptFormat",
+    "ReadWritePolicy",
+    "Unit",
+    "WaitKPolicy",
+    "average_lagging",
+    "average_lagging_batch",
+    "average_proportion",
+    "average_proportion_batch",
+    "build_chat_messages",
+    "constrain_step",
+    "count_units",
+    "default_unit",
+    "delays_from_steps",
+    "differentiable_average_lagging",
+    "differentiable_average_lagging_batch",
+    "full_sentence",
+    "length_adaptive_average_lagging",
+    "length_adaptive_average_lagging_batch",
+    "num_chunks",
+    "policy_from_name",
+    "render_chat",
+    "render_paper_prompt",
+    "simulate_policy",
+    "split_into_chunks",
+    "split_units",
+    "template_strings",
+    "truncate_to_units",
+]

@@ -1,0 +1,185 @@
+"""A SimulEval 1.1 agent that runs a trl_seqpo simultaneous translator (SeqPO-SiMT Sec. 2.2) inside SimulEval.
+
+SimulEval (text-to-text) streams the source one whitespace-separated token at a time and calls the agent after each
+one; the agent answers *read* or *write*. :class:`SeqPOAgent` reads until a chunk of ``--chunk-size`` source units is
+complete (or the source has ended), then runs **one step** of the same lockstep rollout that ``trl-seqpo evaluate
+simt`` and training use (:class:`~trl_seqpo.rollout.simultaneous.SimultaneousRollout`), with the same prompts, stop
+rules and fixed policies: an empty step output is a read, a non-empty one a write, and the last step's write carries
+``finished=True``. SimulEval then records, for every target unit, the number of source tokens read, which equals
+``min(t * m, n)``, the delay ``evaluate simt`` records, so both report the same AL for the same hypotheses when they
+count the reference the same way (``evaluate simt --reference-length simuleval``, or any single-spaced reference).
+
+Usage (SimulEval reads plain text files, one sentence per line)::
+
+    simuleval --agent-class trl_seqpo.simt.simuleval_agent.SeqPOAgent \\
+        --source test.en --target test.zh --model-path runs/seqpo --chunk-size 3 \\
+        --src-lang English --tgt-lang Chinese --eval-latency-unit char \\
+        --latency-metrics AL LAAL AP DAL --output runs/simuleval
+
+Sources measured in characters (Chinese, Japanese): write the source file with the characters separated by spaces
+(SimulEval splits sources on whitespace) and pass ``--source-unit char``; the agent glues them back together.
+
+Needs ``simuleval==1.1.4`` and, at run time, its dependencies ``pandas``, ``pyyaml``, ``requests``, ``tornado``,
+``textgrid`` and ``sacrebleu``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+from trl_seqpo.errors import MissingDependencyError
+
+try:
+    from simuleval.agents import ReadAction, TextToTextAgent, WriteAction
+except ImportError as error:  # pragma: no cover - exercised only without simuleval
+    raise MissingDependencyError(
+        "the SimulEval agent needs SimulEval 1.1: pip install --no-deps simuleval==1.1.4 && "
+        "pip install pandas pyyaml requests tornado textgrid sacrebleu"
+    ) from error
+
+__all__ = ["IncrementalTranslator", "SeqPOAgent"]
+
+_PENDING_CHUNK = "\u2026"  # stands for "more source to come" until SimulEval says the source has ended
+
+
+class IncrementalTranslator:
+    """Drive one trajectory of a :class:`~trl_seqpo.rollout.simultaneous.SimultaneousRollout` as the source arrives.
+
+    The rollout normally knows the whole source; here it only sees the chunks completed so far. While the source is
+    still streaming, one placeholder chunk stands for the unknown rest, so the rollout renders the "more to come"
+    prompt and applies the "source not finished" stop rules exactly as it would at that step of a full rollout.
+
+    Args:
+        rollout: The rollout (its config gives the chunk size, units, prompt format and budgets).
+        policy: Optional fixed schedule (:class:`~trl_seqpo.simt.policies.WaitKPolicy`, ``FullSentencePolicy``).
+        seed: Sampling seed of step 1 (step ``t`` uses ``seed + t``, as the rollout does).
+    """
+
+    def __init__(self, rollout: Any, policy: Any = None, seed: int | None = None) -> None:
+        self.rollout = rollout
+        self.policy = policy
+        self.seed = seed
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the current sentence."""
+        from trl_seqpo.rollout.simultaneous import Trajectory
+
+        config = self.rollout.config
+        self.step = 0
+        self.trajectory = Trajectory(
+            source_index=0,
+            chunks=[],
+            source_length=1,
+            target_unit=config.resolved_target_unit,
+            chunk_size=config.chunk_size,
+        )
+        self.rollout._env_cache = {}  # per-sentence cache of the rollout's inserted chat tokens
+
+    @property
+    def finished(self) -> bool:
+        """The translation of the current sentence is complete."""
+        return self.trajectory.finished
+
+    def _chunks(self, units: Sequence[str], source_finished: bool) -> list[str]:
+        size = self.rollout.config.chunk_size
+        glue = " " if self.rollout.config.resolved_source_unit == "word" else ""
+        groups = [list(units[start : start + size]) for start in range(0, len(units), size)]
+        if not source_finished and groups and len(groups[-1]) < size:
+            groups.pop()  # an incomplete chunk is not shown before it is complete
+        chunks = [glue.join(group) + glue for group in groups]
+        if source_finished and chunks and glue:
+            chunks[-1] = chunks[-1][: -len(glue)]  # as split_into_chunks: no space after the last unit
+        return chunks
+
+    def advance(self, units: Sequence[str], source_finished: bool) -> tuple[str, bool] | None:
+        """Run the next step if its chunk is complete.
+
+        Args:
+            units: Source units received so far (SimulEval's ``states.source``).
+            source_finished: Whether SimulEval has sent the last source unit.
+
+        Returns:
+            ``None`` to read more source, else ``(step output, finished)``: the step's text with whitespace
+            normalised, and whether the translation is complete.
+        """
+        if self.finished:
+            return "", True
+        size = self.rollout.config.chunk_size
+        if not source_finished and len(units) < (self.step + 1) * size:
+            return None
+        chunks = self._chunks(units, source_finished)
+        trajectory = self.trajectory
+        trajectory.chunks = chunks if source_finished else [*chunks, _PENDING_CHUNK]
+        trajectory.source_length = len(units) if source_finished else len(units) + 1
+        self.step += 1
+        seed = None if self.seed is None else self.seed + self.step
+        self.rollout._step([trajectory], self.step, self.policy, seed)
+        return " ".join(trajectory.step_outputs[-1].split()), trajectory.finished
+
+
+class SeqPOAgent(TextToTextAgent):
+    """SimulEval text-to-text agent for a trl_seqpo SiMT model (module docstring); options: ``--help``."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.translator: IncrementalTranslator | None = None
+        super().__init__(args)
+        from trl_seqpo.evaluate.common import load_backend
+        from trl_seqpo.evaluate.simt import OperatingPoint
+        from trl_seqpo.rollout.simultaneous import SimultaneousRollout, SimultaneousRolloutConfig
+
+        tokenizer, backend = load_backend(
+            args.model_path, args.backend, device=getattr(args, "device", None), dtype=args.dtype, seed=args.seed
+        )
+        languages = {key: value for key, value in (("src_lang", args.src_lang), ("tgt_lang", args.tgt_lang)) if value}
+        config = SimultaneousRolloutConfig(
+            chunk_size=args.chunk_size,
+            source_unit=args.source_unit,
+            target_unit=args.target_unit,
+            prompt_format=args.prompt_format,
+            max_new_tokens_per_step=args.max_new_tokens_per_step,
+            max_steps_after_source=args.max_steps_after_source,
+            temperature=args.temperature,
+            **languages,
+        )
+        point = OperatingPoint(args.policy, args.chunk_size, args.wait_k if args.policy == "wait-k" else None)
+        rollout = SimultaneousRollout(backend, tokenizer, config)
+        self.translator = IncrementalTranslator(rollout, point.schedule(args.wait_k_rate), seed=args.seed)
+
+    @staticmethod
+    def add_args(parser: argparse.ArgumentParser) -> None:
+        """The agent's options (SimulEval adds its own: ``--source``, ``--target``, ``--output``, ...)."""
+        parser.add_argument("--model-path", required=True, help="trl_seqpo checkpoint directory")
+        parser.add_argument("--backend", choices=("hf", "vllm"), default="hf")
+        parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto")
+        parser.add_argument("--chunk-size", type=int, default=3, help="source units per chunk (the paper's m)")
+        parser.add_argument("--src-lang", default=None, help="source language in prompts (default English)")
+        parser.add_argument("--tgt-lang", default=None, help="target language in prompts (default Chinese)")
+        parser.add_argument("--source-unit", choices=("word", "char"), default=None)
+        parser.add_argument("--target-unit", choices=("word", "char"), default=None)
+        parser.add_argument("--prompt-format", choices=("chat", "paper"), default="chat")
+        parser.add_argument("--max-new-tokens-per-step", type=int, default=32)
+        parser.add_argument("--max-steps-after-source", type=int, default=2)
+        parser.add_argument("--policy", choices=("model", "wait-k", "full-sentence"), default="model")
+        parser.add_argument("--wait-k", type=int, default=3, help="k of --policy wait-k")
+        parser.add_argument("--wait-k-rate", type=float, default=1.0)
+        parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+        parser.add_argument("--seed", type=int, default=0)
+
+    def reset(self) -> None:
+        """Start a new sentence."""
+        super().reset()
+        if getattr(self, "translator", None) is not None:
+            self.translator.reset()
+
+    def policy(self) -> ReadAction | WriteAction:
+        """Read until the next chunk is complete, then write that step's output (read again if it is empty)."""
+        outcome = self.translator.advance(self.states.source, self.states.source_finished)
+        if outcome is None:
+            return ReadAction()
+        text, finished = outcome
+        if not text and not finished:
+            return ReadAction()  # the policy waits (after the source ended: SimulEval calls again, nothing is read)
+        return WriteAction(text, finished=finished)
