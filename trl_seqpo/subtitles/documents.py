@@ -203,7 +203,7 @@ def render_numbered_lines(lines: Sequence[str], start: int = 1) -> str:
 
     Example:
         >>> render_numbered_lines(["Hi.", "Bye."], start=3)
-        '3. Hi.\\n4. Bye.\\n'
+        '3.Hi.\\n4.Bye.\\n'
     """
     return "".join(f"{line_marker(number)}{_one_line(line)}\n" for number, line in enumerate(lines, start=start))
 

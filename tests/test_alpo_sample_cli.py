@@ -1,0 +1,187 @@
+"""``trl-seqpo alpo sample`` end to end: tiny model, real local judge server, bad input, kill and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from trl_seqpo.cli import main
+from trl_seqpo.data.alpo_pairs import build_pair_rows, read_candidate_records
+from trl_seqpo.data.subtitle_synthetic import (
+    SOURCE_LANGUAGE,
+    TARGET_LANGUAGE,
+    hidden_preference,
+    make_subtitle_documents,
+    save_line_writer_model,
+    write_documents,
+)
+from trl_seqpo.rewards.judge_server import Reply, SynonymPreferenceScorer, serve
+from trl_seqpo.subtitles.documents import Document, render_document_prompt
+
+REQUIRED = {"doc_id", "unit_index", "line_ids", "source", "reference", "document_prompt", "prefix", "candidates"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on a busy shared CPU this is many times faster, and runs stay bit-identical."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return str(save_line_writer_model(tmp_path_factory.mktemp("line-writer"), lines_per_document=3))
+
+
+def documents(tmp_path, lengths=(2, 3, 3, 2)):
+    """Documents of different lengths, so that in a batch of two the first one finishes first."""
+    docs = make_subtitle_documents(len(lengths), 3, seed=5)
+    docs = [Document(d.doc_id, d.source_lines[:n], d.target_lines[:n]) for d, n in zip(docs, lengths, strict=True)]
+    return write_documents(docs, tmp_path / "docs.jsonl"), docs
+
+
+def sample_args(docs_path, output, model_dir, base_url, *extra):
+    return [
+        "alpo", "sample", str(docs_path), "-o", str(output), "--model", model_dir,
+        "--source-lang", SOURCE_LANGUAGE, "--target-lang", TARGET_LANGUAGE,
+        "--judge-base-url", base_url, "--judge-model", "local", "--judge-shuffles", "2",
+        "--k", "3", "--max-new-tokens", "12", "--documents-per-batch", "2", "--seed", "7", *extra,
+    ]  # fmt: skip
+
+
+def read_records(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def body_key(request) -> str:
+    return json.dumps([request.body["messages"], request.body.get("seed")], sort_keys=True)
+
+
+def test_sample_happy_path_writes_records_the_pair_builder_reads(tmp_path, model_dir, capsys):
+    docs_path, docs = documents(tmp_path)
+    output = tmp_path / "candidates.jsonl"
+    with serve(SynonymPreferenceScorer(hidden_preference())) as server:
+        assert main(sample_args(docs_path, output, model_dir, server.base_url)) == 0
+        first_requests = server.request_count
+        records = read_records(output)
+        assert main(sample_args(docs_path, output, model_dir, server.base_url)) == 0  # nothing left to do
+        assert server.request_count == first_requests
+    assert "nothing to do" in capsys.readouterr().err
+    assert first_requests >= 2 * 10  # 10 units, 2 shuffled votes each
+    # documents are written as they finish: in the second batch the 2-line document finishes first
+    finish_order = [docs[0], docs[1], docs[3], docs[2]]
+    assert [(r["doc_id"], r["unit_index"]) for r in records] == [
+        (d.doc_id, i) for d in finish_order for i in range(len(d.source_lines))
+    ]
+    for record in records:
+        doc = next(d for d in docs if d.doc_id == record["doc_id"])
+        assert REQUIRED | {"judge_failed"} <= set(record)
+        assert record["line_ids"] == [record["unit_index"]]
+        assert record["document_prompt"] == render_document_prompt(doc, SOURCE_LANGUAGE, TARGET_LANGUAGE)
+        assert len(record["prefix"]) == record["unit_index"]
+        assert record["reference"] == doc.target_lines[record["unit_index"]]
+        assert record["candidates"][-1] == {
+            "text": doc.target_lines[record["unit_index"]],
+            "origin": "reference",
+            "score": record["candidates"][-1]["score"],
+        }
+        assert not record["judge_failed"]
+        assert all(isinstance(c["score"], float) for c in record["candidates"])
+    assert any(c["origin"] == "policy" for r in records for c in r["candidates"])
+    rows, stats = build_pair_rows(read_candidate_records(output))
+    assert stats.units == len(records)
+
+
+def test_bad_input_exits_2_with_one_line_naming_the_problem(tmp_path, model_dir, capsys):
+    docs_path, _ = documents(tmp_path)
+    output = tmp_path / "out.jsonl"
+    args = sample_args(docs_path, output, model_dir, "http://127.0.0.1:9/v1")
+
+    def error_of(argv):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        errors = [line for line in err if "error" in line.lower() or "traceback" in line.lower()]
+        assert errors == err[-1:] and err[-1].startswith("trl-seqpo: error:"), err
+        return err[-1]
+
+    missing = tmp_path / "missing.jsonl"
+    assert str(missing) in error_of([*args[:2], str(missing), *args[3:]])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(docs_path.read_text().splitlines()[0] + "\n{not json\n")
+    assert f"{bad}:2: not valid JSON" in error_of([*args[:2], str(bad), *args[3:]])
+    bad.write_text('{"doc_id": "x", "target_lines": null}\n')
+    assert f"{bad}:1: field 'source_lines'" in error_of([*args[:2], str(bad), *args[3:]])
+    assert "--k must be >= 1" in error_of([*args, "--k", "0"])
+    # an unreachable judge stops the run; a document written before survives untouched
+    done = '{"doc_id": "earlier", "unit_index": 0, "num_units": 1, "unit": "line", "line_ids": [0]}\n'
+    output.write_text(done)
+    message = error_of([*args, "--judge-concurrency", "1"])
+    assert "could not be reached" in message
+    assert output.read_text() == done
+
+
+def test_kill_and_resume_reproduces_the_uninterrupted_run(tmp_path, model_dir):
+    docs_path, docs = documents(tmp_path)
+    # 1. uninterrupted reference run
+    with serve(SynonymPreferenceScorer(hidden_preference())) as server:
+        reference_out = tmp_path / "reference.jsonl"
+        assert main(sample_args(docs_path, reference_out, model_dir, server.base_url)) == 0
+        uninterrupted = {body_key(r) for r in server.requests}
+    expected = read_records(reference_out)
+
+    # 2. a run killed while the judge holds the requests of the third line of the second document
+    hold_line = docs[1].source_lines[2]
+    holding, release = threading.Event(), threading.Event()
+    held = []
+
+    def hold(request):
+        if not release.is_set() and request.evaluated == [hold_line]:
+            held.append(body_key(request))
+            holding.set()
+            release.wait(60)
+            return Reply(close=True)
+        return None
+
+    output = tmp_path / "candidates.jsonl"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    with serve(SynonymPreferenceScorer(hidden_preference()), fault=hold) as server:
+        command = [sys.executable, "-m", "trl_seqpo.cli", *sample_args(docs_path, output, model_dir, server.base_url)]
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 120
+            while not (holding.is_set() and output.exists() and output.read_text().count("\n") >= 2):
+                assert process.poll() is None, process.stderr.read().decode()[-2000:]
+                assert time.monotonic() < deadline, "the sampler never reached the held judge request"
+                time.sleep(0.05)
+            process.send_signal(signal.SIGKILL)
+            process.wait(30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            release.set()
+        answered_before_kill = {body_key(r) for r in server.requests} - set(held)
+        killed_records = read_records(output)
+        # the first document (2 lines) was finished and written before the kill; the second was not
+        assert [(r["doc_id"], r["unit_index"]) for r in killed_records] == [(docs[0].doc_id, 0), (docs[0].doc_id, 1)]
+        with output.open("a") as handle:  # as if the kill had cut a write short
+            handle.write('{"doc_id": "' + docs[1].doc_id + '", "unit_ind')
+
+        # 3. resume with the same command: reproduce the rest, never ask the judge again for what it answered
+        server.reset()
+        assert main(sample_args(docs_path, output, model_dir, server.base_url)) == 0
+        resumed_requests = {body_key(r) for r in server.requests}
+    assert read_records(output) == expected  # same records, same order, no duplicates, no partial line
+    assert not resumed_requests & answered_before_kill
+    assert answered_before_kill | resumed_requests == uninterrupted
+    assert set(held) <= resumed_requests
