@@ -13,6 +13,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+export NO_MKDOCS_2_WARNING := 1
 
 .PHONY: demo test test-vllm lint install clean
 
@@ -20,7 +21,7 @@ $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH_SPEC)"
-	$(PIP) install -q -e ".[dev,comet]" "$(TRANSFORMERS_SPEC)"
+	$(PIP) install -q -e ".[dev,comet,simuleval,docs]" "$(TRANSFORMERS_SPEC)"
 	# unbabel-comet and simuleval pin versions of transformers/numpy/tqdm they do not need: no-deps on purpose
 	$(PIP) install -q --no-deps "$(COMET_SPEC)" "$(SIMULEVAL_SPEC)"
 	touch $@
@@ -35,6 +36,7 @@ lint: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
 	$(BIN)/python -m pytest -q --doctest-modules trl_seqpo tests
 	$(MAKE) test-vllm
 

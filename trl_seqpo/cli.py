@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "subtitles": ("read, align and cut subtitle files into documents", "trl_seqpo.subtitles.cli:add_parser"),
     "alpo": ("ALPO data pipeline: sample candidates, judge them, build pairs", "trl_seqpo.alpo_cli:add_parser"),
     "evaluate": ("evaluate simultaneous or subtitle translation", "trl_seqpo.evaluate:add_parser"),
+    "plot": ("draw quality-latency curves", "trl_seqpo.evaluate.plot:add_parser"),
 }
 
 

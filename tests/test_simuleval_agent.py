@@ -1,0 +1,124 @@
+"""The SimulEval 1.1 agent: same prompts as the lockstep rollout, same hypotheses and AL as ``evaluate simt``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("simuleval")
+pytest.importorskip("textgrid", reason="SimulEval's scorers import textgrid")
+
+from trl_seqpo.data import synthetic  # noqa: E402
+from trl_seqpo.data.tiny import IM_END, _rendered_templates, build_tokenizer, save_tiny_model  # noqa: E402
+from trl_seqpo.evaluate.simt import SimTEvalConfig, evaluate_simt  # noqa: E402
+from trl_seqpo.rollout.engine import GenerationOutput  # noqa: E402
+from trl_seqpo.rollout.simultaneous import SimultaneousRollout, SimultaneousRolloutConfig  # noqa: E402
+from trl_seqpo.simt.policies import WaitKPolicy  # noqa: E402
+from trl_seqpo.simt.simuleval_agent import IncrementalTranslator  # noqa: E402
+
+
+def word_emitting_model(path: Path) -> Path:
+    """Tiny model whose greedy output is synthetic words, waits (<|im_end|>) and ends (EOS); see test_evaluate_simt."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    save_tiny_model(path, seed=2, tie_word_embeddings=False)
+    tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path)
+    keep = {tokenizer.convert_tokens_to_ids(IM_END), tokenizer.eos_token_id}
+    for word in synthetic.DICTIONARY.values():
+        ids = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+        keep.update(ids if len(ids) == 1 else [])
+    with torch.no_grad():
+        drop = torch.ones(model.lm_head.weight.shape[0], dtype=torch.bool)
+        drop[sorted(keep)] = False
+        model.lm_head.weight[drop] = 0
+    model.save_pretrained(path)
+    return path
+
+
+class RecordingBackend:
+    """Answers with a word or a wait chosen from the prompt length, and records every prompt."""
+
+    def __init__(self, tokenizer):
+        self.prompts: list[list[int]] = []
+        self.word = tokenizer(" lo", add_special_tokens=False)["input_ids"]
+        self.end = tokenizer.convert_tokens_to_ids(IM_END)
+
+    def generate(self, prompts, params):
+        self.prompts.extend(prompts)
+        return [GenerationOutput(self.word * (len(p) % 3) + [self.end], [], "stop") for p in prompts]
+
+
+@pytest.mark.parametrize("prompt_format, policy", [("chat", None), ("paper", None), ("chat", WaitKPolicy(2))])
+def test_incremental_steps_see_the_same_prompts_as_a_full_rollout(prompt_format, policy):
+    tokenizer = build_tokenizer(
+        synthetic.vocabulary(), extra_texts=[*synthetic.language_names(), *_rendered_templates()]
+    )
+    config = SimultaneousRolloutConfig(chunk_size=2, src_lang="English", tgt_lang="Synthetic",
+                                       prompt_format=prompt_format, max_steps_after_source=2)  # fmt: skip
+    for source in ("the big dog sees a cat", "a red bird sings today"):
+        full = RecordingBackend(tokenizer)
+        [expected] = SimultaneousRollout(full, tokenizer, config).run([source], policy=policy)
+        streamed = RecordingBackend(tokenizer)
+        translator = IncrementalTranslator(SimultaneousRollout(streamed, tokenizer, config), policy)
+        words, outputs, count = source.split(), [], 0
+        while not translator.finished:  # as SimulEval: push one more word (none after the last), then ask
+            count = min(count + 1, len(words))
+            outcome = translator.advance(words[:count], count == len(words))
+            if outcome is not None:
+                outputs.append(outcome[0])
+        assert streamed.prompts == full.prompts
+        assert outputs == [" ".join(step.split()) for step in expected.step_outputs]
+
+
+def test_simuleval_run_matches_evaluate_simt(tmp_path, monkeypatch):
+    import simuleval.cli
+
+    model = word_emitting_model(tmp_path / "tiny")
+    examples = synthetic.generate_corpus(5, seed=3, max_words=7)
+    examples[1].reference = examples[1].reference.replace(" ", "  ", 1)  # SimulEval counts the empty "word"
+    (tmp_path / "src.txt").write_text("".join(e.source + "\n" for e in examples))
+    (tmp_path / "tgt.txt").write_text("".join(e.reference + "\n" for e in examples))
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"source": e.source, "reference": e.reference}) + "\n" for e in examples))
+    settings = [
+        "--chunk-size",
+        "2",
+        "--src-lang",
+        "English",
+        "--tgt-lang",
+        "Synthetic",
+        "--max-new-tokens-per-step",
+        "3",
+    ]
+    argv = ["simuleval", "--agent-class", "trl_seqpo.simt.simuleval_agent.SeqPOAgent", "--model-path", str(model),
+            "--source", str(tmp_path / "src.txt"), "--target", str(tmp_path / "tgt.txt"), "--output",
+            str(tmp_path / "simuleval"), "--latency-metrics", "AL", "LAAL", "AP", "DAL", "--no-progress-bar",
+            *settings]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    simuleval.cli.main()
+    with (tmp_path / "simuleval" / "scores.tsv").open() as handle:
+        theirs = {name: float(value) for name, value in next(csv.DictReader(handle, delimiter="\t")).items()}
+    instances = [json.loads(line) for line in (tmp_path / "simuleval" / "instances.log").read_text().splitlines()]
+
+    common = dict(model=str(model), data=data, chunk_sizes=[2], batch_size=5, src_lang="English",
+                  tgt_lang="Synthetic", max_new_tokens_per_step=3, progress=False)  # fmt: skip
+    ours = evaluate_simt(SimTEvalConfig(**common, output_dir=tmp_path / "ours", reference_length="simuleval"))
+    rows = [
+        json.loads(line) for line in (tmp_path / "ours" / "model-m2" / "hypotheses.jsonl").read_text().splitlines()
+    ]
+    assert all(instance["delays"] for instance in instances)  # SimulEval skips empty ones; none here
+    for instance, row in zip(instances, rows, strict=True):
+        assert instance["prediction"].split() == row["translation"].split()
+        assert instance["delays"] == row["delays"]
+        assert instance["source_length"] == row["source_length"]
+    metrics = ours["runs"][0]["metrics"]
+    for name in ("AL", "LAAL", "AP", "DAL"):
+        assert round(metrics[name], 3) == pytest.approx(theirs[name], abs=1e-9), name
+    # the default rule counts reference *words*; the doubled space changes only SimulEval's |Y*|
+    default = evaluate_simt(SimTEvalConfig(**common, output_dir=tmp_path / "units"))["runs"][0]["metrics"]
+    assert default["DAL"] == metrics["DAL"] and default["AL"] != pytest.approx(metrics["AL"])

@@ -1,0 +1,262 @@
+"""Input rows and resumable result files of ``trl-seqpo evaluate``.
+
+Two jobs, both about files a long evaluation reads and writes:
+
+* :func:`load_pairs` reads the evaluation set (JSONL, TSV, or a ``datasets.save_to_disk`` folder) and checks that
+  every row has the columns the evaluation needs, naming the file, line and column of the first bad row;
+* :class:`ResumableJsonl` appends result rows batch by batch (flushed and ``fsync``-ed after every batch), and on
+  ``--resume`` reads back the rows that are complete, drops a line cut short by a kill, and tells the caller which
+  row ids are done so nothing is computed twice and nothing is written twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from trl_seqpo.errors import UserInputError
+
+__all__ = ["ResumableJsonl", "ScoreFile", "load_pairs", "text_digest", "write_json_atomic"]
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as error:
+                raise UserInputError(
+                    f"not valid JSON ({error.msg}); one JSON object per line", path=path, line=number
+                ) from error
+
+
+def _read_tsv(path: Path) -> Iterator[tuple[int, Any]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader, None)
+        if header is None:
+            raise UserInputError(
+                "empty TSV file; the first line must name the columns (e.g. source<TAB>reference)", path=path
+            )
+        header = [name.strip() for name in header]
+        for offset, cells in enumerate(reader, start=2):
+            if not any(cell.strip() for cell in cells):
+                continue
+            if len(cells) != len(header):
+                raise UserInputError(
+                    f"{len(cells)} tab-separated fields, the header has {len(header)} ({', '.join(header)})",
+                    path=path,
+                    line=offset,
+                )
+            yield offset, dict(zip(header, cells))
+
+
+def _read_dataset_dir(path: Path) -> Iterator[tuple[int | None, Any]]:
+    try:
+        from datasets import DatasetDict, load_from_disk
+    except ImportError as error:  # pragma: no cover - datasets is a core dependency
+        raise UserInputError("reading a dataset folder needs the 'datasets' package", path=path) from error
+    try:
+        dataset = load_from_disk(str(path))
+    except (FileNotFoundError, ValueError) as error:
+        raise UserInputError(
+            "not a dataset saved with datasets.save_to_disk (and not a .jsonl/.tsv file)", path=path
+        ) from error
+    if isinstance(dataset, DatasetDict):
+        split = "test" if "test" in dataset else next(iter(dataset))
+        dataset = dataset[split]
+    for row in dataset:
+        yield None, row
+
+
+def load_pairs(path: str | os.PathLike[str], columns: Sequence[str], id_column: str | None = "id") -> list[dict]:
+    """Read the evaluation rows and check that each has every column in ``columns``.
+
+    Formats, picked by the path: a folder saved with ``datasets.save_to_disk`` (the ``test`` split of a
+    ``DatasetDict``, else its first split); ``.tsv`` (first line = column names, tab-separated, no quoting); anything
+    else is read as JSONL (one object per line). Each returned row gets an ``id``: the row's ``id_column`` value when
+    present, else its 0-based position, so result files can be resumed.
+
+    Args:
+        path: The data file or folder.
+        columns: Columns every row needs (e.g. ``("source", "reference")``), each a non-empty string.
+        id_column: Column holding a row id, if any.
+
+    Returns:
+        The rows as dicts, each with a string ``"id"``.
+
+    Raises:
+        UserInputError: Missing file, unreadable line, missing/empty column, or duplicate id (file and line named).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserInputError("data file not found", path=path)
+    if path.is_dir():
+        records: Iterable[tuple[int | None, Any]] = _read_dataset_dir(path)
+    elif path.suffix.lower() == ".tsv":
+        records = _read_tsv(path)
+    else:
+        records = _read_jsonl(path)
+    rows: list[dict] = []
+    seen: set[str] = set()
+    for position, (line, record) in enumerate(records):
+        if not isinstance(record, Mapping):
+            raise UserInputError(f"expected a JSON object with {', '.join(columns)}", path=path, line=line)
+        for column in columns:
+            value = record.get(column)
+            if not isinstance(value, str) or not value.strip():
+                found = ", ".join(sorted(map(str, record))) or "none"
+                problem = "is missing" if column not in record else "must be a non-empty string"
+                raise UserInputError(f"column '{column}' {problem} (columns found: {found})", path=path, line=line)
+        row = dict(record)
+        row_id = str(record[id_column]) if id_column and record.get(id_column) is not None else str(position)
+        if row_id in seen:
+            raise UserInputError(f"duplicate id {row_id!r}; ids must be unique", path=path, line=line)
+        seen.add(row_id)
+        row["id"] = row_id
+        rows.append(row)
+    if not rows:
+        raise UserInputError("no rows to evaluate", path=path)
+    return rows
+
+
+class ResumableJsonl:
+    """An append-only JSONL file of result rows keyed by ``"id"``, safe to kill and resume.
+
+    Args:
+        path: The file.
+        resume: Keep the complete rows already in the file (``--resume``); otherwise start a new file.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "hyps.jsonl"
+        >>> ResumableJsonl(out).append([{"id": "0", "translation": "hi"}])
+        >>> sorted(ResumableJsonl(out, resume=True).done)
+        ['0']
+    """
+
+    def __init__(self, path: str | os.PathLike[str], resume: bool = False) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.rows: dict[str, dict] = {}
+        self.dropped_partial_line = False
+        if resume and self.path.exists():
+            self._load()
+        else:
+            self.path.write_text("", encoding="utf-8")
+
+    @property
+    def done(self) -> set[str]:
+        """Ids of the rows already in the file."""
+        return set(self.rows)
+
+    def _load(self) -> None:
+        text = self.path.read_text(encoding="utf-8")
+        lines = text.split("\n")
+        complete, tail = lines[:-1], lines[-1]  # the text after the last newline was cut short by a kill
+        keep: list[str] = []
+        for number, line in enumerate(complete, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise UserInputError(
+                    f"corrupt result line ({error.msg}); delete the line or start again without --resume",
+                    path=self.path,
+                    line=number,
+                ) from error
+            if row["id"] not in self.rows:
+                keep.append(line)
+            self.rows[str(row["id"])] = row
+        if tail.strip():
+            self.dropped_partial_line = True
+        if self.dropped_partial_line or len(keep) != sum(1 for line in complete if line.strip()):
+            self._rewrite(keep)
+
+    def _rewrite(self, lines: list[str]) -> None:
+        temporary = self.path.with_suffix(self.path.suffix + ".tmp")
+        with temporary.open("w", encoding="utf-8") as handle:
+            handle.write("".join(line + "\n" for line in lines))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.path)
+
+    def append(self, rows: Sequence[dict]) -> None:
+        """Append ``rows`` (each with an ``"id"`` not yet in the file), then flush and fsync."""
+        fresh = [row for row in rows if str(row["id"]) not in self.rows]
+        if not fresh:
+            return
+        with self.path.open("a", encoding="utf-8") as handle:
+            for row in fresh:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        for row in fresh:
+            self.rows[str(row["id"])] = row
+
+
+def write_json_atomic(path: str | os.PathLike[str], payload: Any) -> None:
+    """Write ``payload`` as indented JSON through a temporary file, so a kill never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def text_digest(text: str) -> str:
+    """Short content hash of a hypothesis, stored next to its scores so stale scores are never reused."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+class ScoreFile:
+    """Per-row scores (``scores.jsonl``) that a resumed run reuses while the row's hypothesis is unchanged.
+
+    Args:
+        path: The file.
+        digests: ``{row id: text_digest(hypothesis)}`` of the current hypotheses, in output order.
+        resume: Reuse scores already in the file; otherwise start empty.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], digests: Mapping[str, str], resume: bool) -> None:
+        self.path = Path(path)
+        self.order = list(digests)
+        self.rows: dict[str, dict] = {key: {"id": key, "digest": digest} for key, digest in digests.items()}
+        if resume and self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    cached = json.loads(line) if line.strip() else None
+                except json.JSONDecodeError:  # a file cut short by a kill: the scores are recomputed
+                    cached = None
+                if isinstance(cached, dict) and cached.get("id") in self.rows:
+                    if cached.get("digest") == self.rows[cached["id"]]["digest"]:
+                        self.rows[cached["id"]] = cached
+
+    def missing(self, name: str) -> list[str]:
+        """Ids that have no value for ``name`` yet (or only ``None``: unscored rows are retried)."""
+        return [key for key in self.order if self.rows[key].get(name) is None]
+
+    def values(self, name: str) -> list[Any]:
+        """The values of ``name`` in row order (``None`` where missing)."""
+        return [self.rows[key].get(name) for key in self.order]
+
+    def update(self, name: str, values: Mapping[str, Any]) -> None:
+        """Set ``name`` for the given ids."""
+        for key, value in values.items():
+            self.rows[key][name] = value
+
+    def save(self) -> None:
+        """Rewrite the file atomically."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(self.path.suffix + ".tmp")
+        text = "".join(json.dumps(self.rows[key], ensure_ascii=False) + "\n" for key in self.order)
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, self.path)

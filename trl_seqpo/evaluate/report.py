@@ -1,0 +1,133 @@
+"""Result tables of ``trl-seqpo evaluate``: printed with rich, saved as JSON and Markdown.
+
+A *results* document describes one system (one model with one policy) evaluated at one or more operating points
+(a wait-k ``k`` or a chunk size ``m``), the way SeqPO-SiMT Tables 2-3 and Fig. 3-4 compare systems::
+
+    {"task": "simt", "system": "SFT + wait-k", "model": "...", "settings": {...},
+     "runs": [{"label": "k=3", "policy": "wait-k", "k": 3, "chunk_size": 1, "dir": "wait-k3-m1",
+               "metrics": {"BLEU": 21.3, "COMET": 80.2, "AL": 3.1, ...}, "counts": {"rows": 1000, ...}}]}
+
+``trl-seqpo plot`` reads these files; every run directory also holds its own ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from trl_seqpo.evaluate.records import write_json_atomic
+
+__all__ = ["LOWER_IS_BETTER", "metric_columns", "print_table", "render_markdown", "write_results"]
+
+#: Metrics where a smaller value is better (latency); all others are quality metrics (higher is better).
+LOWER_IS_BETTER: frozenset[str] = frozenset({"AL", "LAAL", "DAL", "AP", "missing_lines", "merged_lines"})
+
+# Column order of the tables: quality first, as in the papers' tables, then latency.
+_ORDER = (
+    "BLEU",
+    "chrF",
+    "BLEURT",
+    "COMET",
+    "XCOMET",
+    "Judge",
+    "Accuracy",
+    "Naturalness",
+    "Vividness",
+    "AL",
+    "LAAL",
+    "DAL",
+    "AP",
+)
+
+
+def metric_columns(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Metric names present in any run, in table order (known metrics first, then the rest alphabetically)."""
+    present = {name for run in runs for name in run.get("metrics", {})}
+    return [name for name in _ORDER if name in present] + sorted(present - set(_ORDER))
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.2f}"
+    return str(value)
+
+
+def _header(name: str) -> str:
+    return f"{name} {'↓' if name in LOWER_IS_BETTER else '↑'}"
+
+
+def _table_rows(results: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    runs = list(results.get("runs", []))
+    columns = metric_columns(runs)
+    count_names = sorted({name for run in runs for name in run.get("counts", {})})
+    header = ["system", "point", *(_header(name) for name in columns), *count_names]
+    rows = []
+    for run in runs:
+        metrics, counts = run.get("metrics", {}), run.get("counts", {})
+        rows.append(
+            [
+                str(results.get("system", "")),
+                str(run.get("label", "")),
+                *(_format(metrics.get(name)) for name in columns),
+                *(_format(counts.get(name)) for name in count_names),
+            ]
+        )
+    return header, rows
+
+
+def render_markdown(results: Mapping[str, Any]) -> str:
+    """The results as a Markdown document: a title, the settings, and one table row per operating point.
+
+    Args:
+        results: A results document (module docstring).
+
+    Returns:
+        Markdown text ending in a newline.
+    """
+    header, rows = _table_rows(results)
+    lines = [f"# {results.get('task', 'evaluation')}: {results.get('system', '')}", ""]
+    settings = results.get("settings") or {}
+    if settings:
+        lines += [", ".join(f"{key}={value}" for key, value in settings.items() if value is not None), ""]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("| " + " | ".join("---" if i < 2 else "---:" for i in range(len(header))) + " |")
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def print_table(results: Mapping[str, Any], console: Any = None) -> None:
+    """Print the results table with rich (to stdout unless ``console`` is given)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    header, rows = _table_rows(results)
+    table = Table(title=f"{results.get('task', 'evaluation')}: {results.get('system', '')}")
+    for index, name in enumerate(header):
+        table.add_column(name, justify="left" if index < 2 else "right")
+    for row in rows:
+        table.add_row(*row)
+    (console or Console()).print(table)
+
+
+def write_results(results: Mapping[str, Any], output_dir: str | Path, *, show: bool = True) -> tuple[Path, Path]:
+    """Save ``results.json`` and ``results.md`` in ``output_dir`` and print the table.
+
+    Args:
+        results: A results document.
+        output_dir: Where to write.
+        show: Print the rich table.
+
+    Returns:
+        The paths of the JSON and Markdown files.
+    """
+    output_dir = Path(output_dir)
+    json_path, markdown_path = output_dir / "results.json", output_dir / "results.md"
+    write_json_atomic(json_path, results)
+    markdown_path.write_text(render_markdown(results), encoding="utf-8")
+    if show:
+        print_table(results)
+    return json_path, markdown_path

@@ -1,0 +1,488 @@
+"""``trl-seqpo evaluate subtitles``: document translation, line-format checks and judge scores (ALPO Sec. 4.2).
+
+Documents are numbered-line documents (:class:`~trl_seqpo.subtitles.documents.Document`, as written by
+``trl-seqpo subtitles documents``). Two ways to translate one:
+
+* ``--mode line`` (default): line by line, greedy, as ALPO's segment-wise sampling conditions each line on the
+  model's own earlier lines (Alg. 1 with one greedy candidate): the prompt of line ``i`` is
+  :func:`~trl_seqpo.subtitles.documents.render_line_prompt` with lines ``< i`` and generation stops at the first
+  newline. The documents of a batch advance one line at a time in lockstep, one backend call per line.
+* ``--mode document``: the whole numbered answer in one generation (App. F.1), read back with
+  :func:`~trl_seqpo.subtitles.documents.parse_numbered_output`.
+
+Format problems are counted, never hidden: ``missing_lines`` (no usable text), ``merged_lines`` (the next line's
+number inside a line, or two lines the parser had to split), ``extra_lines`` (numbers out of range or repeated) and,
+in line mode, ``truncated_lines`` (the token budget ended the line). Quality: corpus BLEU/chrF over lines, COMET or
+XCOMET per line (optional) and the LLM judge's 0-100 accuracy / naturalness / vividness per document (optional; the
+paper scores 35-line segments, Sec. 4.2 and App. B.1). Outputs mirror ``evaluate simt``: ``<mode>/hypotheses.jsonl``
+(resumable), ``<mode>/scores.jsonl``, ``<mode>/summary.json``, ``results.json`` and ``results.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trl_seqpo.errors import UserInputError
+from trl_seqpo.evaluate.records import ResumableJsonl, ScoreFile, text_digest, write_json_atomic
+from trl_seqpo.subtitles.documents import Document
+
+__all__ = [
+    "ASPECTS",
+    "KNOWN_METRICS",
+    "SubtitleEvalConfig",
+    "add_parser",
+    "evaluate_subtitles",
+    "line_format_problems",
+    "load_documents",
+]
+
+KNOWN_METRICS: tuple[str, ...] = ("bleu", "chrf", "comet", "xcomet", "judge")
+ASPECTS: tuple[str, ...] = ("accuracy", "naturalness", "vividness")
+MODES: tuple[str, ...] = ("line", "document")
+_MARKER = r"\s*[.)．、:：]"
+
+
+def load_documents(path: str | Path) -> list[Document]:
+    """Read a JSONL of documents (``doc_id``, ``source_lines``, optional ``target_lines`` and context).
+
+    Args:
+        path: The file ``trl-seqpo subtitles documents`` wrote.
+
+    Returns:
+        The documents.
+
+    Raises:
+        UserInputError: Missing file, bad JSON, missing fields or duplicate ``doc_id`` (file and line named).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError("documents file not found", path=path)
+    documents, seen = [], set()
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise UserInputError(f"not valid JSON ({error.msg})", path=path, line=number) from error
+            if not isinstance(record, dict):
+                raise UserInputError("expected a JSON object (a document)", path=path, line=number)
+            for column in ("doc_id", "source_lines"):
+                if column not in record:
+                    found = ", ".join(sorted(record)) or "none"
+                    raise UserInputError(
+                        f"column '{column}' is missing (columns found: {found})", path=path, line=number
+                    )
+            lines = record["source_lines"]
+            if not isinstance(lines, list) or not lines or not all(isinstance(item, str) for item in lines):
+                raise UserInputError("'source_lines' must be a non-empty list of strings", path=path, line=number)
+            try:
+                document = Document.from_dict(record)
+            except (TypeError, ValueError) as error:
+                raise UserInputError(str(error), path=path, line=number) from error
+            if document.doc_id in seen:
+                raise UserInputError(f"duplicate doc_id {document.doc_id!r}", path=path, line=number)
+            seen.add(document.doc_id)
+            documents.append(document)
+    if not documents:
+        raise UserInputError("no documents to evaluate", path=path)
+    return documents
+
+
+def line_format_problems(lines: Sequence[str]) -> dict[str, int]:
+    """Count empty lines and lines that swallowed the next line (``"... 5. next line"`` in line 4).
+
+    Args:
+        lines: The translated lines of one document, in order.
+
+    Returns:
+        ``{"missing_lines": ..., "merged_lines": ...}``.
+
+    Example:
+        >>> line_format_problems(["Hi.", "Bye. 3. Later.", ""])
+        {'missing_lines': 1, 'merged_lines': 1}
+    """
+    missing = sum(not line.strip() for line in lines)
+    merged = sum(
+        1
+        for number, line in enumerate(lines[:-1], start=1)
+        if re.search(rf"(?:^|\s){number + 1}{_MARKER}", line) is not None
+    )
+    return {"missing_lines": missing, "merged_lines": merged}
+
+
+@dataclass
+class SubtitleEvalConfig:
+    """Settings of :func:`evaluate_subtitles` (one field per ``evaluate subtitles`` option).
+
+    Args:
+        model: Checkpoint directory (an ALPO or SFT model trained on the numbered-line format).
+        documents: JSONL of documents.
+        output_dir: Where results go.
+        mode: ``"line"`` or ``"document"`` (module docstring).
+        src_lang, tgt_lang: Language codes or names used in the prompt and for BLEU.
+        backend, device, dtype, seed: Generation backend (as ``evaluate simt``).
+        batch_size: Documents translated together.
+        max_new_tokens_per_line: Token budget of one line (document mode: times the number of lines).
+        metrics: From ``KNOWN_METRICS``.
+        comet_model: COMET/XCOMET checkpoint.
+        judge: A :class:`~trl_seqpo.rewards.judge.JudgeConfig`; its ``aspect`` is replaced by each of ``aspects``.
+        aspects: Judge aspects to score.
+        resume, limit, system_name, progress: As ``evaluate simt``.
+    """
+
+    model: str
+    documents: str | Path
+    output_dir: str | Path
+    mode: str = "line"
+    src_lang: str = "en"
+    tgt_lang: str = "zh"
+    backend: str = "hf"
+    device: str | None = None
+    dtype: str = "auto"
+    seed: int = 0
+    batch_size: int = 8
+    max_new_tokens_per_line: int = 64
+    metrics: list[str] = field(default_factory=lambda: ["bleu", "chrf"])
+    comet_model: str | None = None
+    judge: Any = None
+    aspects: list[str] = field(default_factory=lambda: list(ASPECTS))
+    resume: bool = False
+    limit: int | None = None
+    system_name: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise UserInputError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.batch_size < 1 or self.max_new_tokens_per_line < 1:
+            raise UserInputError("--batch-size and --max-new-tokens-per-line must be >= 1")
+        unknown = [metric for metric in self.metrics if metric not in KNOWN_METRICS]
+        if unknown:
+            raise UserInputError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(KNOWN_METRICS)}")
+        bad = [aspect for aspect in self.aspects if aspect not in ASPECTS]
+        if bad:
+            raise UserInputError(f"unknown judge aspect(s) {', '.join(bad)}; choose from {', '.join(ASPECTS)}")
+        if "judge" in self.metrics and self.judge is None:
+            raise UserInputError("the judge metric needs --judge-base-url (an OpenAI-compatible endpoint)")
+
+
+def newline_stop_ids(tokenizer: Any) -> tuple[int, ...]:
+    """Ids of every token whose text contains a newline, plus EOS: a line ends at the first of them."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    for token_id in range(len(tokenizer)):
+        if "\n" in tokenizer.decode([token_id]):
+            ids.add(token_id)
+    return tuple(sorted(ids))
+
+
+def _translate_by_line(
+    documents: list[Document], tokenizer: Any, backend: Any, config: SubtitleEvalConfig, stop_ids: tuple[int, ...]
+) -> list[dict]:
+    from trl_seqpo.rollout.engine import GenerationParams
+    from trl_seqpo.subtitles.documents import render_line_prompt
+
+    lines: list[list[str]] = [[] for _ in documents]
+    truncated = [0] * len(documents)
+    params = GenerationParams(max_new_tokens=config.max_new_tokens_per_line, temperature=0, stop_token_ids=stop_ids)
+    while True:
+        live = [i for i, document in enumerate(documents) if len(lines[i]) < len(document.source_lines)]
+        if not live:
+            break
+        prompts = [
+            tokenizer(
+                render_line_prompt(documents[i], lines[i], config.src_lang, config.tgt_lang), add_special_tokens=False
+            )["input_ids"]
+            for i in live
+        ]
+        for i, output in zip(live, backend.generate(prompts, params)):
+            text = tokenizer.decode(output.token_ids, skip_special_tokens=True)
+            if "\n" not in text and output.finish_reason == "length":
+                truncated[i] += 1
+            lines[i].append(" ".join(text.split("\n", 1)[0].split()))
+    return [
+        {"hypothesis_lines": lines[i], **line_format_problems(lines[i]), "extra_lines": 0, "truncated_lines": t}
+        for i, t in enumerate(truncated)
+    ]
+
+
+def _translate_whole(
+    documents: list[Document], tokenizer: Any, backend: Any, config: SubtitleEvalConfig
+) -> list[dict]:
+    from trl_seqpo.rollout.engine import GenerationParams
+    from trl_seqpo.subtitles.documents import parse_numbered_output, render_document_prompt
+
+    rows = []
+    budget = config.max_new_tokens_per_line * max(len(document.source_lines) for document in documents)
+    params = GenerationParams(max_new_tokens=budget, temperature=0, stop_token_ids=(tokenizer.eos_token_id,))
+    prompts = [
+        tokenizer(render_document_prompt(document, config.src_lang, config.tgt_lang), add_special_tokens=False)[
+            "input_ids"
+        ]
+        for document in documents
+    ]
+    for document, output in zip(documents, backend.generate(prompts, params)):
+        text = tokenizer.decode(output.token_ids, skip_special_tokens=True)
+        parsed = parse_numbered_output(text, len(document.source_lines))
+        rows.append(
+            {
+                "hypothesis_lines": [line or "" for line in parsed.lines],
+                "raw_output": text,
+                "problems": parsed.problems,
+                "missing_lines": sum(line is None or not line.strip() for line in parsed.lines),
+                "merged_lines": sum("merged" in problem for problem in parsed.problems),
+                "extra_lines": sum(
+                    problem.startswith("ignored a line numbered") or "more than once" in problem
+                    for problem in parsed.problems
+                ),
+                "truncated_lines": int(output.finish_reason == "length"),
+            }
+        )
+    return rows
+
+
+def _decode(
+    documents: list[Document],
+    store: ResumableJsonl,
+    tokenizer: Any,
+    backend: Any,
+    config: SubtitleEvalConfig,
+    on_batch: Callable[[int], None] | None,
+) -> int:
+    from tqdm.auto import tqdm
+
+    done, generated = store.done, 0
+    stop_ids = newline_stop_ids(tokenizer) if config.mode == "line" else ()
+    with tqdm(
+        total=len(documents),
+        initial=sum(d.doc_id in done for d in documents),
+        desc=f"subtitles {config.mode}",
+        unit="doc",
+        disable=not config.progress,
+        dynamic_ncols=True,
+    ) as bar:
+        for start in range(0, len(documents), config.batch_size):
+            batch = [d for d in documents[start : start + config.batch_size] if d.doc_id not in done]
+            if not batch:
+                continue
+            if config.mode == "line":
+                outputs = _translate_by_line(batch, tokenizer, backend, config, stop_ids)
+            else:
+                outputs = _translate_whole(batch, tokenizer, backend, config)
+            store.append(
+                [
+                    {"id": d.doc_id, "source_lines": d.source_lines, "reference_lines": d.target_lines, **output}
+                    for d, output in zip(batch, outputs)
+                ]
+            )
+            generated += len(batch)
+            bar.update(len(batch))
+            if on_batch is not None:
+                on_batch(generated)
+    return generated
+
+
+def _score(rows: list[dict], run_dir: Path, config: SubtitleEvalConfig) -> tuple[dict, dict]:
+    import dataclasses
+
+    from trl_seqpo.evaluate import metrics as quality
+
+    scores = ScoreFile(
+        run_dir / "scores.jsonl",
+        {row["id"]: text_digest("\n".join(row["hypothesis_lines"])) for row in rows},
+        config.resume,
+    )
+    by_id = {row["id"]: row for row in rows}
+    counts = {"documents": len(rows), "lines": sum(len(row["source_lines"]) for row in rows)}
+    for name in ("missing_lines", "merged_lines", "extra_lines", "truncated_lines"):
+        counts[name] = sum(row.get(name, 0) for row in rows)
+    counts["documents_with_problems"] = sum(
+        any(row.get(name, 0) for name in ("missing_lines", "merged_lines", "extra_lines")) for row in rows
+    )
+    summary: dict[str, float | None] = {}
+    with_references = [row for row in rows if row.get("reference_lines")]
+    hyps = [line for row in with_references for line in row["hypothesis_lines"]]
+    refs = [line for row in with_references for line in row["reference_lines"]]
+    if "bleu" in config.metrics and hyps:
+        summary["BLEU"] = quality.corpus_bleu(hyps, refs, config.tgt_lang)
+    if "chrf" in config.metrics and hyps:
+        summary["chrF"] = quality.corpus_chrf(hyps, refs)
+    for metric in ("comet", "xcomet"):
+        if metric not in config.metrics:
+            continue
+        name = metric.upper() if metric == "comet" else "XCOMET"
+        key = f"{name}@{config.comet_model}"  # re-scoring with another checkpoint never reuses these scores
+        todo = [by_id[row_id] for row_id in scores.missing(key) if by_id[row_id].get("reference_lines")]
+        if todo:
+            srcs = [line for row in todo for line in row["source_lines"]]
+            lines = [line for row in todo for line in row["hypothesis_lines"]]
+            line_refs = [line for row in todo for line in row["reference_lines"]]
+            flat = quality.comet_scores(srcs, lines, line_refs, config.comet_model, kind=metric)
+            values, offset = {}, 0
+            for row in todo:
+                count = len(row["source_lines"])
+                values[row["id"]] = quality.mean_or_none(flat[offset : offset + count])
+                offset += count
+            scores.update(key, values)
+            scores.save()
+        summary[name] = quality.mean_or_none(scores.values(key))
+    if "judge" in config.metrics:
+        for aspect in config.aspects:
+            name = aspect.capitalize()
+            key = f"{name}@{config.judge.model}"  # re-judging with another model never reuses these scores
+            todo = [by_id[row_id] for row_id in scores.missing(key)]
+            if todo:
+                judge = dataclasses.replace(config.judge, aspect=aspect)
+                new = quality.judge_scores(
+                    [row["source_lines"] for row in todo],
+                    ["\n".join(row["hypothesis_lines"]) for row in todo],
+                    judge,
+                    progress=config.progress,
+                )
+                scores.update(key, {row["id"]: value for row, value in zip(todo, new)})
+                scores.save()
+            values = scores.values(key)
+            summary[name] = quality.mean_or_none(values)
+            counts[f"unscored_{aspect}"] = sum(value is None for value in values)
+    scores.save()
+    return summary, counts
+
+
+def evaluate_subtitles(config: SubtitleEvalConfig, on_batch: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Translate every document, check the line format, score it, and write the result files.
+
+    Args:
+        config: The settings.
+        on_batch: Called after each decoded batch with the number of documents decoded so far in this run.
+
+    Returns:
+        The results document (:mod:`trl_seqpo.evaluate.report`) with one run (the mode).
+
+    Raises:
+        UserInputError: Bad documents file, model path, settings, or an unreachable judge.
+        MissingDependencyError: A requested metric or backend is not installed.
+    """
+    from trl_seqpo.evaluate.common import check_metric_dependencies, load_backend
+    from trl_seqpo.evaluate.metrics import check_judge_reachable
+    from trl_seqpo.evaluate.report import write_results
+
+    documents = load_documents(config.documents)[: config.limit]
+    if {"comet", "xcomet"} & set(config.metrics) and not any(d.target_lines for d in documents):
+        raise UserInputError(
+            "COMET needs reference translations: the documents have no target_lines", path=str(config.documents)
+        )
+    check_metric_dependencies(config.metrics, None)
+    if "judge" in config.metrics:
+        check_judge_reachable(config.judge)
+    tokenizer, backend = load_backend(
+        config.model, config.backend, device=config.device, dtype=config.dtype, seed=config.seed
+    )
+    output_dir = Path(config.output_dir)
+    run_dir = output_dir / config.mode
+    settings = {
+        "model": str(config.model),
+        "documents": str(config.documents),
+        "mode": config.mode,
+        "src_lang": config.src_lang,
+        "tgt_lang": config.tgt_lang,
+        "max_new_tokens_per_line": config.max_new_tokens_per_line,
+    }
+    settings_path = run_dir / "run.json"
+    if config.resume and settings_path.exists():
+        previous = json.loads(settings_path.read_text(encoding="utf-8"))
+        if previous != settings:
+            raise UserInputError(
+                f"--resume: {run_dir} holds a run with other settings ({previous}); use another "
+                "--output-dir or drop --resume"
+            )
+    write_json_atomic(settings_path, settings)
+    store = ResumableJsonl(run_dir / "hypotheses.jsonl", resume=config.resume)
+    generated = _decode(documents, store, tokenizer, backend, config, on_batch)
+    rows = [store.rows[document.doc_id] for document in documents]
+    summary, counts = _score(rows, run_dir, config)
+    run = {
+        "label": config.mode,
+        "mode": config.mode,
+        "dir": config.mode,
+        "metrics": summary,
+        "counts": counts,
+        "generated": generated,
+    }
+    write_json_atomic(run_dir / "summary.json", run)
+    results = {
+        "task": "subtitles",
+        "system": config.system_name or Path(config.model).name,
+        "model": str(config.model),
+        "data": str(config.documents),
+        "settings": {"src_lang": config.src_lang, "tgt_lang": config.tgt_lang, "mode": config.mode},
+        "runs": [run],
+    }
+    write_results(results, output_dir, show=True)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------- command line
+def add_parser(subparsers: Any) -> None:
+    """Register ``evaluate subtitles`` on the ``evaluate`` action's subparsers."""
+    from trl_seqpo.evaluate.common import add_common_arguments
+
+    parser = subparsers.add_parser(
+        "subtitles",
+        help="subtitle documents: line-format checks, BLEU/chrF/COMET, judge accuracy/naturalness/vividness",
+        description="Translate numbered-line documents (ALPO Sec. 4.1) and report quality (Sec. 4.2).",
+    )
+    parser.add_argument("--documents", required=True, help="JSONL of documents (trl-seqpo subtitles documents)")
+    parser.add_argument("--mode", choices=MODES, default="line", help="line by line (default) or whole document")
+    parser.add_argument("--max-new-tokens-per-line", type=int, default=64)
+    add_common_arguments(parser, "bleu,chrf", KNOWN_METRICS)
+    parser.add_argument("--judge-aspects", default=",".join(ASPECTS), help="judge aspects, comma-separated")
+    parser.set_defaults(func=run, batch_size=8)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``trl-seqpo evaluate subtitles``."""
+    from trl_seqpo.evaluate.common import judge_config_from_args, parse_metrics
+
+    metrics = parse_metrics(args.metrics, KNOWN_METRICS)
+    if args.comet_model and not {"comet", "xcomet"} & set(metrics):
+        metrics.append("comet")
+    if args.judge_base_url and "judge" not in metrics:
+        metrics.append("judge")
+    if args.bleurt_model:
+        raise UserInputError("evaluate subtitles does not compute BLEURT; use --comet-model for COMET/XCOMET")
+    judge = None
+    if "judge" in metrics:
+        if not args.judge_base_url:
+            raise UserInputError("the judge metric needs --judge-base-url (an OpenAI-compatible endpoint)")
+        judge = judge_config_from_args(args, "accuracy", Path(args.output_dir) / "judge_cache.sqlite")
+    config = SubtitleEvalConfig(
+        model=args.model,
+        documents=args.documents,
+        output_dir=args.output_dir,
+        mode=args.mode,
+        src_lang=args.src_lang or "en",
+        tgt_lang=args.tgt_lang or "zh",
+        backend=args.backend,
+        device=args.device,
+        dtype=args.dtype,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        max_new_tokens_per_line=args.max_new_tokens_per_line,
+        metrics=metrics,
+        comet_model=args.comet_model,
+        judge=judge,
+        aspects=[part.strip() for part in args.judge_aspects.split(",") if part.strip()],
+        resume=args.resume,
+        limit=args.limit,
+        system_name=args.system_name,
+        progress=not args.no_progress,
+    )
+    evaluate_subtitles(config)
+    return 0
