@@ -84,7 +84,7 @@ def test_chat_sequence_equals_rendered_conversation(tokenizer):
     backend = ScriptedBackend(tokenizer, script)
     rollout = SimultaneousRollout(backend, tokenizer, _config())
     (trajectory,) = rollout.run(["the big dog sees a red tree"])
-    assert trajectory.step_outputs == script
+    assert [output.strip() for output in trajectory.step_outputs] == script
     from trl_seqpo.simt.templates import build_chat_messages, render_chat
 
     messages = build_chat_messages(

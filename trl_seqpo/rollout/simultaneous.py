@@ -213,6 +213,7 @@ class SimultaneousRollout:
             self.step_end_token = tokenizer.eos_token
             self.step_end_token_id = self.eos_token_id
             self.stop_token_ids = (self.eos_token_id,)
+        self._env_cache: dict[tuple[int, int], list[int]] = {}
 
     # ------------------------------------------------------------------ public API
     def run(
@@ -254,7 +255,7 @@ class SimultaneousRollout:
                         chunk_size=cfg.chunk_size,
                     )
                 )
-        self._env_cache: dict[tuple[int, int], list[int]] = {}
+        self.reset()
         step = 0
         while True:
             live = [t for t in trajectories if not t.finished]
@@ -263,6 +264,23 @@ class SimultaneousRollout:
             step += 1
             self._step(live, step, policy, None if seed is None else seed + step)
         return trajectories
+
+    def reset(self) -> None:
+        """Forget the per-source caches; call it before driving new trajectories step by step with :meth:`advance`."""
+        self._env_cache = {}
+
+    def advance(
+        self, trajectories: list[Trajectory], step: int, policy: WaitKPolicy | None = None, seed: int | None = None
+    ) -> None:
+        """Run step ``step`` (1-based) for unfinished ``trajectories`` with one backend call.
+
+        :meth:`run` is a loop over this method; a streaming agent (e.g. the SimulEval agent) calls it itself as the
+        source arrives. ``trajectory.source_index`` keys the cache of inserted chat tokens, so indices must be unique
+        among the trajectories driven since the last :meth:`reset`.
+        """
+        live = [t for t in trajectories if not t.finished]
+        if live:
+            self._step(live, step, policy, seed)
 
     # ------------------------------------------------------------------ one lockstep step
     def _step(self, live: list[Trajectory], step: int, policy: WaitKPolicy | None, seed: int | None) -> None:

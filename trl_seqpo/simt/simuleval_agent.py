@@ -79,7 +79,7 @@ class IncrementalTranslator:
             target_unit=config.resolved_target_unit,
             chunk_size=config.chunk_size,
         )
-        self.rollout._env_cache = {}  # per-sentence cache of the rollout's inserted chat tokens
+        self.rollout.reset()  # per-sentence cache of the rollout's inserted chat tokens
 
     @property
     def finished(self) -> bool:
@@ -119,7 +119,7 @@ class IncrementalTranslator:
         trajectory.source_length = len(units) if source_finished else len(units) + 1
         self.step += 1
         seed = None if self.seed is None else self.seed + self.step
-        self.rollout._step([trajectory], self.step, self.policy, seed)
+        self.rollout.advance([trajectory], self.step, self.policy, seed)
         return " ".join(trajectory.step_outputs[-1].split()), trajectory.finished
 
 
