@@ -1,0 +1,122 @@
+# Copyright 2025 trl_seqpo developers. Licensed under the Apache License, Version 2.0.
+"""SFT warm-up for simultaneous translation on partial-translation data (SeqPO-SiMT Sec. 3.1, App. A.2).
+
+The policy learns, for each source prefix, which prefix of the translation it may already write. With
+``dataset_name: synthetic`` the data comes from the synthetic language pair's gold alignments
+(:func:`trl_seqpo.data.simt_sft.gold_sft_dataset`); with a JSON-lines file, each row holds ``source`` and
+``reference`` plus either ``alignment`` (gold ``[source_index, target_index]`` pairs) or ``step_outputs`` (e.g. from
+:class:`trl_seqpo.data.simt_sft.LLMAligner`). When ``model_name_or_path`` is a local directory that does not exist
+yet and ``build_tiny_model`` is true, a tiny Qwen2-style model and tokenizer for the synthetic pair are built there
+first (nothing is downloaded).
+
+Usage (CPU, the tiny synthetic setup, a few minutes):
+
+    python examples/scripts/sft_simt.py --config examples/configs/sft_simt_synthetic.yaml
+
+    accelerate launch --config_file examples/accelerate_configs/multi_gpu.yaml \
+        examples/scripts/sft_simt.py --config examples/configs/sft_simt_synthetic.yaml --use_cpu false
+
+Any field can be overridden on the command line, e.g. ``--max_steps 20 --output_dir /tmp/sft``. A real model (on
+GPUs) uses its own chat template; set ``end_of_translation`` to a token of that tokenizer that is not its
+end-of-turn token.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser, get_peft_config
+
+from trl_seqpo.data import synthetic
+from trl_seqpo.data.simt_sft import END_OF_TRANSLATION, build_sft_dataset, gold_sft_dataset
+from trl_seqpo.data.tiny import save_tiny_model
+
+
+@dataclass
+class SimtSFTScriptArguments:
+    """Data and model-building options of the SiMT SFT example."""
+
+    dataset_name: str = field(
+        default="synthetic",
+        metadata={"help": "'synthetic', or a JSON-lines file with source, reference and alignment or step_outputs."},
+    )
+    num_train_examples: int = field(default=4000, metadata={"help": "Synthetic sentence pairs to train on."})
+    synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic corpus."})
+    chunk_size: int = field(default=2, metadata={"help": "Source units per chunk (the paper's m)."})
+    extra_wait: list[int] = field(
+        default_factory=lambda: [0],
+        metadata={"help": "Source units each write is delayed by (gold data); several values: one drawn per row."},
+    )
+    prompt_format: str = field(default="chat", metadata={"help": "'chat' (messages) or 'paper' (prompt/completion)."})
+    src_lang: str = field(default=synthetic.SOURCE_LANGUAGE, metadata={"help": "Source language name."})
+    tgt_lang: str = field(default=synthetic.TARGET_LANGUAGE, metadata={"help": "Target language name."})
+    end_of_translation: str = field(
+        default=END_OF_TRANSLATION, metadata={"help": "Token that ends the whole translation."}
+    )
+    build_tiny_model: bool = field(
+        default=True, metadata={"help": "Build a tiny model at model_name_or_path if that directory does not exist."}
+    )
+    tiny_tokenizer_kind: str = field(default="wordlevel", metadata={"help": "'wordlevel' or 'bpe' (tiny model)."})
+
+
+def load_rows(path: str) -> list[dict]:
+    """Read a JSON-lines file of sentence pairs; errors name the file and line."""
+    from trl_seqpo.errors import UserInputError
+
+    rows = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserInputError(f"not valid JSON: {exc.msg}", path=path, line=number) from exc
+        if "source" not in row or ("alignment" not in row and "step_outputs" not in row):
+            raise UserInputError("each row needs 'source' and 'alignment' or 'step_outputs'", path=path, line=number)
+        rows.append(row)
+    return rows
+
+
+def build_dataset(script_args: SimtSFTScriptArguments):
+    common = {"chunk_size": script_args.chunk_size, "src_lang": script_args.src_lang, "tgt_lang": script_args.tgt_lang}
+    common.update(prompt_format=script_args.prompt_format, end_of_translation=script_args.end_of_translation)
+    if script_args.dataset_name == "synthetic":
+        examples = synthetic.generate_corpus(script_args.num_train_examples, seed=script_args.synthetic_seed)
+        return gold_sft_dataset(examples, extra_wait=script_args.extra_wait, seed=script_args.synthetic_seed, **common)
+    rows = load_rows(script_args.dataset_name)
+    if all("step_outputs" in row for row in rows):
+        return build_sft_dataset(rows, **common)
+    return gold_sft_dataset(rows, extra_wait=script_args.extra_wait, seed=script_args.synthetic_seed, **common)
+
+
+def main(script_args: SimtSFTScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> None:
+    if script_args.prompt_format not in ("chat", "paper"):
+        raise ValueError(f"prompt_format must be 'chat' or 'paper', got {script_args.prompt_format!r}")
+    if script_args.prompt_format == "paper" and training_args.assistant_only_loss:
+        raise ValueError("prompt_format 'paper' has no assistant turns: set assistant_only_loss: false")
+    model_path = Path(model_args.model_name_or_path)
+    if script_args.build_tiny_model and not model_path.exists() and training_args.process_index == 0:
+        save_tiny_model(model_path, kind=script_args.tiny_tokenizer_kind, seed=training_args.seed)
+    if script_args.build_tiny_model:
+        training_args.distributed_state.wait_for_everyone()
+    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
+    model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, dtype=model_args.dtype or "auto")
+    with training_args.main_process_first(desc="build partial-translation data"):
+        train_dataset = build_dataset(script_args)
+    trainer = SFTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+    )
+    trainer.train()
+    trainer.save_model(training_args.output_dir)
+
+
+if __name__ == "__main__":
+    parser = TrlParser((SimtSFTScriptArguments, SFTConfig, ModelConfig))
+    main(*parser.parse_args_and_config())

@@ -1,0 +1,66 @@
+"""`trl-seqpo demo --quick`: every stage runs, results are written, a rerun resumes without duplicates."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from trl_seqpo.cli import main
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    assert main(["demo", "--output-dir", str(out), "--quick"]) == 0
+    return out
+
+
+def _systems(out):
+    return [json.loads(line)["system"] for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_quick_demo_writes_every_stage_and_the_table(demo_dir, capsys):
+    assert (demo_dir / "models" / "sft" / "DONE").exists()
+    assert (demo_dir / "data" / "train.jsonl").exists()
+    report = json.loads((demo_dir / "results.json").read_text())
+    rows = {row["system"]: row for row in report["results"]}
+    assert set(rows) == {"oracle", "sft", "sft+wait-1", "sft+wait-3"}
+    assert rows["oracle"]["chrf"] == pytest.approx(100.0)
+    for row in rows.values():
+        assert 0.0 <= row["chrf"] <= 100.0 and row["al"] > 0 and row["laal"] >= row["al"] - 1e-9
+    # a schedule can only delay the SFT policy's writes: wait-3 is never earlier than wait-1 on the same model
+    assert rows["sft+wait-3"]["al"] >= rows["sft+wait-1"]["al"] - 1e-9
+    markdown = (demo_dir / "results.md").read_text()
+    assert markdown.startswith("| system | chrF | BLEU | AL | LAAL |") and "SFT + wait-3" in markdown
+    test_rows = (demo_dir / "data" / "test.jsonl").read_text().splitlines()
+    translations = (demo_dir / "translations" / "sft.jsonl").read_text().splitlines()
+    assert len(translations) == len(test_rows) == report["settings"]["num_test"]
+    train_sources = {
+        json.loads(line)["source"] for line in (demo_dir / "data" / "train.jsonl").read_text().splitlines()
+    }
+    assert not train_sources & {json.loads(line)["source"] for line in test_rows}  # held out
+
+
+@pytest.mark.slow
+def test_rerun_resumes_without_retraining_or_duplicates(demo_dir):
+    model_file = demo_dir / "models" / "sft" / "model.safetensors"
+    mtime = model_file.stat().st_mtime_ns
+    lines = (demo_dir / "results.jsonl").read_text().splitlines()
+    # simulate a kill while the last system was being written: its line is cut in half
+    (demo_dir / "results.jsonl").write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:10])
+    assert main(["demo", "--output-dir", str(demo_dir), "--quick"]) == 0
+    assert model_file.stat().st_mtime_ns == mtime  # the SFT stage was skipped
+    systems = _systems(demo_dir)
+    assert len(systems) == len(set(systems)) == 4
+
+
+def test_other_settings_in_the_same_dir_is_a_user_error(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "settings.json").write_text(json.dumps({"num_train": 1}))
+    assert main(["demo", "--output-dir", str(out), "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert "other settings" in err and "--output-dir" in err and "Traceback" not in err
+    assert main(["demo", "--output-dir", str(tmp_path / "x"), "--quick", "--sft-steps", "0"]) == 2
