@@ -213,3 +213,15 @@ def test_hf_backend_left_padding_matches_one_prompt_at_a_time(model, tokenizer):
         (single,) = backend.generate([prompt], params)
         assert single.token_ids == output.token_ids
         torch.testing.assert_close(torch.tensor(single.logprobs), torch.tensor(output.logprobs), atol=1e-4, rtol=0)
+
+
+def test_end_of_translation_defaults_away_from_an_eos_that_ends_turns(tokenizer):
+    import copy
+
+    qwen_like = copy.deepcopy(tokenizer)
+    qwen_like.eos_token = "<|im_end|>"  # Qwen2.5-Instruct: EOS is the end-of-turn token
+    rollout = SimultaneousRollout(ScriptedBackend(qwen_like, []), qwen_like, _config())
+    assert rollout.eos_token_id == qwen_like.convert_tokens_to_ids("<|endoftext|>")
+    assert rollout.step_end_token_id == qwen_like.convert_tokens_to_ids("<|im_end|>")
+    with pytest.raises(ValueError, match="same token"):
+        SimultaneousRollout(ScriptedBackend(qwen_like, []), qwen_like, _config(end_of_translation_token="<|im_end|>"))

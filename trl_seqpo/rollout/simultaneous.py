@@ -63,6 +63,9 @@ class SimultaneousRolloutConfig:
         top_k: Top-k sampling (``0`` disables).
         system_prompt: Optional system message (chat format).
         step_end_token: Token that ends an assistant turn in the chat format; ``None`` uses ``"<|im_end|>"``.
+        end_of_translation_token: Token the policy emits to end the whole translation (chat format). ``None`` uses
+            the tokenizer's EOS, or ``"<|endoftext|>"`` when the EOS is the step-end token (Qwen2.5-Instruct's EOS
+            is ``<|im_end|>``).
     """
 
     chunk_size: int = 3
@@ -78,6 +81,7 @@ class SimultaneousRolloutConfig:
     top_k: int = 0
     system_prompt: str | None = None
     step_end_token: str | None = None
+    end_of_translation_token: str | None = None
 
     def __post_init__(self) -> None:
         if self.chunk_size < 1:
@@ -161,6 +165,16 @@ class Trajectory:
         return sum(1 for output in self.step_outputs if not output.strip())
 
 
+def _single_token_id(tokenizer: PreTrainedTokenizerBase, token: str, name: str) -> int:
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    if token_id is None or tokenizer.convert_ids_to_tokens(token_id) != token:
+        raise ValueError(
+            f"{name} {token!r} is not a single token of this tokenizer; set SimultaneousRolloutConfig.{name} to a "
+            "token of its vocabulary"
+        )
+    return int(token_id)
+
+
 def join_step_outputs(outputs: Sequence[str], unit: Unit) -> str:
     """Concatenate step outputs into the running translation: with spaces for word units, directly for characters."""
     parts = [output.strip() for output in outputs if output.strip()]
@@ -199,15 +213,17 @@ class SimultaneousRollout:
                     "prompt_format='chat' needs a tokenizer with a chat template; set tokenizer.chat_template or use "
                     "prompt_format='paper'"
                 )
-            token = self.config.step_end_token or "<|im_end|>"
-            token_id = tokenizer.convert_tokens_to_ids(token)
-            if token_id is None or token_id == tokenizer.unk_token_id:
+            self.step_end_token = self.config.step_end_token or "<|im_end|>"
+            self.step_end_token_id = _single_token_id(tokenizer, self.step_end_token, "step_end_token")
+            end_token = self.config.end_of_translation_token
+            if end_token is None:
+                end_token = tokenizer.eos_token if self.eos_token_id != self.step_end_token_id else "<|endoftext|>"
+            self.eos_token_id = _single_token_id(tokenizer, end_token, "end_of_translation_token")
+            if self.eos_token_id == self.step_end_token_id:
                 raise ValueError(
-                    f"step_end_token {token!r} is not a single token of this tokenizer; set "
-                    "SimultaneousRolloutConfig.step_end_token to the token that ends an assistant turn"
+                    f"end_of_translation_token and step_end_token are the same token ({end_token!r}): every step "
+                    "would end the translation; pick another end_of_translation_token"
                 )
-            self.step_end_token = token
-            self.step_end_token_id = int(token_id)
             self.stop_token_ids: tuple[int, ...] = (self.step_end_token_id, self.eos_token_id)
         else:
             self.step_end_token = tokenizer.eos_token

@@ -249,8 +249,8 @@ def render_line_prompt(document: Document, prefix: Sequence[str], src_lang: str,
         tgt_lang: Target language code or name.
 
     Returns:
-        ``render_document_prompt(document) + render_numbered_lines(prefix) + line_marker(i)``; the model then writes line
-        ``i`` followed by ``"\\n"``.
+        ``render_document_prompt(document) + render_numbered_lines(prefix) + line_marker(i)``; the model then
+        writes line ``i`` followed by ``"\\n"``.
 
     Raises:
         ValueError: ``prefix`` already covers every line of the document.

@@ -34,6 +34,9 @@ class SeqPOConfig(GRPOConfig):
             Extra steps a trajectory may take after the last chunk before it is cut.
         system_prompt (`str` or `None`, *optional*):
             Optional system message for the chat format.
+        step_end_token / end_of_translation_token (`str` or `None`, *optional*):
+            Tokens that end one step (an assistant turn; `None`: `"<|im_end|>"`) and the whole translation (`None`:
+            the tokenizer's EOS, or `"<|endoftext|>"` when the EOS is the step-end token, as for Qwen2.5-Instruct).
         source_column / reference_column (`str`, *optional*, defaults to `"source"` / `"reference"`):
             Dataset columns holding the source sentence and its reference translation.
 
@@ -98,6 +101,13 @@ class SeqPOConfig(GRPOConfig):
         default=2, metadata={"help": "Extra steps allowed after the last chunk before a trajectory is cut."}
     )
     system_prompt: str | None = field(default=None, metadata={"help": "Optional system message (chat format)."})
+    step_end_token: str | None = field(
+        default=None, metadata={"help": "Token ending one step (assistant turn); None: '<|im_end|>'."}
+    )
+    end_of_translation_token: str | None = field(
+        default=None,
+        metadata={"help": "Token ending the translation; None: EOS, or '<|endoftext|>' if EOS ends turns."},
+    )
     source_column: str = field(default="source", metadata={"help": "Dataset column with the source sentence."})
     reference_column: str = field(
         default="reference", metadata={"help": "Dataset column with the reference translation."}

@@ -118,6 +118,8 @@ class SeqPOTrainer(GRPOTrainer):
             top_p=args.top_p,
             top_k=args.top_k or 0,
             system_prompt=args.system_prompt,
+            step_end_token=args.step_end_token,
+            end_of_translation_token=args.end_of_translation_token,
         )
 
     # ------------------------------------------------------------------ rollout_func hook
