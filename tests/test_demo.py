@@ -26,7 +26,9 @@ def test_quick_demo_writes_every_stage_and_the_table(demo_dir, capsys):
     assert (demo_dir / "data" / "train.jsonl").exists()
     report = json.loads((demo_dir / "results.json").read_text())
     rows = {row["system"]: row for row in report["results"]}
-    assert set(rows) == {"oracle", "sft", "sft+wait-1", "sft+wait-3"}
+    assert set(rows) == {"oracle", "sft", "sft+wait-1", "sft+wait-3", "seqpo"}
+    assert (demo_dir / "models" / "seqpo" / "DONE").exists()
+    assert "al_reduction_pct" in report["seqpo_vs_sft"] and "chrf_change" in report["seqpo_vs_sft"]
     assert rows["oracle"]["chrf"] == pytest.approx(100.0)
     for row in rows.values():
         assert 0.0 <= row["chrf"] <= 100.0 and row["al"] > 0 and row["laal"] >= row["al"] - 1e-9
@@ -47,13 +49,16 @@ def test_quick_demo_writes_every_stage_and_the_table(demo_dir, capsys):
 def test_rerun_resumes_without_retraining_or_duplicates(demo_dir):
     model_file = demo_dir / "models" / "sft" / "model.safetensors"
     mtime = model_file.stat().st_mtime_ns
+    seqpo_file = demo_dir / "models" / "seqpo" / "model.safetensors"
+    seqpo_mtime = seqpo_file.stat().st_mtime_ns
     lines = (demo_dir / "results.jsonl").read_text().splitlines()
     # simulate a kill while the last system was being written: its line is cut in half
     (demo_dir / "results.jsonl").write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:10])
     assert main(["demo", "--output-dir", str(demo_dir), "--quick"]) == 0
     assert model_file.stat().st_mtime_ns == mtime  # the SFT stage was skipped
+    assert seqpo_file.stat().st_mtime_ns == seqpo_mtime  # and so was SeqPO
     systems = _systems(demo_dir)
-    assert len(systems) == len(set(systems)) == 4
+    assert len(systems) == len(set(systems)) == 5
 
 
 def test_other_settings_in_the_same_dir_is_a_user_error(tmp_path, capsys):
