@@ -29,6 +29,8 @@ def test_quick_demo_writes_every_stage_and_the_table(demo_dir, capsys):
     assert set(rows) == {"oracle", "sft", "sft+wait-1", "sft+wait-3", "seqpo"}
     assert (demo_dir / "models" / "seqpo" / "DONE").exists()
     assert "al_reduction_pct" in report["seqpo_vs_sft"] and "chrf_change" in report["seqpo_vs_sft"]
+    # the ALPO stages ran too and their SFT-vs-ALPO table is part of the report
+    assert "alpo" in report and "## ALPO" in (demo_dir / "results.md").read_text()
     assert rows["oracle"]["chrf"] == pytest.approx(100.0)
     for row in rows.values():
         assert 0.0 <= row["chrf"] <= 100.0 and row["al"] > 0 and row["laal"] >= row["al"] - 1e-9

@@ -15,8 +15,12 @@ already exists, so a killed demo resumes where it stopped:
 SimultaneousRollout`) with the SFT model's own read/write policy and with wait-k (k = 1..5) schedules on top of it
    (the paper's "SFT + wait-k" baseline), plus the gold alignment's eager policy as a reference point; one JSON line
    per system in ``results.jsonl``, written as soon as it is scored;
-4. ``report``: the table of chrF / BLEU vs AL / LAAL printed with rich and written to ``results.json`` and
-   ``results.md``, and ``quality_latency.png`` when matplotlib is installed.
+4. ``seqpo`` (between ``sft`` and ``evaluate``): SeqPO-SiMT from the SFT model with :class:`~trl_seqpo.SeqPOTrainer`
+   on the fused chrF + AL reward;
+5. ``alpo_*`` (:mod:`trl_seqpo.demo_alpo`): ALPO on synthetic subtitles with a local judge server over HTTP that has
+   a hidden synonym preference: SFT, sampling + judging, pairs, ``ALPOTrainer``, SFT vs ALPO judge scores;
+6. ``report``: the table of chrF / BLEU vs AL / LAAL printed with rich and written to ``results.json`` and
+   ``results.md`` (with the ALPO table), and ``quality_latency.png`` when matplotlib is installed.
 
 To add a stage (e.g. SeqPO training), write ``stage_x(ctx: DemoContext) -> None`` that produces a model directory in
 ``ctx.paths.models``, insert it into :data:`STAGES`, and register the model in :data:`EVALUATED_MODELS`.
@@ -34,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trl_seqpo.demo_alpo import ALPO_STAGES
 from trl_seqpo.errors import UserInputError
 
 # --------------------------------------------------------------------------------------------------- settings
@@ -429,10 +434,14 @@ def stage_report(ctx: DemoContext) -> None:
             f"SeqPO vs its SFT start: AL {sft['al']:.2f} -> {seqpo['al']:.2f} "
             f"({change['al_reduction_pct']:.1f}% lower), chrF {change['chrf_change']:+.2f}"
         )
-    (paths.root / "results.json").write_text(json.dumps(report, indent=2))
     lines = ["| system | chrF | BLEU | AL | LAAL |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {r['name']} | " + " | ".join(f"{r[k]:.2f}" for _, k in columns) + " |" for r in results]
+    alpo_json, alpo_md = paths.root / "alpo_results.json", paths.root / "alpo_results.md"
+    if alpo_json.exists() and alpo_md.exists():  # the ALPO stages' table (SFT vs ALPO judge score)
+        report["alpo"] = json.loads(alpo_json.read_text())
+        lines += ["", "## ALPO (synthetic subtitles, hidden-preference judge)", "", alpo_md.read_text().strip()]
     (paths.root / "results.md").write_text("\n".join(lines) + "\n")
+    (paths.root / "results.json").write_text(json.dumps(report, indent=2))
     _plot(results, paths.root / "quality_latency.png", ctx.console)
 
 
@@ -467,6 +476,7 @@ STAGES: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("sft", stage_sft),
     ("seqpo", stage_seqpo),
     ("evaluate", stage_evaluate),
+    *ALPO_STAGES,
     ("report", stage_report),
 ]
 

@@ -1,0 +1,111 @@
+"""The ALPO part of the demo (quick variant): every stage runs, the judge answers over HTTP, the table is written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from trl_seqpo.demo_alpo import ALPO_STAGES, AlpoDemoSettings, alpo_settings, preferred_share
+from trl_seqpo.errors import UserInputError
+
+
+class _Console:
+    def __init__(self) -> None:
+        self.printed: list[str] = []
+
+    def print(self, *items, **kwargs) -> None:
+        self.printed.append(" ".join(str(item) for item in items))
+
+
+def _context(root: Path, settings: AlpoDemoSettings | None = None) -> SimpleNamespace:
+    ctx = SimpleNamespace(settings=SimpleNamespace(seed=0), paths=SimpleNamespace(root=root), console=_Console())
+    ctx.alpo = settings or AlpoDemoSettings.quick()
+    return ctx
+
+
+def _run(ctx: SimpleNamespace) -> None:
+    for _, stage in ALPO_STAGES:
+        stage(ctx)
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        root = tmp_path_factory.mktemp("alpo_demo") / "run"
+        _run(_context(root))
+    finally:
+        torch.set_num_threads(threads)
+    return root
+
+
+@pytest.mark.slow
+def test_quick_alpo_demo_writes_the_table_of_both_systems(demo_dir):
+    report = json.loads((demo_dir / "alpo_results.json").read_text())
+    rows = {row["system"]: row for row in report["results"]}
+    assert set(rows) == {"sft", "alpo"}
+    settings = AlpoDemoSettings.quick()
+    expected_lines = settings.num_test_documents * settings.lines_per_document
+    for row in rows.values():
+        assert row["documents"] == settings.num_test_documents
+        assert row["lines_expected"] == expected_lines and 0 <= row["lines_parsed"] <= expected_lines
+        assert row["judge_score"] is not None and 0.0 <= row["judge_score"] <= 100.0
+        assert row["unscored_documents"] == 0
+    assert report["judge_score_gain"] == pytest.approx(rows["alpo"]["judge_score"] - rows["sft"]["judge_score"])
+    markdown = (demo_dir / "alpo_results.md").read_text()
+    assert markdown.startswith("| system | judge score (0-100) | lines parsed / expected |")
+    assert "| SFT |" in markdown and "| ALPO |" in markdown
+    for name in ("init", "sft", "alpo"):
+        assert (demo_dir / "alpo" / "models" / name / "DONE").exists()
+
+
+@pytest.mark.slow
+def test_the_judge_was_called_over_http_for_sampling_and_evaluation(demo_dir):
+    report = json.loads((demo_dir / "alpo_results.json").read_text())
+    assert report["judge_http_requests"]["sample"] > 0
+    # a reachability probe per system plus the scoring requests (identical translations share one cached answer)
+    assert report["judge_http_requests"]["evaluate"] >= 3
+    records = [json.loads(line) for line in (demo_dir / "alpo" / "candidates.jsonl").read_text().splitlines()]
+    scored = [c["score"] for r in records for c in r["candidates"] if c["score"] is not None]
+    assert scored and all(0 <= score <= 100 for score in scored)
+    assert report["pair_rows"] > 0  # the ALPO model was trained on judged pairs
+
+
+@pytest.mark.slow
+def test_rerun_skips_every_stage(demo_dir):
+    model_file = demo_dir / "alpo" / "models" / "alpo" / "model.safetensors"
+    mtime = model_file.stat().st_mtime_ns
+    candidates = (demo_dir / "alpo" / "candidates.jsonl").read_text()
+    ctx = _context(demo_dir)
+    _run(ctx)
+    assert model_file.stat().st_mtime_ns == mtime
+    assert (demo_dir / "alpo" / "candidates.jsonl").read_text() == candidates
+    report = json.loads((demo_dir / "alpo_results.json").read_text())
+    assert report["judge_http_requests"]["evaluate"] == 0  # hypotheses and judge scores were reused
+
+
+def test_other_settings_in_the_same_dir_is_a_user_error(tmp_path):
+    (tmp_path / "alpo").mkdir()
+    (tmp_path / "alpo" / "settings.json").write_text(json.dumps({**AlpoDemoSettings.quick().to_json(), "seed": 7}))
+    with pytest.raises(UserInputError, match="other settings \\(seed\\)"):
+        ALPO_STAGES[0][1](_context(tmp_path))
+
+
+def test_settings_follow_the_demo_quick_flag():
+    from trl_seqpo.demo import DemoSettings
+
+    quick = SimpleNamespace(settings=DemoSettings.quick(), paths=None)
+    full = SimpleNamespace(settings=DemoSettings(seed=3), paths=None)
+    assert alpo_settings(quick) == AlpoDemoSettings.quick()
+    assert alpo_settings(full) == AlpoDemoSettings(seed=3)
+    assert full.alpo is alpo_settings(full)  # cached on the context
+
+
+def test_preferred_share_counts_whole_words():
+    assert preferred_share(["lo domo grava.", "un kaso miras", "lo megahundo"]) == (2, 2)
