@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from trl_seqpo.errors import UserInputError
+from trl_seqpo.jsonl import parse_json_lines, read_json_objects
 
 # the fields of a document record (Document.to_dict, written by `trl-seqpo subtitles documents`)
 _LIST_FIELDS = ("source_lines", "context_before", "context_after")
@@ -167,27 +168,22 @@ def read_documents(path: Path) -> list[Any]:
     """
     from trl_seqpo.subtitles.documents import Document
 
-    if not path.is_file():
-        raise UserInputError("documents file not found; make it with `trl-seqpo subtitles documents`", path=str(path))
     documents, seen = [], set()
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserInputError(f"not valid JSON ({exc.msg})", path=str(path), line=number) from None
-            problem = _document_problem(record)
-            if problem:
-                raise UserInputError(problem, path=str(path), line=number)
-            if record["doc_id"] in seen:
-                raise UserInputError(f"doc_id {record['doc_id']!r} appears twice", path=str(path), line=number)
-            seen.add(record["doc_id"])
-            try:
-                documents.append(Document.from_dict(record))
-            except ValueError as exc:
-                raise UserInputError(str(exc), path=str(path), line=number) from None
+    missing = "documents file not found; make it with `trl-seqpo subtitles documents`"
+    records = read_json_objects(
+        path, missing=missing, expected="a JSON object (a document of `trl-seqpo subtitles documents`)"
+    )
+    for number, record in records:
+        problem = _document_problem(record)
+        if problem:
+            raise UserInputError(problem, path=str(path), line=number)
+        if record["doc_id"] in seen:
+            raise UserInputError(f"doc_id {record['doc_id']!r} appears twice", path=str(path), line=number)
+        seen.add(record["doc_id"])
+        try:
+            documents.append(Document.from_dict(record))
+        except ValueError as exc:
+            raise UserInputError(str(exc), path=str(path), line=number) from None
     if not documents:
         raise UserInputError("no documents in the file", path=str(path))
     return documents
@@ -242,17 +238,7 @@ def resume_output(path: Path, unit: str) -> set[str]:
     lines = data[:cut].decode("utf-8").split("\n")[:-1]
     units: dict[str, set[int]] = {}
     expected: dict[str, int] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserInputError(
-                f"not valid JSON ({exc.msg}); not a file written by `trl-seqpo alpo sample`?",
-                path=str(path),
-                line=number,
-            ) from None
+    for number, record in parse_json_lines(lines, path, hint="not a file written by `trl-seqpo alpo sample`?"):
         if not isinstance(record, dict) or not {"doc_id", "unit_index", "num_units"} <= set(record):
             raise UserInputError(
                 "not a candidate record of `trl-seqpo alpo sample` (needs doc_id, unit_index, num_units); "

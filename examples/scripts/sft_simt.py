@@ -23,7 +23,6 @@ end-of-turn token.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,15 +64,10 @@ class SimtSFTScriptArguments:
 def load_rows(path: str) -> list[dict]:
     """Read a JSON-lines file of sentence pairs; errors name the file and line."""
     from trl_seqpo.errors import UserInputError
+    from trl_seqpo.jsonl import read_json_objects
 
     rows = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserInputError(f"not valid JSON: {exc.msg}", path=path, line=number) from exc
+    for number, row in read_json_objects(path):
         if "source" not in row or ("alignment" not in row and "step_outputs" not in row):
             raise UserInputError("each row needs 'source' and 'alignment' or 'step_outputs'", path=path, line=number)
         rows.append(row)

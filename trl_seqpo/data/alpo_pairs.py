@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trl_seqpo.errors import UserInputError
+from trl_seqpo.jsonl import read_json_objects
 from trl_seqpo.subtitles.documents import line_marker, render_numbered_lines
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -438,24 +439,13 @@ def read_candidate_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]
     Raises:
         UserInputError: The file is missing or a line is not a JSON object.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError("candidates file not found; run `trl-seqpo alpo sample` first", path=str(path))
     records = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserInputError(f"not valid JSON ({exc.msg})", path=str(path), line=number) from None
-            if not isinstance(record, dict):
-                raise UserInputError("each line must be a JSON object", path=str(path), line=number)
-            missing = [key for key in _REQUIRED_KEYS if key not in record]
-            if missing:
-                raise UserInputError(f"record lacks the field(s) {missing}", path=str(path), line=number)
-            records.append(record)
+    missing_file = "candidates file not found; run `trl-seqpo alpo sample` first"
+    for number, record in read_json_objects(path, missing=missing_file, expected="a JSON object on each line"):
+        missing = [key for key in _REQUIRED_KEYS if key not in record]
+        if missing:
+            raise UserInputError(f"record lacks the field(s) {missing}", path=str(path), line=number)
+        records.append(record)
     return records
 
 

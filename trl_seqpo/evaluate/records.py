@@ -20,21 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from trl_seqpo.errors import UserInputError
+from trl_seqpo.jsonl import parse_json_lines
 
 __all__ = ["ResumableJsonl", "ScoreFile", "load_pairs", "text_digest", "write_json_atomic"]
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as error:
-                raise UserInputError(
-                    f"not valid JSON ({error.msg}); one JSON object per line", path=path, line=number
-                ) from error
+        yield from parse_json_lines(handle, path, hint="one JSON object per line")
 
 
 def _read_tsv(path: Path) -> Iterator[tuple[int, Any]]:
@@ -162,17 +155,9 @@ class ResumableJsonl:
         lines = text.split("\n")
         complete, tail = lines[:-1], lines[-1]  # the text after the last newline was cut short by a kill
         keep: list[str] = []
-        for number, line in enumerate(complete, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise UserInputError(
-                    f"corrupt result line ({error.msg}); delete the line or start again without --resume",
-                    path=self.path,
-                    line=number,
-                ) from error
+        hint = "corrupt result line: delete it or start again without --resume"
+        for number, row in parse_json_lines(complete, self.path, hint=hint):
+            line = complete[number - 1]
             if row["id"] not in self.rows:
                 keep.append(line)
             self.rows[str(row["id"])] = row

@@ -30,6 +30,7 @@ from typing import Any
 
 from trl_seqpo.errors import UserInputError
 from trl_seqpo.evaluate.records import ResumableJsonl, ScoreFile, text_digest, write_json_atomic
+from trl_seqpo.jsonl import read_json_objects
 from trl_seqpo.subtitles.documents import Document
 
 __all__ = [
@@ -61,36 +62,25 @@ def load_documents(path: str | Path) -> list[Document]:
         UserInputError: Missing file, bad JSON, missing fields or duplicate ``doc_id`` (file and line named).
     """
     path = Path(path)
-    if not path.is_file():
-        raise UserInputError("documents file not found", path=path)
     documents, seen = [], set()
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise UserInputError(f"not valid JSON ({error.msg})", path=path, line=number) from error
-            if not isinstance(record, dict):
-                raise UserInputError("expected a JSON object (a document)", path=path, line=number)
-            for column in ("doc_id", "source_lines"):
-                if column not in record:
-                    found = ", ".join(sorted(record)) or "none"
-                    raise UserInputError(
-                        f"column '{column}' is missing (columns found: {found})", path=path, line=number
-                    )
-            lines = record["source_lines"]
-            if not isinstance(lines, list) or not lines or not all(isinstance(item, str) for item in lines):
-                raise UserInputError("'source_lines' must be a non-empty list of strings", path=path, line=number)
-            try:
-                document = Document.from_dict(record)
-            except (TypeError, ValueError) as error:
-                raise UserInputError(str(error), path=path, line=number) from error
-            if document.doc_id in seen:
-                raise UserInputError(f"duplicate doc_id {document.doc_id!r}", path=path, line=number)
-            seen.add(document.doc_id)
-            documents.append(document)
+    for number, record in read_json_objects(
+        path, missing="documents file not found", expected="a JSON object (a document)"
+    ):
+        for column in ("doc_id", "source_lines"):
+            if column not in record:
+                found = ", ".join(sorted(record)) or "none"
+                raise UserInputError(f"column '{column}' is missing (columns found: {found})", path=path, line=number)
+        lines = record["source_lines"]
+        if not isinstance(lines, list) or not lines or not all(isinstance(item, str) for item in lines):
+            raise UserInputError("'source_lines' must be a non-empty list of strings", path=path, line=number)
+        try:
+            document = Document.from_dict(record)
+        except (TypeError, ValueError) as error:
+            raise UserInputError(str(error), path=path, line=number) from error
+        if document.doc_id in seen:
+            raise UserInputError(f"duplicate doc_id {document.doc_id!r}", path=path, line=number)
+        seen.add(document.doc_id)
+        documents.append(document)
     if not documents:
         raise UserInputError("no documents to evaluate", path=path)
     return documents

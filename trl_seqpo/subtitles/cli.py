@@ -25,6 +25,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from trl_seqpo.errors import UserInputError
+from trl_seqpo.jsonl import parse_json_lines
 from trl_seqpo.subtitles.align import AlignmentResult, align_cues
 from trl_seqpo.subtitles.documents import make_documents, sft_examples
 from trl_seqpo.subtitles.io import atomic_output, read_subtitles
@@ -275,13 +276,7 @@ def _read_aligned(path: Path) -> list[dict[str, Any]]:
         raise UserInputError(
             "not UTF-8 JSON lines; give the output of 'trl-seqpo subtitles align'", path=str(path)
         ) from exc
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserInputError(f"not valid JSON ({exc.msg})", path=str(path), line=number) from exc
+    for number, record in parse_json_lines(text.split("\n"), path):
         if not isinstance(record, dict) or not isinstance(record.get("source"), str):
             raise UserInputError("expected an object with a string 'source' field", path=str(path), line=number)
         if "target" in record and not isinstance(record["target"], str):
