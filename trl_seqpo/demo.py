@@ -7,10 +7,11 @@ already exists, so a killed demo resumes where it stopped:
    source appears in the training set), and a tiny Qwen2-style model with a word-level tokenizer
    (:mod:`trl_seqpo.data.tiny`);
 2. ``sft``: SFT warm-up with TRL's ``SFTTrainer`` on exact partial translations (:mod:`trl_seqpo.data.simt_sft`,
-   SeqPO-SiMT App. A.2) in the chat format. Every write is delayed by ``extra_wait = 2`` source words (one chunk),
-   so the warm-up policy waits later than it needs to: room for SeqPO to cut latency (``DESIGN.md``, "Demo
-   calibration"). A mixture of delays per sentence (``extra_wait=(0, 2, 4)``) would keep the timing more random,
-   but was measured to learn far slower (chrF 23 vs 71 after 400 steps);
+   SeqPO-SiMT App. A.2) in the chat format. Each training conversation delays its writes by 0 or 2 source words
+   (``extra_wait = (0, 2, 2)``: two thirds wait one extra chunk), so the greedy SFT policy waits later than it needs
+   to (room for SeqPO to cut latency) while sampling still explores the eager timing. A single fixed delay made the
+   timing deterministic: SeqPO then barely moved AL (4.04 -> 3.75 in 300 steps, with chrF falling), because all
+   trajectories of a group waited the same way (``DESIGN.md``, "Demo calibration" pitfalls);
 3. ``evaluate``: greedy simultaneous decoding of the test set (:class:`~trl_seqpo.rollout.simultaneous.\
 SimultaneousRollout`) with the SFT model's own read/write policy and with wait-k (k = 1..5) schedules on top of it
    (the paper's "SFT + wait-k" baseline), plus the gold alignment's eager policy as a reference point; one JSON line
@@ -59,13 +60,13 @@ class DemoSettings:
     min_words: int = 4
     max_words: int = 14
     chunk_size: int = 2
-    extra_wait: tuple[int, ...] = (2,)
+    extra_wait: tuple[int, ...] = (0, 2, 2)
     tokenizer_kind: str = "wordlevel"
     sft_steps: int = 600
     sft_batch_size: int = 64
     sft_learning_rate: float = 3e-3
     sft_lr_scheduler: str = "constant_with_warmup"
-    seqpo_steps: int = 400
+    seqpo_steps: int = 300
     seqpo_batch_size: int = 32
     seqpo_num_generations: int = 8
     seqpo_learning_rate: float = 5e-4
