@@ -163,3 +163,21 @@ def test_three_rewards_are_rejected(tiny, dataset, tmp_path):
             train_dataset=dataset,
             processing_class=tokenizer,
         )
+
+
+def test_lora_and_gradient_accumulation_keep_working(tiny, dataset, tmp_path):
+    peft = pytest.importorskip("peft")
+    model, tokenizer = tiny
+    config = _config(tmp_path, gradient_accumulation_steps=2, per_device_train_batch_size=2, max_steps=1)
+    lora = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    trainer = SeqPOTrainer(
+        model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=lora
+    )
+    lora_before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_B" in n}
+    trainer.train()
+    assert lora_before
+    changed = [
+        n for n, p in trainer.model.named_parameters() if n in lora_before and not torch.equal(lora_before[n], p)
+    ]
+    assert changed, "LoRA weights did not move"
+    assert any("simt/average_lagging" in entry for entry in trainer.state.log_history)
