@@ -132,5 +132,7 @@ def test_duplicate_and_invalid_names_raise(scratch_names):
 )
 def test_docstring_examples_run(module, scratch_names):
     scratch_names.append("length_ratio_example")  # registered by the registry module's example
+    # `pytest --doctest-modules` (make test) may already have run that example in this process
+    REWARD_REGISTRY.pop("length_ratio_example", None)
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
