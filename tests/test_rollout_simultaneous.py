@@ -225,3 +225,17 @@ def test_end_of_translation_defaults_away_from_an_eos_that_ends_turns(tokenizer)
     assert rollout.step_end_token_id == qwen_like.convert_tokens_to_ids("<|im_end|>")
     with pytest.raises(ValueError, match="same token"):
         SimultaneousRollout(ScriptedBackend(qwen_like, []), qwen_like, _config(end_of_translation_token="<|im_end|>"))
+
+
+def test_paper_format_logprobs_match_a_forward_pass_of_each_step(model, tokenizer):
+    rollout = SimultaneousRollout(HFGenerationBackend(model, tokenizer), tokenizer, _config(prompt_format="paper"))
+    (trajectory,) = rollout.run(["the big dog sees a red tree"], num_generations=1, seed=2)
+    assert len(trajectory.step_prompt_ids) == len(trajectory.step_token_ids) >= 2
+    for prompt, output, recorded in zip(
+        trajectory.step_prompt_ids, trajectory.step_token_ids, trajectory.step_logprobs
+    ):
+        ids = torch.tensor([prompt + output])
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1].float()
+        expected = torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(output).unsqueeze(-1)).squeeze(-1)
+        torch.testing.assert_close(expected, torch.tensor(recorded), atol=1e-4, rtol=1e-4)
