@@ -8,11 +8,10 @@ import statistics
 from pathlib import Path
 
 import pytest
-import torch
+from tiny_models import word_emitting_model
 
 from trl_seqpo.cli import main
 from trl_seqpo.data import synthetic
-from trl_seqpo.data.tiny import IM_END, save_tiny_model
 from trl_seqpo.evaluate.simt import SimTEvalConfig, evaluate_simt, reference_length
 from trl_seqpo.simt.chunking import count_units
 from trl_seqpo.simt.latency import (
@@ -23,25 +22,6 @@ from trl_seqpo.simt.latency import (
 )
 
 COMMON = ["--src-lang", "English", "--tgt-lang", "Synthetic", "--max-new-tokens-per-step", "3", "--no-progress"]
-
-
-def word_emitting_model(path: Path) -> Path:
-    """The tiny model, with every output row except target words, <|im_end|> and EOS zeroed, so that greedy decoding
-    writes synthetic-language words, sometimes waits (<|im_end|> at once) and sometimes ends (EOS)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    save_tiny_model(path, seed=2, tie_word_embeddings=False)
-    tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path)
-    keep = {tokenizer.convert_tokens_to_ids(IM_END), tokenizer.eos_token_id}
-    for word in synthetic.DICTIONARY.values():
-        ids = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
-        keep.update(ids if len(ids) == 1 else [])
-    with torch.no_grad():
-        drop = torch.ones(model.lm_head.weight.shape[0], dtype=torch.bool)
-        drop[sorted(keep)] = False
-        model.lm_head.weight[drop] = 0
-    model.save_pretrained(path)
-    return path
 
 
 def write_pairs(path: Path, n: int, seed: int = 3) -> Path:

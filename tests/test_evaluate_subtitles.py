@@ -6,33 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
+from tiny_models import line_writing_model
 
 from trl_seqpo.cli import main
 from trl_seqpo.data import synthetic
-from trl_seqpo.data.tiny import save_tiny_model
 from trl_seqpo.evaluate import common
 from trl_seqpo.evaluate.subtitles import SubtitleEvalConfig, evaluate_subtitles, line_format_problems
 from trl_seqpo.rollout.engine import GenerationOutput
 from trl_seqpo.subtitles.documents import Document, render_document_prompt
-
-
-def line_writing_model(path: Path) -> Path:
-    """Tiny model whose greedy output is target words and newlines (every other output row zeroed)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    save_tiny_model(path, seed=2, tie_word_embeddings=False)
-    tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path)
-    keep = {i for i in range(len(tokenizer)) if "\n" in tokenizer.decode([i])}
-    for word in synthetic.DICTIONARY.values():
-        ids = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
-        keep.update(ids if len(ids) == 1 else [])
-    with torch.no_grad():
-        drop = torch.ones(model.lm_head.weight.shape[0], dtype=torch.bool)
-        drop[sorted(keep)] = False
-        model.lm_head.weight[drop] = 0
-    model.save_pretrained(path)
-    return path
 
 
 def write_documents(path: Path, sizes: list[int]) -> list[Document]:

@@ -5,39 +5,21 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from pathlib import Path
 
 import pytest
-import torch
 
 pytest.importorskip("simuleval")
 pytest.importorskip("textgrid", reason="SimulEval's scorers import textgrid")
 
+from tiny_models import word_emitting_model  # noqa: E402
+
 from trl_seqpo.data import synthetic  # noqa: E402
-from trl_seqpo.data.tiny import IM_END, _rendered_templates, build_tokenizer, save_tiny_model  # noqa: E402
+from trl_seqpo.data.tiny import IM_END, _rendered_templates, build_tokenizer  # noqa: E402
 from trl_seqpo.evaluate.simt import SimTEvalConfig, evaluate_simt  # noqa: E402
 from trl_seqpo.rollout.engine import GenerationOutput  # noqa: E402
 from trl_seqpo.rollout.simultaneous import SimultaneousRollout, SimultaneousRolloutConfig  # noqa: E402
 from trl_seqpo.simt.policies import WaitKPolicy  # noqa: E402
 from trl_seqpo.simt.simuleval_agent import IncrementalTranslator  # noqa: E402
-
-
-def word_emitting_model(path: Path) -> Path:
-    """Tiny model whose greedy output is synthetic words, waits (<|im_end|>) and ends (EOS); see test_evaluate_simt."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    save_tiny_model(path, seed=2, tie_word_embeddings=False)
-    tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path)
-    keep = {tokenizer.convert_tokens_to_ids(IM_END), tokenizer.eos_token_id}
-    for word in synthetic.DICTIONARY.values():
-        ids = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
-        keep.update(ids if len(ids) == 1 else [])
-    with torch.no_grad():
-        drop = torch.ones(model.lm_head.weight.shape[0], dtype=torch.bool)
-        drop[sorted(keep)] = False
-        model.lm_head.weight[drop] = 0
-    model.save_pretrained(path)
-    return path
 
 
 class RecordingBackend:
