@@ -2,16 +2,16 @@
 
 Three claims, measured in one run on the same documents, the same k and the same tiny model:
 
-1. **Sampling**: :class:`~trl_seqpo.rollout.segmentwise.SegmentwiseSampler` advances all documents of a batch unit by
+1. **Sampling**: `SegmentwiseSampler` advances all documents of a batch unit by
    unit, so one ``generate`` call serves every document's k candidates of a unit index. Compared with a loop over
    documents (one call per line, k rows) and a naive loop over candidates (one call per sample). No judge here.
 2. **Judging**: the candidate sets of the batched run scored by the LLM judge over HTTP (the local server of
-   :mod:`trl_seqpo.rewards.judge_server` with a fixed per-request latency standing in for the model), one request at
+   `trl_seqpo.synthetic.local_judge` with a fixed per-request latency standing in for the model), one request at
    a time vs ``--concurrency`` requests in flight.
 3. **End to end** (sample + judge): lockstep over all documents (every document's unit i judged together) vs one
    document at a time (only one unit's votes in flight).
 
-The model is :func:`~trl_seqpo.data.subtitle_synthetic.save_line_writer_model` (untrained, writes short lines), so the
+The model is `save_line_writer_model` (untrained, writes short lines), so the
 numbers measure the machinery, not translation quality.
 
     python benchmarks/alpo_sampling.py                      # 6 documents x 4 lines, k = 15, 50 ms judge latency
@@ -28,16 +28,16 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trl_seqpo.data.subtitle_synthetic import (
+from trl_seqpo.rewards.judge import JudgeConfig, JudgeRequest, LLMJudge
+from trl_seqpo.rollout.hf import HFGenerationBackend
+from trl_seqpo.rollout.segmentwise import SegmentwiseConfig, SegmentwiseSampler
+from trl_seqpo.synthetic.local_judge import serve
+from trl_seqpo.synthetic.subtitles import (
     SOURCE_LANGUAGE,
     TARGET_LANGUAGE,
     make_subtitle_documents,
     save_line_writer_model,
 )
-from trl_seqpo.rewards.judge import JudgeConfig, JudgeRequest, LLMJudge
-from trl_seqpo.rewards.judge_server import serve
-from trl_seqpo.rollout.hf import HFGenerationBackend
-from trl_seqpo.rollout.segmentwise import SegmentwiseConfig, SegmentwiseSampler
 
 
 def timed_sampling(model, tokenizer, documents, config, max_batch_size=None, judge=None):

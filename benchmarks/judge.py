@@ -1,7 +1,7 @@
 """Judge throughput: concurrent requests vs one at a time, against the local judge server with a fixed latency.
 
 A real judge (a vLLM server, a hosted API) spends most of each request generating, so throughput comes from keeping
-several requests in flight. This script starts :mod:`trl_seqpo.rewards.judge_server` on 127.0.0.1 with an artificial
+several requests in flight. This script starts `trl_seqpo.synthetic.local_judge` on 127.0.0.1 with an artificial
 per-request delay, scores the same lines with ``max_concurrency=1`` (sequential) and with ``max_concurrency=N``, and
 prints requests per second and the speed-up ratio. A third pass replays the run from the sqlite cache to show that a
 repeated run makes no HTTP calls.
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from trl_seqpo.rewards.judge import JudgeConfig, JudgeRequest, LLMJudge
-from trl_seqpo.rewards.judge_server import serve
+from trl_seqpo.synthetic.local_judge import serve
 
 
 def make_requests(num_lines: int, num_candidates: int) -> list[JudgeRequest]:

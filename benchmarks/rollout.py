@@ -22,11 +22,11 @@ import time
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trl_seqpo.data import synthetic
-from trl_seqpo.data.tiny import save_tiny_model
 from trl_seqpo.rollout.engine import GenerationParams
 from trl_seqpo.rollout.hf import HFGenerationBackend
 from trl_seqpo.rollout.simultaneous import SimultaneousRollout, SimultaneousRolloutConfig
+from trl_seqpo.synthetic import language_pair as synthetic
+from trl_seqpo.synthetic.tiny_models import save_tiny_model
 
 
 def _timed(function, repeats: int) -> tuple[float, object]:

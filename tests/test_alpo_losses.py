@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trl_seqpo.trainer.alpo_losses import (
+from trl_seqpo.alpo.losses import (
     ALPO_LOSSES,
     LossSettings,
     PairLogps,

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from trl_seqpo.data.alpo_pairs import (
+from trl_seqpo.alpo.pairs import (
     PairSettings,
     add_pairs_parser,
     build_pair_rows,

@@ -12,9 +12,11 @@ import time
 
 import pytest
 
-from trl_seqpo.cli import main
-from trl_seqpo.data.alpo_pairs import build_pair_rows, read_candidate_records
-from trl_seqpo.data.subtitle_synthetic import (
+from trl_seqpo.alpo.pairs import build_pair_rows, read_candidate_records
+from trl_seqpo.cli.main import main
+from trl_seqpo.subtitles.documents import Document, render_document_prompt
+from trl_seqpo.synthetic.local_judge import Reply, SynonymPreferenceScorer, serve
+from trl_seqpo.synthetic.subtitles import (
     SOURCE_LANGUAGE,
     TARGET_LANGUAGE,
     hidden_preference,
@@ -22,8 +24,6 @@ from trl_seqpo.data.subtitle_synthetic import (
     save_line_writer_model,
     write_documents,
 )
-from trl_seqpo.rewards.judge_server import Reply, SynonymPreferenceScorer, serve
-from trl_seqpo.subtitles.documents import Document, render_document_prompt
 
 REQUIRED = {"doc_id", "unit_index", "line_ids", "source", "reference", "document_prompt", "prefix", "candidates"}
 
@@ -156,7 +156,8 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(tmp_path, model_dir):
     output = tmp_path / "candidates.jsonl"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     with serve(SynonymPreferenceScorer(hidden_preference()), fault=hold) as server:
-        command = [sys.executable, "-m", "trl_seqpo.cli", *sample_args(docs_path, output, model_dir, server.base_url)]
+        args = sample_args(docs_path, output, model_dir, server.base_url)
+        command = [sys.executable, "-m", "trl_seqpo.cli.main", *args]
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             deadline = time.monotonic() + 120

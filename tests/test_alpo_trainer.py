@@ -13,10 +13,10 @@ import torch
 from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
-from trl_seqpo.data.alpo_pairs import build_preference_pairs
-from trl_seqpo.data.tiny import build_tiny_model, build_tokenizer
-from trl_seqpo.trainer.alpo_config import ALPOConfig
-from trl_seqpo.trainer.alpo_trainer import BETA_SCALE_KEY, WEIGHT_KEY, ALPOTrainer, StageOrderedSampler
+from trl_seqpo.alpo.config import ALPOConfig
+from trl_seqpo.alpo.pairs import build_preference_pairs
+from trl_seqpo.alpo.trainer import BETA_SCALE_KEY, WEIGHT_KEY, ALPOTrainer, StageOrderedSampler
+from trl_seqpo.synthetic.tiny_models import build_tiny_model, build_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPT = "Translate to Synthetic :\n1. the dog sees the cat\nTranslation:\n1. "

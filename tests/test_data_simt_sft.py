@@ -8,8 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from trl_seqpo.data import synthetic
-from trl_seqpo.data.simt_sft import (
+from trl_seqpo.seqpo.sft_data import (
     LLMAligner,
     build_sft_dataset,
     chat_messages,
@@ -20,6 +19,7 @@ from trl_seqpo.data.simt_sft import (
 )
 from trl_seqpo.simt.chunking import split_into_chunks
 from trl_seqpo.simt.templates import CONTINUE_MARKER, END_OF_SOURCE
+from trl_seqpo.synthetic import language_pair as synthetic
 
 LANGS = (synthetic.SOURCE_LANGUAGE, synthetic.TARGET_LANGUAGE)
 SOURCE, REFERENCE = "the big dog sees a small cat", "lo hundo grava un mizo pika vidas"
@@ -200,7 +200,7 @@ def test_sft_trainer_accepts_both_formats_and_trains_only_policy_tokens(tmp_path
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from trl_seqpo.data.tiny import save_tiny_model
+    from trl_seqpo.synthetic.tiny_models import save_tiny_model
 
     model_dir = save_tiny_model(tmp_path / "tiny")
     examples = synthetic.generate_corpus(8, seed=0)

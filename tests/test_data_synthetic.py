@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from trl_seqpo.data import synthetic
-from trl_seqpo.data.synthetic import (
+from trl_seqpo.synthetic import language_pair as synthetic
+from trl_seqpo.synthetic.language_pair import (
     DICTIONARY,
     TARGET_SYNONYMS,
     SyntheticPair,

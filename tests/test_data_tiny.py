@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trl_seqpo.data import synthetic
-from trl_seqpo.data.tiny import IM_END, build_tiny_model, build_tokenizer, save_tiny_model
 from trl_seqpo.simt.templates import build_chat_messages, template_strings
+from trl_seqpo.synthetic import language_pair as synthetic
+from trl_seqpo.synthetic.tiny_models import IM_END, build_tiny_model, build_tokenizer, save_tiny_model
 
 LANGS = (synthetic.SOURCE_LANGUAGE, synthetic.TARGET_LANGUAGE)
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from trl_seqpo.cli import main
+from trl_seqpo.cli.main import main
 
 
 @pytest.fixture(scope="module")

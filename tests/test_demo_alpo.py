@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from trl_seqpo.demo_alpo import ALPO_STAGES, AlpoDemoSettings, alpo_settings, preferred_share
+from trl_seqpo.demo.alpo import ALPO_STAGES, AlpoDemoSettings, alpo_settings, preferred_share
 from trl_seqpo.errors import UserInputError
 
 
@@ -98,7 +98,7 @@ def test_other_settings_in_the_same_dir_is_a_user_error(tmp_path):
 
 
 def test_settings_follow_the_demo_quick_flag():
-    from trl_seqpo.demo import DemoSettings
+    from trl_seqpo.demo.seqpo import DemoSettings
 
     quick = SimpleNamespace(settings=DemoSettings.quick(), paths=None)
     full = SimpleNamespace(settings=DemoSettings(seed=3), paths=None)

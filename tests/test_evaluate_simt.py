@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from tiny_models import word_emitting_model
 
-from trl_seqpo.cli import main
-from trl_seqpo.data import synthetic
+from trl_seqpo.cli.main import main
 from trl_seqpo.evaluate.simt import SimTEvalConfig, evaluate_simt, reference_length
 from trl_seqpo.simt.chunking import count_units
 from trl_seqpo.simt.latency import (
@@ -20,6 +19,7 @@ from trl_seqpo.simt.latency import (
     differentiable_average_lagging,
     length_adaptive_average_lagging,
 )
+from trl_seqpo.synthetic import language_pair as synthetic
 
 COMMON = ["--src-lang", "English", "--tgt-lang", "Synthetic", "--max-new-tokens-per-step", "3", "--no-progress"]
 
@@ -115,7 +115,7 @@ def test_wait_k_and_full_sentence_respect_their_schedules(model_dir, tmp_path):
 
 
 def test_judge_failing_mid_run_leaves_rows_unscored_and_resume_scores_them(model_dir, tmp_path):
-    from trl_seqpo.rewards.judge_server import Reply, serve
+    from trl_seqpo.synthetic.local_judge import Reply, serve
 
     data = write_pairs(tmp_path / "data.jsonl", 6, seed=4)
     args = ["evaluate", "simt", "--model", str(model_dir), "--data", str(data), "--output-dir", str(tmp_path / "out"),

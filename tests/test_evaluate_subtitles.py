@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from tiny_models import line_writing_model
 
-from trl_seqpo.cli import main
-from trl_seqpo.data import synthetic
+from trl_seqpo.cli.main import main
 from trl_seqpo.evaluate import common
 from trl_seqpo.evaluate.subtitles import SubtitleEvalConfig, evaluate_subtitles, line_format_problems
 from trl_seqpo.rollout.engine import GenerationOutput
 from trl_seqpo.subtitles.documents import Document, render_document_prompt
+from trl_seqpo.synthetic import language_pair as synthetic
 
 
 def write_documents(path: Path, sizes: list[int]) -> list[Document]:
@@ -116,7 +116,7 @@ def test_document_mode_counts_missing_merged_and_extra_lines(model_dir, tmp_path
 def test_judge_scores_each_aspect_per_document(model_dir, tmp_path, monkeypatch):
     from transformers import AutoTokenizer
 
-    from trl_seqpo.rewards.judge_server import serve
+    from trl_seqpo.synthetic.local_judge import serve
 
     write_documents(tmp_path / "docs.jsonl", [2, 3])
     tokenizer = AutoTokenizer.from_pretrained(model_dir)

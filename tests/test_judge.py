@@ -17,8 +17,7 @@ import time
 
 import pytest
 
-from trl_seqpo.rewards.judge import JudgeConfig, JudgeRequest, JudgeUnreachableError, LLMJudge
-from trl_seqpo.rewards.judge_prompts import (
+from trl_seqpo.judge.prompts import (
     AnswerError,
     build_messages,
     candidate_labels,
@@ -26,7 +25,8 @@ from trl_seqpo.rewards.judge_prompts import (
     parse_candidates,
     validate_scores,
 )
-from trl_seqpo.rewards.judge_server import Reply, serve
+from trl_seqpo.rewards.judge import JudgeConfig, JudgeRequest, JudgeUnreachableError, LLMJudge
+from trl_seqpo.synthetic.local_judge import Reply, serve
 
 CANDIDATES = ["first 10", "second 40", "third 70", "fourth 95", "fifth 55"]  # 1 distinct / 5 < 0.25
 FIRST_SHOWN_BONUS = 3  # the test judge has a position bias: whatever is shown as "A" gets +3

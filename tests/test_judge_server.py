@@ -10,8 +10,8 @@ import urllib.request
 
 import pytest
 
-from trl_seqpo.rewards.judge_prompts import build_messages
-from trl_seqpo.rewards.judge_server import Reply, SynonymPreferenceScorer, length_scorer, main, serve
+from trl_seqpo.judge.prompts import build_messages
+from trl_seqpo.synthetic.local_judge import Reply, SynonymPreferenceScorer, length_scorer, main, serve
 
 
 def post(url: str, payload: bytes) -> tuple[int, dict, dict]:
@@ -60,7 +60,7 @@ def test_module_entry_point_serves_until_stopped(tmp_path):
     preferences = tmp_path / "prefs.json"
     preferences.write_text(json.dumps({"big": "huge"}))
     process = subprocess.Popen(
-        [sys.executable, "-m", "trl_seqpo.rewards.judge_server", "--port", "0", "--preferences", str(preferences)],
+        [sys.executable, "-m", "trl_seqpo.synthetic.local_judge", "--port", "0", "--preferences", str(preferences)],
         stdout=subprocess.PIPE,
         text=True,
     )

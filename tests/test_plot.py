@@ -11,7 +11,7 @@ pytest.importorskip("matplotlib")
 
 from PIL import Image  # noqa: E402  (matplotlib depends on pillow)
 
-from trl_seqpo.cli import main  # noqa: E402
+from trl_seqpo.cli.main import main  # noqa: E402
 
 
 def results_file(folder: Path, system: str, points: list[tuple[str, float, float]]) -> Path:

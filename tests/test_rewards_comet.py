@@ -17,9 +17,9 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 
 from trl_seqpo.errors import MissingDependencyError  # noqa: E402
-from trl_seqpo.rewards import comet_model as comet_model_module  # noqa: E402
+from trl_seqpo.rewards import comet as comet_model_module  # noqa: E402
 from trl_seqpo.rewards import get_reward  # noqa: E402
-from trl_seqpo.rewards.comet_testing import build_tiny_comet_checkpoint  # noqa: E402
+from trl_seqpo.synthetic.tiny_comet import build_tiny_comet_checkpoint  # noqa: E402
 
 SOURCES = ["die katze sitzt", "der hund", "das haus ist rot", "hallo welt", "guten morgen"]
 TRANSLATIONS = ["the cat sat", "the dog", "the house is red", "good morning", "hello world"]

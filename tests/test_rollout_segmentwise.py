@@ -8,7 +8,6 @@ import pytest
 
 from trl_seqpo.errors import UserInputError
 from trl_seqpo.rewards.judge import JudgeConfig, JudgeResult, LLMJudge
-from trl_seqpo.rewards.judge_server import Reply, serve
 from trl_seqpo.rollout.engine import GenerationOutput, GenerationParams
 from trl_seqpo.rollout.segmentwise import (
     SegmentwiseConfig,
@@ -17,6 +16,7 @@ from trl_seqpo.rollout.segmentwise import (
     segment_line_ids,
 )
 from trl_seqpo.subtitles.documents import Document, render_document_prompt
+from trl_seqpo.synthetic.local_judge import Reply, serve
 
 EOS = 0
 DOT_NEWLINE = 200  # a merged ".\n" token, as byte-level vocabularies have

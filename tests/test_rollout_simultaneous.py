@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trl_seqpo.data.tiny import build_tiny_model, build_tokenizer
 from trl_seqpo.rollout.engine import GenerationOutput, GenerationParams
 from trl_seqpo.rollout.hf import HFGenerationBackend
 from trl_seqpo.rollout.simultaneous import SimultaneousRollout, SimultaneousRolloutConfig, join_step_outputs
 from trl_seqpo.simt.latency import delays_from_steps
+from trl_seqpo.synthetic.tiny_models import build_tiny_model, build_tokenizer
 
 WORDS = "the a big small dog cat runs sees red tree English French".split()
 WORDS += "la le grand petit chien chat court voit rouge arbre".split()

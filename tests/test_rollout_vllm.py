@@ -85,7 +85,7 @@ def test_engine_without_temperature_scaled_logprobs_is_rejected():
 # ---------------------------------------------------------------------------------------------- real vLLM (CPU)
 @pytest.fixture(scope="module")
 def tokenizer():
-    from trl_seqpo.data.tiny import build_tokenizer
+    from trl_seqpo.synthetic.tiny_models import build_tokenizer
 
     return build_tokenizer(WORDS)
 
@@ -96,7 +96,7 @@ def model_dir(tmp_path_factory, tokenizer):
     the default 0.02, so that greedy paths do not collapse onto one repeated token and argmax margins are wide."""
     import torch
 
-    from trl_seqpo.data.tiny import IM_END, build_tiny_model
+    from trl_seqpo.synthetic.tiny_models import IM_END, build_tiny_model
 
     model = build_tiny_model(tokenizer, hidden_size=64, num_layers=2, num_heads=2, head_dim=32, intermediate_size=128)
     generator = torch.Generator().manual_seed(0)

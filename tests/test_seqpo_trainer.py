@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from trl_seqpo import SeqPOConfig, SeqPOTrainer
-from trl_seqpo.data.synthetic import generate_corpus, language_names, to_dataset, vocabulary
-from trl_seqpo.data.tiny import build_tiny_model, build_tokenizer
+from trl_seqpo.synthetic.language_pair import generate_corpus, language_names, to_dataset, vocabulary
+from trl_seqpo.synthetic.tiny_models import build_tiny_model, build_tokenizer
 
 pytestmark = pytest.mark.slow
 

@@ -13,13 +13,13 @@ pytest.importorskip("textgrid", reason="SimulEval's scorers import textgrid")
 
 from tiny_models import word_emitting_model  # noqa: E402
 
-from trl_seqpo.data import synthetic  # noqa: E402
-from trl_seqpo.data.tiny import IM_END, _rendered_templates, build_tokenizer  # noqa: E402
 from trl_seqpo.evaluate.simt import SimTEvalConfig, evaluate_simt  # noqa: E402
+from trl_seqpo.integrations.simuleval import IncrementalTranslator  # noqa: E402
 from trl_seqpo.rollout.engine import GenerationOutput  # noqa: E402
 from trl_seqpo.rollout.simultaneous import SimultaneousRollout, SimultaneousRolloutConfig  # noqa: E402
 from trl_seqpo.simt.policies import WaitKPolicy  # noqa: E402
-from trl_seqpo.simt.simuleval_agent import IncrementalTranslator  # noqa: E402
+from trl_seqpo.synthetic import language_pair as synthetic  # noqa: E402
+from trl_seqpo.synthetic.tiny_models import IM_END, _rendered_templates, build_tokenizer  # noqa: E402
 
 
 class RecordingBackend:
@@ -77,7 +77,7 @@ def test_simuleval_run_matches_evaluate_simt(tmp_path, monkeypatch):
         "--max-new-tokens-per-step",
         "3",
     ]
-    argv = ["simuleval", "--agent-class", "trl_seqpo.simt.simuleval_agent.SeqPOAgent", "--model-path", str(model),
+    argv = ["simuleval", "--agent-class", "trl_seqpo.integrations.simuleval.SeqPOAgent", "--model-path", str(model),
             "--source", str(tmp_path / "src.txt"), "--target", str(tmp_path / "tgt.txt"), "--output",
             str(tmp_path / "simuleval"), "--latency-metrics", "AL", "LAAL", "AP", "DAL", "--no-progress-bar",
             *settings]  # fmt: skip

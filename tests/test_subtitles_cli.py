@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from trl_seqpo.cli import main
+from trl_seqpo.cli.main import main
 
 DATA = Path(__file__).parent / "data" / "subtitles"
 GOOD_SRT = "1\n00:00:01,000 --> 00:00:02,000\nHi.\n\n2\n00:00:03,000 --> 00:00:04,000\nBye.\n"
@@ -176,7 +176,7 @@ def test_bad_options_and_missing_action(tmp_path, capsys):
 
 def test_console_script_in_a_subprocess(tmp_path):
     script = Path(sys.executable).with_name("trl-seqpo")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "trl_seqpo.cli"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "trl_seqpo.cli.main"]
     out = tmp_path / "pairs.jsonl"
     env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
     ok = subprocess.run(
@@ -198,7 +198,7 @@ def test_console_script_in_a_subprocess(tmp_path):
 
 def test_subtitles_package_does_not_import_torch_or_trl():
     code = (
-        "import sys, trl_seqpo.subtitles, trl_seqpo.subtitles.cli; "
+        "import sys, trl_seqpo.subtitles, trl_seqpo.cli.subtitles; "
         "print(sorted(name for name in ('torch', 'trl', 'transformers') if name in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from trl_seqpo.data import synthetic
-from trl_seqpo.data.tiny import IM_END, save_tiny_model
+from trl_seqpo.synthetic import language_pair as synthetic
+from trl_seqpo.synthetic.tiny_models import IM_END, save_tiny_model
 
 
 def restricted_output_model(path: Path, extra_keep: Callable[[object], set[int]]) -> Path:

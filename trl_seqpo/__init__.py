@@ -13,10 +13,10 @@ __version__ = "0.1.0.dev0"
 
 # public name -> module that defines it
 _LAZY_ATTRS: dict[str, str] = {
-    "SeqPOConfig": "trl_seqpo.trainer.seqpo_config",
-    "SeqPOTrainer": "trl_seqpo.trainer.seqpo_trainer",
-    "ALPOConfig": "trl_seqpo.trainer.alpo_config",
-    "ALPOTrainer": "trl_seqpo.trainer.alpo_trainer",
+    "SeqPOConfig": "trl_seqpo.seqpo.config",
+    "SeqPOTrainer": "trl_seqpo.seqpo.trainer",
+    "ALPOConfig": "trl_seqpo.alpo.config",
+    "ALPOTrainer": "trl_seqpo.alpo.trainer",
     "register_reward": "trl_seqpo.rewards.registry",
     "get_reward": "trl_seqpo.rewards.registry",
     "list_rewards": "trl_seqpo.rewards.registry",
@@ -34,11 +34,11 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from trl_seqpo.alpo.config import ALPOConfig
+    from trl_seqpo.alpo.trainer import ALPOTrainer
     from trl_seqpo.rewards.registry import get_reward, list_rewards, register_reward
-    from trl_seqpo.trainer.alpo_config import ALPOConfig
-    from trl_seqpo.trainer.alpo_trainer import ALPOTrainer
-    from trl_seqpo.trainer.seqpo_config import SeqPOConfig
-    from trl_seqpo.trainer.seqpo_trainer import SeqPOTrainer
+    from trl_seqpo.seqpo.config import SeqPOConfig
+    from trl_seqpo.seqpo.trainer import SeqPOTrainer
 
 
 def __getattr__(name: str) -> Any:

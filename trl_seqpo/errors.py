@@ -1,6 +1,6 @@
 """Exceptions for mistakes a user can fix (bad files, bad configs, unreachable endpoints).
 
-The CLI prints a :class:`UserInputError` as one line on stderr and exits with code 2, without a traceback.
+The CLI prints a `UserInputError` as one line on stderr and exits with code 2, without a traceback.
 Library code raises it (or a subclass) where the message alone tells the user what to change.
 """
 

@@ -1,7 +1,7 @@
 """Reading JSON-lines files written by the ``trl-seqpo`` commands, with errors that name the file and line.
 
-Every reader of a user-supplied ``.jsonl`` goes through :func:`parse_json_lines` so that a malformed line is
-reported the same way everywhere: one :class:`~trl_seqpo.errors.UserInputError` (exit code 2 in the CLI) naming
+Every reader of a user-supplied ``.jsonl`` goes through `parse_json_lines` so that a malformed line is
+reported the same way everywhere: one `UserInputError` (exit code 2 in the CLI) naming
 ``path:line`` and what to do about it.
 """
 

@@ -1,5 +1,5 @@
 # Copyright 2025 trl_seqpo developers. Licensed under the Apache License, Version 2.0.
-"""ALPO preference training on line-level pairs (ALPO paper Sec. 3.4, Eq. 2-9) with :class:`trl_seqpo.ALPOTrainer`.
+"""ALPO preference training on line-level pairs (ALPO paper Sec. 3.4, Eq. 2-9) with `trl_seqpo.ALPOTrainer`.
 
 The pairs come either from ``pairs_file`` (written by ``trl-seqpo alpo pairs``, with its ``.stats.json`` beside it)
 or from ``candidates_file`` (written by ``trl-seqpo alpo sample``), in which case they are built here with the
@@ -7,7 +7,7 @@ config's prefix-mixing schedule (``prefix_mix_start``, ``prefix_mix_end``, ``pre
 
 With ``synthetic: true`` the script is self-contained: when missing, it builds a tiny Qwen2-style model at
 ``model_name_or_path`` (nothing is downloaded) and a small candidates file of the synthetic language pair whose
-scores follow a documented hidden preference (synonyms of :data:`trl_seqpo.data.synthetic.TARGET_SYNONYMS` are
+scores follow a documented hidden preference (synonyms of `trl_seqpo.synthetic.language_pair.TARGET_SYNONYMS` are
 preferred; dropped, repeated or swapped words are penalised).
 
 Usage (CPU, tiny synthetic setup, 40 steps in about a minute):
@@ -34,7 +34,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import ModelConfig, TrlParser, get_peft_config
 
 from trl_seqpo import ALPOConfig, ALPOTrainer
-from trl_seqpo.data.alpo_pairs import build_preference_pairs, read_candidate_records, stats_path_for
+from trl_seqpo.alpo.pairs import build_preference_pairs, read_candidate_records, stats_path_for
 
 
 @dataclass
@@ -60,12 +60,12 @@ class ALPOScriptArguments:
 def synthetic_candidate_records(documents: int, lines_per_document: int, seed: int) -> list[dict]:
     """Judged candidates for the synthetic language pair, in the format of ``trl-seqpo alpo sample``.
 
-    The hidden preference: each target synonym of :data:`~trl_seqpo.data.synthetic.TARGET_SYNONYMS` adds 15 points
+    The hidden preference: each target synonym of `TARGET_SYNONYMS` adds 15 points
     to a base of 60; a dropped word costs 25, a repeated word 20, two swapped words 15; plus up to 3 points of noise.
     The chosen prefix of each line is the reference.
     """
-    from trl_seqpo.data import synthetic
     from trl_seqpo.subtitles.documents import make_documents, render_document_prompt
+    from trl_seqpo.synthetic import language_pair as synthetic
 
     rng = random.Random(seed)
     corpus = synthetic.generate_corpus(documents * lines_per_document, seed=seed, max_words=7)
@@ -109,7 +109,7 @@ def synthetic_candidate_records(documents: int, lines_per_document: int, seed: i
 
 def prepare_synthetic(script_args: ALPOScriptArguments, model_args: ModelConfig) -> None:
     """Write the synthetic candidates file and the tiny model where they do not exist yet."""
-    from trl_seqpo.data.tiny import save_tiny_model
+    from trl_seqpo.synthetic.tiny_models import save_tiny_model
 
     if script_args.candidates_file is None and script_args.pairs_file is None:
         raise ValueError("synthetic: true needs candidates_file (where to write the synthetic candidates)")

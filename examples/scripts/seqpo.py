@@ -33,8 +33,8 @@ from transformers import AutoTokenizer
 from trl import ModelConfig, TrlParser, get_peft_config
 
 from trl_seqpo import SeqPOConfig, SeqPOTrainer
-from trl_seqpo.data import synthetic
-from trl_seqpo.data.tiny import save_tiny_model
+from trl_seqpo.synthetic import language_pair as synthetic
+from trl_seqpo.synthetic.tiny_models import save_tiny_model
 
 
 @dataclass

@@ -3,9 +3,9 @@
 
 The policy learns, for each source prefix, which prefix of the translation it may already write. With
 ``dataset_name: synthetic`` the data comes from the synthetic language pair's gold alignments
-(:func:`trl_seqpo.data.simt_sft.gold_sft_dataset`); with a JSON-lines file, each row holds ``source`` and
+(`trl_seqpo.seqpo.sft_data.gold_sft_dataset`); with a JSON-lines file, each row holds ``source`` and
 ``reference`` plus either ``alignment`` (gold ``[source_index, target_index]`` pairs) or ``step_outputs`` (e.g. from
-:class:`trl_seqpo.data.simt_sft.LLMAligner`). When ``model_name_or_path`` is a local directory that does not exist
+`trl_seqpo.seqpo.sft_data.LLMAligner`). When ``model_name_or_path`` is a local directory that does not exist
 yet and ``build_tiny_model`` is true, a tiny Qwen2-style model and tokenizer for the synthetic pair are built there
 first (nothing is downloaded).
 
@@ -29,9 +29,9 @@ from pathlib import Path
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser, get_peft_config
 
-from trl_seqpo.data import synthetic
-from trl_seqpo.data.simt_sft import END_OF_TRANSLATION, build_sft_dataset, gold_sft_dataset
-from trl_seqpo.data.tiny import save_tiny_model
+from trl_seqpo.seqpo.sft_data import END_OF_TRANSLATION, build_sft_dataset, gold_sft_dataset
+from trl_seqpo.synthetic import language_pair as synthetic
+from trl_seqpo.synthetic.tiny_models import save_tiny_model
 
 
 @dataclass

@@ -1,10 +1,10 @@
 """Evaluation and reporting: ``trl-seqpo evaluate simt|subtitles`` and the tables and plots built from them.
 
-- :mod:`trl_seqpo.evaluate.simt`: simultaneous translation, quality (BLEU, chrF, COMET, BLEURT, LLM judge) and
+- `trl_seqpo.evaluate.simt`: simultaneous translation, quality (BLEU, chrF, COMET, BLEURT, LLM judge) and
   latency (AL, LAAL, DAL, AP), as SeqPO-SiMT Sec. 3.1 reports them;
-- :mod:`trl_seqpo.evaluate.subtitles`: document-level subtitle translation with line-count checks and the judge's
+- `trl_seqpo.evaluate.subtitles`: document-level subtitle translation with line-count checks and the judge's
   accuracy / naturalness / vividness scores of ALPO Sec. 4.2;
-- :mod:`trl_seqpo.evaluate.report`: rich, JSON and Markdown tables; :mod:`trl_seqpo.evaluate.plot`: quality vs
+- `trl_seqpo.evaluate.report`: rich, JSON and Markdown tables; `trl_seqpo.evaluate.plot`: quality vs
   latency curves (``trl-seqpo plot``).
 
 Importing this package is light: the actions import torch and the models only when they run.

@@ -104,7 +104,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_metrics: str, 
 
 
 def judge_config_from_args(args: argparse.Namespace, aspect: str, cache_path: Path) -> Any:
-    """A :class:`~trl_seqpo.rewards.judge.JudgeConfig` from the ``--judge-*`` options (one vote: one candidate)."""
+    """A `JudgeConfig` from the ``--judge-*`` options (one vote: one candidate)."""
     from trl_seqpo.rewards.judge import JudgeConfig
 
     settings: dict[str, Any] = {
@@ -131,7 +131,7 @@ def check_metric_dependencies(metrics: Sequence[str], bleurt_model: str | None) 
     import importlib.util
 
     if {"comet", "xcomet"} & set(metrics):
-        from trl_seqpo.rewards.comet_model import COMET_INSTALL_HINT, comet_available
+        from trl_seqpo.rewards.comet import COMET_INSTALL_HINT, comet_available
 
         if not comet_available():
             raise MissingDependencyError(f"the comet metric needs unbabel-comet: {COMET_INSTALL_HINT}")
@@ -152,11 +152,11 @@ def load_backend(
     dtype: str = "auto",
     seed: int = 0,
 ) -> tuple[Any, Any]:
-    """Load a tokenizer and a :class:`~trl_seqpo.rollout.engine.GenerationBackend` for ``model``.
+    """Load a tokenizer and a `GenerationBackend` for ``model``.
 
     Args:
         model: Checkpoint directory (or a model id available offline).
-        backend: ``"hf"`` (transformers ``generate``) or ``"vllm"`` (:mod:`trl_seqpo.rollout.vllm`, imported only
+        backend: ``"hf"`` (transformers ``generate``) or ``"vllm"`` (`trl_seqpo.rollout.vllm`, imported only
             here).
         device: Torch device for ``"hf"``; default CUDA when available, else CPU.
         dtype: ``"auto"``, ``"float32"``, ``"bfloat16"`` or ``"float16"``.

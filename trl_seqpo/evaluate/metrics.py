@@ -4,10 +4,10 @@ SeqPO-SiMT (Sec. 3.1) reports BLEURT, COMET and a GPT-4 score (0-100, prompt in 
 ALPO (Sec. 4.2, App. C.1) reports judge scores for accuracy, naturalness and vividness and XCOMET. BLEU and chrF
 (sacrebleu, corpus level) are added because they need no model. COMET, XCOMET and BLEURT are reported x100, as in
 the papers' tables. Every model-based metric is optional and imported lazily; a metric that was asked for but cannot
-run raises :class:`~trl_seqpo.errors.MissingDependencyError` (what to install) or
-:class:`~trl_seqpo.errors.UserInputError` (what to fix), which the CLI turns into exit code 2.
+run raises `MissingDependencyError` (what to install) or
+`UserInputError` (what to fix), which the CLI turns into exit code 2.
 
-Per-row scores are ``float`` or ``None`` ("could not score"); :func:`mean_or_none` averages the scored rows only and
+Per-row scores are ``float`` or ``None`` ("could not score"); `mean_or_none` averages the scored rows only and
 the caller reports how many were left unscored.
 """
 
@@ -159,10 +159,10 @@ def check_judge_reachable(config: object) -> None:
     """Send one cheap request to the judge and raise a clear error when the endpoint cannot be reached.
 
     Args:
-        config: A :class:`~trl_seqpo.rewards.judge.JudgeConfig`.
+        config: A `JudgeConfig`.
 
     Raises:
-        JudgeUnreachableError: (a :class:`~trl_seqpo.errors.UserInputError`) nothing answered.
+        JudgeUnreachableError: (a `UserInputError`) nothing answered.
     """
     from trl_seqpo.rewards.judge import JudgeRequest, LLMJudge
 
@@ -187,7 +187,7 @@ def judge_scores(
     Args:
         sources: Source sentence or lines per row.
         hypotheses: Translation per row (a document's lines joined by newlines).
-        config: A :class:`~trl_seqpo.rewards.judge.JudgeConfig` (with ``cache_path`` set, a rerun costs nothing).
+        config: A `JudgeConfig` (with ``cache_path`` set, a rerun costs nothing).
         progress: Show a progress bar.
 
     Returns:

@@ -74,7 +74,7 @@ def plot_curves(
     """Draw one quality-latency line per system and save the figure.
 
     Args:
-        documents: Results documents (:func:`load_results`).
+        documents: Results documents (`load_results`).
         output: ``.png`` or ``.svg`` file.
         x: Latency metric on the x axis (``AL``, ``LAAL``, ``DAL`` or ``AP``).
         y: Quality metric on the y axis; default the first present of COMET, XCOMET, BLEURT, Judge, BLEU, chrF.

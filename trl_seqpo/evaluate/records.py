@@ -2,9 +2,9 @@
 
 Two jobs, both about files a long evaluation reads and writes:
 
-* :func:`load_pairs` reads the evaluation set (JSONL, TSV, or a ``datasets.save_to_disk`` folder) and checks that
+* `load_pairs` reads the evaluation set (JSONL, TSV, or a ``datasets.save_to_disk`` folder) and checks that
   every row has the columns the evaluation needs, naming the file, line and column of the first bad row;
-* :class:`ResumableJsonl` appends result rows batch by batch (flushed and ``fsync``-ed after every batch), and on
+* `ResumableJsonl` appends result rows batch by batch (flushed and ``fsync``-ed after every batch), and on
   ``--resume`` reads back the rows that are complete, drops a line cut short by a kill, and tells the caller which
   row ids are done so nothing is computed twice and nothing is written twice.
 """

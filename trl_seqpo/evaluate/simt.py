@@ -1,7 +1,7 @@
 """``trl-seqpo evaluate simt``: quality and latency of a simultaneous translator (SeqPO-SiMT Sec. 3.1).
 
 Each source is read chunk by chunk by the lockstep rollout
-(:class:`~trl_seqpo.rollout.simultaneous.SimultaneousRollout`), either with the model's own read/write decisions
+(`SimultaneousRollout`), either with the model's own read/write decisions
 (``--policy model``: an empty step output means "wait") or under a fixed schedule (``--policy wait-k``, the paper's
 "SFT + wait-k" baseline, or ``full-sentence``). Every operating point (each ``k`` of ``--k``, each ``m`` of
 ``--chunk-size``) is one run in its own folder under ``--output-dir``:
@@ -12,7 +12,7 @@ Each source is read chunk by chunk by the lockstep rollout
 * ``scores.jsonl``: per-sentence latency and model-based scores (COMET, BLEURT, judge), reused on ``--resume``;
 * ``summary.json``; and for all points together ``results.json`` / ``results.md`` (``trl-seqpo plot`` reads them).
 
-Latency (:mod:`trl_seqpo.simt.latency`, as SimulEval): a target unit first written at step ``t`` has delay
+Latency (`trl_seqpo.simt.latency`, as SimulEval): a target unit first written at step ``t`` has delay
 ``min(t * m, n)``; AL, LAAL, DAL and AP are computed per sentence and averaged over sentences. Reference length
 ``|Y*|`` (``--reference-length``): ``units`` (default) counts the reference in the latency unit (words, or non-space
 characters); ``simuleval`` copies SimulEval 1.1's rule (``len(reference.split(" "))`` words, or
@@ -95,7 +95,7 @@ def sentence_latency(delays: Sequence[float], source_length: int, ref_length: in
     Args:
         delays: Source units read before each target unit was written.
         source_length: ``n``.
-        ref_length: ``|Y*|`` from :func:`reference_length` (``None``: hypothesis length).
+        ref_length: ``|Y*|`` from `reference_length` (``None``: hypothesis length).
 
     Returns:
         ``{"AL": ..., "LAAL": ..., "DAL": ..., "AP": ...}``.
@@ -143,7 +143,7 @@ class OperatingPoint:
 
 @dataclass
 class SimTEvalConfig:
-    """Settings of :func:`evaluate_simt` (one field per ``evaluate simt`` option).
+    """Settings of `evaluate_simt` (one field per ``evaluate simt`` option).
 
     Args:
         model: Checkpoint directory.
@@ -168,7 +168,7 @@ class SimTEvalConfig:
         max_new_tokens_per_step, max_steps_after_source: Rollout budgets.
         metrics: Quality metrics to compute (``KNOWN_METRICS``).
         comet_model, bleurt_model: Checkpoints of the model-based metrics.
-        judge: A :class:`~trl_seqpo.rewards.judge.JudgeConfig`, required when ``"judge"`` is in ``metrics``.
+        judge: A `JudgeConfig`, required when ``"judge"`` is in ``metrics``.
         resume: Keep finished rows of an earlier run in the same folder.
         limit: Only the first ``limit`` rows.
         system_name: Name in tables and plots.
@@ -405,7 +405,7 @@ def evaluate_simt(config: SimTEvalConfig, on_batch: Callable[[int], None] | None
             to interrupt a run).
 
     Returns:
-        The results document (:mod:`trl_seqpo.evaluate.report`), with ``generated`` (rows decoded now) per run.
+        The results document (`trl_seqpo.evaluate.report`), with ``generated`` (rows decoded now) per run.
 
     Raises:
         UserInputError: Bad data, model path, settings, or an unreachable judge.
@@ -516,7 +516,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> SimTEvalConfig:
-    """Turn parsed ``evaluate simt`` options into a :class:`SimTEvalConfig`."""
+    """Turn parsed ``evaluate simt`` options into a `SimTEvalConfig`."""
     from trl_seqpo.evaluate.common import judge_config_from_args, parse_int_list, parse_metrics
 
     metrics = parse_metrics(args.metrics, KNOWN_METRICS)

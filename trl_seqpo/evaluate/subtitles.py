@@ -1,14 +1,14 @@
 """``trl-seqpo evaluate subtitles``: document translation, line-format checks and judge scores (ALPO Sec. 4.2).
 
-Documents are numbered-line documents (:class:`~trl_seqpo.subtitles.documents.Document`, as written by
+Documents are numbered-line documents (`Document`, as written by
 ``trl-seqpo subtitles documents``). Two ways to translate one:
 
 * ``--mode line`` (default): line by line, greedy, as ALPO's segment-wise sampling conditions each line on the
   model's own earlier lines (Alg. 1 with one greedy candidate): the prompt of line ``i`` is
-  :func:`~trl_seqpo.subtitles.documents.render_line_prompt` with lines ``< i`` and generation stops at the first
+  `render_line_prompt` with lines ``< i`` and generation stops at the first
   newline. The documents of a batch advance one line at a time in lockstep, one backend call per line.
 * ``--mode document``: the whole numbered answer in one generation (App. F.1), read back with
-  :func:`~trl_seqpo.subtitles.documents.parse_numbered_output`.
+  `parse_numbered_output`.
 
 Format problems are counted, never hidden: ``missing_lines`` (no usable text), ``merged_lines`` (the next line's
 number inside a line, or two lines the parser had to split), ``extra_lines`` (numbers out of range or repeated) and,
@@ -110,7 +110,7 @@ def line_format_problems(lines: Sequence[str]) -> dict[str, int]:
 
 @dataclass
 class SubtitleEvalConfig:
-    """Settings of :func:`evaluate_subtitles` (one field per ``evaluate subtitles`` option).
+    """Settings of `evaluate_subtitles` (one field per ``evaluate subtitles`` option).
 
     Args:
         model: Checkpoint directory (an ALPO or SFT model trained on the numbered-line format).
@@ -123,7 +123,7 @@ class SubtitleEvalConfig:
         max_new_tokens_per_line: Token budget of one line (document mode: times the number of lines).
         metrics: From ``KNOWN_METRICS``.
         comet_model: COMET/XCOMET checkpoint.
-        judge: A :class:`~trl_seqpo.rewards.judge.JudgeConfig`; its ``aspect`` is replaced by each of ``aspects``.
+        judge: A `JudgeConfig`; its ``aspect`` is replaced by each of ``aspects``.
         aspects: Judge aspects to score.
         resume, limit, system_name, progress: As ``evaluate simt``.
     """
@@ -353,7 +353,7 @@ def evaluate_subtitles(config: SubtitleEvalConfig, on_batch: Callable[[int], Non
         on_batch: Called after each decoded batch with the number of documents decoded so far in this run.
 
     Returns:
-        The results document (:mod:`trl_seqpo.evaluate.report`) with one run (the mode).
+        The results document (`trl_seqpo.evaluate.report`) with one run (the mode).
 
     Raises:
         UserInputError: Bad documents file, model path, settings, or an unreachable judge.

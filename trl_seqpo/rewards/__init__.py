@@ -3,7 +3,7 @@
 ``get_reward(name, **settings)`` returns a callable ``(prompts, completions, **columns) -> list[float | None]`` that
 drops into any TRL trainer; ``list_rewards()`` lists the names; ``@register_reward(name)`` adds your own. Built-ins:
 ``bleu``, ``chrf``, ``comet``, ``xcomet`` (quality, higher is better) and ``average_lagging``, ``laal`` (latency,
-lower is better). :mod:`trl_seqpo.rewards.fusion` combines a quality and a latency reward as in SeqPO-SiMT Eq. 2.
+lower is better). `trl_seqpo.rewards.fusion` combines a quality and a latency reward as in SeqPO-SiMT Eq. 2.
 Importing this package is light: sacrebleu and COMET are imported on first use.
 """
 

@@ -13,10 +13,10 @@ unbabel-comet 2.2.7 was written for transformers 4 and breaks with transformers 
 
 A third problem is not fixed here: comet's ``torchmetrics<0.11`` imports ``pkg_resources`` at import time, which
 setuptools >= 81 no longer ships; the ``comet`` extra pins ``setuptools<81`` and
-:func:`trl_seqpo.rewards.comet_model.import_comet` turns the failure into a clear install hint. (comet's own
+`trl_seqpo.rewards.comet.import_comet` turns the failure into a clear install hint. (comet's own
 ``load_from_checkpoint`` also reads its version through ``pkg_resources``; our loader does not call it.)
 
-What :func:`apply_comet_compat` changes, exactly: in comet's encoder registry ``comet.encoders.str2encoder`` (the dict
+What `apply_comet_compat` changes, exactly: in comet's encoder registry ``comet.encoders.str2encoder`` (the dict
 ``CometModel.__init__`` looks up by the checkpoint's ``encoder_model``), each of the five stock encoder classes is
 replaced by a subclass defined here (``Transformers5BERTEncoder`` for ``"BERT"``, and so on) that
 
@@ -24,12 +24,12 @@ replaced by a subclass defined here (``Transformers5BERTEncoder`` for ``"BERT"``
   the original for transformers 4 and 5: ``sentemb`` is the pooler output for BERT, the first token's hidden state
   for the XLM-R family);
 - overrides ``from_pretrained`` to build the subclass (the originals hard-code their own class);
-- wraps the tokenizer in :class:`PairJoiningTokenizer` when it lacks ``build_inputs_with_special_tokens``, adding
+- wraps the tokenizer in `PairJoiningTokenizer` when it lacks ``build_inputs_with_special_tokens``, adding
   that one method with the transformers 4 layout (``CLS a SEP b SEP`` for BERT/RemBERT, ``<s> a </s></s> b </s>``
   for the XLM-R family).
 
 Nothing else is touched: no comet, transformers or TRL function or method is reassigned, the original classes are
-unchanged, and calling :func:`apply_comet_compat` again does nothing. Encoders registered by others (unknown
+unchanged, and calling `apply_comet_compat` again does nothing. Encoders registered by others (unknown
 names) are left alone.
 """
 

@@ -104,7 +104,7 @@ def truncate_latency(
         truncation: ``"clamp_then_normalize"`` (:math:`z(\max(m, \hat L))`), ``"paper"`` (:math:`\max(m, z(\hat L))`)
             or ``"none"`` (:math:`z(\hat L)`). See the module docstring for why the default is not the literal one.
         group_size: B, for flat input.
-        eps: Zero-variance threshold of :func:`group_normalize`.
+        eps: Zero-variance threshold of `group_normalize`.
 
     Returns:
         Float array with the shape of ``latency``; NaN where the input was ``None``/NaN.
@@ -138,8 +138,8 @@ def fuse_rewards(
         group_size: B, the trajectories per source (``num_generations``); may be ``None`` for 2-D input.
         lambda_: :math:`\lambda`, the weight of quality against latency (paper: 2).
         chunk_size: m, the chunk size in source units; required unless ``truncation="none"``.
-        truncation: ``"clamp_then_normalize"`` (default), ``"paper"`` or ``"none"``; see :func:`truncate_latency`.
-        eps: Zero-variance threshold of :func:`group_normalize`.
+        truncation: ``"clamp_then_normalize"`` (default), ``"paper"`` or ``"none"``; see `truncate_latency`.
+        eps: Zero-variance threshold of `group_normalize`.
 
     Returns:
         Float array with the shape of ``quality``; NaN for a row whose quality or latency is ``None``/NaN (such a

@@ -62,7 +62,7 @@ def texts_to_score(completions: Sequence[Any], columns: dict[str, Any]) -> list[
     """Return the text each row's reward should score.
 
     The rollout's ``translation`` column wins when present (it holds only the policy's own output); otherwise each
-    completion is read with :func:`completion_text`.
+    completion is read with `completion_text`.
 
     Args:
         completions: TRL's ``completions`` argument.

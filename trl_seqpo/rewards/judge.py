@@ -8,13 +8,13 @@ exactly the labels, a score is not an int in 0-100, or the scores are mostly tie
 
 On top of that: bounded concurrency, exponential back-off with jitter on 429 / 5xx / timeouts / connection errors
 (``Retry-After`` respected), one retry that carries a short format-repair message, and an on-disk sqlite cache of the
-raw answers (:mod:`trl_seqpo.rewards.judge_cache`) so a repeated run makes no HTTP call. A line whose votes all fail
+raw answers (`trl_seqpo.judge.cache`) so a repeated run makes no HTTP call. A line whose votes all fail
 gets ``scores=None`` (the pair builder gates it out); a bad answer never raises.
 
-Example (with the local server of :mod:`trl_seqpo.rewards.judge_server`)::
+Example (with the local server of `trl_seqpo.synthetic.local_judge`)::
 
     from trl_seqpo.rewards.judge import JudgeConfig, JudgeRequest, LLMJudge
-    from trl_seqpo.rewards.judge_server import SynonymPreferenceScorer, serve
+    from trl_seqpo.synthetic.local_judge import SynonymPreferenceScorer, serve
 
     with serve(SynonymPreferenceScorer({"big": "huge"})) as server:
         judge = LLMJudge(JudgeConfig(base_url=server.base_url, model="local"))
@@ -37,8 +37,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from trl_seqpo.errors import UserInputError
-from trl_seqpo.rewards.judge_cache import JudgeCache, request_key
-from trl_seqpo.rewards.judge_prompts import (
+from trl_seqpo.judge.cache import JudgeCache, request_key
+from trl_seqpo.judge.prompts import (
     ASPECTS,
     AnswerError,
     JudgeRequest,
@@ -72,7 +72,7 @@ class JudgeUnreachableError(UserInputError):
 
 @dataclass
 class JudgeConfig:
-    """Settings of :class:`LLMJudge`.
+    """Settings of `LLMJudge`.
 
     Parameters:
         > Endpoint
@@ -199,7 +199,7 @@ class LLMJudge:
     """Scores candidate translations with an LLM over an OpenAI-compatible API (ALPO Sec. 3.2).
 
     Args:
-        config: Settings; see :class:`JudgeConfig`.
+        config: Settings; see `JudgeConfig`.
     """
 
     def __init__(self, config: JudgeConfig | None = None) -> None:
@@ -212,7 +212,7 @@ class LLMJudge:
     def score_lines(
         self, requests: Sequence[JudgeRequest], *, raise_if_unreachable: bool = False, progress: bool = False
     ) -> list[JudgeResult]:
-        """Blocking version of :meth:`ascore_lines` (safe to call from inside a running event loop)."""
+        """Blocking version of `ascore_lines` (safe to call from inside a running event loop)."""
         coroutine = self.ascore_lines(requests, raise_if_unreachable=raise_if_unreachable, progress=progress)
         try:
             asyncio.get_running_loop()
@@ -240,12 +240,12 @@ class LLMJudge:
 
         Args:
             requests: Lines to score.
-            raise_if_unreachable: Raise :class:`JudgeUnreachableError` when every request failed to reach the
+            raise_if_unreachable: Raise `JudgeUnreachableError` when every request failed to reach the
                 endpoint (connection refused, timeouts, 401/403/404); otherwise such lines just get ``None``.
             progress: Show a tqdm bar over lines.
 
         Returns:
-            One :class:`JudgeResult` per request, in order.
+            One `JudgeResult` per request, in order.
         """
         if not requests:
             return []
@@ -530,7 +530,7 @@ def make_judge_reward(include_reference: bool = True, **config) -> JudgeReward:
 
     Args:
         include_reference: Judge each group of completions next to the ``reference`` text.
-        **config: Any :class:`JudgeConfig` field, e.g. ``base_url``, ``model``, ``aspect``, ``cache_path``.
+        **config: Any `JudgeConfig` field, e.g. ``base_url``, ``model``, ``aspect``, ``cache_path``.
 
     Returns:
         A reward ``(prompts, completions, source, [reference], **columns) -> list[float | None]``.

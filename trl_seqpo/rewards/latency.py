@@ -2,7 +2,7 @@
 
 SeqPO-SiMT (Sec. 2.3, Eq. 2) scores each trajectory with a latency scorer f_l; the paper uses AL (Sec. 3). These
 rewards return the **raw latency in source units, lower is better** - they are not negated. Do not give them to a
-trainer as if higher were better: SeqPO's fusion (:func:`trl_seqpo.rewards.fusion.fuse_rewards`,
+trainer as if higher were better: SeqPO's fusion (`trl_seqpo.rewards.fusion.fuse_rewards`,
 r = lambda * q - L) applies the sign, and in a plain TRL trainer use a negative ``reward_weights`` entry.
 
 Columns (added by the SeqPO rollout, ``trl_seqpo.rollout``):
@@ -11,8 +11,8 @@ Columns (added by the SeqPO rollout, ``trl_seqpo.rollout``):
 - ``source_length``: ``list[int]``, source units per row;
 - ``reference_length``: optional ``list[int | None]``, reference units per row, in the same unit as ``delays``.
 
-The metric functions are :func:`trl_seqpo.simt.latency.average_lagging` and
-:func:`trl_seqpo.simt.latency.length_adaptive_average_lagging`, which match SimulEval 1.1.
+The metric functions are `trl_seqpo.simt.latency.average_lagging` and
+`trl_seqpo.simt.latency.length_adaptive_average_lagging`, which match SimulEval 1.1.
 """
 
 from __future__ import annotations

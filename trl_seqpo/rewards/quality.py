@@ -16,7 +16,7 @@ import functools
 import math
 from typing import Any
 
-from trl_seqpo.rewards.comet_model import COMET_INSTALL_HINT, comet_available
+from trl_seqpo.rewards.comet import COMET_INSTALL_HINT, comet_available
 from trl_seqpo.rewards.inputs import optional_column, required_column, texts_to_score, warn_once
 from trl_seqpo.rewards.registry import register_reward
 
@@ -70,7 +70,7 @@ class SacreBleuReward:
     Args:
         metric: ``"bleu"`` or ``"chrf"``.
         tokenize: sacrebleu tokenizer for BLEU; ``None`` picks one per row from the target language
-            (:data:`LANGUAGE_TOKENIZERS`), or ``"13a"`` when no language is known.
+            (`LANGUAGE_TOKENIZERS`), or ``"13a"`` when no language is known.
         target_lang: Target language for all rows; a ``target_lang`` dataset column overrides it per row.
         word_order: chrF word n-gram order (0 = chrF, 2 = chrF++). Ignored for BLEU.
     """
@@ -173,7 +173,7 @@ class CometReward:
         self.__name__ = name
 
     def __call__(self, prompts: list[Any], completions: list[Any], **columns: Any) -> list[float | None]:
-        from trl_seqpo.rewards.comet_model import load_comet_model, score_rows
+        from trl_seqpo.rewards.comet import load_comet_model, score_rows
 
         translations = texts_to_score(completions, columns)
         sources = required_column(columns, "source", len(completions), self.__name__)
@@ -199,7 +199,7 @@ def make_comet_reward(
     source s, hypothesis h and reference r to a score with a feed-forward head on [h; r; h*r; |h-r|; h*s; |h-s|].
     The model loads lazily on first call, once per process and device, on the device accelerate picked, and scores
     the batch in chunks of ``batch_size``. Needs the ``comet`` extra and the compat shim in
-    :mod:`trl_seqpo.rewards.comet_compat` (applied automatically).
+    `trl_seqpo.rewards.comet_compat` (applied automatically).
 
     Columns: ``source`` (required), ``reference`` (required by reference-based checkpoints), ``translation`` or
     ``completions`` (hypothesis).
@@ -223,7 +223,7 @@ def make_comet_reward(
 def make_xcomet_reward(
     model: str = "Unbabel/XCOMET-XL", batch_size: int = 8, device: str | None = None
 ) -> CometReward:
-    """XCOMET (Guerreiro et al., 2024): :func:`make_comet_reward` with an XCOMET checkpoint by default.
+    """XCOMET (Guerreiro et al., 2024): `make_comet_reward` with an XCOMET checkpoint by default.
 
     XCOMET (``xcomet_metric``) encodes source, hypothesis and reference jointly and mixes a regression score with an
     MQM-style score from detected error spans. The Hub checkpoints are gated: accept the licence and log in first.

@@ -1,4 +1,4 @@
-"""Reward registry: ``@register_reward``, :func:`get_reward` and :func:`list_rewards`.
+"""Reward registry: ``@register_reward``, `get_reward` and `list_rewards`.
 
 A reward is any callable with TRL's reward-function signature,
 ``reward(prompts, completions, **columns) -> list[float | None]`` (``None`` = "could not score this row"; TRL turns
@@ -8,7 +8,7 @@ by that name (``reward_funcs=["comet", "average_lagging"]``).
 Two kinds of objects can be registered:
 
 - a plain reward function (``factory=False``, the default): ``get_reward(name)`` returns it unchanged;
-  ``get_reward(name, **kwargs)`` binds ``kwargs`` with :func:`functools.partial`;
+  ``get_reward(name, **kwargs)`` binds ``kwargs`` with `functools.partial`;
 - a factory (``factory=True``): ``get_reward(name, **kwargs)`` calls it with ``kwargs`` and returns the reward it
   builds, renamed to ``name`` so TRL logs it as ``rewards/<name>/mean``.
 
@@ -64,7 +64,7 @@ class RewardEntry:
 
 
 REWARD_REGISTRY: dict[str, RewardEntry] = {}
-"""Registered rewards by name. Use :func:`register_reward` to add to it, not item assignment."""
+"""Registered rewards by name. Use `register_reward` to add to it, not item assignment."""
 
 
 def register_reward(name: str, *, factory: bool = False) -> Callable[[F], F]:
@@ -73,7 +73,7 @@ def register_reward(name: str, *, factory: bool = False) -> Callable[[F], F]:
     Args:
         name: Lowercase name: letters, digits, ``_`` and ``-``, starting with a letter. Must not be taken.
         factory: ``True`` if the decorated callable takes settings as keyword arguments and *returns* a reward
-            function; :func:`get_reward` then calls it. ``False`` if it *is* a reward function.
+            function; `get_reward` then calls it. ``False`` if it *is* a reward function.
 
     Returns:
         A decorator that registers its argument and returns it unchanged.
@@ -123,7 +123,7 @@ def get_reward(name_or_callable: str | RewardFunc, **kwargs: Any) -> RewardFunc:
     Args:
         name_or_callable: A registered name (case-insensitive), or a callable, which is returned unchanged.
         **kwargs: Settings. For a factory they are its arguments (e.g. ``get_reward("comet", model=path)``); for a
-            plain reward function they are bound with :func:`functools.partial`.
+            plain reward function they are bound with `functools.partial`.
 
     Returns:
         A callable ``(prompts, completions, **columns) -> list[float | None]`` whose ``__name__`` is the registered

@@ -1,8 +1,8 @@
 """The generation backend protocol shared by the SiMT and ALPO rollouts.
 
 A backend turns token ids into token ids: the rollouts own all prompt rendering and bookkeeping, so the same
-rollout code drives transformers ``generate`` (:mod:`trl_seqpo.rollout.hf`) and vLLM
-(:mod:`trl_seqpo.rollout.vllm`). Sampling parameters are given per call because one rollout mixes several kinds of
+rollout code drives transformers ``generate`` (`trl_seqpo.rollout.hf`) and vLLM
+(`trl_seqpo.rollout.vllm`). Sampling parameters are given per call because one rollout mixes several kinds of
 call (a SiMT step is short and stops at the end of the assistant turn; an ALPO candidate stops at the newline).
 """
 
@@ -71,7 +71,7 @@ class GenerationOutput:
 class GenerationBackend(Protocol):
     """Anything that can continue a batch of token-id prompts.
 
-    Implementations must return one :class:`GenerationOutput` per prompt, in order, and should process the whole
+    Implementations must return one `GenerationOutput` per prompt, in order, and should process the whole
     batch in as few model calls as they can (the SiMT rollout calls them once per step for every live trajectory).
     """
 

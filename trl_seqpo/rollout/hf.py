@@ -1,4 +1,4 @@
-"""transformers ``generate`` as a :class:`~trl_seqpo.rollout.engine.GenerationBackend`.
+"""transformers ``generate`` as a `GenerationBackend`.
 
 Prompts of different lengths are left-padded into one batch (split into micro-batches of ``max_batch_size`` rows)
 and continued with a single ``model.generate`` call. Log-probabilities are recomputed from the raw logits that

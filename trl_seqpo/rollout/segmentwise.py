@@ -13,9 +13,9 @@ semaphore bounds the requests in flight), because the prefix of unit ``i + 1`` d
 prefix caching the shared document prompt of the ``k`` rows, and of the previous unit index, is not recomputed.
 
 Stopping and parsing: a row stops at the first token that decodes to a newline (all such ids of the tokenizer, see
-:func:`newline_token_ids`) or at EOS. The line prompt ends with ``line_marker(first)``
-(:func:`~trl_seqpo.subtitles.documents.render_line_prompt`), so ``line_marker(first) + output`` is read back with
-:func:`~trl_seqpo.subtitles.documents.parse_numbered_output`; in segment mode the model writes the markers of the later
+`newline_token_ids`) or at EOS. The line prompt ends with ``line_marker(first)``
+(`render_line_prompt`), so ``line_marker(first) + output`` is read back with
+`parse_numbered_output`; in segment mode the model writes the markers of the later
 lines itself (``"4."`` after the first newline), as in the SFT format. A candidate is dropped and counted when a line
 is missing or empty, or when the token budget ran out before the newline (``unterminated``).
 
@@ -68,21 +68,21 @@ _SENTENCE_END = re.compile(r"[.!?…。！？]+[\"'”’»)\]）」』】]*\s*$
 
 
 class Judge(Protocol):
-    """What the sampler needs of a judge (:class:`~trl_seqpo.rewards.judge.LLMJudge` is one)."""
+    """What the sampler needs of a judge (`LLMJudge` is one)."""
 
     def score_lines(self, requests: Sequence[Any], *, raise_if_unreachable: bool = False) -> list[Any]: ...
 
 
 @dataclass
 class SegmentwiseConfig:
-    """Settings of :class:`SegmentwiseSampler` (ALPO Alg. 1, Table 9; authors' code for the sampling values).
+    """Settings of `SegmentwiseSampler` (ALPO Alg. 1, Table 9; authors' code for the sampling values).
 
     Parameters:
         source_language, target_language (`str`): Language codes or names written into the document prompt; use the
             ones the SFT model was trained with (``render_document_prompt``).
         num_candidates (`int`): ``k`` samples per unit (paper: 15).
         unit (`str`): ``"line"`` (the paper) or ``"segment"`` (a run of lines forming one sentence, as in the
-            authors' code); see :func:`segment_line_ids`.
+            authors' code); see `segment_line_ids`.
         max_segment_lines (`int`): Most lines in one segment.
         temperature, top_p, top_k: Sampling values (authors' code: 0.7, 0.9, 40; paper Table 9: temperature 1.0).
         max_new_tokens (`int`): Token budget of one line; a row that spends it before its newline is dropped.
@@ -94,10 +94,10 @@ class SegmentwiseConfig:
         judge_min_candidates (`int`): Units with fewer distinct candidates are not sent to the judge (their scores
             stay null). The default 1 judges everything, as the paper does; 4 skips the units the pair gate drops
             anyway (``|T_i| <= 3``) and saves their cost.
-        raise_if_unreachable (`bool`): Let :class:`~trl_seqpo.rewards.judge.JudgeUnreachableError` through when every
+        raise_if_unreachable (`bool`): Let `JudgeUnreachableError` through when every
             judge request of a unit index fails to reach the endpoint (the CLI stops instead of writing failed units);
             any other judge failure only marks the units ``judge_failed``.
-        documents_per_batch (`int`): Documents advanced in lockstep by :meth:`SegmentwiseSampler.sample`.
+        documents_per_batch (`int`): Documents advanced in lockstep by `SegmentwiseSampler.sample`.
         seed (`int`): Seed of sampling and of the prefix choices.
     """
 
@@ -132,7 +132,7 @@ class SegmentwiseConfig:
         self.generation_params(seed=None)
 
     def generation_params(self, seed: int | None, stop_token_ids: Sequence[int] = ()) -> GenerationParams:
-        """The :class:`~trl_seqpo.rollout.engine.GenerationParams` of one backend call."""
+        """The `GenerationParams` of one backend call."""
         return GenerationParams(
             max_new_tokens=self.max_new_tokens,
             temperature=self.temperature,
@@ -271,13 +271,13 @@ class _DocState:
 
 
 class SegmentwiseSampler:
-    """ALPO Algorithm 1 over a :class:`~trl_seqpo.rollout.engine.GenerationBackend` and an LLM judge.
+    """ALPO Algorithm 1 over a `GenerationBackend` and an LLM judge.
 
     Args:
         backend: ``HFGenerationBackend`` or ``VLLMGenerationBackend`` (anything with ``generate(prompts, params)``).
         tokenizer: The policy's tokenizer (prompts are encoded without special tokens, as TRL's DPO does).
         config: Sampling settings.
-        judge: An :class:`~trl_seqpo.rewards.judge.LLMJudge` (or anything with ``score_lines``); ``None`` leaves
+        judge: An `LLMJudge` (or anything with ``score_lines``); ``None`` leaves
             every score null and draws the prefix at random (useful for timing the sampling alone).
 
     Example:
@@ -311,7 +311,7 @@ class SegmentwiseSampler:
             documents: The documents.
 
         Returns:
-            One list of unit records per document, in input order (record schema: see :meth:`sample_batch`).
+            One list of unit records per document, in input order (record schema: see `sample_batch`).
         """
         by_id: dict[int, list[dict[str, Any]]] = {}
         for batch in document_batches(documents, self.config.documents_per_batch):
@@ -437,7 +437,7 @@ class SegmentwiseSampler:
         self, active: list[_DocState], unit_index: int, candidates: list[tuple[list[str], int]]
     ) -> list[Any]:
         """Judge every document's unit ``unit_index`` in one concurrent call; ``None`` where nothing was asked."""
-        from trl_seqpo.rewards.judge_prompts import JudgeRequest
+        from trl_seqpo.judge.prompts import JudgeRequest
 
         requests, positions = [], []
         for position, (state, (texts, _)) in enumerate(zip(active, candidates)):

@@ -107,7 +107,7 @@ class Trajectory:
     """One simultaneous translation of one source.
 
     Attributes:
-        source_index: Position of the source in the batch given to :meth:`SimultaneousRollout.run`.
+        source_index: Position of the source in the batch given to `SimultaneousRollout.run`.
         chunks: The source chunks, ``"".join(chunks) == source``.
         source_length: Source length ``n`` in source units.
         step_outputs: Decoded output of every step (``""`` = wait), in order.
@@ -182,12 +182,12 @@ def join_step_outputs(outputs: Sequence[str], unit: Unit) -> str:
 
 
 class SimultaneousRollout:
-    """Run lockstep simultaneous translation with any :class:`GenerationBackend`.
+    """Run lockstep simultaneous translation with any `GenerationBackend`.
 
     Args:
         backend: Continues token-id prompts (HF ``generate`` or vLLM).
         tokenizer: Tokenizer of the policy (chat template needed for the chat format).
-        config: :class:`SimultaneousRolloutConfig`.
+        config: `SimultaneousRolloutConfig`.
 
     Example:
         >>> backend = HFGenerationBackend(model, tok)  # doctest: +SKIP
@@ -250,7 +250,7 @@ class SimultaneousRollout:
             seed: Seed for the first backend call (each step adds its index).
 
         Returns:
-            One :class:`Trajectory` per (source, generation).
+            One `Trajectory` per (source, generation).
         """
         if num_generations < 1:
             raise ValueError(f"num_generations must be >= 1, got {num_generations}")
@@ -282,7 +282,7 @@ class SimultaneousRollout:
         return trajectories
 
     def reset(self) -> None:
-        """Forget the per-source caches; call it before driving new trajectories step by step with :meth:`advance`."""
+        """Forget the per-source caches; call it before driving new trajectories step by step with `advance`."""
         self._env_cache = {}
 
     def advance(
@@ -290,9 +290,9 @@ class SimultaneousRollout:
     ) -> None:
         """Run step ``step`` (1-based) for unfinished ``trajectories`` with one backend call.
 
-        :meth:`run` is a loop over this method; a streaming agent (e.g. the SimulEval agent) calls it itself as the
+        `run` is a loop over this method; a streaming agent (e.g. the SimulEval agent) calls it itself as the
         source arrives. ``trajectory.source_index`` keys the cache of inserted chat tokens, so indices must be unique
-        among the trajectories driven since the last :meth:`reset`.
+        among the trajectories driven since the last `reset`.
         """
         live = [t for t in trajectories if not t.finished]
         if live:

@@ -1,19 +1,19 @@
-"""vLLM as a :class:`~trl_seqpo.rollout.engine.GenerationBackend`, through TRL's own vLLM machinery.
+"""vLLM as a `GenerationBackend`, through TRL's own vLLM machinery.
 
 Three ways in, one ``generate``:
 
-* :meth:`VLLMGenerationBackend.from_trainer`: reuse what a TRL trainer built with ``use_vllm=True`` already owns
+* `VLLMGenerationBackend.from_trainer`: reuse what a TRL trainer built with ``use_vllm=True`` already owns
   (``trainer.vllm_generation``): the in-process ``vllm.LLM`` in colocate mode, TRL's ``VLLMClient`` in server mode.
   Weight synchronisation stays with TRL (``GRPOTrainer`` syncs before it calls ``rollout_func``).
-* :meth:`VLLMGenerationBackend.from_model`: build a ``vllm.LLM`` from a checkpoint directory, for evaluation.
-* :meth:`VLLMGenerationBackend.from_llm` / :meth:`VLLMGenerationBackend.from_client`: wrap an existing engine.
+* `VLLMGenerationBackend.from_model`: build a ``vllm.LLM`` from a checkpoint directory, for evaluation.
+* `VLLMGenerationBackend.from_llm` / `VLLMGenerationBackend.from_client`: wrap an existing engine.
 
 Why vLLM suits the lockstep SiMT rollout (SeqPO-SiMT Sec. 2.2, Alg. 1): the prompt of step t is the prompt of step
 t-1 plus that step's output and the next source chunk, so with automatic prefix caching (on by default in vLLM's
 V1 engine, and in every engine this module builds) the KV blocks of steps < t are found in the cache and only the
 new tokens are prefilled; a T-step rollout costs about one long generation, not T re-encodings of a growing prefix.
 
-Normalisation to the :class:`~trl_seqpo.rollout.engine.GenerationOutput` contract:
+Normalisation to the `GenerationOutput` contract:
 
 * A row ends exactly at ``params.stop_token_ids`` (requests set ``ignore_eos=True`` so that the model's own EOS and
   the ``eos_token_id`` list of its ``generation_config.json`` do not add hidden stop tokens). vLLM keeps a stop
@@ -51,7 +51,7 @@ _MAX_CONCURRENT_REQUESTS = 64
 
 
 def require_vllm() -> None:
-    """Raise :class:`~trl_seqpo.errors.MissingDependencyError` with the install hint when vLLM is missing."""
+    """Raise `MissingDependencyError` with the install hint when vLLM is missing."""
     if importlib.util.find_spec("vllm") is None:
         raise MissingDependencyError(INSTALL_HINT)
 
@@ -204,7 +204,7 @@ class VLLMGenerationBackend:
             params: Sampling parameters of this call.
 
         Returns:
-            One :class:`~trl_seqpo.rollout.engine.GenerationOutput` per prompt, in order.
+            One `GenerationOutput` per prompt, in order.
         """
         if not prompts:
             return []

@@ -1,8 +1,8 @@
 """Simultaneous MT building blocks without any deep-learning framework (no torch import).
 
-Chunking of the source (:mod:`~trl_seqpo.simt.chunking`), the two prompt formats
-(:mod:`~trl_seqpo.simt.templates`), latency metrics that agree with SimulEval (:mod:`~trl_seqpo.simt.latency`) and
-fixed baseline policies such as wait-k (:mod:`~trl_seqpo.simt.policies`).
+Chunking of the source (`chunking`), the two prompt formats
+(`templates`), latency metrics that agree with SimulEval (`latency`) and
+fixed baseline policies such as wait-k (`policies`).
 """
 
 from trl_seqpo.simt.chunking import (

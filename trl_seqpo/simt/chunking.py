@@ -103,7 +103,7 @@ def split_into_chunks(text: str, chunk_size: int, unit: Unit) -> list[str]:
     Args:
         text: The full source sentence.
         chunk_size: Units per chunk (the paper's ``m``), >= 1.
-        unit: ``"word"`` or ``"char"`` (see :func:`default_unit`).
+        unit: ``"word"`` or ``"char"`` (see `default_unit`).
 
     Returns:
         ``ceil(n / m)`` chunks, ``n = count_units(text, unit)``.

@@ -164,7 +164,7 @@ def delays_from_steps(step_outputs: Sequence[str], chunk_size: int, source_lengt
         unit: Target latency unit, ``"word"`` or ``"char"``.
 
     Returns:
-        ``delays`` for :func:`average_lagging` and friends.
+        ``delays`` for `average_lagging` and friends.
 
     Example:
         >>> delays_from_steps(["", "the cat", " sat", " down"], 2, 5, "word")
@@ -338,7 +338,7 @@ def average_lagging_batch(
     lengths: object = None,
     offsets: object = None,
 ) -> np.ndarray:
-    """:func:`average_lagging` for many sentences at once, vectorised with numpy (no per-sentence Python loop).
+    """`average_lagging` for many sentences at once, vectorised with numpy (no per-sentence Python loop).
 
     Args:
         delays: One of three layouts: a padded ``[batch, max_len]`` array (``lengths`` gives each row's number of
@@ -368,7 +368,7 @@ def length_adaptive_average_lagging_batch(
     lengths: object = None,
     offsets: object = None,
 ) -> np.ndarray:
-    """:func:`length_adaptive_average_lagging` for many sentences at once (vectorised).
+    """`length_adaptive_average_lagging` for many sentences at once (vectorised).
 
     Args:
         delays: One of three layouts: a padded ``[batch, max_len]`` array (``lengths`` gives each row's number of
@@ -389,7 +389,7 @@ def length_adaptive_average_lagging_batch(
 def differentiable_average_lagging_batch(
     delays: object, source_lengths: object, *, lengths: object = None, offsets: object = None
 ) -> np.ndarray:
-    """:func:`differentiable_average_lagging` for many sentences at once (vectorised).
+    """`differentiable_average_lagging` for many sentences at once (vectorised).
 
     Args:
         delays: One of three layouts: a padded ``[batch, max_len]`` array (``lengths`` gives each row's number of
@@ -414,7 +414,7 @@ def average_proportion_batch(
     lengths: object = None,
     offsets: object = None,
 ) -> np.ndarray:
-    """:func:`average_proportion` for many sentences at once (vectorised).
+    """`average_proportion` for many sentences at once (vectorised).
 
     Args:
         delays: One of three layouts: a padded ``[batch, max_len]`` array (``lengths`` gives each row's number of

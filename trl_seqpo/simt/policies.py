@@ -121,7 +121,7 @@ class FullSentencePolicy:
 
 
 def full_sentence() -> FullSentencePolicy:
-    """The full-sentence (offline) policy; see :class:`FullSentencePolicy`."""
+    """The full-sentence (offline) policy; see `FullSentencePolicy`."""
     return FullSentencePolicy()
 
 
@@ -159,7 +159,7 @@ def constrain_step(
     """The part of a model's continuation a fixed policy lets it write at this step.
 
     Args:
-        policy: A :class:`WaitKPolicy`, :class:`FullSentencePolicy` or anything with ``allowed_target_units``.
+        policy: A `WaitKPolicy`, `FullSentencePolicy` or anything with ``allowed_target_units``.
         continuation: What the model generated after the translation so far.
         units_written: Target units already written (in earlier steps).
         source_units_read: Source units read including this step's chunk.
@@ -197,14 +197,14 @@ def simulate_policy(
         policy: The schedule.
         source: Full source sentence.
         chunk_size: Source units per chunk (``m``).
-        source_unit: Unit of the source (chunking); see :func:`~trl_seqpo.simt.chunking.default_unit`.
+        source_unit: Unit of the source (chunking); see `default_unit`.
         target_unit: Unit of the target (what the schedule counts).
-        continue_fn: Wraps the model, e.g. renders :func:`~trl_seqpo.simt.templates.render_paper_prompt` and
+        continue_fn: Wraps the model, e.g. renders `render_paper_prompt` and
             returns the generated text.
 
     Returns:
         Step outputs ``y_1..y_T``; the translation is ``"".join(outputs)`` and
-        :func:`~trl_seqpo.simt.latency.delays_from_steps` gives its delays.
+        `delays_from_steps` gives its delays.
 
     Example:
         >>> lexicon = {"the": "le", "black": "noir", "cat": "chat", "sleeps": "dort"}

@@ -5,12 +5,12 @@ the translation written so far; the model continues the last line.
 
 ``chat``: one conversation per trajectory. The first user turn holds the instruction and chunk 1, each assistant
 turn holds that step's output ``y_t`` (possibly empty: the model waited), each later user turn holds the next chunk.
-Rendering goes through the tokenizer's own chat template (:func:`render_chat`).
+Rendering goes through the tokenizer's own chat template (`render_chat`).
 
-The end of the source is explicit in both formats: the last chunk is followed by :data:`END_OF_SOURCE`, and in the
-chat format every step after the last chunk is a user turn holding only :data:`CONTINUE_MARKER`. The paper does not
+The end of the source is explicit in both formats: the last chunk is followed by `END_OF_SOURCE`, and in the
+chat format every step after the last chunk is a user turn holding only `CONTINUE_MARKER`. The paper does not
 say how its model learns that no more source is coming; these markers are our choice (see ``docs/latency.md``).
-All fixed wording is short and exposed as constants (and :func:`template_strings`) so that a tiny word-level
+All fixed wording is short and exposed as constants (and `template_strings`) so that a tiny word-level
 tokenizer can put every word of it in its vocabulary.
 """
 
@@ -59,7 +59,7 @@ def render_paper_prompt(
     and the model's output for this step is the continuation of the last line. ``source_prefix`` is stripped of
     surrounding whitespace (chunks keep their trailing space); ``translation_prefix`` is used verbatim so that
     prompt + output of step ``t`` is exactly the prefix of step ``t + 1`` (it is the concatenation of the step
-    outputs). Deviation from the paper: when ``source_complete`` is true, `` [END]`` (:data:`END_OF_SOURCE`) follows
+    outputs). Deviation from the paper: when ``source_complete`` is true, `` [END]`` (`END_OF_SOURCE`) follows
     the source, so the model can tell that no more source will come.
 
     Args:
@@ -164,7 +164,7 @@ def render_chat(tokenizer: Any, messages: list[dict[str, str]], add_generation_p
 
     Args:
         tokenizer: A Hugging Face tokenizer (or processor) with a ``chat_template``.
-        messages: Output of :func:`build_chat_messages`.
+        messages: Output of `build_chat_messages`.
         add_generation_prompt: Append the template's assistant header so the model writes the next ``y_t``.
 
     Returns:

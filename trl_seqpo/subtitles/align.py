@@ -70,7 +70,7 @@ class AlignedGroup:
 
 @dataclass
 class AlignmentResult:
-    """What :func:`align_cues` found.
+    """What `align_cues` found.
 
     Args:
         groups: Aligned groups in time order.
@@ -124,7 +124,7 @@ def align_cues(
         target_lang: Same for the target.
 
     Returns:
-        An :class:`AlignmentResult` with the groups in time order and the unmatched cues.
+        An `AlignmentResult` with the groups in time order and the unmatched cues.
 
     Raises:
         ValueError: ``max_start_diff`` is negative or ``min_overlap`` is not in (0, 1].

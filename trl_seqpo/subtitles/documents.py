@@ -84,7 +84,7 @@ class Document:
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> Document:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of `to_dict`."""
         return cls(
             doc_id=str(record["doc_id"]),
             source_lines=list(record["source_lines"]),
@@ -134,7 +134,7 @@ def make_documents(
 
     Args:
         items: The programme in time order, either aligned groups (objects or dicts with ``source`` and ``target``,
-            as :func:`~trl_seqpo.subtitles.align.align_cues` and ``trl-seqpo subtitles align`` produce),
+            as `align_cues` and ``trl-seqpo subtitles align`` produce),
             ``(source, target)`` tuples, or plain source strings (documents without references).
         lines_per_document: Lines per document; the last document holds the remainder.
         context: Untranslated source lines shown around each document: ``k`` for ``k`` before and after, or
@@ -302,7 +302,7 @@ def parse_numbered_output(text: str, expected_lines: int) -> ParsedDocument:
         expected_lines: Number of lines in the document.
 
     Returns:
-        A :class:`ParsedDocument`; ``.problems`` is empty only for a clean answer.
+        A `ParsedDocument`; ``.problems`` is empty only for a clean answer.
 
     Example:
         >>> parsed = parse_numbered_output("Sure!\\n1. Hi.\\n\\n2. Bye. 3. Later.", expected_lines=4)

@@ -1,9 +1,9 @@
-"""Read and write subtitle files (SRT, ASS/SSA, WebVTT, MicroDVD) as plain :class:`Cue` lists.
+"""Read and write subtitle files (SRT, ASS/SSA, WebVTT, MicroDVD) as plain `Cue` lists.
 
 Parsing goes through pysubs2. pysubs2 is lenient: a timing line it cannot read silently becomes text of the
 previous cue, and a cue may end before it starts. ALPO's corpus construction (App. A.2) pairs cues by time, so
-a wrong time is worse than an error: before pysubs2 parses a text format, :func:`read_subtitles` scans the file
-for its timing lines and raises :class:`~trl_seqpo.errors.UserInputError` naming the file and line of the
+a wrong time is worse than an error: before pysubs2 parses a text format, `read_subtitles` scans the file
+for its timing lines and raises `UserInputError` naming the file and line of the
 first problem.
 
 Encodings are detected in this order: a byte-order mark (UTF-8, UTF-16 LE/BE), UTF-16 without a BOM (from the

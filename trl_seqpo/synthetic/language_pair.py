@@ -10,15 +10,15 @@ The source is a small English-like language; the target is an invented language 
 
 So some words can be translated as soon as they are read and others require waiting, which is what a SiMT policy
 has to learn (SeqPO-SiMT, Sec. 2). Every example carries its gold word alignment, from which
-:mod:`trl_seqpo.data.simt_sft` builds exact partial-translation data (the synthetic counterpart of the paper's
+`trl_seqpo.seqpo.sft_data` builds exact partial-translation data (the synthetic counterpart of the paper's
 App. A.2 aligner).
 
-For the ALPO demo a few concepts have two valid target words (:data:`TARGET_SYNONYMS`); with
+For the ALPO demo a few concepts have two valid target words (`TARGET_SYNONYMS`); with
 ``synonym_prob > 0`` references use the alternative word at that rate, and a judge can prefer one of the two
 (a hidden preference that only a preference-trained model picks up).
 
 Sentences are lowercase words separated by single spaces, without punctuation, so a word-level tokenizer
-(:func:`trl_seqpo.data.tiny.build_tokenizer`) round-trips them exactly.
+(`trl_seqpo.synthetic.tiny_models.build_tokenizer`) round-trips them exactly.
 """
 
 from __future__ import annotations
@@ -145,8 +145,8 @@ def translate(
     """Translate a source sentence of the synthetic language with its reordering rules.
 
     Args:
-        source: A sentence (or its list of words) made of words of :data:`DICTIONARY`.
-        synonym_prob: Probability of writing the alternative of a word that has one (:data:`TARGET_SYNONYMS`).
+        source: A sentence (or its list of words) made of words of `DICTIONARY`.
+        synonym_prob: Probability of writing the alternative of a word that has one (`TARGET_SYNONYMS`).
         rng: Random generator for the synonym choices (needed only when ``synonym_prob > 0``).
 
     Returns:
@@ -209,7 +209,7 @@ class SyntheticPair:
         seed: Seed; the same seed gives the same corpus.
         min_words: Shortest source sentence in words (at least 3: determiner, noun, verb).
         max_words: Longest source sentence in words.
-        synonym_prob: Rate at which references use the alternative target word of :data:`TARGET_SYNONYMS`.
+        synonym_prob: Rate at which references use the alternative target word of `TARGET_SYNONYMS`.
     """
 
     seed: int = 0
@@ -276,16 +276,16 @@ def generate_corpus(
         seed: Random seed; the same arguments always give the same corpus.
         min_words: Shortest source sentence in words (>= 3).
         max_words: Longest source sentence in words.
-        synonym_prob: Rate at which references use the alternative target word (:data:`TARGET_SYNONYMS`).
+        synonym_prob: Rate at which references use the alternative target word (`TARGET_SYNONYMS`).
 
     Returns:
-        A list of :class:`SyntheticExample`.
+        A list of `SyntheticExample`.
     """
     return SyntheticPair(seed, min_words, max_words, synonym_prob).generate(n)
 
 
 def to_dataset(examples: list[SyntheticExample]) -> Dataset:
-    """Turn examples into a :class:`datasets.Dataset` with columns ``source``, ``reference``, ``alignment``.
+    """Turn examples into a `datasets.Dataset` with columns ``source``, ``reference``, ``alignment``.
 
     ``alignment`` is stored as a list of ``[source_index, target_index]`` pairs.
     """

@@ -1,4 +1,4 @@
-"""Configuration of :class:`~trl_seqpo.trainer.alpo_trainer.ALPOTrainer` (ALPO paper Sec. 3.4, App. B/C, Table 9)."""
+"""Configuration of `ALPOTrainer` (ALPO paper Sec. 3.4, App. B/C, Table 9)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from trl import DPOConfig
 
-from trl_seqpo.trainer.alpo_losses import ALPO_LOSSES, WEIGHT_NORMALIZATIONS
+from trl_seqpo.alpo.losses import ALPO_LOSSES, WEIGHT_NORMALIZATIONS
 
 PREFIX_MIX_ORDERS: tuple[str, ...] = ("stages", "shuffle")
 

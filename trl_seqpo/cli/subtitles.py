@@ -2,7 +2,7 @@
 
 ``trl-seqpo subtitles align SOURCE TARGET -o OUT.jsonl``
     One programme: writes one JSON object per aligned group, in time order (see
-    :meth:`~trl_seqpo.subtitles.align.AlignedGroup.to_dict`), and prints a summary to stderr.
+    `to_dict`), and prints a summary to stderr.
 ``trl-seqpo subtitles align SRC_DIR TGT_DIR -o OUT_DIR`` / ``align DIR -o OUT_DIR --source-lang en --target-lang zh``
     Many programmes: files are matched by their stem without the language suffix (``show.en.srt`` with
     ``show.zh.srt``, or ``show.srt`` in both folders); each pair goes to ``OUT_DIR/<stem>.jsonl``. Outputs that

@@ -5,7 +5,7 @@ imported only when its subcommand runs, so ``trl-seqpo --help`` does not import 
 the signature ``add_parser(subparsers) -> None`` and sets ``func=`` on its parser through ``set_defaults``; the
 ``func`` receives the parsed ``argparse.Namespace`` and returns an exit code (or ``None`` for 0).
 
-Mistakes a user can fix raise :class:`~trl_seqpo.errors.UserInputError`: they are printed as one line on stderr
+Mistakes a user can fix raise `UserInputError`: they are printed as one line on stderr
 and the command exits with code 2.
 """
 
@@ -21,9 +21,9 @@ from trl_seqpo.errors import MissingDependencyError, UserInputError
 
 # subcommand name -> (help, "module:add_parser")
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("run the synthetic-language demo end to end", "trl_seqpo.demo:add_parser"),
-    "subtitles": ("read, align and cut subtitle files into documents", "trl_seqpo.subtitles.cli:add_parser"),
-    "alpo": ("ALPO data pipeline: sample candidates, judge them, build pairs", "trl_seqpo.alpo_cli:add_parser"),
+    "demo": ("run the synthetic-language demo end to end", "trl_seqpo.demo.seqpo:add_parser"),
+    "subtitles": ("read, align and cut subtitle files into documents", "trl_seqpo.cli.subtitles:add_parser"),
+    "alpo": ("ALPO data pipeline: sample candidates, judge them, build pairs", "trl_seqpo.cli.alpo:add_parser"),
     "evaluate": ("evaluate simultaneous or subtitle translation", "trl_seqpo.evaluate:add_parser"),
     "plot": ("draw quality-latency curves", "trl_seqpo.evaluate.plot:add_parser"),
 }

@@ -276,7 +276,7 @@ def repair_message(labels: Sequence[str], problem: str) -> dict[str, str]:
 
 
 def parse_candidates(messages: Sequence[Mapping[str, str]]) -> dict[str, str]:
-    """Labelled candidates found in the first user message built by :func:`build_messages`.
+    """Labelled candidates found in the first user message built by `build_messages`.
 
     Args:
         messages: Chat messages of one judge request.

@@ -2,8 +2,8 @@
 
 ALPO (Eq. 4 and Eq. 7) sums a per-line preference loss ``L_po(s_i)`` over the lines of a document, each line weighted
 by ``w(s_i)`` (Eq. 2-3) and each with its own ``beta_i`` (Eq. 5). This module holds the per-line losses as plain
-functions of summed log-probabilities, kept in :data:`ALPO_LOSSES` (a small mapping instead of an ``elif`` chain),
-and :func:`reduce_weighted_loss`, which turns per-pair losses and weights into the scalar that is back-propagated.
+functions of summed log-probabilities, kept in `ALPO_LOSSES` (a small mapping instead of an ``elif`` chain),
+and `reduce_weighted_loss`, which turns per-pair losses and weights into the scalar that is back-propagated.
 
 Every function here is pure torch: no TRL, no trainer state, so it can be tested on hand-made tensors.
 """
@@ -185,7 +185,7 @@ def reduce_weighted_loss(
     Args:
         losses: Per-pair losses, shape ``[batch]``.
         weights: ``w(s_i)``, shape ``[batch]``.
-        normalization: One of :data:`WEIGHT_NORMALIZATIONS`.
+        normalization: One of `WEIGHT_NORMALIZATIONS`.
         mean_weight: Mean of the weight column over the training set (``"document"`` only).
 
     Returns:

@@ -1,18 +1,18 @@
 """A synthetic subtitle task for ALPO tests, benchmarks and the CPU demo.
 
 Documents of numbered lines (ALPO Sec. 4.1, App. F.1) built from the synthetic language pair of
-:mod:`trl_seqpo.data.synthetic`:
+`trl_seqpo.synthetic.language_pair`:
 
 - every sentence ends with ``"."`` on both sides, so the sampler's *segment* rule (a run of lines up to sentence-final
-  punctuation, see :func:`trl_seqpo.rollout.segmentwise.segment_line_ids`) has something to find;
+  punctuation, see `trl_seqpo.rollout.segmentwise.segment_line_ids`) has something to find;
 - a sentence may run over several subtitle lines, as a long utterance is spread over several cues: with probability
   ``continue_prob`` it goes on with ``and`` + another clause on the next line (at most ``max_lines_per_sentence``
-  lines). The synthetic translation closes each clause before ``kaj`` (:func:`~trl_seqpo.data.synthetic.translate`),
+  lines). The synthetic translation closes each clause before ``kaj`` (`translate`),
   so the target splits at the same place and line ``i`` of the reference translates exactly line ``i`` of the
   source;
-- some target words have an equally valid synonym (:data:`~trl_seqpo.data.synthetic.TARGET_SYNONYMS`); references use
-  the alternative with probability ``synonym_prob``. :func:`hidden_preference` is the mapping a
-  :class:`~trl_seqpo.rewards.judge_server.SynonymPreferenceScorer` judge secretly prefers, so candidates that differ
+- some target words have an equally valid synonym (`TARGET_SYNONYMS`); references use
+  the alternative with probability ``synonym_prob``. `hidden_preference` is the mapping a
+  `SynonymPreferenceScorer` judge secretly prefers, so candidates that differ
   only in synonym choice get different scores, which is the signal ALPO learns from.
 
 Sentences are lowercase words separated by single spaces; the only punctuation is the final ``"."``.
@@ -25,8 +25,14 @@ import os
 import random
 from pathlib import Path
 
-from trl_seqpo.data.synthetic import SOURCE_LANGUAGE, TARGET_LANGUAGE, TARGET_SYNONYMS, SyntheticPair, translate
 from trl_seqpo.subtitles.documents import Document, make_documents, render_document_prompt
+from trl_seqpo.synthetic.language_pair import (
+    SOURCE_LANGUAGE,
+    TARGET_LANGUAGE,
+    TARGET_SYNONYMS,
+    SyntheticPair,
+    translate,
+)
 
 __all__ = [
     "SOURCE_LANGUAGE",
@@ -46,7 +52,7 @@ def hidden_preference() -> dict[str, str]:
     """``{plain target word: preferred synonym}``, the demo judge's hidden taste (for ``SynonymPreferenceScorer``).
 
     Returns:
-        A copy of :data:`~trl_seqpo.data.synthetic.TARGET_SYNONYMS`.
+        A copy of `TARGET_SYNONYMS`.
     """
     return dict(TARGET_SYNONYMS)
 
@@ -119,8 +125,8 @@ def make_subtitle_documents(
         lines_per_document: Lines per document (paper: 35; a few lines keep tests fast).
         seed: Seed of the programme.
         context: Untranslated source lines shown before and after each document.
-        continue_prob: See :func:`subtitle_lines`.
-        synonym_prob: See :func:`subtitle_lines`.
+        continue_prob: See `subtitle_lines`.
+        synonym_prob: See `subtitle_lines`.
         with_references: Keep the reference translations (``target_lines``); ``False`` gives source-only documents.
         doc_id_prefix: Prefix of the document ids (``"<prefix>-0000"``, ...).
 
@@ -153,10 +159,10 @@ def write_documents(documents: list[Document], path: str | os.PathLike[str]) -> 
 
 
 def prompt_texts(lines_per_document: int = 6) -> list[str]:
-    """Texts of the document prompt, to pass as ``extra_texts`` to :func:`trl_seqpo.data.tiny.save_tiny_model`.
+    """Texts of the document prompt, to pass as ``extra_texts`` to `trl_seqpo.synthetic.tiny_models.save_tiny_model`.
 
     The tiny word-level tokenizer then encodes the instruction of
-    :func:`~trl_seqpo.subtitles.documents.render_document_prompt` one token per word, which keeps prompts short.
+    `render_document_prompt` one token per word, which keeps prompts short.
 
     Args:
         lines_per_document: Line count written into the instruction.
@@ -181,7 +187,7 @@ def save_line_writer_model(
 
     A randomly initialised tiny model almost never emits a newline, so ALPO's line sampler (which stops at the
     newline) would get no usable candidate from it. This model is the tiny Qwen2 of
-    :func:`~trl_seqpo.data.tiny.build_tiny_model` with its output layer set so that the next-token distribution is
+    `build_tiny_model` with its output layer set so that the next-token distribution is
     (nearly) fixed: every target word and synonym of the synthetic language with equal weight, and the newline
     with a weight giving about ``words_per_line`` words per line; every other token is practically impossible.
     Candidates are then random word sequences, many of them distinct, some with the judge's preferred synonyms.
@@ -196,7 +202,7 @@ def save_line_writer_model(
         words_per_line: Mean words per line when sampling at ``temperature`` (without top-k/top-p truncation).
         temperature: The sampling temperature the model is tuned for.
         lines_per_document: Line count of the prompts whose words the tokenizer should know (see
-            :func:`prompt_texts`).
+            `prompt_texts`).
         seed: Seed of the random initialisation.
 
     Returns:
@@ -206,8 +212,8 @@ def save_line_writer_model(
 
     import torch
 
-    from trl_seqpo.data import synthetic
-    from trl_seqpo.data.tiny import build_tiny_model, build_tokenizer
+    from trl_seqpo.synthetic import language_pair as synthetic
+    from trl_seqpo.synthetic.tiny_models import build_tiny_model, build_tokenizer
 
     if words_per_line <= 0 or temperature <= 0:
         raise ValueError(f"words_per_line and temperature must be > 0, got {words_per_line}, {temperature}")

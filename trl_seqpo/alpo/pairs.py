@@ -23,7 +23,7 @@ What follows the authors' public code (``CcQunResearch/ALPO``, ``MainPipeline/al
   lines being the chosen translation with probability ``lambda`` and a random candidate otherwise;
 - a candidate completion is its text followed by ``"\\n"``; the trainer adds EOS only after a document's last unit.
 
-Prompts and completions use :func:`trl_seqpo.subtitles.documents.render_numbered_lines` and ``line_marker``, so a
+Prompts and completions use `trl_seqpo.subtitles.documents.render_numbered_lines` and ``line_marker``, so a
 row's prompt + chosen is exactly the text of the SFT format (``"1.text\\n2.text\\n"``, App. F.1).
 """
 
@@ -118,7 +118,7 @@ class PairSettings:
 
 @dataclass
 class PairStats:
-    """Counts of a pair build. ``gated`` maps each reason of :data:`GATE_REASONS` to its number of units."""
+    """Counts of a pair build. ``gated`` maps each reason of `GATE_REASONS` to its number of units."""
 
     documents: int = 0
     units: int = 0
@@ -320,7 +320,7 @@ def build_pair_rows(
 
     Args:
         records: Candidate records (see the module docstring), in any order.
-        settings: Gate, pairing, weighting and prefix-mixing settings; defaults to :class:`PairSettings`.
+        settings: Gate, pairing, weighting and prefix-mixing settings; defaults to `PairSettings`.
 
     Returns:
         ``(rows, stats)``. Rows are ordered by stage, shuffled (seeded) inside a stage, so reading them in order
@@ -393,16 +393,16 @@ def build_preference_pairs(
 
     Args:
         records: Candidate records (see the module docstring).
-        settings: A :class:`PairSettings`; keyword ``overrides`` (``seed=...``, ``prefix_mix_stages=...``) replace
+        settings: A `PairSettings`; keyword ``overrides`` (``seed=...``, ``prefix_mix_stages=...``) replace
             its fields.
-        **overrides: Fields of :class:`PairSettings`.
+        **overrides: Fields of `PairSettings`.
 
     Returns:
-        A :class:`datasets.Dataset` with columns ``prompt``, ``chosen``, ``rejected``, ``weight``, ``beta_scale``,
+        A `datasets.Dataset` with columns ``prompt``, ``chosen``, ``rejected``, ``weight``, ``beta_scale``,
         ``doc_id``, ``unit_index``, ``gap``, ``num_candidates``, ``prefix_source``, ``stage``,
         ``prefix_mix_lambda``, ``chosen_score``, ``rejected_score``, ``chosen_advantage``, ``rejected_advantage``,
-        ``ends_document``. The build counts (:class:`PairStats`) are logged and stored as JSON under
-        ``"alpo_pair_stats"`` in ``dataset.info.description``, where :class:`~trl_seqpo.ALPOTrainer` finds them.
+        ``ends_document``. The build counts (`PairStats`) are logged and stored as JSON under
+        ``"alpo_pair_stats"`` in ``dataset.info.description``, where `ALPOTrainer` finds them.
     """
     from datasets import Dataset
 
@@ -424,7 +424,7 @@ def _row_columns() -> tuple[str, ...]:
 
 
 def pair_stats_from_dataset(dataset: Any) -> dict[str, Any] | None:
-    """The build counts stored by :func:`build_preference_pairs` in ``dataset.info.description``, if any."""
+    """The build counts stored by `build_preference_pairs` in ``dataset.info.description``, if any."""
     info = getattr(dataset, "info", None)
     try:
         payload = json.loads(getattr(info, "description", None) or "")

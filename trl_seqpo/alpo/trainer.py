@@ -12,15 +12,15 @@ from datasets import Dataset, IterableDataset
 from torch.utils.data import Sampler
 from trl import DPOTrainer
 
-from trl_seqpo.data.alpo_pairs import pair_stats_from_dataset
-from trl_seqpo.trainer.alpo_config import ALPOConfig
-from trl_seqpo.trainer.alpo_losses import (
+from trl_seqpo.alpo.config import ALPOConfig
+from trl_seqpo.alpo.losses import (
     ALPO_LOSSES,
     REFERENCE_FREE_LOSSES,
     LossSettings,
     PairLogps,
     reduce_weighted_loss,
 )
+from trl_seqpo.alpo.pairs import pair_stats_from_dataset
 
 # batch key -> what it carries; the collator adds them, the loss reads them, the model never sees them
 WEIGHT_KEY = "alpo_weight"
@@ -96,7 +96,7 @@ def _column_names(dataset: Dataset | IterableDataset) -> list[str]:
 
 class ALPOTrainer(DPOTrainer):
     """Trainer for Adaptive Local Preference Optimization (ALPO), the line-level preference loss of "From Utterance
-    to Vividity" (Cui et al.), on top of TRL's :class:`~trl.DPOTrainer`.
+    to Vividity" (Cui et al.), on top of TRL's `DPOTrainer`.
 
     Each row is one subtitle line (or segment) of a document: the prompt holds the source document and the
     translations of the earlier lines (prefix-mixed, Eq. 6), chosen/rejected are two judged candidates for the line.
@@ -104,28 +104,28 @@ class ALPOTrainer(DPOTrainer):
 
         ``sum_i w_i * L_po(i; beta_i) / normaliser``, ``beta_i = beta * beta_scale_i`` (Eq. 5)
 
-    with ``L_po`` from :data:`~trl_seqpo.trainer.alpo_losses.ALPO_LOSSES` (``sigmoid`` = DPO, ``simpo``, ``grpo``)
-    and the normaliser set by ``normalize_weights`` (see :func:`~trl_seqpo.trainer.alpo_losses.reduce_weighted_loss`).
+    with ``L_po`` from `ALPO_LOSSES` (``sigmoid`` = DPO, ``simpo``, ``grpo``)
+    and the normaliser set by ``normalize_weights`` (see `reduce_weighted_loss`).
     With one line per document, weight 1 and ``beta_scale`` 1, the ``sigmoid`` loss equals TRL's DPO loss.
 
     Hooks overridden (everything else - reference model or precomputed reference log-probs, PEFT, DeepSpeed ZeRO-3,
     gradient accumulation, logging - is DPOTrainer's):
 
     - ``_compute_loss``: the policy forward as DPOTrainer does it (fused LM head, summed log-probs), the reference
-      log-probs from the batch or from :meth:`compute_ref_log_probs`, then the ALPO loss and its metrics.
+      log-probs from the batch or from `compute_ref_log_probs`, then the ALPO loss and its metrics.
     - ``_prepare_dataset``: calls DPOTrainer's, then removes the EOS that TRL appends to every completion from the
       rows that do not end a document (``eos_at_document_end``).
     - ``_set_signature_columns_if_needed``: keeps the weight, beta-scale and advantage columns when
-      ``remove_unused_columns=True``; a :class:`DataCollatorForWeightedPreference` carries them into the batch.
+      ``remove_unused_columns=True``; a `DataCollatorForWeightedPreference` carries them into the batch.
     - ``_get_train_sampler``: with ``prefix_mix_order="stages"``, trains the prefix-mixing stages in order.
     - ``compute_ref_log_probs``: drops the ALPO batch keys before calling DPOTrainer's.
 
     Args:
         model: Model id/path or a model instance, as for DPOTrainer.
         ref_model: Reference model; ``None`` lets DPOTrainer create one (or use PEFT / precomputed log-probs).
-        args: An :class:`ALPOConfig`.
+        args: An `ALPOConfig`.
         data_collator: Base preference collator; ``None`` uses DPOTrainer's. It is wrapped either way.
-        train_dataset: Pairs from :func:`trl_seqpo.data.alpo_pairs.build_preference_pairs` (or their JSONL).
+        train_dataset: Pairs from `trl_seqpo.alpo.pairs.build_preference_pairs` (or their JSONL).
         pair_stats: Build counts of the pairs (``PairStats.to_dict()`` or the ``.stats.json`` next to the pairs);
             defaults to those stored in ``train_dataset.info``. Used to log ``alpo/gated_fraction``.
         **kwargs: Other DPOTrainer arguments (``eval_dataset``, ``processing_class``, ``peft_config``, ...).

@@ -1,9 +1,9 @@
 """A SimulEval 1.1 agent that runs a trl_seqpo simultaneous translator (SeqPO-SiMT Sec. 2.2) inside SimulEval.
 
 SimulEval (text-to-text) streams the source one whitespace-separated token at a time and calls the agent after each
-one; the agent answers *read* or *write*. :class:`SeqPOAgent` reads until a chunk of ``--chunk-size`` source units is
+one; the agent answers *read* or *write*. `SeqPOAgent` reads until a chunk of ``--chunk-size`` source units is
 complete (or the source has ended), then runs **one step** of the same lockstep rollout that ``trl-seqpo evaluate
-simt`` and training use (:class:`~trl_seqpo.rollout.simultaneous.SimultaneousRollout`), with the same prompts, stop
+simt`` and training use (`SimultaneousRollout`), with the same prompts, stop
 rules and fixed policies: an empty step output is a read, a non-empty one a write, and the last step's write carries
 ``finished=True``. SimulEval then records, for every target unit, the number of source tokens read, which equals
 ``min(t * m, n)``, the delay ``evaluate simt`` records, so both report the same AL for the same hypotheses when they
@@ -11,7 +11,7 @@ count the reference the same way (``evaluate simt --reference-length simuleval``
 
 Usage (SimulEval reads plain text files, one sentence per line)::
 
-    simuleval --agent-class trl_seqpo.simt.simuleval_agent.SeqPOAgent \\
+    simuleval --agent-class trl_seqpo.integrations.simuleval.SeqPOAgent \\
         --source test.en --target test.zh --model-path runs/seqpo --chunk-size 3 \\
         --src-lang English --tgt-lang Chinese --eval-latency-unit char \\
         --latency-metrics AL LAAL AP DAL --output runs/simuleval
@@ -48,7 +48,7 @@ _PENDING_CHUNK = "\u2026"  # stands for "more source to come" until SimulEval sa
 
 
 class IncrementalTranslator:
-    """Drive one trajectory of a :class:`~trl_seqpo.rollout.simultaneous.SimultaneousRollout` as the source arrives.
+    """Drive one trajectory of a `SimultaneousRollout` as the source arrives.
 
     The rollout normally knows the whole source; here it only sees the chunks completed so far. While the source is
     still streaming, one placeholder chunk stands for the unknown rest, so the rollout renders the "more to come"
@@ -56,7 +56,7 @@ class IncrementalTranslator:
 
     Args:
         rollout: The rollout (its config gives the chunk size, units, prompt format and budgets).
-        policy: Optional fixed schedule (:class:`~trl_seqpo.simt.policies.WaitKPolicy`, ``FullSentencePolicy``).
+        policy: Optional fixed schedule (`WaitKPolicy`, ``FullSentencePolicy``).
         seed: Sampling seed of step 1 (step ``t`` uses ``seed + t``, as the rollout does).
     """
 

@@ -1,13 +1,13 @@
 """A small OpenAI-compatible judge server (stdlib only) for tests, benchmarks and the CPU demo.
 
 It serves ``POST /v1/chat/completions`` (and ``GET /v1/models``) on 127.0.0.1 from a background thread. For each
-request it reads the labelled candidates out of the prompt built by :mod:`trl_seqpo.rewards.judge_prompts`, asks a
+request it reads the labelled candidates out of the prompt built by `trl_seqpo.judge.prompts`, asks a
 *scorer* ``(candidates, messages) -> list[int]`` for one score per candidate, and answers a chat completion whose
 content is the JSON object ``{"A": ..., "B": ...}`` the LLM judge expects. A *fault hook* can replace any reply (an
 HTTP error with ``Retry-After``, a delay longer than the client's timeout, a dropped connection, or any answer text),
 which is how the judge's retry and validation rules are tested against a real socket.
 
-The demo's hidden preference is :class:`SynonymPreferenceScorer`: the "judge" secretly likes some words better than
+The demo's hidden preference is `SynonymPreferenceScorer`: the "judge" secretly likes some words better than
 their synonyms, so a policy can only raise its score by learning that preference from the judge's feedback.
 
 Usage::
@@ -16,7 +16,7 @@ Usage::
         JudgeConfig(base_url=server.base_url, model=server.model)   # then LLMJudge(...)
         server.request_count                                       # requests received so far
 
-    python -m trl_seqpo.rewards.judge_server --port 8000 --prefer big=huge --prefer small=tiny
+    python -m trl_seqpo.synthetic.local_judge --port 8000 --prefer big=huge --prefer small=tiny
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from trl_seqpo.rewards.judge_prompts import parse_candidates, parse_evaluated_lines
+from trl_seqpo.judge.prompts import parse_candidates, parse_evaluated_lines
 
 __all__ = [
     "Scorer",
@@ -241,10 +241,10 @@ class _Server(ThreadingHTTPServer):
 
 
 class JudgeServer:
-    """A running local judge; use :func:`serve` to start and stop it.
+    """A running local judge; use `serve` to start and stop it.
 
     Args:
-        scorer: ``(candidates, messages) -> scores``; defaults to :func:`length_scorer`.
+        scorer: ``(candidates, messages) -> scores``; defaults to `length_scorer`.
         fault: ``(ReceivedRequest) -> Reply | None`` to inject errors; ``None`` answers normally.
         delay: Seconds added before every reply (an artificial model latency).
         host: Interface to bind (keep 127.0.0.1).
@@ -326,7 +326,7 @@ def serve(
     port: int = 0,
     model: str = "local-judge",
 ) -> Iterator[JudgeServer]:
-    """Run a :class:`JudgeServer` for the duration of a ``with`` block (arguments as in :class:`JudgeServer`).
+    """Run a `JudgeServer` for the duration of a ``with`` block (arguments as in `JudgeServer`).
 
     Yields:
         The running server; ``server.base_url`` goes into ``JudgeConfig(base_url=...)``.
@@ -340,7 +340,7 @@ def serve(
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m trl_seqpo.rewards.judge_server",
+        prog="python -m trl_seqpo.synthetic.local_judge",
         description="Local OpenAI-compatible judge with a hidden synonym preference (for demos and tests).",
     )
     parser.add_argument("--host", default="127.0.0.1")
@@ -355,7 +355,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Serve until interrupted; without preferences the scorer is :func:`length_scorer`."""
+    """Serve until interrupted; without preferences the scorer is `length_scorer`."""
     args = _parse_args(argv)
     preferred: dict[str, str] = {}
     if args.preferences:

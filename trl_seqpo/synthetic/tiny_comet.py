@@ -2,7 +2,7 @@
 
 Real COMET models (``Unbabel/wmt22-comet-da``, ``Unbabel/XCOMET-XL``) are gigabytes and live on the Hugging Face
 Hub, which tests cannot reach. This module writes a checkpoint with exactly the same layout and classes, only tiny
-and random, so the scoring code path (:func:`trl_seqpo.rewards.get_reward` ``("comet", model=path)``) can run for
+and random, so the scoring code path (`trl_seqpo.rewards.get_reward` ``("comet", model=path)``) can run for
 real in a few seconds on a CPU:
 
 ```
@@ -111,7 +111,7 @@ def build_tiny_comet_checkpoint(
 
     Example:
         >>> from trl_seqpo.rewards import get_reward
-        >>> from trl_seqpo.rewards.comet_testing import build_tiny_comet_checkpoint
+        >>> from trl_seqpo.synthetic.tiny_comet import build_tiny_comet_checkpoint
         >>> ckpt = build_tiny_comet_checkpoint("/tmp/tiny-comet")  # doctest: +SKIP
         >>> comet = get_reward("comet", model=ckpt)  # doctest: +SKIP
         >>> comet(prompts=[""], completions=["the cat"], source=["die katze"], reference=["a cat"])  # doctest: +SKIP
@@ -121,7 +121,7 @@ def build_tiny_comet_checkpoint(
     import torch
     import yaml
 
-    from trl_seqpo.rewards.comet_model import import_comet
+    from trl_seqpo.rewards.comet import import_comet
 
     import_comet()  # clear MissingDependencyError when the comet extra is absent
     from comet.models import str2model

@@ -1,6 +1,6 @@
 """Load COMET models once per process and score (source, hypothesis, reference) triples in batches.
 
-Used by the ``comet`` / ``xcomet`` rewards (:mod:`trl_seqpo.rewards.quality`). Models are cached per
+Used by the ``comet`` / ``xcomet`` rewards (`trl_seqpo.rewards.quality`). Models are cached per
 (resolved checkpoint path, device), put in eval mode with gradients off, and run with plain ``torch.inference_mode``
 forward passes on the device accelerate picked for this process, instead of COMET's ``predict`` (which starts a
 PyTorch Lightning trainer with its own device choice and worker processes on every call).
@@ -35,7 +35,7 @@ def comet_available() -> bool:
 
 
 def import_comet() -> Any:
-    """Import unbabel-comet, turning a missing install into :class:`MissingDependencyError` with the install hint.
+    """Import unbabel-comet, turning a missing install into `MissingDependencyError` with the install hint.
 
     comet's ``__init__`` calls ``logging.basicConfig(level=INFO)``; when the root logger had no handlers before, the
     handler and level it adds are removed again so importing COMET does not turn on INFO logs of every library.
@@ -146,8 +146,8 @@ def load_comet_model(model: str | os.PathLike, device: Any = None) -> Any:
     """Return the COMET model for ``model`` on ``device``, loading it on the first call only.
 
     Args:
-        model: Checkpoint path, COMET directory or Hub name (see :func:`resolve_checkpoint`).
-        device: Torch device or string; ``None`` uses :func:`default_device`.
+        model: Checkpoint path, COMET directory or Hub name (see `resolve_checkpoint`).
+        device: Torch device or string; ``None`` uses `default_device`.
 
     Returns:
         The unbabel-comet ``CometModel``, in eval mode, gradients off, on ``device``.
@@ -240,7 +240,7 @@ def score_rows(
     batch fails, its rows are retried one at a time so only the failing rows get ``None``.
 
     Args:
-        comet_model: A model from :func:`load_comet_model`.
+        comet_model: A model from `load_comet_model`.
         sources: Source sentences, one per row.
         translations: Hypotheses, one per row (``None`` = nothing to score).
         references: Gold translations, one per row (``None`` allowed for reference-free models).

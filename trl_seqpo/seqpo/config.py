@@ -1,4 +1,4 @@
-"""Configuration of :class:`~trl_seqpo.trainer.seqpo_trainer.SeqPOTrainer` (SeqPO-SiMT, arXiv:2505.20622)."""
+"""Configuration of `SeqPOTrainer` (SeqPO-SiMT, arXiv:2505.20622)."""
 
 from __future__ import annotations
 

@@ -1,18 +1,18 @@
 """A tiny tokenizer and a tiny Qwen2-style causal LM, built locally for tests and the demo.
 
 Nothing here downloads anything: the tokenizer is trained in milliseconds on a word list or a few texts with the
-``tokenizers`` library, and the model is randomly initialised from a :class:`~transformers.Qwen2Config`. The demo's
+``tokenizers`` library, and the model is randomly initialised from a `Qwen2Config`. The demo's
 calibration (``DESIGN.md``, "Demo calibration") found that a ~0.5 M-parameter model (hidden 128, 4 heads, 2 layers)
-learns the synthetic language pair of :mod:`trl_seqpo.data.synthetic` in seconds, and that one token per word learns
-about 5x faster than sub-word BPE because sequences are half as long; ``kind="wordlevel"`` gives one token per known
-word while staying a byte-level BPE that ``AutoTokenizer`` reloads unchanged (see :func:`build_tokenizer`).
+learns the synthetic language pair of `trl_seqpo.synthetic.language_pair` in seconds, and that one token per word
+learns about 5x faster than sub-word BPE because sequences are half as long; ``kind="wordlevel"`` gives one token per
+known word while staying a byte-level BPE that ``AutoTokenizer`` reloads unchanged (see `build_tokenizer`).
 
 Special tokens and their roles in a simultaneous rollout:
 
 - ``<|im_start|>`` / ``<|im_end|>``: ChatML turn delimiters. ``<|im_end|>`` ends an assistant turn, so the SiMT
   rollout uses it as the *step-end* stop token (the policy has written its partial translation ``y_t``).
 - ``<|endoftext|>``: end of the whole translation (and the padding token). In the chat format the final assistant
-  turn ends with ``<|endoftext|><|im_end|>`` (see :mod:`trl_seqpo.data.simt_sft`), so generation stops at
+  turn ends with ``<|endoftext|><|im_end|>`` (see `trl_seqpo.seqpo.sft_data`), so generation stops at
   ``<|endoftext|>`` and the rollout knows the trajectory is finished.
 
 The chat template is Qwen-style ChatML with ``{% generation %}`` markers around the assistant content *and* its
@@ -56,7 +56,7 @@ _ROLE_WORDS = ["system", "user", "assistant"]
 
 
 def _template_texts() -> list[str]:
-    """Every string constant of :mod:`trl_seqpo.simt.templates` (instructions, markers), if that module exists."""
+    """Every string constant of `trl_seqpo.simt.templates` (instructions, markers), if that module exists."""
     try:
         from trl_seqpo.simt import templates
     except ImportError:
@@ -72,8 +72,8 @@ def _template_texts() -> list[str]:
 
 
 def _rendered_templates() -> list[str]:
-    """The prompt texts of :mod:`trl_seqpo.simt.templates` rendered for the synthetic language names."""
-    from trl_seqpo.data.synthetic import SOURCE_LANGUAGE, TARGET_LANGUAGE
+    """The prompt texts of `trl_seqpo.simt.templates` rendered for the synthetic language names."""
+    from trl_seqpo.synthetic.language_pair import SOURCE_LANGUAGE, TARGET_LANGUAGE
 
     try:
         from trl_seqpo.simt.templates import template_strings
@@ -116,7 +116,7 @@ def build_tokenizer(
     """Build a tiny fast tokenizer with ChatML special tokens and a generation-marked chat template.
 
     Both kinds are byte-level BPE tokenizers with Qwen2's exact normaliser and pre-tokeniser, built as a
-    :class:`~transformers.Qwen2Tokenizer`: transformers >= 5 rebuilds every ``qwen2`` checkpoint's tokenizer with
+    `Qwen2Tokenizer`: transformers >= 5 rebuilds every ``qwen2`` checkpoint's tokenizer with
     that class (ignoring the ``tokenizer.json`` pipeline), so anything else would change after a save/load round
     trip. Nothing maps to an unknown token.
 
@@ -134,12 +134,12 @@ def build_tokenizer(
             while unknown text still falls back to bytes.
             ``"bpe"``: BPE with ``bpe_vocab_size`` entries trained on the texts, so words split into sub-words.
         extra_texts: More texts whose words must be covered, e.g. rendered prompt templates. The string constants of
-            :mod:`trl_seqpo.simt.templates` are always added when that module is importable.
+            `trl_seqpo.simt.templates` are always added when that module is importable.
         bpe_vocab_size: Vocabulary size for ``"bpe"`` (256 byte symbols + specials + merges).
 
     Returns:
         A tokenizer with ``eos_token = pad_token = "<|endoftext|>"``, the extra special tokens ``<|im_start|>`` and
-        ``<|im_end|>``, left padding and :data:`CHAT_TEMPLATE`.
+        ``<|im_end|>``, left padding and `CHAT_TEMPLATE`.
     """
     from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 
@@ -180,10 +180,10 @@ def build_tiny_model(
     max_position_embeddings: int = 1024,
     seed: int = 0,
 ) -> Qwen2ForCausalLM:
-    """Randomly initialise a tiny :class:`~transformers.Qwen2ForCausalLM` sized to ``tokenizer``.
+    """Randomly initialise a tiny `Qwen2ForCausalLM` sized to ``tokenizer``.
 
     Args:
-        tokenizer: The tokenizer from :func:`build_tokenizer`; sets the vocabulary size and special-token ids.
+        tokenizer: The tokenizer from `build_tokenizer`; sets the vocabulary size and special-token ids.
         hidden_size: Model width; must equal ``num_heads * head_dim`` (Qwen2 derives the head size from it).
         num_layers: Number of decoder layers.
         num_heads: Number of attention heads.
@@ -251,16 +251,16 @@ def save_tiny_model(
     Args:
         output_dir: Where to write; created if missing.
         words: Words (or texts) to cover. Defaults to the vocabulary of the synthetic language pair
-            (:func:`trl_seqpo.data.synthetic.vocabulary`), and for ``"bpe"`` to a sample of its sentences.
-        kind: ``"wordlevel"`` or ``"bpe"`` (see :func:`build_tokenizer`).
+            (`trl_seqpo.synthetic.language_pair.vocabulary`), and for ``"bpe"`` to a sample of its sentences.
+        kind: ``"wordlevel"`` or ``"bpe"`` (see `build_tokenizer`).
         extra_texts: More texts to cover, e.g. rendered prompt templates.
         seed: Seed of the model initialisation.
-        **model_kwargs: Passed to :func:`build_tiny_model` (``hidden_size``, ``num_layers``, ...).
+        **model_kwargs: Passed to `build_tiny_model` (``hidden_size``, ``num_layers``, ...).
 
     Returns:
-        The output directory as a :class:`~pathlib.Path`.
+        The output directory as a `Path`.
     """
-    from trl_seqpo.data import synthetic
+    from trl_seqpo.synthetic import language_pair as synthetic
 
     if words is None:
         if kind == "bpe":

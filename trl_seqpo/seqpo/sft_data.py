@@ -4,24 +4,24 @@ The paper warms its policy up with supervised fine-tuning on *partial translatio
 is aligned, and for each source prefix the model learns which prefix of the translation can already be written.
 This module builds that data in two ways:
 
-- **exactly, from a gold word alignment** (:func:`gold_step_outputs`), for the synthetic language pair of
-  :mod:`trl_seqpo.data.synthetic`: at step ``t`` the policy has read ``min(t*m, n)`` source units and writes the
+- **exactly, from a gold word alignment** (`gold_step_outputs`), for the synthetic language pair of
+  `trl_seqpo.synthetic.language_pair`: at step ``t`` the policy has read ``min(t*m, n)`` source units and writes the
   longest target prefix whose aligned source units have all been read. ``extra_wait`` delays every decision by that
   many source units, giving a *conservative* policy that waits later than it needs to, so that RL has latency to
   cut (``DESIGN.md``, "Demo calibration");
-- **with an LLM aligner** (:class:`LLMAligner`) through any
+- **with an LLM aligner** (`LLMAligner`) through any
   OpenAI-compatible endpoint, for real data (App. A.2 prompts an LLM to pair source and target chunks).
 
 Either way the result is a list of *step outputs* ``y_1..y_T`` (one per source chunk, ``""`` = wait) that
-:func:`build_sft_dataset` turns into a :class:`datasets.Dataset` for TRL's ``SFTTrainer``:
+`build_sft_dataset` turns into a `datasets.Dataset` for TRL's ``SFTTrainer``:
 
 - ``chat`` format: a ``messages`` column, one conversation per sentence built with
-  :func:`trl_seqpo.simt.templates.build_chat_messages` (user turn = chunk, assistant turn = ``y_t``); train with
+  `trl_seqpo.simt.templates.build_chat_messages` (user turn = chunk, assistant turn = ``y_t``); train with
   ``assistant_only_loss=True``;
 - ``paper`` format: ``prompt``/``completion`` rows, one per step, the prompt rendered with
-  :func:`trl_seqpo.simt.templates.render_paper_prompt` (SeqPO-SiMT Fig. 2).
+  `trl_seqpo.simt.templates.render_paper_prompt` (SeqPO-SiMT Fig. 2).
 
-How the model learns to stop (what :class:`~trl_seqpo.rollout.simultaneous.SimultaneousRollout` expects):
+How the model learns to stop (what `SimultaneousRollout` expects):
 
 - chat: every assistant turn ends with the step-end token ``<|im_end|>`` (the chat template adds it; a wait step is
   just ``<|im_end|>``). The assistant turn after the last chunk (whose user turn ends with ``[END]``) holds the whole
@@ -230,7 +230,7 @@ def build_sft_dataset(
     """Turn rows with ``source`` and ``step_outputs`` into a dataset TRL's ``SFTTrainer`` accepts.
 
     Args:
-        rows: Mappings with ``source`` and ``step_outputs`` (from :func:`gold_step_outputs` or the LLM aligner).
+        rows: Mappings with ``source`` and ``step_outputs`` (from `gold_step_outputs` or the LLM aligner).
         chunk_size: Source units per chunk (must be the one the step outputs were built with).
         src_lang: Source language name shown to the model.
         tgt_lang: Target language name.
@@ -241,7 +241,7 @@ def build_sft_dataset(
         end_of_translation: The end-of-translation token: after the last chat turn, after every paper completion.
 
     Returns:
-        A :class:`datasets.Dataset`; chat rows also keep ``source`` and ``reference`` (when given).
+        A `datasets.Dataset`; chat rows also keep ``source`` and ``reference`` (when given).
     """
     from datasets import Dataset
 
@@ -280,13 +280,13 @@ def gold_sft_dataset(
     """Partial-translation SFT data from gold alignments, e.g. the synthetic pair's (App. A.2, exact variant).
 
     Args:
-        examples: :class:`~trl_seqpo.data.synthetic.SyntheticExample` objects or mappings (dataset rows) with
+        examples: `SyntheticExample` objects or mappings (dataset rows) with
             ``source``, ``reference`` and ``alignment``.
         chunk_size: Source units per chunk (``m``).
         src_lang: Source language name.
         tgt_lang: Target language name.
-        prompt_format: ``"chat"`` or ``"paper"`` (see :func:`build_sft_dataset`).
-        extra_wait: Source units every write decision is delayed by (see :func:`gold_step_outputs`); a sequence
+        prompt_format: ``"chat"`` or ``"paper"`` (see `build_sft_dataset`).
+        extra_wait: Source units every write decision is delayed by (see `gold_step_outputs`); a sequence
             draws one value per sentence from it (seeded), which mixes eager and late waiting in the SFT policy and
             keeps its timing stochastic for RL.
         seed: Seed for drawing ``extra_wait`` values.
@@ -296,7 +296,7 @@ def gold_sft_dataset(
         end_of_translation: The end-of-translation token.
 
     Returns:
-        A :class:`datasets.Dataset` (see :func:`build_sft_dataset`).
+        A `datasets.Dataset` (see `build_sft_dataset`).
     """
     waits = [extra_wait] if isinstance(extra_wait, int) else list(extra_wait)
     if not waits or any(not isinstance(w, int) or w < 0 for w in waits):
@@ -384,7 +384,7 @@ def parse_aligner_answer(content: str) -> Any:
 
 @dataclass
 class AlignerStats:
-    """Counts of one :meth:`LLMAligner.align_rows` run: ``aligned`` new, ``cached`` reused, ``invalid`` answers
+    """Counts of one `LLMAligner.align_rows` run: ``aligned`` new, ``cached`` reused, ``invalid`` answers
     that broke a rule, ``failed`` requests (HTTP errors after the client's retries)."""
 
     aligned: int = 0
@@ -399,9 +399,9 @@ class LLMAligner:
     """Partial translations from an LLM through any OpenAI-compatible endpoint (SeqPO-SiMT App. A.2).
 
     The LLM sees the source cut into the chunks the policy will read, and the full reference, and lists for every
-    chunk the prefix of the reference that can be written by then (:data:`ALIGNER_PROMPT`, our wording of the
+    chunk the prefix of the reference that can be written by then (`ALIGNER_PROMPT`, our wording of the
     paper's idea of pairing semantically equivalent source and target chunks). Answers are validated
-    (:func:`validate_prefixes`); invalid ones are skipped and counted, never guessed.
+    (`validate_prefixes`); invalid ones are skipped and counted, never guessed.
 
     Args:
         model: Model name on the endpoint.
@@ -465,7 +465,7 @@ class LLMAligner:
             Step outputs ``y_1..y_T``.
 
         Raises:
-            ValueError: The answer is not valid JSON or breaks a rule of :func:`validate_prefixes`.
+            ValueError: The answer is not valid JSON or breaks a rule of `validate_prefixes`.
             openai.OpenAIError: The request failed after the client's retries.
         """
         response = self._client.chat.completions.create(
@@ -495,7 +495,7 @@ class LLMAligner:
 
         Returns:
             ``(aligned_rows, stats)``: rows with ``source``, ``reference`` and ``step_outputs`` in input order
-            (skipped pairs left out), ready for :func:`build_sft_dataset`.
+            (skipped pairs left out), ready for `build_sft_dataset`.
         """
         from openai import OpenAIError
         from tqdm.auto import tqdm

@@ -1,30 +1,30 @@
 """The ALPO part of ``trl-seqpo demo``: line-level preference optimisation against a local judge, on a CPU.
 
 ALPO (alpo-subtitles.txt, Sec. 3, Alg. 1, Eq. 2-9) end to end on the synthetic subtitle task of
-:mod:`trl_seqpo.data.subtitle_synthetic`, with a real OpenAI-compatible judge served over HTTP on 127.0.0.1.
+`trl_seqpo.synthetic.subtitles`, with a real OpenAI-compatible judge served over HTTP on 127.0.0.1.
 
 **The hidden preference.** Six target words have an equally correct synonym (``grava``/``mega``,
 ``veka``/``antika``, ``goja``/``felika``, ``domo``/``kaso``, ``vidas``/``miras``, ``amas``/``sxatas``;
-:func:`~trl_seqpo.data.subtitle_synthetic.hidden_preference`). The judge
-(:class:`~trl_seqpo.rewards.judge_server.SynonymPreferenceScorer`) secretly likes the second word of each pair:
+`hidden_preference`). The judge
+(`SynonymPreferenceScorer`) secretly likes the second word of each pair:
 ``score = clamp(50 + 20 * (#preferred - #plain), 0, 100)``. The references use the preferred word only 30% of the
 time (``synonym_prob``), so the SFT model learns to write the plain word; only the judge's feedback can teach it
 otherwise. Nothing in the training data or the prompts names the preference.
 
-Stages (:data:`ALPO_STAGES`, each skipped when its output exists, so a killed demo resumes), all under
+Stages (`ALPO_STAGES`, each skipped when its output exists, so a killed demo resumes), all under
 ``DIR/alpo/``:
 
 1. ``alpo_data``: train / sampling / held-out documents of numbered lines, a word-level tokenizer and a tiny
-   Qwen2-style model (:mod:`trl_seqpo.data.tiny`);
+   Qwen2-style model (`trl_seqpo.synthetic.tiny_models`);
 2. ``alpo_sft``: TRL's ``SFTTrainer`` on prompt-completion pairs of the numbered-line format
-   (:func:`~trl_seqpo.subtitles.documents.sft_examples`, ALPO Sec. 4.2), the policy ``pi_sft``;
+   (`sft_examples`, ALPO Sec. 4.2), the policy ``pi_sft``;
 3. ``alpo_sample``: the judge server starts on 127.0.0.1 (port 0) and ``trl-seqpo alpo sample``
-   (:class:`~trl_seqpo.rollout.segmentwise.SegmentwiseSampler` + :class:`~trl_seqpo.rewards.judge.LLMJudge`, Alg. 1)
+   (`SegmentwiseSampler` + `LLMJudge`, Alg. 1)
    samples k candidates per line and has them judged over HTTP (resumable, with its sqlite judge cache);
-4. ``alpo_train``: :func:`~trl_seqpo.data.alpo_pairs.build_preference_pairs` (gate, chosen/rejected, weights, betas,
-   5 prefix-mixing stages) and :class:`~trl_seqpo.ALPOTrainer`;
+4. ``alpo_train``: `build_preference_pairs` (gate, chosen/rejected, weights, betas,
+   5 prefix-mixing stages) and `ALPOTrainer`;
 5. ``alpo_evaluate``: greedy line-by-line translation of the held-out documents by the SFT and the ALPO model
-   (:func:`~trl_seqpo.evaluate.subtitles.evaluate_subtitles`), one judge score 0-100 per document from the same
+   (`evaluate_subtitles`), one judge score 0-100 per document from the same
    judge over HTTP, the format check, chrF; ``DIR/alpo_results.json`` and ``DIR/alpo_results.md``.
 
 Deviations from the paper, all for a CPU budget of a few minutes: 4-line documents (paper 35), k = 8 candidates
@@ -65,7 +65,7 @@ JUDGE_MODEL = "local-synonym-judge"
 
 @dataclass
 class AlpoDemoSettings:
-    """Sizes and hyper-parameters of the ALPO demo (the full run; :meth:`quick` for tests).
+    """Sizes and hyper-parameters of the ALPO demo (the full run; `quick` for tests).
 
     Measured on a shared 2-core CPU (see ``docs/alpo.md``): the SFT steps dominate (~0.5 s each); 300 steps reach
     chrF ~76 on held-out lines with every line well formed. ALPO at learning rate 1e-3 gained as much judge score but
@@ -139,7 +139,7 @@ def alpo_settings(ctx: Any) -> AlpoDemoSettings:
     cached on ``ctx.alpo``.
 
     Args:
-        ctx: The demo's :class:`~trl_seqpo.demo.DemoContext` (anything with ``settings`` and ``paths.root``).
+        ctx: The demo's `DemoContext` (anything with ``settings`` and ``paths.root``).
 
     Returns:
         The settings.
@@ -213,8 +213,8 @@ def _print(ctx: Any, message: str) -> None:
 
 
 def _documents(settings: AlpoDemoSettings, count: int, seed: int, prefix: str) -> list[Any]:
-    from trl_seqpo.data.subtitle_synthetic import subtitle_lines
     from trl_seqpo.subtitles.documents import make_documents
+    from trl_seqpo.synthetic.subtitles import subtitle_lines
 
     lines = subtitle_lines(
         count * settings.lines_per_document, seed, synonym_prob=settings.synonym_prob, max_words=settings.max_words
@@ -227,9 +227,9 @@ def _documents(settings: AlpoDemoSettings, count: int, seed: int, prefix: str) -
 
 def stage_alpo_data(ctx: Any) -> None:
     """Documents (SFT set, ALPO sampling set, held-out test set; three programmes) and the untrained tiny model."""
-    from trl_seqpo.data import synthetic
-    from trl_seqpo.data.subtitle_synthetic import prompt_texts, write_documents
-    from trl_seqpo.data.tiny import build_tiny_model, build_tokenizer
+    from trl_seqpo.synthetic import language_pair as synthetic
+    from trl_seqpo.synthetic.subtitles import prompt_texts, write_documents
+    from trl_seqpo.synthetic.tiny_models import build_tiny_model, build_tokenizer
 
     settings, paths = _setup(ctx)
     if not _done(paths.data).exists():
@@ -261,9 +261,9 @@ def stage_alpo_sft(ctx: Any) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from trl_seqpo.data.subtitle_synthetic import SOURCE_LANGUAGE, TARGET_LANGUAGE
     from trl_seqpo.evaluate.subtitles import load_documents
     from trl_seqpo.subtitles.documents import sft_examples
+    from trl_seqpo.synthetic.subtitles import SOURCE_LANGUAGE, TARGET_LANGUAGE
 
     documents = load_documents(paths.documents("sft"))
     dataset = Dataset.from_list(sft_examples(documents, SOURCE_LANGUAGE, TARGET_LANGUAGE))
@@ -300,9 +300,9 @@ def stage_alpo_sample(ctx: Any) -> None:
     settings, paths = _setup(ctx)
     if paths.sample_stats.exists():
         return
-    from trl_seqpo import alpo_cli
-    from trl_seqpo.data.subtitle_synthetic import SOURCE_LANGUAGE, TARGET_LANGUAGE, hidden_preference
-    from trl_seqpo.rewards.judge_server import SynonymPreferenceScorer, serve
+    from trl_seqpo.cli import alpo as alpo_cli
+    from trl_seqpo.synthetic.local_judge import SynonymPreferenceScorer, serve
+    from trl_seqpo.synthetic.subtitles import SOURCE_LANGUAGE, TARGET_LANGUAGE, hidden_preference
 
     parser = argparse.ArgumentParser(prog="trl-seqpo")
     alpo_cli.add_parser(parser.add_subparsers(dest="command"))
@@ -326,7 +326,7 @@ def stage_alpo_sample(ctx: Any) -> None:
 
 
 def stage_alpo_train(ctx: Any) -> None:
-    """Preference pairs (gate, chosen/rejected, weights, betas, prefix mixing) and :class:`~trl_seqpo.ALPOTrainer`."""
+    """Preference pairs (gate, chosen/rejected, weights, betas, prefix mixing) and `ALPOTrainer`."""
     settings, paths = _setup(ctx)
     out = paths.model("alpo")
     if _done(out).exists():
@@ -334,7 +334,7 @@ def stage_alpo_train(ctx: Any) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from trl_seqpo import ALPOConfig, ALPOTrainer
-    from trl_seqpo.data.alpo_pairs import build_preference_pairs, pair_stats_from_dataset, read_candidate_records
+    from trl_seqpo.alpo.pairs import build_preference_pairs, pair_stats_from_dataset, read_candidate_records
 
     dataset = build_preference_pairs(read_candidate_records(paths.candidates), seed=settings.seed)
     pair_stats = pair_stats_from_dataset(dataset) or {}
@@ -382,7 +382,7 @@ def preferred_share(lines: list[str]) -> tuple[int, int]:
     Returns:
         ``(preferred, plain)`` word counts.
     """
-    from trl_seqpo.data.subtitle_synthetic import hidden_preference
+    from trl_seqpo.synthetic.subtitles import hidden_preference
 
     preference = hidden_preference()
     liked = set(preference.values())
@@ -394,7 +394,7 @@ def _chrf_synonyms_merged(hypotheses: list[str], references: list[str]) -> float
     """chrF with every plain word replaced by its preferred synonym on both sides (accuracy, whatever the choice)."""
     import sacrebleu
 
-    from trl_seqpo.data.subtitle_synthetic import hidden_preference
+    from trl_seqpo.synthetic.subtitles import hidden_preference
 
     preference = hidden_preference()
 
@@ -430,10 +430,10 @@ def _system_row(name: str, label: str, run_dir: Path, summary: dict[str, Any]) -
 def stage_alpo_evaluate(ctx: Any) -> None:
     """Greedy line-by-line translation of the held-out documents by SFT and ALPO, judged over HTTP; the table."""
     settings, paths = _setup(ctx)
-    from trl_seqpo.data.subtitle_synthetic import SOURCE_LANGUAGE, TARGET_LANGUAGE, hidden_preference
     from trl_seqpo.evaluate.subtitles import SubtitleEvalConfig, evaluate_subtitles
     from trl_seqpo.rewards.judge import JudgeConfig
-    from trl_seqpo.rewards.judge_server import SynonymPreferenceScorer, serve
+    from trl_seqpo.synthetic.local_judge import SynonymPreferenceScorer, serve
+    from trl_seqpo.synthetic.subtitles import SOURCE_LANGUAGE, TARGET_LANGUAGE, hidden_preference
 
     rows = []
     start = time.perf_counter()
@@ -542,7 +542,7 @@ def _show(ctx: Any, rows: list[dict[str, Any]], gain: float | None) -> None:
     console.print(f"judge score gain (ALPO - SFT): {_fmt(gain)} points")
 
 
-#: the ALPO stages, in order; ``trl_seqpo.demo`` appends them to its ``STAGES``.
+#: the ALPO stages, in order; ``trl_seqpo.demo.seqpo`` appends them to its ``STAGES``.
 ALPO_STAGES: list[tuple[str, Callable[[Any], None]]] = [
     ("alpo_data", stage_alpo_data),
     ("alpo_sft", stage_alpo_sft),
@@ -582,7 +582,7 @@ def run_alpo_demo(output_dir: str | os.PathLike[str], settings: AlpoDemoSettings
     return report
 
 
-if __name__ == "__main__":  # pragma: no cover - manual runs: python -m trl_seqpo.demo_alpo DIR [--quick]
+if __name__ == "__main__":  # pragma: no cover - manual runs: python -m trl_seqpo.demo.alpo DIR [--quick]
     import sys
 
     arguments = sys.argv[1:]

@@ -1,14 +1,14 @@
 """``trl-seqpo alpo``: the ALPO data pipeline (alpo-subtitles.txt, Sec. 3.2-3.4).
 
 ``trl-seqpo alpo sample DOCS.jsonl -o CANDIDATES.jsonl --model PATH --source-lang en --target-lang zh ...``
-    Algorithm 1 (:mod:`trl_seqpo.rollout.segmentwise`): k candidates per line (or segment), judged over an
+    Algorithm 1 (`trl_seqpo.rollout.segmentwise`): k candidates per line (or segment), judged over an
     OpenAI-compatible endpoint. Input: the JSONL of ``trl-seqpo subtitles documents``. Output: one JSON object per
     (document, unit), appended and synced to disk as each document finishes. A killed run is resumed by running the
     same command again: finished documents are skipped, a cut-off last line or unfinished document is removed, and
     the judge's sqlite cache (``--cache``, by default ``CANDIDATES.judge-cache.sqlite``) answers every judge request
     already paid for.
 ``trl-seqpo alpo pairs CANDIDATES.jsonl -o PAIRS.jsonl``
-    The preference pairs (:mod:`trl_seqpo.data.alpo_pairs`).
+    The preference pairs (`trl_seqpo.alpo.pairs`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="alpo_action", metavar="ACTION")
     _add_sample_parser(actions)
     try:
-        from trl_seqpo.data.alpo_pairs import add_pairs_parser
+        from trl_seqpo.alpo.pairs import add_pairs_parser
     except ImportError as exc:  # the pair builder ships separately from the sampler
         reason = str(exc)
         pairs = actions.add_parser("pairs", help="build ALPO preference pairs (not available in this installation)")
@@ -161,7 +161,7 @@ def read_documents(path: Path) -> list[Any]:
         path: The file.
 
     Returns:
-        The :class:`~trl_seqpo.subtitles.documents.Document` objects, in order.
+        The `Document` objects, in order.
 
     Raises:
         UserInputError: Missing file, bad JSON, a missing or mistyped field, a duplicate ``doc_id``, no documents.

@@ -1,30 +1,30 @@
 """``trl-seqpo demo``: the synthetic-language SiMT demo, end to end, on a CPU.
 
-Stages, run in order (:data:`STAGES`); each writes its output under ``--output-dir`` and is skipped when that output
+Stages, run in order (`STAGES`); each writes its output under ``--output-dir`` and is skipped when that output
 already exists, so a killed demo resumes where it stopped:
 
-1. ``data``: a synthetic language pair (:mod:`trl_seqpo.data.synthetic`), train and held-out test sets (no test
+1. ``data``: a synthetic language pair (`trl_seqpo.synthetic.language_pair`), train and held-out test sets (no test
    source appears in the training set), and a tiny Qwen2-style model with a word-level tokenizer
-   (:mod:`trl_seqpo.data.tiny`);
-2. ``sft``: SFT warm-up with TRL's ``SFTTrainer`` on exact partial translations (:mod:`trl_seqpo.data.simt_sft`,
+   (`trl_seqpo.synthetic.tiny_models`);
+2. ``sft``: SFT warm-up with TRL's ``SFTTrainer`` on exact partial translations (`trl_seqpo.seqpo.sft_data`,
    SeqPO-SiMT App. A.2) in the chat format. Each training conversation delays its writes by 0 or 2 source words
    (``extra_wait = (0, 2, 2)``: two thirds wait one extra chunk), so the greedy SFT policy waits later than it needs
    to (room for SeqPO to cut latency) while sampling still explores the eager timing. A single fixed delay made the
    timing deterministic: SeqPO then barely moved AL (4.04 -> 3.75 in 300 steps, with chrF falling), because all
    trajectories of a group waited the same way (``DESIGN.md``, "Demo calibration" pitfalls);
-3. ``evaluate``: greedy simultaneous decoding of the test set (:class:`~trl_seqpo.rollout.simultaneous.\
-SimultaneousRollout`) with the SFT model's own read/write policy and with wait-k (k = 1..5) schedules on top of it
+3. ``evaluate``: greedy simultaneous decoding of the test set (`SimultaneousRollout`) with the SFT model's own
+   read/write policy and with wait-k (k = 1..5) schedules on top of it
    (the paper's "SFT + wait-k" baseline), plus the gold alignment's eager policy as a reference point; one JSON line
    per system in ``results.jsonl``, written as soon as it is scored;
-4. ``seqpo`` (between ``sft`` and ``evaluate``): SeqPO-SiMT from the SFT model with :class:`~trl_seqpo.SeqPOTrainer`
+4. ``seqpo`` (between ``sft`` and ``evaluate``): SeqPO-SiMT from the SFT model with `SeqPOTrainer`
    on the fused chrF + AL reward;
-5. ``alpo_*`` (:mod:`trl_seqpo.demo_alpo`): ALPO on synthetic subtitles with a local judge server over HTTP that has
+5. ``alpo_*`` (`trl_seqpo.demo.alpo`): ALPO on synthetic subtitles with a local judge server over HTTP that has
    a hidden synonym preference: SFT, sampling + judging, pairs, ``ALPOTrainer``, SFT vs ALPO judge scores;
 6. ``report``: the table of chrF / BLEU vs AL / LAAL printed with rich and written to ``results.json`` and
    ``results.md`` (with the ALPO table), and ``quality_latency.png`` when matplotlib is installed.
 
 To add a stage (e.g. SeqPO training), write ``stage_x(ctx: DemoContext) -> None`` that produces a model directory in
-``ctx.paths.models``, insert it into :data:`STAGES`, and register the model in :data:`EVALUATED_MODELS`.
+``ctx.paths.models``, insert it into `STAGES`, and register the model in `EVALUATED_MODELS`.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trl_seqpo.demo_alpo import ALPO_STAGES
+from trl_seqpo.demo.alpo import ALPO_STAGES
 from trl_seqpo.errors import UserInputError
 
 # --------------------------------------------------------------------------------------------------- settings
@@ -47,7 +47,7 @@ from trl_seqpo.errors import UserInputError
 
 @dataclass
 class DemoSettings:
-    """Sizes and hyper-parameters of the demo (the full run; :meth:`quick` for tests).
+    """Sizes and hyper-parameters of the demo (the full run; `quick` for tests).
 
     SFT values start from ``DESIGN.md`` "Demo calibration" (hidden 128, 2 layers, batch 64) with a higher constant
     learning rate (3e-3 after 20 warm-up steps): the chat format with delayed writes learned slowly under lr 2e-3
@@ -173,8 +173,8 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def stage_data(ctx: DemoContext) -> None:
     """Synthetic train/test pairs (test sources never seen in training) and the untrained tiny model."""
-    from trl_seqpo.data import synthetic
-    from trl_seqpo.data.tiny import save_tiny_model
+    from trl_seqpo.synthetic import language_pair as synthetic
+    from trl_seqpo.synthetic.tiny_models import save_tiny_model
 
     s, paths = ctx.settings, ctx.paths
     if not _done_marker(paths.data).exists():
@@ -206,8 +206,8 @@ def stage_sft(ctx: DemoContext) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from trl_seqpo.data import synthetic
-    from trl_seqpo.data.simt_sft import gold_sft_dataset
+    from trl_seqpo.seqpo.sft_data import gold_sft_dataset
+    from trl_seqpo.synthetic import language_pair as synthetic
 
     train = _read_jsonl(paths.train)
     dataset = gold_sft_dataset(
@@ -247,7 +247,7 @@ def stage_sft(ctx: DemoContext) -> None:
 
 
 def stage_seqpo(ctx: DemoContext) -> None:
-    """SeqPO-SiMT from the SFT model: GRPO on the fused chrF + AL reward (Eq. 2) with :class:`SeqPOTrainer`."""
+    """SeqPO-SiMT from the SFT model: GRPO on the fused chrF + AL reward (Eq. 2) with `SeqPOTrainer`."""
     s, paths = ctx.settings, ctx.paths
     out = paths.model("seqpo")
     if _done_marker(out).exists():
@@ -256,7 +256,7 @@ def stage_seqpo(ctx: DemoContext) -> None:
     from transformers import AutoTokenizer
 
     from trl_seqpo import SeqPOConfig, SeqPOTrainer
-    from trl_seqpo.data import synthetic
+    from trl_seqpo.synthetic import language_pair as synthetic
 
     train = _read_jsonl(paths.train)
     dataset = Dataset.from_dict({"source": [r["source"] for r in train], "reference": [r["reference"] for r in train]})
@@ -339,9 +339,9 @@ def evaluate_model(ctx: DemoContext, model_name: str, label: str, policies: list
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from trl_seqpo.data import synthetic
     from trl_seqpo.rollout.hf import HFGenerationBackend
     from trl_seqpo.rollout.simultaneous import SimultaneousRollout, SimultaneousRolloutConfig
+    from trl_seqpo.synthetic import language_pair as synthetic
 
     s, paths = ctx.settings, ctx.paths
     done = {row["system"] for row in _read_jsonl(paths.results)}
@@ -382,7 +382,7 @@ def evaluate_model(ctx: DemoContext, model_name: str, label: str, policies: list
 
 def stage_evaluate(ctx: DemoContext) -> None:
     """Score the gold eager policy, then every trained model with its own policy and under wait-k schedules."""
-    from trl_seqpo.data.simt_sft import gold_step_outputs
+    from trl_seqpo.seqpo.sft_data import gold_step_outputs
     from trl_seqpo.simt.latency import delays_from_steps
     from trl_seqpo.simt.policies import WaitKPolicy
 

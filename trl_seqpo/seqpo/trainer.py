@@ -20,8 +20,8 @@ from trl_seqpo.rewards.fusion import fuse_rewards
 from trl_seqpo.rewards.registry import get_reward
 from trl_seqpo.rollout.hf import HFGenerationBackend
 from trl_seqpo.rollout.simultaneous import SimultaneousRollout, SimultaneousRolloutConfig, Trajectory
+from trl_seqpo.seqpo.config import SeqPOConfig
 from trl_seqpo.simt.latency import average_lagging, length_adaptive_average_lagging
-from trl_seqpo.trainer.seqpo_config import SeqPOConfig
 
 RewardFunc = str | Callable[..., list[float | None]]
 _LATENCY_REWARDS = ("average_lagging", "laal")
@@ -30,9 +30,9 @@ _LATENCY_REWARDS = ("average_lagging", "laal")
 class SeqPOTrainer(GRPOTrainer):
     """GRPO over whole simultaneous-translation trajectories (SeqPO-SiMT, Alg. 1).
 
-    What it changes in :class:`~trl.GRPOTrainer`, through TRL's public hooks only:
+    What it changes in `GRPOTrainer`, through TRL's public hooks only:
 
-    * ``rollout_func``: a lockstep multi-step rollout (:class:`~trl_seqpo.rollout.SimultaneousRollout`) replaces
+    * ``rollout_func``: a lockstep multi-step rollout (`SimultaneousRollout`) replaces
       single-turn generation. Each trajectory is one sequence in the chat format; the tokens the environment inserts
       (user turns carrying the next source chunk) are excluded from the loss and the KL through ``env_mask``.
     * ``reward_funcs``: one fused reward ``r = lambda * q - L`` (Eq. 2) built from a quality reward and a latency
@@ -46,12 +46,12 @@ class SeqPOTrainer(GRPOTrainer):
         model: Model id/path or a loaded causal LM.
         reward_funcs: ``None`` (use ``args.quality_reward`` and ``args.latency_reward``), or one or two rewards
             (registry names or callables): the quality reward first, then optionally the latency reward.
-        args: :class:`SeqPOConfig`.
+        args: `SeqPOConfig`.
         train_dataset: Rows with ``args.source_column`` and ``args.reference_column``; a ``prompt`` column is added.
         eval_dataset: Same columns.
         processing_class: Tokenizer (needs a chat template ending assistant turns with ``<|im_end|>`` or
             the token TRL's chat templates use).
-        callbacks, optimizers, peft_config: As in :class:`~trl.GRPOTrainer`.
+        callbacks, optimizers, peft_config: As in `GRPOTrainer`.
 
     Example:
         >>> trainer = SeqPOTrainer(model="Qwen/Qwen2.5-7B-Instruct", args=SeqPOConfig(chunk_size=3),
@@ -187,7 +187,7 @@ class FusedSimultaneousReward:
 
     Quality ``q`` and latency ``L`` are computed per trajectory, gathered from every process (groups may span
     processes), truncated and z-normalised within each group of ``num_generations`` by
-    :func:`trl_seqpo.rewards.fusion.fuse_rewards`, and the local slice is returned. A trajectory whose quality or
+    `trl_seqpo.rewards.fusion.fuse_rewards`, and the local slice is returned. A trajectory whose quality or
     latency could not be scored gets ``None`` (TRL then gives it no advantage); it never stops training.
 
     It also logs ``simt/quality``, ``simt/average_lagging``, ``simt/laal`` and ``simt/fused_reward``.

@@ -1,0 +1,137 @@
+"""Command-line flags generated from the library's config dataclasses (one source of every option).
+
+A config dataclass of the library is the single source of a command's options: the flag name, its type, default and
+help text all come from the field (``field(default=..., metadata={"help": "..."})``), as TRL's ``TrlParser`` and
+open-r1's configs do. One spelling per concept follows: field ``source_lang`` is flag ``--source-lang`` in every
+command. Library code raises ``ValueError`` naming the field; `config_from_args` rewords it with the flag.
+
+>>> import argparse
+>>> from dataclasses import dataclass, field
+>>> @dataclass
+... class Toy:
+...     num_candidates: int = field(default=15, metadata={"help": "candidates per line"})
+...     greedy: bool = False
+>>> parser = argparse.ArgumentParser()
+>>> add_dataclass_arguments(parser, Toy)
+>>> config_from_args(Toy, parser.parse_args(["--num-candidates", "3", "--greedy"]))
+Toy(num_candidates=3, greedy=True)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+from trl_seqpo.errors import UserInputError
+
+T = TypeVar("T")
+
+__all__ = ["add_dataclass_arguments", "config_from_args", "flag_name", "reword"]
+
+
+def flag_name(field_name: str) -> str:
+    """The flag spelling of a config field: ``source_lang`` -> ``--source-lang``."""
+    return "--" + field_name.replace("_", "-")
+
+
+def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return annotation, False
+
+
+def _argument_kwargs(field: dataclasses.Field, annotation: Any) -> dict[str, Any]:
+    help_text = field.metadata.get("help", "")
+    default = field.default if field.default is not dataclasses.MISSING else None
+    if field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        default = field.default_factory()  # type: ignore[misc]
+    annotation, optional = _unwrap_optional(annotation)
+    kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text}
+    if default is not None and not isinstance(default, bool):
+        kwargs["help"] = f"{help_text} (default: {default})" if help_text else f"default: {default}"
+    origin = get_origin(annotation)
+    if annotation is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+        return kwargs
+    if origin is Literal:
+        choices = get_args(annotation)
+        kwargs["choices"] = choices
+        kwargs["type"] = type(choices[0])
+        return kwargs
+    if origin in (tuple, list):
+        item_types = [a for a in get_args(annotation) if a is not Ellipsis] or [str]
+        kwargs["nargs"] = "+"
+        kwargs["type"] = item_types[0]
+        return kwargs
+    if annotation in (int, float, str):
+        kwargs["type"] = annotation
+    return kwargs
+
+
+def add_dataclass_arguments(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    config_cls: type,
+    *,
+    include: Iterable[str] | None = None,
+    exclude: Iterable[str] = (),
+    required: Iterable[str] = (),
+    help_overrides: Mapping[str, str] | None = None,
+) -> None:
+    """Add one ``--flag`` per field of ``config_cls`` (dataclass) to ``parser``.
+
+    Args:
+        parser: An argparse parser or argument group.
+        config_cls: The config dataclass.
+        include: Only these fields (default: all but ``exclude``).
+        exclude: Fields that get no flag (set by the command itself).
+        required: Fields whose flag must be given.
+        help_overrides: Help text that replaces the field's own for this command.
+
+    Flags that the user does not give are absent from the namespace, so the dataclass default applies; the help
+    text shows the default.
+    """
+    hints = typing.get_type_hints(config_cls)
+    wanted = set(include) if include is not None else None
+    skip, needed = set(exclude), set(required)
+    for field in dataclasses.fields(config_cls):
+        if not field.init or field.name in skip or (wanted is not None and field.name not in wanted):
+            continue
+        kwargs = _argument_kwargs(field, hints[field.name])
+        if help_overrides and field.name in help_overrides:
+            kwargs["help"] = help_overrides[field.name]
+        if field.name in needed:
+            kwargs["required"] = True
+        parser.add_argument(flag_name(field.name), dest=field.name, **kwargs)
+
+
+def reword(message: str, field_names: Iterable[str]) -> str:
+    """Replace the config field names in a library error message by their flag spelling."""
+    for name in sorted(set(field_names), key=len, reverse=True):
+        message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flag_name(name), message)
+    return message
+
+
+def config_from_args(config_cls: Callable[..., T], args: argparse.Namespace, **overrides: Any) -> T:
+    """Build ``config_cls`` from the flags present in ``args`` (plus ``overrides``).
+
+    Raises:
+        UserInputError: The config refused a value; the message names the flag.
+    """
+    names = [f.name for f in dataclasses.fields(config_cls) if f.init]  # type: ignore[arg-type]
+    values = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    values.update(overrides)
+    for name, value in list(values.items()):
+        if isinstance(value, list):  # nargs="+" gives a list; configs keep tuples
+            values[name] = tuple(value)
+    try:
+        return config_cls(**values)
+    except ValueError as exc:
+        raise UserInputError(reword(str(exc), names)) from None

@@ -1,0 +1,1 @@
+"""Adapters that plug trl_seqpo into other tools' APIs (SimulEval)."""
