@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from trl_seqpo.errors import UserInputError
-from trl_seqpo.evaluate.records import ResumableJsonl, ScoreFile, load_pairs, text_digest, write_json_atomic
+from trl_seqpo.evaluate.records import ScoreFile, load_pairs, text_digest
+from trl_seqpo.jsonl import ResumableJsonl, atomic_write_json
 from trl_seqpo.simt.chunking import Unit, count_units, default_unit
 from trl_seqpo.simt.latency import (
     average_lagging,
@@ -293,7 +294,7 @@ def _check_resume(run_dir: Path, settings: dict[str, Any], resume: bool) -> None
                 f"--resume: {run_dir} holds a run with other settings ({'; '.join(changed)}); use another "
                 "--output-dir or drop --resume to start over"
             )
-    write_json_atomic(path, settings)
+    atomic_write_json(path, settings)
 
 
 def _decode(
@@ -459,7 +460,7 @@ def evaluate_simt(config: SimTEvalConfig, on_batch: Callable[[int], None] | None
             "counts": counts,
             "generated": generated,
         }
-        write_json_atomic(run_dir / "summary.json", run)
+        atomic_write_json(run_dir / "summary.json", run)
         results["runs"].append(run)
         write_results(results, output_dir, show=False)
     write_results(results, output_dir, show=True)
