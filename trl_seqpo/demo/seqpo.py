@@ -290,14 +290,16 @@ EVALUATED_MODELS: dict[str, str] = {"sft": "SFT", "seqpo": "SeqPO"}
 def _score(rows: list[dict[str, Any]], hypotheses: list[str], delays: list[list[int]]) -> dict[str, float]:
     import sacrebleu
 
-    from trl_seqpo.simt.latency import average_lagging, length_adaptive_average_lagging
+    from trl_seqpo.simt.chunking import count_units
+    from trl_seqpo.simt.latency import reference_length, sentence_latency
 
     references = [row["reference"] for row in rows]
     als, laals = [], []
     for row, hyp_delays in zip(rows, delays):
-        n, ref_len = len(row["source"].split()), len(row["reference"].split())
-        als.append(average_lagging(hyp_delays, n, ref_len) if hyp_delays else float(n))
-        laals.append(length_adaptive_average_lagging(hyp_delays, n, ref_len) if hyp_delays else float(n))
+        n = count_units(row["source"], "word")
+        latency = sentence_latency(hyp_delays, n, reference_length(row["reference"], "word"))
+        als.append(latency["AL"])
+        laals.append(latency["LAAL"])
     return {
         "chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score,
         "bleu": sacrebleu.corpus_bleu(hypotheses, [references]).score,
