@@ -11,7 +11,7 @@ import pytest
 from tiny_models import word_emitting_model
 
 from trl_seqpo.cli.main import main
-from trl_seqpo.evaluate.simt import SimTEvalConfig, evaluate_simt, reference_length
+from trl_seqpo.evaluate.simt import SimTEvalConfig, evaluate_simt
 from trl_seqpo.simt.chunking import count_units
 from trl_seqpo.simt.latency import (
     average_lagging,
@@ -174,11 +174,3 @@ def test_bad_input_exits_2_with_a_clear_message(case, message, model_dir, tmp_pa
     assert code == 2
     error = capsys.readouterr().err
     assert message in error and "Traceback" not in error
-
-
-def test_reference_length_rules():
-    assert reference_length("lo  hundo vidas\n", "word") == 3
-    assert reference_length("lo  hundo vidas\n", "word", "simuleval") == 4  # SimulEval splits on single spaces
-    assert reference_length(" 下雨 了 ", "char") == 3
-    assert reference_length(" 下雨 了 ", "char", "simuleval") == 4  # strip(), then spaces count
-    assert reference_length("lo hundo", "word", "hypothesis") is None

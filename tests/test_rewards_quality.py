@@ -7,8 +7,8 @@ import logging
 import pytest
 import sacrebleu
 
+from trl_seqpo.languages import bleu_tokenizer_for, normalize_language
 from trl_seqpo.rewards import get_reward, inputs
-from trl_seqpo.rewards.quality import bleu_tokenizer_for, normalize_language
 
 
 def test_bleu_matches_sacrebleu_sentence_bleu():
@@ -71,7 +71,6 @@ def test_language_normalisation_and_tokenizer_table():
     assert normalize_language("zh_Hans") == "zh"
     assert normalize_language("Japanese") == "ja"
     assert normalize_language(None) is None
-    assert bleu_tokenizer_for("ja-JP") == "char"  # no MeCab dependency
     assert bleu_tokenizer_for("zh") == "zh"
     assert bleu_tokenizer_for("de") == "13a"
     assert bleu_tokenizer_for(None) == "13a"

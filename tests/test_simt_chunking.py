@@ -23,7 +23,8 @@ from trl_seqpo.simt.chunking import count_units, default_unit, num_chunks, split
         ("en", "word"),
         ("English", "word"),
         ("de-DE", "word"),
-        ("tha", "word"),  # not a code we map: words
+        ("tha", "char"),  # ISO 639-3 code of Thai
+        ("sw", "word"),  # not in the table: words
     ],
 )
 def test_default_unit(lang, unit):

@@ -22,6 +22,8 @@ from trl_seqpo.simt.latency import (
     differentiable_average_lagging_batch,
     length_adaptive_average_lagging,
     length_adaptive_average_lagging_batch,
+    reference_length,
+    sentence_latency,
 )
 
 NUM_RANDOM = 3000
@@ -284,3 +286,27 @@ def test_delays_from_steps_validates_arguments():
         delays_from_steps(["a"], 1, 0, "word")
     with pytest.raises(ValueError, match="unit"):
         delays_from_steps(["a"], 1, 3, "token")
+
+
+def test_reference_length_rules():
+    assert reference_length("lo  hundo vidas\n", "word") == 3
+    assert reference_length("lo  hundo vidas\n", "word", "simuleval") == 4  # SimulEval splits on single spaces
+    assert reference_length(" 下雨 了 ", "char") == 3
+    assert reference_length(" 下雨 了 ", "char", "simuleval") == 4  # strip(), then spaces count
+    assert reference_length("lo hundo", "word", "hypothesis") is None
+
+
+def test_sentence_latency_is_the_four_metrics_with_one_reference_length():
+    delays, n = [1, 1, 3, 4, 4], 4
+    for ref_len in (None, 3, 7):
+        got = sentence_latency(delays, n, ref_len)
+        assert got == {
+            "AL": average_lagging(delays, n, ref_len),
+            "LAAL": length_adaptive_average_lagging(delays, n, ref_len),
+            "DAL": differentiable_average_lagging(delays, n),
+            "AP": average_proportion(delays, n, ref_len),
+        }
+    # a longer reference raises AL (the ideal writer would be further ahead); LAAL never uses less than |Y_hyp|
+    assert sentence_latency(delays, n, 7)["AL"] > sentence_latency(delays, n, 3)["AL"]
+    assert sentence_latency(delays, n, 3)["LAAL"] == sentence_latency(delays, n, None)["LAAL"]
+    assert sentence_latency([], n, 3) == {"AL": 4.0, "LAAL": 4.0, "DAL": 4.0, "AP": 1.0}

@@ -1,19 +1,37 @@
-"""Reading JSON-lines files written by the ``trl-seqpo`` commands, with errors that name the file and line.
+"""The one place for JSON-lines reading, resumable appending and atomic writes.
 
-Every reader of a user-supplied ``.jsonl`` goes through `parse_json_lines` so that a malformed line is
-reported the same way everywhere: one `UserInputError` (exit code 2 in the CLI) naming
-``path:line`` and what to do about it.
+* Reading: every reader of a user-supplied `.jsonl` goes through `parse_json_lines` (or `read_json_objects`,
+  `read_jsonl`) so that a malformed line is reported the same way everywhere: one `UserInputError` (exit code 2
+  in the CLI) naming `path:line` and what to do about it.
+* Atomic writes: `atomic_output` / `atomic_write` (and the JSON / JSON-lines shorthands) write a temporary file in
+  the same folder, flush and `fsync` it, then `os.replace` it over the target: a kill leaves the old file or the
+  new one, never half of one.
+* Resumable appending: `ResumableJsonl` appends rows batch by batch (each batch fsync-ed), and on resume truncates
+  a last line cut by a kill and reports the keys already present, so nothing is computed or written twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Iterable, Iterator
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from trl_seqpo.errors import UserInputError
+
+__all__ = [
+    "ResumableJsonl",
+    "atomic_output",
+    "atomic_write",
+    "atomic_write_json",
+    "atomic_write_jsonl",
+    "parse_json_lines",
+    "read_json_objects",
+    "read_jsonl",
+]
 
 
 def parse_json_lines(lines: Iterable[str], path: str | os.PathLike[str], hint: str = "") -> Iterator[tuple[int, Any]]:
@@ -70,3 +88,219 @@ def read_json_objects(
             if not isinstance(record, dict):
                 raise UserInputError(f"expected {expected}", path=str(path), line=number)
             yield number, record
+
+
+def read_jsonl(path: str | os.PathLike[str], *, missing_ok: bool = False, hint: str = "") -> list[Any]:
+    """Read every value of a JSON-lines file, tolerating only a last line cut short by a kill.
+
+    A last line with no newline after it that is not valid JSON was being written when the process died: it is
+    dropped (and recomputed by whoever resumes). Any other invalid line is an error.
+
+    Args:
+        path: The file.
+        missing_ok: Return `[]` for a missing file instead of raising.
+        hint: Appended to the message of an invalid line.
+
+    Returns:
+        The parsed values, in file order.
+
+    Raises:
+        UserInputError: The file is missing (unless `missing_ok`) or a complete line is not valid JSON.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "rows.jsonl"
+        >>> _ = path.write_text('{"a": 1}\\n{"a": 2}\\n{"a"')
+        >>> read_jsonl(path)
+        [{'a': 1}, {'a': 2}]
+    """
+    path = Path(path)
+    if not path.is_file():
+        if missing_ok:
+            return []
+        raise UserInputError("file not found", path=str(path))
+    lines = path.read_text(encoding="utf-8").split("\n")
+    complete, tail = lines[:-1], lines[-1]
+    values = [value for _, value in parse_json_lines(complete, path, hint)]
+    if tail.strip():
+        try:
+            values.append(json.loads(tail))
+        except json.JSONDecodeError:  # cut short by a kill
+            pass
+    return values
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str], encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
+    """Open `path` for writing through a temporary file in the same folder, renamed over `path` on success.
+
+    The data is flushed and `fsync`-ed before the rename, so after a crash `path` holds either its old content
+    or the complete new one, never a part. If the block raises, the temporary file is removed and `path` is
+    left as it was.
+
+    Args:
+        path: The final file; its folder is created if needed.
+        encoding: Text encoding of the handle, or `None` for a binary handle.
+
+    Returns:
+        A context manager yielding the open handle.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        mode = "wb" if encoding is None else "w"
+        newline = None if encoding is None else "\n"
+        with os.fdopen(descriptor, mode, encoding=encoding, newline=newline) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> None:
+    """Replace `path` by `data` (text is written as UTF-8) through `atomic_output`: no reader ever sees half a file.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "sub" / "note.txt"
+        >>> atomic_write(path, "done\\n"); path.read_text()
+        'done\\n'
+    """
+    with atomic_output(path, encoding=None if isinstance(data, bytes) else "utf-8") as handle:
+        handle.write(data)
+
+
+def atomic_write_json(path: str | os.PathLike[str], payload: Any, indent: int | None = 2) -> None:
+    """Write `payload` as JSON (UTF-8, non-ASCII kept as is) through `atomic_write`."""
+    atomic_write(path, json.dumps(payload, ensure_ascii=False, indent=indent) + "\n")
+
+
+def atomic_write_jsonl(path: str | os.PathLike[str], rows: Iterable[Any]) -> None:
+    """Write `rows` as JSON lines (one value per line) through `atomic_write`."""
+    atomic_write(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+class ResumableJsonl:
+    """An append-only JSON-lines file of rows grouped by a key, safe to kill at any moment and resume.
+
+    Rows are appended batch by batch; each batch is flushed and `fsync`-ed before `append` returns, so a kill
+    loses at most the batch being written. Opening with `resume=True` truncates a last line cut short by a kill,
+    reads the complete rows back, and, when `complete` is given, removes the rows of groups that were not finished
+    (through an atomic rewrite). `done` then holds the keys that need no more work.
+
+    Args:
+        path: The file; its folder is created if needed.
+        resume: Keep the rows already in the file; otherwise the file is emptied.
+        key: The field holding a row's key (its value is used as a string), or a function of the row giving it.
+            Several rows may share a key (e.g. all candidate records of one document).
+        complete: `complete(rows_of_one_key) -> bool`; a key whose rows fail it is dropped from the file on resume.
+            By default every key present is complete.
+        hint: Appended to the message of a corrupt (complete but invalid) line.
+
+    Attributes:
+        groups: `{key: [rows in file order]}` of the rows in the file.
+        dropped_partial_line: Whether a cut last line was truncated on open.
+        dropped_keys: Keys whose unfinished rows were removed on open.
+
+    Raises:
+        UserInputError: A complete line is not a JSON object, or has no key.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "hyps.jsonl"
+        >>> ResumableJsonl(out).append([{"id": "0", "translation": "hi"}])
+        1
+        >>> with out.open("a") as handle:
+        ...     _ = handle.write('{"id": "1", "transl')  # killed mid-line
+        >>> store = ResumableJsonl(out, resume=True)
+        >>> sorted(store.done), store.dropped_partial_line
+        (['0'], True)
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        resume: bool = False,
+        key: str | Callable[[dict[str, Any]], Any] = "id",
+        complete: Callable[[list[dict[str, Any]]], bool] | None = None,
+        hint: str = "write to a new file or start again without resuming",
+    ) -> None:
+        self.path = Path(path)
+        self._key = key
+        self.groups: dict[str, list[dict[str, Any]]] = {}
+        self.dropped_partial_line = False
+        self.dropped_keys: set[str] = set()
+        if self.path.is_dir():
+            raise UserInputError("is a folder, expected a .jsonl file", path=str(self.path))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume and self.path.exists():
+            self._load(complete, hint)
+        else:
+            atomic_write(self.path, "")
+
+    def key_of(self, row: dict[str, Any]) -> str:
+        """The key of `row` as a string."""
+        value = self._key(row) if callable(self._key) else row[self._key]
+        return str(value)
+
+    @property
+    def done(self) -> set[str]:
+        """Keys that have rows in the file."""
+        return set(self.groups)
+
+    @property
+    def rows(self) -> dict[str, dict[str, Any]]:
+        """`{key: first row of that key}`: the convenient view when each key has one row."""
+        return {key: group[0] for key, group in self.groups.items()}
+
+    def _load(self, complete: Callable[[list[dict[str, Any]]], bool] | None, hint: str) -> None:
+        data = self.path.read_bytes()
+        cut = data.rfind(b"\n") + 1
+        if cut < len(data):  # bytes after the last newline: a line cut short by a kill
+            with self.path.open("r+b") as handle:
+                handle.truncate(cut)
+                handle.flush()
+                os.fsync(handle.fileno())
+            self.dropped_partial_line = True
+        lines = data[:cut].decode("utf-8").split("\n")[:-1]
+        kept: list[tuple[str, str]] = []
+        for number, row in parse_json_lines(lines, self.path, hint=f"corrupt line: {hint}"):
+            if not isinstance(row, dict):
+                raise UserInputError(f"expected a JSON object; {hint}", path=str(self.path), line=number)
+            try:
+                key = self.key_of(row)
+            except (KeyError, TypeError):
+                raise UserInputError(
+                    f"row has no key ({self._key!r}); {hint}", path=str(self.path), line=number
+                ) from None
+            self.groups.setdefault(key, []).append(row)
+            kept.append((key, lines[number - 1]))
+        if complete is not None:
+            self.dropped_keys = {key for key, group in self.groups.items() if not complete(group)}
+        if self.dropped_keys:
+            for key in self.dropped_keys:
+                del self.groups[key]
+            atomic_write(self.path, "".join(line + "\n" for key, line in kept if key not in self.dropped_keys))
+
+    def append(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Append the rows whose key is not yet `done`, then flush and fsync; return how many were written.
+
+        All rows of one call that share a key are written together, so a group appended in one call is whole.
+        """
+        done = self.done
+        fresh = [(self.key_of(row), row) for row in rows]
+        fresh = [(key, row) for key, row in fresh if key not in done]
+        if not fresh:
+            return 0
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for _, row in fresh))
+            handle.flush()
+            os.fsync(handle.fileno())
+        for key, row in fresh:
+            self.groups.setdefault(key, []).append(row)
+        return len(fresh)

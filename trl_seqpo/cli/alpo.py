@@ -267,8 +267,8 @@ def resume_output(path: Path, unit: str) -> set[str]:
 
 
 def _build_judge(args: argparse.Namespace) -> Any:
+    from trl_seqpo.languages import language_name
     from trl_seqpo.rewards.judge import JudgeConfig, LLMJudge
-    from trl_seqpo.subtitles.documents import language_name
 
     cache = args.cache or args.output.with_name(args.output.name.removesuffix(".jsonl") + ".judge-cache.sqlite")
     try:

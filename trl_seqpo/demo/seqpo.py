@@ -41,6 +41,7 @@ from typing import Any
 
 from trl_seqpo.demo.alpo import ALPO_STAGES
 from trl_seqpo.errors import UserInputError
+from trl_seqpo.jsonl import atomic_write_jsonl, read_jsonl
 
 # --------------------------------------------------------------------------------------------------- settings
 
@@ -149,25 +150,6 @@ def _done_marker(directory: Path) -> Path:
     return directory / "DONE"
 
 
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut by a kill: drop it, it is recomputed
-                continue
-    return rows
-
-
 # ------------------------------------------------------------------------------------------------------ stages
 
 
@@ -189,7 +171,7 @@ def stage_data(ctx: DemoContext) -> None:
                 seen.add(example.source)
                 test.append(example)
         for path, examples in ((paths.train, train), (paths.test, test)):
-            _write_jsonl(path, [dataclasses.asdict(ex) for ex in examples])
+            atomic_write_jsonl(path, [dataclasses.asdict(ex) for ex in examples])
         _done_marker(paths.data).write_text("ok\n")
     init = paths.model("init")
     if not _done_marker(init).exists():
@@ -209,7 +191,7 @@ def stage_sft(ctx: DemoContext) -> None:
     from trl_seqpo.seqpo.sft_data import gold_sft_dataset
     from trl_seqpo.synthetic import language_pair as synthetic
 
-    train = _read_jsonl(paths.train)
+    train = read_jsonl(paths.train)
     dataset = gold_sft_dataset(
         train,
         s.chunk_size,
@@ -258,7 +240,7 @@ def stage_seqpo(ctx: DemoContext) -> None:
     from trl_seqpo import SeqPOConfig, SeqPOTrainer
     from trl_seqpo.synthetic import language_pair as synthetic
 
-    train = _read_jsonl(paths.train)
+    train = read_jsonl(paths.train)
     dataset = Dataset.from_dict({"source": [r["source"] for r in train], "reference": [r["reference"] for r in train]})
     config = SeqPOConfig(
         output_dir=str(paths.root / "seqpo_run"),
@@ -308,14 +290,16 @@ EVALUATED_MODELS: dict[str, str] = {"sft": "SFT", "seqpo": "SeqPO"}
 def _score(rows: list[dict[str, Any]], hypotheses: list[str], delays: list[list[int]]) -> dict[str, float]:
     import sacrebleu
 
-    from trl_seqpo.simt.latency import average_lagging, length_adaptive_average_lagging
+    from trl_seqpo.simt.chunking import count_units
+    from trl_seqpo.simt.latency import reference_length, sentence_latency
 
     references = [row["reference"] for row in rows]
     als, laals = [], []
     for row, hyp_delays in zip(rows, delays):
-        n, ref_len = len(row["source"].split()), len(row["reference"].split())
-        als.append(average_lagging(hyp_delays, n, ref_len) if hyp_delays else float(n))
-        laals.append(length_adaptive_average_lagging(hyp_delays, n, ref_len) if hyp_delays else float(n))
+        n = count_units(row["source"], "word")
+        latency = sentence_latency(hyp_delays, n, reference_length(row["reference"], "word"))
+        als.append(latency["AL"])
+        laals.append(latency["LAAL"])
     return {
         "chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score,
         "bleu": sacrebleu.corpus_bleu(hypotheses, [references]).score,
@@ -326,7 +310,7 @@ def _score(rows: list[dict[str, Any]], hypotheses: list[str], delays: list[list[
 
 def _record(ctx: DemoContext, result: dict[str, Any], translations: list[dict[str, Any]]) -> None:
     ctx.paths.translations.mkdir(parents=True, exist_ok=True)
-    _write_jsonl(ctx.paths.translations / f"{result['system']}.jsonl", translations)
+    atomic_write_jsonl(ctx.paths.translations / f"{result['system']}.jsonl", translations)
     with ctx.paths.results.open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(result) + "\n")
 
@@ -344,7 +328,7 @@ def evaluate_model(ctx: DemoContext, model_name: str, label: str, policies: list
     from trl_seqpo.synthetic import language_pair as synthetic
 
     s, paths = ctx.settings, ctx.paths
-    done = {row["system"] for row in _read_jsonl(paths.results)}
+    done = {row["system"] for row in read_jsonl(paths.results, missing_ok=True)}
     todo = [(p, model_name if p is None else f"{model_name}+{p.name}") for p in policies]
     todo = [(p, system) for p, system in todo if system not in done]
     if not todo:
@@ -363,7 +347,7 @@ def evaluate_model(ctx: DemoContext, model_name: str, label: str, policies: list
         temperature=0.0,
     )
     rollout = SimultaneousRollout(HFGenerationBackend(model, tokenizer), tokenizer, config)
-    rows = _read_jsonl(paths.test)
+    rows = read_jsonl(paths.test)
     for policy, system in todo:
         trajectories = []
         batches = range(0, len(rows), s.eval_batch_size)
@@ -388,9 +372,9 @@ def stage_evaluate(ctx: DemoContext) -> None:
 
     s, paths = ctx.settings, ctx.paths
     if paths.results.exists():  # drop a line cut by a kill so that appends start on a fresh line
-        _write_jsonl(paths.results, _read_jsonl(paths.results))
-    if "oracle" not in {row["system"] for row in _read_jsonl(paths.results)}:
-        rows = _read_jsonl(paths.test)
+        atomic_write_jsonl(paths.results, read_jsonl(paths.results, missing_ok=True))
+    if "oracle" not in {row["system"] for row in read_jsonl(paths.results, missing_ok=True)}:
+        rows = read_jsonl(paths.test)
         steps = [gold_step_outputs(r["source"], r["reference"], r["alignment"], s.chunk_size) for r in rows]
         hypotheses = ["".join(outputs) for outputs in steps]
         delays = [
@@ -413,7 +397,7 @@ def stage_report(ctx: DemoContext) -> None:
     from rich.table import Table
 
     paths = ctx.paths
-    results = _read_jsonl(paths.results)
+    results = read_jsonl(paths.results, missing_ok=True)
     columns = [("chrF", "chrf"), ("BLEU", "bleu"), ("AL", "al"), ("LAAL", "laal")]
     table = Table(title="Synthetic SiMT demo: quality vs latency (test set, greedy)")
     table.add_column("system")

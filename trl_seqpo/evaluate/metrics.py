@@ -52,7 +52,7 @@ def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str], target_lan
     """
     from sacrebleu.metrics import BLEU
 
-    from trl_seqpo.rewards.quality import bleu_tokenizer_for
+    from trl_seqpo.languages import bleu_tokenizer_for
 
     return float(
         BLEU(tokenize=bleu_tokenizer_for(target_lang)).corpus_score(list(hypotheses), [list(references)]).score

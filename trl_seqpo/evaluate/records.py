@@ -4,25 +4,24 @@ Two jobs, both about files a long evaluation reads and writes:
 
 * `load_pairs` reads the evaluation set (JSONL, TSV, or a ``datasets.save_to_disk`` folder) and checks that
   every row has the columns the evaluation needs, naming the file, line and column of the first bad row;
-* `ResumableJsonl` appends result rows batch by batch (flushed and ``fsync``-ed after every batch), and on
-  ``--resume`` reads back the rows that are complete, drops a line cut short by a kill, and tells the caller which
-  row ids are done so nothing is computed twice and nothing is written twice.
+* `ScoreFile` keeps the per-row metric scores that a resumed run reuses while a row's hypothesis is unchanged.
+
+The result rows themselves are appended with `trl_seqpo.jsonl.ResumableJsonl`.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from trl_seqpo.errors import UserInputError
-from trl_seqpo.jsonl import parse_json_lines
+from trl_seqpo.jsonl import atomic_write_jsonl, parse_json_lines, read_jsonl
 
-__all__ = ["ResumableJsonl", "ScoreFile", "load_pairs", "text_digest", "write_json_atomic"]
+__all__ = ["ScoreFile", "load_pairs", "text_digest"]
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
@@ -120,83 +119,6 @@ def load_pairs(path: str | os.PathLike[str], columns: Sequence[str], id_column: 
     return rows
 
 
-class ResumableJsonl:
-    """An append-only JSONL file of result rows keyed by ``"id"``, safe to kill and resume.
-
-    Args:
-        path: The file.
-        resume: Keep the complete rows already in the file (``--resume``); otherwise start a new file.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> out = pathlib.Path(tempfile.mkdtemp()) / "hyps.jsonl"
-        >>> ResumableJsonl(out).append([{"id": "0", "translation": "hi"}])
-        >>> sorted(ResumableJsonl(out, resume=True).done)
-        ['0']
-    """
-
-    def __init__(self, path: str | os.PathLike[str], resume: bool = False) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.rows: dict[str, dict] = {}
-        self.dropped_partial_line = False
-        if resume and self.path.exists():
-            self._load()
-        else:
-            self.path.write_text("", encoding="utf-8")
-
-    @property
-    def done(self) -> set[str]:
-        """Ids of the rows already in the file."""
-        return set(self.rows)
-
-    def _load(self) -> None:
-        text = self.path.read_text(encoding="utf-8")
-        lines = text.split("\n")
-        complete, tail = lines[:-1], lines[-1]  # the text after the last newline was cut short by a kill
-        keep: list[str] = []
-        hint = "corrupt result line: delete it or start again without --resume"
-        for number, row in parse_json_lines(complete, self.path, hint=hint):
-            line = complete[number - 1]
-            if row["id"] not in self.rows:
-                keep.append(line)
-            self.rows[str(row["id"])] = row
-        if tail.strip():
-            self.dropped_partial_line = True
-        if self.dropped_partial_line or len(keep) != sum(1 for line in complete if line.strip()):
-            self._rewrite(keep)
-
-    def _rewrite(self, lines: list[str]) -> None:
-        temporary = self.path.with_suffix(self.path.suffix + ".tmp")
-        with temporary.open("w", encoding="utf-8") as handle:
-            handle.write("".join(line + "\n" for line in lines))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self.path)
-
-    def append(self, rows: Sequence[dict]) -> None:
-        """Append ``rows`` (each with an ``"id"`` not yet in the file), then flush and fsync."""
-        fresh = [row for row in rows if str(row["id"]) not in self.rows]
-        if not fresh:
-            return
-        with self.path.open("a", encoding="utf-8") as handle:
-            for row in fresh:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        for row in fresh:
-            self.rows[str(row["id"])] = row
-
-
-def write_json_atomic(path: str | os.PathLike[str], payload: Any) -> None:
-    """Write ``payload`` as indented JSON through a temporary file, so a kill never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
-
-
 def text_digest(text: str) -> str:
     """Short content hash of a hypothesis, stored next to its scores so stale scores are never reused."""
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
@@ -215,12 +137,8 @@ class ScoreFile:
         self.path = Path(path)
         self.order = list(digests)
         self.rows: dict[str, dict] = {key: {"id": key, "digest": digest} for key, digest in digests.items()}
-        if resume and self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    cached = json.loads(line) if line.strip() else None
-                except json.JSONDecodeError:  # a file cut short by a kill: the scores are recomputed
-                    cached = None
+        if resume:
+            for cached in read_jsonl(self.path, missing_ok=True, hint="delete it to recompute the scores"):
                 if isinstance(cached, dict) and cached.get("id") in self.rows:
                     if cached.get("digest") == self.rows[cached["id"]]["digest"]:
                         self.rows[cached["id"]] = cached
@@ -240,8 +158,4 @@ class ScoreFile:
 
     def save(self) -> None:
         """Rewrite the file atomically."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(self.path.suffix + ".tmp")
-        text = "".join(json.dumps(self.rows[key], ensure_ascii=False) + "\n" for key in self.order)
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, self.path)
+        atomic_write_jsonl(self.path, (self.rows[key] for key in self.order))

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from trl_seqpo.evaluate.records import write_json_atomic
+from trl_seqpo.jsonl import atomic_write_json
 
 __all__ = ["LOWER_IS_BETTER", "metric_columns", "print_table", "render_markdown", "write_results"]
 
@@ -126,7 +126,7 @@ def write_results(results: Mapping[str, Any], output_dir: str | Path, *, show: b
     """
     output_dir = Path(output_dir)
     json_path, markdown_path = output_dir / "results.json", output_dir / "results.md"
-    write_json_atomic(json_path, results)
+    atomic_write_json(json_path, results)
     markdown_path.write_text(render_markdown(results), encoding="utf-8")
     if show:
         print_table(results)

@@ -25,20 +25,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trl_seqpo.errors import UserInputError
-from trl_seqpo.evaluate.records import ResumableJsonl, ScoreFile, load_pairs, text_digest, write_json_atomic
-from trl_seqpo.simt.chunking import Unit, count_units, default_unit
-from trl_seqpo.simt.latency import (
-    average_lagging,
-    average_proportion,
-    differentiable_average_lagging,
-    length_adaptive_average_lagging,
-)
+from trl_seqpo.evaluate.records import ScoreFile, load_pairs, text_digest
+from trl_seqpo.jsonl import ResumableJsonl, atomic_write_json
+from trl_seqpo.simt.chunking import Unit, default_unit
+from trl_seqpo.simt.latency import REFERENCE_LENGTH_RULES, reference_length, sentence_latency
 
 __all__ = [
     "KNOWN_METRICS",
@@ -46,8 +42,6 @@ __all__ = [
     "SimTEvalConfig",
     "add_parser",
     "evaluate_simt",
-    "reference_length",
-    "sentence_latency",
 ]
 
 KNOWN_METRICS: tuple[str, ...] = ("bleu", "chrf", "comet", "xcomet", "bleurt", "judge")
@@ -59,53 +53,7 @@ METRIC_NAMES: dict[str, str] = {
     "bleurt": "BLEURT",
     "judge": "Judge",
 }
-REFERENCE_LENGTH_RULES: tuple[str, ...] = ("units", "simuleval", "hypothesis")
 POLICIES: tuple[str, ...] = ("model", "wait-k", "full-sentence")
-
-
-def reference_length(reference: str, unit: Unit, rule: str = "units") -> int | None:
-    """``|Y*|`` of AL/LAAL/AP for one reference (module docstring); ``None`` means "use the hypothesis length".
-
-    Args:
-        reference: The reference translation.
-        unit: ``"word"`` or ``"char"``.
-        rule: ``"units"``, ``"simuleval"`` or ``"hypothesis"``.
-
-    Returns:
-        The length, or ``None`` for ``"hypothesis"`` or an empty reference.
-
-    Example:
-        >>> reference_length("lo hundo  vidas", "word"), reference_length("lo hundo  vidas", "word", "simuleval")
-        (3, 4)
-    """
-    if rule not in REFERENCE_LENGTH_RULES:
-        raise ValueError(f"rule must be one of {REFERENCE_LENGTH_RULES}, got {rule!r}")
-    if rule == "hypothesis":
-        return None
-    if rule == "simuleval":
-        length = len(reference.split(" ")) if unit == "word" else len(reference.strip())
-    else:
-        length = count_units(reference, unit)
-    return length or None
-
-
-def sentence_latency(delays: Sequence[float], source_length: int, ref_length: int | None) -> dict[str, float]:
-    """AL, LAAL, DAL and AP of one sentence (SeqPO-SiMT Sec. 3.1 reports AL and LAAL).
-
-    Args:
-        delays: Source units read before each target unit was written.
-        source_length: ``n``.
-        ref_length: ``|Y*|`` from `reference_length` (``None``: hypothesis length).
-
-    Returns:
-        ``{"AL": ..., "LAAL": ..., "DAL": ..., "AP": ...}``.
-    """
-    return {
-        "AL": average_lagging(delays, source_length, ref_length),
-        "LAAL": length_adaptive_average_lagging(delays, source_length, ref_length),
-        "DAL": differentiable_average_lagging(delays, source_length),
-        "AP": average_proportion(delays, source_length, ref_length),
-    }
 
 
 @dataclass(frozen=True)
@@ -293,7 +241,7 @@ def _check_resume(run_dir: Path, settings: dict[str, Any], resume: bool) -> None
                 f"--resume: {run_dir} holds a run with other settings ({'; '.join(changed)}); use another "
                 "--output-dir or drop --resume to start over"
             )
-    write_json_atomic(path, settings)
+    atomic_write_json(path, settings)
 
 
 def _decode(
@@ -459,7 +407,7 @@ def evaluate_simt(config: SimTEvalConfig, on_batch: Callable[[int], None] | None
             "counts": counts,
             "generated": generated,
         }
-        write_json_atomic(run_dir / "summary.json", run)
+        atomic_write_json(run_dir / "summary.json", run)
         results["runs"].append(run)
         write_results(results, output_dir, show=False)
     write_results(results, output_dir, show=True)

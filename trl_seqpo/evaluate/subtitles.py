@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from trl_seqpo.errors import UserInputError
-from trl_seqpo.evaluate.records import ResumableJsonl, ScoreFile, text_digest, write_json_atomic
-from trl_seqpo.jsonl import read_json_objects
+from trl_seqpo.evaluate.records import ScoreFile, text_digest
+from trl_seqpo.jsonl import ResumableJsonl, atomic_write_json, read_json_objects
 from trl_seqpo.subtitles.documents import Document
 
 __all__ = [
@@ -392,7 +392,7 @@ def evaluate_subtitles(config: SubtitleEvalConfig, on_batch: Callable[[int], Non
                 f"--resume: {run_dir} holds a run with other settings ({previous}); use another "
                 "--output-dir or drop --resume"
             )
-    write_json_atomic(settings_path, settings)
+    atomic_write_json(settings_path, settings)
     store = ResumableJsonl(run_dir / "hypotheses.jsonl", resume=config.resume)
     generated = _decode(documents, store, tokenizer, backend, config, on_batch)
     rows = [store.rows[document.doc_id] for document in documents]
@@ -405,7 +405,7 @@ def evaluate_subtitles(config: SubtitleEvalConfig, on_batch: Callable[[int], Non
         "counts": counts,
         "generated": generated,
     }
-    write_json_atomic(run_dir / "summary.json", run)
+    atomic_write_json(run_dir / "summary.json", run)
     results = {
         "task": "subtitles",
         "system": config.system_name or Path(config.model).name,

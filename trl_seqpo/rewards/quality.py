@@ -16,39 +16,10 @@ import functools
 import math
 from typing import Any
 
+from trl_seqpo.languages import bleu_tokenizer_for
 from trl_seqpo.rewards.comet import COMET_INSTALL_HINT, comet_available
 from trl_seqpo.rewards.inputs import optional_column, required_column, texts_to_score, warn_once
 from trl_seqpo.rewards.registry import register_reward
-
-# target language -> sacrebleu tokenizer for BLEU. "zh" splits CJK ideographs into single characters; sacrebleu's
-# "ja-mecab" needs MeCab + a dictionary (not a dependency), and its "zh" tokenizer leaves kana runs as one token,
-# so Japanese (and Thai, written without spaces) fall back to character-level BLEU ("char").
-LANGUAGE_TOKENIZERS: dict[str, str] = {"zh": "zh", "ja": "char", "th": "char"}
-DEFAULT_TOKENIZER = "13a"
-
-_LANGUAGE_NAMES: dict[str, str] = {
-    "chinese": "zh",
-    "mandarin": "zh",
-    "cmn": "zh",
-    "zho": "zh",
-    "japanese": "ja",
-    "jpn": "ja",
-    "thai": "th",
-    "tha": "th",
-}
-
-
-def normalize_language(language: str | None) -> str | None:
-    """Map ``"zh-CN"``, ``"zh_Hans"``, ``"Chinese"`` ... to a lowercase base code (``"zh"``); keep ``None``."""
-    if language is None:
-        return None
-    base = str(language).strip().lower().replace("_", "-").split("-")[0]
-    return _LANGUAGE_NAMES.get(base, base)
-
-
-def bleu_tokenizer_for(target_lang: str | None) -> str:
-    """Return the sacrebleu tokenizer name used for BLEU on ``target_lang`` (``"13a"`` when unknown or ``None``)."""
-    return LANGUAGE_TOKENIZERS.get(normalize_language(target_lang) or "", DEFAULT_TOKENIZER)
 
 
 @functools.lru_cache(maxsize=32)
@@ -70,7 +41,7 @@ class SacreBleuReward:
     Args:
         metric: ``"bleu"`` or ``"chrf"``.
         tokenize: sacrebleu tokenizer for BLEU; ``None`` picks one per row from the target language
-            (`LANGUAGE_TOKENIZERS`), or ``"13a"`` when no language is known.
+            (`trl_seqpo.languages.bleu_tokenizer_for`), or ``"13a"`` when no language is known.
         target_lang: Target language for all rows; a ``target_lang`` dataset column overrides it per row.
         word_order: chrF word n-gram order (0 = chrF, 2 = chrF++). Ignored for BLEU.
     """

@@ -23,6 +23,8 @@ from trl_seqpo.simt.latency import (
     differentiable_average_lagging_batch,
     length_adaptive_average_lagging,
     length_adaptive_average_lagging_batch,
+    reference_length,
+    sentence_latency,
 )
 from trl_seqpo.simt.policies import (
     FullSentencePolicy,
@@ -72,8 +74,10 @@ __all__ = [
     "length_adaptive_average_lagging_batch",
     "num_chunks",
     "policy_from_name",
+    "reference_length",
     "render_chat",
     "render_paper_prompt",
+    "sentence_latency",
     "simulate_policy",
     "split_into_chunks",
     "split_units",

@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Literal
 
-Unit = Literal["word", "char"]
+from trl_seqpo.languages import Unit
+from trl_seqpo.languages import default_unit as default_unit  # re-exported: the unit of a language
 
 UNITS: tuple[str, ...] = ("word", "char")
-
-# ISO 639 codes (and the usual English names) of languages measured in characters rather than words.
-CHAR_LANGUAGES: frozenset[str] = frozenset(
-    {"zh", "ja", "th", "cmn", "yue", "chinese", "japanese", "thai", "mandarin", "cantonese"}
-)
 
 _WORD_WITH_SPACE = re.compile(r"\S+\s*")
 _CHAR_WITH_SPACE = re.compile(r"\S\s*")
@@ -27,26 +22,6 @@ _CHAR_WITH_SPACE = re.compile(r"\S\s*")
 def _check_unit(unit: str) -> None:
     if unit not in UNITS:
         raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
-
-
-def default_unit(lang: str) -> Unit:
-    """The latency/chunking unit for a language: characters for Chinese, Japanese and Thai, words otherwise.
-
-    Args:
-        lang: A language code (``"zh"``, ``"zh-CN"``, ``"ja_JP"``) or English name (``"Chinese"``), any case.
-
-    Returns:
-        ``"char"`` or ``"word"``.
-
-    Example:
-        >>> default_unit("zh-CN"), default_unit("Japanese"), default_unit("en")
-        ('char', 'char', 'word')
-    """
-    key = lang.strip().lower()
-    base = re.split(r"[-_\s]", key, maxsplit=1)[0]
-    if key in CHAR_LANGUAGES or base in CHAR_LANGUAGES:
-        return "char"
-    return "word"
 
 
 def split_units(text: str, unit: Unit) -> list[str]:

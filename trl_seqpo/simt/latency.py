@@ -185,6 +185,70 @@ def delays_from_steps(step_outputs: Sequence[str], chunk_size: int, source_lengt
     return delays
 
 
+REFERENCE_LENGTH_RULES: tuple[str, ...] = ("units", "simuleval", "hypothesis")
+
+
+def reference_length(reference: str, unit: Unit, rule: str = "units") -> int | None:
+    """``|Y*|`` of AL, LAAL and AP for one reference: the one rule used by rewards, logs, evaluation and demo.
+
+    Rules: ``"units"`` (default) counts the reference in the latency unit, as the target is counted (words, or
+    non-space characters, `count_units`); ``"simuleval"`` copies SimulEval 1.1's own count (``reference.split(" ")``
+    words, or ``len(reference.strip())`` characters, spaces included), for numbers that match a SimulEval run on
+    references with odd spacing; ``"hypothesis"`` returns ``None`` (SimulEval's ``--no-use-ref-len``: the hypothesis
+    length is used). ``"units"`` and ``"simuleval"`` agree on single-spaced word references and on character
+    references without spaces.
+
+    Args:
+        reference: The reference translation.
+        unit: ``"word"`` or ``"char"``.
+        rule: ``"units"``, ``"simuleval"`` or ``"hypothesis"``.
+
+    Returns:
+        The length, or ``None`` (use the hypothesis length) for ``"hypothesis"`` or an empty reference.
+
+    Example:
+        >>> reference_length("lo hundo  vidas", "word"), reference_length("lo hundo  vidas", "word", "simuleval")
+        (3, 4)
+    """
+    if rule not in REFERENCE_LENGTH_RULES:
+        raise ValueError(f"reference length rule must be one of {REFERENCE_LENGTH_RULES}, got {rule!r}")
+    if rule == "hypothesis":
+        return None
+    if rule == "simuleval":
+        length = len(reference.split(" ")) if unit == "word" else len(reference.strip())
+    else:
+        length = count_units(reference, unit)
+    return length or None
+
+
+def sentence_latency(
+    delays: Sequence[float], source_length: float, reference_length: float | None = None
+) -> dict[str, float]:
+    """AL, LAAL, DAL and AP of one sentence (SeqPO-SiMT Sec. 3.1 reports AL and LAAL).
+
+    Every number called AL or LAAL in this package (the SeqPO latency reward, the trainer's ``simt/*`` logs,
+    ``trl-seqpo evaluate simt``, the demo) comes from here, with ``reference_length`` from `reference_length`.
+
+    Args:
+        delays: Source units read before each target unit was written.
+        source_length: ``n``.
+        reference_length: ``|Y*|`` (``None``: the hypothesis length).
+
+    Returns:
+        ``{"AL": ..., "LAAL": ..., "DAL": ..., "AP": ...}``.
+
+    Example:
+        >>> sentence_latency([2, 3, 4, 4], 4, reference_length=4)
+        {'AL': 2.0, 'LAAL': 2.0, 'DAL': 2.0, 'AP': 0.8125}
+    """
+    return {
+        "AL": average_lagging(delays, source_length, reference_length),
+        "LAAL": length_adaptive_average_lagging(delays, source_length, reference_length),
+        "DAL": differentiable_average_lagging(delays, source_length),
+        "AP": average_proportion(delays, source_length, reference_length),
+    }
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Batched versions
 
@@ -371,14 +435,11 @@ def length_adaptive_average_lagging_batch(
     """`length_adaptive_average_lagging` for many sentences at once (vectorised).
 
     Args:
-        delays: One of three layouts: a padded ``[batch, max_len]`` array (``lengths`` gives each row's number of
-            valid delays; default: all), a flat ``[total]`` array of all sentences' delays one after the other with
-            ``offsets`` (``[batch + 1]``, sentence ``b`` is ``delays[offsets[b]:offsets[b + 1]]``), or a list of
-            per-sentence delay lists.
+        delays: Padded ``[batch, max_len]``, flat ``[total]`` with ``offsets``, or a list of lists (see
+            `average_lagging_batch`).
         source_lengths: ``[batch]`` source lengths (or one number for all).
         reference_lengths: ``[batch]`` reference lengths (``None``: hypothesis lengths, i.e. AL).
-        lengths: Valid delays per row of a padded ``delays``.
-        offsets: Sentence boundaries of a flat ``delays``.
+        lengths, offsets: See `average_lagging_batch`.
 
     Returns:
         ``[batch]`` float64 array.
@@ -392,13 +453,10 @@ def differentiable_average_lagging_batch(
     """`differentiable_average_lagging` for many sentences at once (vectorised).
 
     Args:
-        delays: One of three layouts: a padded ``[batch, max_len]`` array (``lengths`` gives each row's number of
-            valid delays; default: all), a flat ``[total]`` array of all sentences' delays one after the other with
-            ``offsets`` (``[batch + 1]``, sentence ``b`` is ``delays[offsets[b]:offsets[b + 1]]``), or a list of
-            per-sentence delay lists.
+        delays: Padded ``[batch, max_len]``, flat ``[total]`` with ``offsets``, or a list of lists (see
+            `average_lagging_batch`).
         source_lengths: ``[batch]`` source lengths (or one number for all).
-        lengths: Valid delays per row of a padded ``delays``.
-        offsets: Sentence boundaries of a flat ``delays``.
+        lengths, offsets: See `average_lagging_batch`.
 
     Returns:
         ``[batch]`` float64 array.
@@ -417,14 +475,11 @@ def average_proportion_batch(
     """`average_proportion` for many sentences at once (vectorised).
 
     Args:
-        delays: One of three layouts: a padded ``[batch, max_len]`` array (``lengths`` gives each row's number of
-            valid delays; default: all), a flat ``[total]`` array of all sentences' delays one after the other with
-            ``offsets`` (``[batch + 1]``, sentence ``b`` is ``delays[offsets[b]:offsets[b + 1]]``), or a list of
-            per-sentence delay lists.
+        delays: Padded ``[batch, max_len]``, flat ``[total]`` with ``offsets``, or a list of lists (see
+            `average_lagging_batch`).
         source_lengths: ``[batch]`` source lengths (or one number for all).
         reference_lengths: ``[batch]`` reference lengths, or ``None`` for hypothesis lengths.
-        lengths: Valid delays per row of a padded ``delays``.
-        offsets: Sentence boundaries of a flat ``delays``.
+        lengths, offsets: See `average_lagging_batch`.
 
     Returns:
         ``[batch]`` float64 array.

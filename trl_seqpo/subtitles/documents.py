@@ -21,10 +21,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from trl_seqpo.languages import language_name
+
 __all__ = [
     "Document",
     "ParsedDocument",
-    "language_name",
     "line_marker",
     "make_documents",
     "parse_numbered_output",
@@ -34,21 +35,6 @@ __all__ = [
     "sft_examples",
 ]
 
-_LANGUAGE_NAMES = {
-    "ar": "Arabic",
-    "de": "German",
-    "en": "English",
-    "es": "Spanish",
-    "fr": "French",
-    "it": "Italian",
-    "ja": "Japanese",
-    "ko": "Korean",
-    "pt": "Portuguese",
-    "ru": "Russian",
-    "th": "Thai",
-    "vi": "Vietnamese",
-    "zh": "Chinese",
-}
 # "12. text", "12.text", "12) text", "12、text", "12：text" (a model may echo any of these numbering styles).
 _NUMBERED = re.compile(r"^\s*(\d{1,5})\s*[.)．、:：]\s*(.*)$")
 
@@ -116,11 +102,6 @@ class ParsedDocument:
     def ok(self) -> bool:
         """Every expected line was found and nothing needed fixing."""
         return self.complete and not self.problems
-
-
-def language_name(lang: str) -> str:
-    """English name of a language code (``"zh"`` -> ``"Chinese"``, ``"zh-Hant"`` too); other strings unchanged."""
-    return _LANGUAGE_NAMES.get(re.split(r"[-_]", lang.lower(), maxsplit=1)[0], lang)
 
 
 def make_documents(
