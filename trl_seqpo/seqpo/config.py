@@ -9,7 +9,6 @@ from trl import GRPOConfig
 from trl_seqpo.rewards.fusion import DEFAULT_LATENCY_FLOOR, DEFAULT_TRUNCATION, TRUNCATION_MODES
 
 
-
 @dataclass
 class SeqPOConfig(GRPOConfig):
     r"""
