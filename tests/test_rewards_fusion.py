@@ -81,6 +81,23 @@ def test_clamp_then_normalize_removes_gains_below_chunk_size():
     assert untruncated[0] < untruncated[1]  # without truncation junk output looks best
 
 
+def test_default_floor_keeps_honest_differences_below_the_chunk_size():
+    # m = 3. A junk trajectory drives AL negative; an eager honest policy (1.91) beats a slower honest one (2.73).
+    latency = [-0.6, -3.0, 1.91, 2.73]
+    floored = truncate_latency(latency, chunk_size=3, group_size=4)  # the default: floor at 0
+    np.testing.assert_allclose(floored, group_normalize([0.0, 0.0, 1.91, 2.73], group_size=4))
+    assert floored[0] == floored[1]  # going further below zero earns nothing
+    assert floored[1] < floored[2] < floored[3]  # honest differences below m survive
+    clamped = truncate_latency(latency, chunk_size=3, truncation="clamp_then_normalize", group_size=4)
+    assert clamped[2] == clamped[3]  # the clamp at m erases them (why it is no longer the default)
+    raised = truncate_latency(latency, chunk_size=3, truncation="floor", floor=2.0, group_size=4)
+    assert raised[0] == raised[1] == raised[2] < raised[3]
+    with pytest.raises(ValueError, match="floor must be a finite"):
+        truncate_latency(latency, chunk_size=3, floor=float("nan"), group_size=4)
+    # the floor needs no chunk size
+    np.testing.assert_allclose(fuse_rewards([1.0, 2.0], [1.0, 2.0], group_size=2, chunk_size=None), [-1.0, 1.0])
+
+
 def test_paper_truncation_is_literal_max_of_m_and_zscore():
     latency = [[2.0, 4.0, 6.0, 8.0, 30.0]]
     z = group_normalize(latency)

@@ -143,11 +143,54 @@ def test_trajectory_that_never_stops_is_cut_by_the_budget(model, tokenizer):
     assert closing and all(trajectory.env_mask[i] == 0 for i in closing)
 
 
-def test_eos_ends_the_translation_early(tokenizer):
-    backend = ScriptedBackend(tokenizer, ["le chien"], stop_token="<|endoftext|>")
+def test_eos_ends_the_translation_only_after_the_last_chunk(tokenizer):
+    # chunk_size 2, 4 chunks: the end-of-translation token at steps 1-3 only ends those steps
+    backend = ScriptedBackend(tokenizer, ["le chien", "", "grand", "", "court"], stop_token="<|endoftext|>")
     rollout = SimultaneousRollout(backend, tokenizer, _config())
     (trajectory,) = rollout.run(["the big dog sees a red tree"])
-    assert trajectory.finished_by == "eos" and len(trajectory.step_outputs) == 1
+    assert trajectory.finished_by == "eos" and len(trajectory.step_outputs) == trajectory.num_chunks == 4
+    assert trajectory.translation == "le chien grand"
+    eot = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    # each early end of translation is kept as a policy token and the environment closes the turn after it
+    positions = [i for i, t in enumerate(trajectory.completion_ids) if t == eot]
+    assert len(positions) == 4 and all(trajectory.env_mask[i] == 1 for i in positions)
+    for i in positions[:-1]:
+        assert trajectory.completion_ids[i + 1] == im_end and trajectory.env_mask[i + 1] == 0
+
+
+def _early_stopping_model(tokenizer, eot_id, bias=6.0):
+    """The tiny model with an output bias towards the end-of-translation token: it wants to stop at once."""
+    model = build_tiny_model(tokenizer, hidden_size=64, num_layers=2, num_heads=2, head_dim=32, intermediate_size=128)
+    head = torch.nn.Linear(model.lm_head.in_features, model.lm_head.out_features, bias=True)
+    with torch.no_grad():
+        head.weight.copy_(model.lm_head.weight)
+        head.bias.zero_()
+        head.bias[eot_id] = bias
+    model.lm_head = head
+    return model
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_model_that_wants_to_stop_early_reads_the_whole_source_on_policy(tokenizer, temperature):
+    rollout = SimultaneousRollout(None, tokenizer, _config(temperature=temperature))
+    model = _early_stopping_model(tokenizer, rollout.eos_token_id)
+    rollout.backend = HFGenerationBackend(model, tokenizer)
+    trajectories = rollout.run(["the big dog sees a red tree"], num_generations=4, seed=5)
+    early = 0
+    for trajectory in trajectories:
+        assert len(trajectory.step_outputs) >= trajectory.num_chunks == 4
+        first_steps = trajectory.step_token_ids[: trajectory.num_chunks - 1]
+        early += sum(step[-1] == rollout.eos_token_id for step in first_steps if step)
+        # on-policy: the recorded log-probs are those of a forward pass over the trajectory, scaled by 1/T
+        ids = torch.tensor([trajectory.prompt_ids + trajectory.completion_ids])
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0, :-1].float() / temperature
+        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, ids[0, 1:].unsqueeze(-1)).squeeze(-1)
+        recomputed = logprobs[len(trajectory.prompt_ids) - 1 :]
+        mask = torch.tensor(trajectory.env_mask, dtype=torch.bool)
+        torch.testing.assert_close(recomputed[mask], torch.tensor(trajectory.completion_logprobs)[mask])
+    assert early >= 4  # the model did try to stop before the last chunk
 
 
 def test_finished_trajectories_drop_out_of_the_batch(tokenizer):

@@ -13,12 +13,17 @@ where m is the chunk size in source units. Normalising puts quality and latency 
 stops the policy from buying latency reward with junk output (the paper's ablation, Sec. 4.4 / Fig. 6, shows AL
 going negative without it).
 
-**Two readings of the truncation** (``truncation=``):
+**Readings of the truncation** (``truncation=``):
 
-- ``"clamp_then_normalize"`` (default, recommended): clamp the *raw* latency first, :math:`\tilde L_i =
-  \max(m, \hat L_i)`, then z-normalise :math:`\tilde L` in the group. A policy can never be faster than waiting for
-  one chunk, so latency below m can only come from over-generation; clamping removes that incentive while keeping
-  every real latency difference above m.
+- ``"floor"`` (default): floor the *raw* latency at ``floor`` (default 0 source units), then z-normalise in the
+  group: :math:`z(\max(f, \hat L_i))`. The paper's reason for truncating (Sec. 4.4, Fig. 6) is that without it AL
+  falls *below zero* while COMET falls: the policy buys latency reward with meaningless tokens. An AL below zero is
+  only reachable by writing more target units than the source read so far can justify, so flooring at 0 removes that
+  incentive while every honest difference above the floor is kept: a policy that translates each chunk on arrival
+  (AL about (m + 1) / 2, 1.91 at m = 3 on the demo task) still beats a slower one (2.73).
+- ``"clamp_then_normalize"``: the same with the floor at the chunk size m, :math:`z(\max(m, \hat L_i))`. It also
+  erases honest differences below m (the two policies above tie at m = 3), which is where SeqPO should act; kept
+  for comparison with earlier runs.
 - ``"paper"``: the formula as printed, :math:`\max(m, z_i)`. It compares a z-score (unit-free, within about
   +-sqrt(B-1) for a group of B; +-2 for B = 5) with a count of source words, so for m >= 2 it is m for almost every
   trajectory and the latency term becomes a constant that carries no signal; only quality is left to learn from.
@@ -40,8 +45,10 @@ from typing import Literal
 
 import numpy as np
 
-Truncation = Literal["clamp_then_normalize", "paper", "none"]
-TRUNCATION_MODES: tuple[str, ...] = ("clamp_then_normalize", "paper", "none")
+Truncation = Literal["floor", "clamp_then_normalize", "paper", "none"]
+TRUNCATION_MODES: tuple[str, ...] = ("floor", "clamp_then_normalize", "paper", "none")
+DEFAULT_TRUNCATION = "floor"
+DEFAULT_LATENCY_FLOOR = 0.0
 
 ArrayLike = np.ndarray | Sequence[float | None] | Sequence[Sequence[float | None]]
 
@@ -92,32 +99,43 @@ def group_normalize(values: ArrayLike, group_size: int | None = None, eps: float
 def truncate_latency(
     latency: ArrayLike,
     chunk_size: float | None,
-    truncation: Truncation = "clamp_then_normalize",
+    truncation: Truncation = DEFAULT_TRUNCATION,
     group_size: int | None = None,
     eps: float = 1e-8,
+    floor: float = DEFAULT_LATENCY_FLOOR,
 ) -> np.ndarray:
-    r"""Normalised, truncated latency :math:`L_i` of Eq. 2 under one of the truncation readings.
+    r"""Normalised, truncated latency `L_i` of Eq. 2 under one of the truncation readings.
 
     Args:
-        latency: Raw latencies :math:`\hat L` (e.g. AL in source units), ``[num_groups, B]`` or flat.
-        chunk_size: m, in source units; required unless ``truncation="none"``.
-        truncation: ``"clamp_then_normalize"`` (:math:`z(\max(m, \hat L))`), ``"paper"`` (:math:`\max(m, z(\hat L))`)
-            or ``"none"`` (:math:`z(\hat L)`). See the module docstring for why the default is not the literal one.
+        latency: Raw latencies `L^` (e.g. AL in source units), `[num_groups, B]` or flat.
+        chunk_size: m, in source units; required for `"clamp_then_normalize"` and `"paper"`.
+        truncation: `"floor"` (`z(max(floor, L^))`), `"clamp_then_normalize"` (`z(max(m, L^))`), `"paper"`
+            (`max(m, z(L^))`) or `"none"` (`z(L^)`). See the module docstring for why the default is not the
+            literal one.
         group_size: B, for flat input.
         eps: Zero-variance threshold of `group_normalize`.
+        floor: The floor of `"floor"`, in source units (default 0: AL below zero is junk output).
 
     Returns:
-        Float array with the shape of ``latency``; NaN where the input was ``None``/NaN.
+        Float array with the shape of `latency`; NaN where the input was `None`/NaN.
+
+    Example:
+        >>> truncate_latency([-0.6, 1.9, 2.7], chunk_size=3, group_size=3).round(3).tolist()
+        [-1.354, 0.324, 1.03]
     """
     if truncation not in TRUNCATION_MODES:
         raise ValueError(f"truncation must be one of {', '.join(TRUNCATION_MODES)}; got {truncation!r}.")
     if truncation == "none":
         return group_normalize(latency, group_size, eps)
+    raw = np.array(latency, dtype=np.float64)
+    if truncation == "floor":
+        if not np.isfinite(floor):
+            raise ValueError(f"floor must be a finite number of source units, got {floor!r}.")
+        return group_normalize(np.maximum(raw, floor), group_size, eps)  # np.maximum keeps NaN as NaN
     if chunk_size is None or not np.isfinite(chunk_size) or chunk_size <= 0:
         raise ValueError(f"chunk_size must be a positive number for truncation={truncation!r}, got {chunk_size!r}.")
-    raw = np.array(latency, dtype=np.float64)
     if truncation == "clamp_then_normalize":
-        return group_normalize(np.maximum(raw, chunk_size), group_size, eps)  # np.maximum keeps NaN as NaN
+        return group_normalize(np.maximum(raw, chunk_size), group_size, eps)
     return np.maximum(group_normalize(raw, group_size, eps), chunk_size)
 
 
@@ -127,8 +145,9 @@ def fuse_rewards(
     group_size: int | None,
     lambda_: float = 2.0,
     chunk_size: float | None = None,
-    truncation: Truncation = "clamp_then_normalize",
+    truncation: Truncation = DEFAULT_TRUNCATION,
     eps: float = 1e-8,
+    floor: float = DEFAULT_LATENCY_FLOOR,
 ) -> np.ndarray:
     r"""SeqPO-SiMT's fused reward :math:`r_i = \lambda q_i - L_i` (Sec. 2.3, Eq. 2).
 
@@ -138,8 +157,9 @@ def fuse_rewards(
         group_size: B, the trajectories per source (``num_generations``); may be ``None`` for 2-D input.
         lambda_: :math:`\lambda`, the weight of quality against latency (paper: 2).
         chunk_size: m, the chunk size in source units; required unless ``truncation="none"``.
-        truncation: ``"clamp_then_normalize"`` (default), ``"paper"`` or ``"none"``; see `truncate_latency`.
+        truncation: `"floor"` (default), `"clamp_then_normalize"`, `"paper"` or `"none"`; see `truncate_latency`.
         eps: Zero-variance threshold of `group_normalize`.
+        floor: The floor of `truncation="floor"`, in source units.
 
     Returns:
         Float array with the shape of ``quality``; NaN for a row whose quality or latency is ``None``/NaN (such a
@@ -160,5 +180,5 @@ def fuse_rewards(
     quality_array[missing] = np.nan
     latency_array[missing] = np.nan
     q = group_normalize(quality_array, group_size, eps)
-    latency_term = truncate_latency(latency_array, chunk_size, truncation, group_size, eps)
+    latency_term = truncate_latency(latency_array, chunk_size, truncation, group_size, eps, floor)
     return lambda_ * q - latency_term

@@ -15,11 +15,18 @@ Two prompt formats (``trl_seqpo.simt.templates``):
 
 Stop rules. A step ends at the first stop token or after ``max_new_tokens_per_step`` tokens. In the chat format the
 stop tokens are the end of the assistant turn (``step_end_token``, ``<|im_end|>`` for ChatML) and the end of the
-translation (the tokenizer's EOS); in the paper format the step ends at EOS. A trajectory is finished when
+translation (the tokenizer's EOS); in the paper format the step ends at EOS. No trajectory ends before the whole
+source has been shown; after that it is finished when
 
 1. it emitted the end-of-translation token (chat format), or
-2. the whole source has been shown and the step ended on its stop token with a non-empty output, or
-3. the whole source has been shown and ``max_steps_after_source`` further steps were used up.
+2. the step ended on its stop token with a non-empty output, or
+3. ``max_steps_after_source`` further steps were used up.
+
+**End of translation before the last chunk** is read as the end of that step (a wait when nothing was written): the
+environment closes the turn and shows the next chunk. The token stays in the trajectory as the policy sampled it,
+with its recorded log-probability, so the gradient stays on-policy without masking the distribution (masking it
+would need the same mask in TRL's log-prob recomputation). The reward then always scores a translation of the whole
+source; a policy that "stops" after chunk 1 can no longer get a low AL from a one-chunk translation.
 
 Delays follow DESIGN.md: a target unit first emitted at step t has delay ``min(t * m, n)`` source units, units emitted
 after the last chunk get ``n``.
@@ -412,12 +419,13 @@ class SimultaneousRollout:
             logprobs = list(output.logprobs) if len(output.logprobs) == len(ids) else [0.0] * len(ids)
             trajectory.completion_logprobs.extend(logprobs)
             trajectory.env_mask.extend([1] * len(ids))
-        source_complete = step >= trajectory.num_chunks
+        if step < trajectory.num_chunks:
+            return  # never finished before every chunk has been read (an early end of translation ends the step)
         if cfg.prompt_format == "chat" and output.stop_token_id == self.eos_token_id:
             trajectory.finished_by = "eos"
-        elif source_complete and output.finish_reason == "stop" and text.strip():
+        elif output.finish_reason == "stop" and text.strip():
             trajectory.finished_by = "stop"
-        elif source_complete and step - trajectory.num_chunks >= cfg.max_steps_after_source:
+        elif step - trajectory.num_chunks >= cfg.max_steps_after_source:
             trajectory.finished_by = "budget"
 
     # ------------------------------------------------------------------ fixed policies

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
-_LATENCY_TRUNCATIONS = ("clamp_then_normalize", "paper", "none")
+from trl_seqpo.rewards.fusion import DEFAULT_LATENCY_FLOOR, DEFAULT_TRUNCATION, TRUNCATION_MODES
 
 
 @dataclass
@@ -52,9 +52,13 @@ class SeqPOConfig(GRPOConfig):
             Compute AL with the reference length (SimulEval's default) instead of the hypothesis length.
         fusion_lambda (`float`, *optional*, defaults to `2.0`):
             `lambda` in `r = lambda * q - L`.
-        latency_truncation (`str`, *optional*, defaults to `"clamp_then_normalize"`):
-            `"clamp_then_normalize"`: raw latency clamped at `chunk_size` before group normalisation (our reading);
-            `"paper"`: the literal `max(m, normalised L)`; `"none"`: no truncation. See `docs/rewards.md`.
+        latency_truncation (`str`, *optional*, defaults to `"floor"`):
+            `"floor"`: raw latency floored at `latency_floor` before group normalisation (Sec. 4.4: AL below zero
+            only comes from junk output, honest differences above the floor are kept); `"clamp_then_normalize"`:
+            floored at `chunk_size` instead (erases honest differences below m); `"paper"`: the literal
+            `max(m, normalised L)`; `"none"`: no truncation. See `docs/rewards.md`.
+        latency_floor (`float`, *optional*, defaults to `0.0`):
+            The floor of `latency_truncation="floor"`, in source units.
 
     > [!NOTE]
     > These parameters have default values different from [`~trl.GRPOConfig`]:
@@ -126,8 +130,15 @@ class SeqPOConfig(GRPOConfig):
     )
     fusion_lambda: float = field(default=2.0, metadata={"help": "lambda in r = lambda * q - L (Eq. 2)."})
     latency_truncation: str = field(
-        default="clamp_then_normalize",
-        metadata={"help": "'clamp_then_normalize' (default), 'paper' (literal max(m, z)) or 'none'."},
+        default=DEFAULT_TRUNCATION,
+        metadata={
+            "help": "'floor' (default: raw AL floored at latency_floor), 'clamp_then_normalize' (floored at m), "
+            "'paper' (literal max(m, z)) or 'none'."
+        },
+    )
+    latency_floor: float = field(
+        default=DEFAULT_LATENCY_FLOOR,
+        metadata={"help": "Floor of the raw latency for latency_truncation='floor', in source units."},
     )
 
     _VALID_DICT_FIELDS = GRPOConfig._VALID_DICT_FIELDS + ["quality_reward_kwargs"]
@@ -149,10 +160,10 @@ class SeqPOConfig(GRPOConfig):
                 raise ValueError(f"{name} must be 'word', 'char' or None (pick from the language), got {value!r}")
         if self.latency_reward not in ("average_lagging", "laal"):
             raise ValueError(f"latency_reward must be 'average_lagging' or 'laal', got {self.latency_reward!r}")
-        if self.latency_truncation not in _LATENCY_TRUNCATIONS:
-            raise ValueError(
-                f"latency_truncation must be one of {_LATENCY_TRUNCATIONS}, got {self.latency_truncation!r}"
-            )
+        if self.latency_truncation not in TRUNCATION_MODES:
+            raise ValueError(f"latency_truncation must be one of {TRUNCATION_MODES}, got {self.latency_truncation!r}")
+        if self.latency_floor != self.latency_floor or abs(self.latency_floor) == float("inf"):
+            raise ValueError(f"latency_floor must be a finite number of source units, got {self.latency_floor}")
         if self.fusion_lambda < 0:
             raise ValueError(
                 f"fusion_lambda must be >= 0 (it weighs quality against latency), got {self.fusion_lambda}"

@@ -214,6 +214,7 @@ class FusedSimultaneousReward:
             lambda_=self.args.fusion_lambda,
             chunk_size=self.args.chunk_size,
             truncation=self.args.latency_truncation,
+            floor=self.args.latency_floor,
         )
         rank = self.trainer.accelerator.process_index if self.trainer is not None else 0
         local = fused[rank * len(prompts) : (rank + 1) * len(prompts)]
