@@ -98,12 +98,12 @@ def test_folder_mode_one_folder_with_language_suffixes(tmp_path, capsys):
 
 def test_folder_mode_bad_file_stops_or_is_skipped(tmp_path, capsys):
     make_programmes(tmp_path)
-    (tmp_path / "tgt" / "ep1.zh.srt").write_text("1\n00:00:05,000 --> 00:00:04,000\n你好\n")
+    (tmp_path / "tgt" / "ep1.zh.srt").write_text("1\n00:00:05,000 --> 00:00:0x,000\n你好\n")
     out = tmp_path / "aligned"
     args = ["subtitles", "align", str(tmp_path / "src"), str(tmp_path / "tgt"), "-o", str(out)]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "ep1.zh.srt:2: cue ends before it starts" in err
+    assert err.count("\n") == 1 and "ep1.zh.srt:2: timestamp does not parse" in err
     assert not out.exists() or not list(out.iterdir())
     assert main([*args, "--skip-bad"]) == 0
     assert [p.name for p in out.iterdir()] == ["ep2.jsonl"]
@@ -117,7 +117,10 @@ BAD_INPUTS = {
     "truncated block": (GOOD_SRT + "\n3\n00:00:05,000 --> 00:00:0", "bad.srt:10: truncated SRT block"),
     "truncated after number": (GOOD_SRT + "\n3\n", "bad.srt:9: truncated SRT block"),
     "bad timestamp": (GOOD_SRT.replace("00:00:03,000", "00:00:03.5OO"), "bad.srt:6: timestamp does not parse"),
-    "end before start": (GOOD_SRT.replace("00:00:04,000", "00:00:02,000"), "bad.srt:6: cue ends before it starts"),
+    "only cue ends before start": (
+        GOOD_SRT.split("\n\n")[0].replace("00:00:02,000", "00:00:00,500") + "\n",
+        "bad.srt: no subtitle cues found",
+    ),
     "empty file": ("", "bad.srt: file is empty"),
 }
 

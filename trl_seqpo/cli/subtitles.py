@@ -28,7 +28,7 @@ from trl_seqpo.errors import UserInputError
 from trl_seqpo.jsonl import parse_json_lines
 from trl_seqpo.subtitles.align import AlignmentResult, align_cues
 from trl_seqpo.subtitles.documents import make_documents, sft_examples
-from trl_seqpo.subtitles.io import atomic_output, read_subtitles
+from trl_seqpo.subtitles.io import Cue, atomic_output, read_subtitle_file
 
 SUBTITLE_EXTENSIONS = (".srt", ".ass", ".ssa", ".vtt", ".sub")
 _LANGUAGE_SUFFIX = re.compile(r"^[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
@@ -63,7 +63,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     align.add_argument("--min-overlap", type=float, default=0.5, help="overlap share for split/merged cues to join")
     align.add_argument("--source-lang", help="source language code (file suffix in folder mode, e.g. 'en')")
     align.add_argument("--target-lang", help="target language code (e.g. 'zh'); zh/ja texts are joined without spaces")
-    align.add_argument("--encoding", help="force this text encoding instead of detecting it")
+    align.add_argument("--encoding", help="force this text encoding for both files instead of detecting it")
+    align.add_argument("--source-encoding", help="force the source file's text encoding")
+    align.add_argument("--target-encoding", help="force the target file's text encoding")
+    align.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse a file with an event that ends before it starts (default: drop it)",
+    )
     align.add_argument("--fps", type=float, help="frame rate for MicroDVD files that do not state it")
     align.add_argument("--overwrite", action="store_true", help="folder mode: redo programmes already aligned")
     align.add_argument("--skip-bad", action="store_true", help="folder mode: report unreadable files and go on")
@@ -183,8 +190,8 @@ def _align_pair(
     source_lang: str | None,
     target_lang: str | None,
 ) -> AlignmentResult:
-    source_cues = read_subtitles(source, args.encoding, fps=args.fps)
-    target_cues = read_subtitles(target, args.encoding, fps=args.fps)
+    source_cues = _read(source, args.source_encoding or args.encoding, args)
+    target_cues = _read(target, args.target_encoding or args.encoding, args)
     result = align_cues(
         source_cues,
         target_cues,
@@ -197,6 +204,13 @@ def _align_pair(
         for group in result.groups:
             handle.write(json.dumps(group.to_dict(), ensure_ascii=False) + "\n")
     return result
+
+
+def _read(path: Path, encoding: str | None, args: argparse.Namespace) -> list[Cue]:
+    result = read_subtitle_file(path, encoding, fps=args.fps, strict=args.strict)
+    for message in result.warnings(path):
+        print(f"trl-seqpo: warning: {message}", file=sys.stderr)
+    return result.cues
 
 
 def _subtitle_files(folder: Path) -> list[Path]:
