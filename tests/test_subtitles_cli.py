@@ -21,13 +21,27 @@ def read_jsonl(path):
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
 
 
+def groups_in(path):
+    return [record for record in read_jsonl(path) if "excluded" not in record]
+
+
 def test_align_writes_groups_and_summary(tmp_path, capsys):
     out = tmp_path / "pairs.jsonl"
     assert (
         main(["subtitles", "align", str(DATA / "harbour.en.srt"), str(DATA / "harbour.zh.srt"), "-o", str(out)]) == 0
     )
-    records = read_jsonl(out)
-    assert len(records) == 9
+    everything = read_jsonl(out)
+    # the fansub notice is listed as left out, with its reason, not paired or counted as unmatched
+    assert everything[0] == {
+        "excluded": "credit",
+        "side": "target",
+        "line": 0,
+        "text": "本字幕仅供学习交流",
+        "start": 1.0,
+        "end": 5.0,
+    }
+    records = [record for record in everything if "excluded" not in record]
+    assert len(records) == 9 and len(everything) == 10
     assert set(records[0]) >= {"source_lines", "target_lines", "source", "target", "start", "end"}
     assert records[4]["target_lines"] == [6, 7] and records[4]["target"] == "你爸打了两次电话问你过节回不回家"
     assert [r["start"] for r in records] == sorted(r["start"] for r in records)
@@ -35,8 +49,42 @@ def test_align_writes_groups_and_summary(tmp_path, capsys):
     assert (
         "9 aligned groups" in err
         and "unmatched source cues: 1 (3)" in err
-        and "unmatched target cues: 2 (0, 1)" in err
+        and "unmatched target cues: 1 (1)" in err
+        and "not dialogue: source 0 (none), target 1 (credit 1)" in err
     )
+    assert (
+        main(
+            [
+                "subtitles",
+                "align",
+                str(DATA / "harbour.en.srt"),
+                str(DATA / "harbour.zh.srt"),
+                "-o",
+                str(out),
+                "--keep",
+                "credit",
+            ]
+        )
+        == 0
+    )
+    assert not any("excluded" in record for record in read_jsonl(out))
+    assert "unmatched target cues: 2 (0, 1)" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "subtitles",
+                "align",
+                str(DATA / "harbour.en.srt"),
+                str(DATA / "harbour.zh.srt"),
+                "-o",
+                str(out),
+                "--keep",
+                "sings",
+            ]
+        )
+        == 2
+    )
+    assert "unknown reason(s) to keep: sings" in capsys.readouterr().err
 
 
 def test_documents_and_sft_from_aligned(tmp_path, capsys):
@@ -74,14 +122,14 @@ def test_folder_mode_two_folders_and_resume(tmp_path, capsys):
     args = ["subtitles", "align", str(tmp_path / "src"), str(tmp_path / "tgt"), "-o", str(out)]
     assert main(args) == 0
     assert sorted(p.name for p in out.iterdir()) == ["ep1.jsonl", "ep2.jsonl"]
-    assert len(read_jsonl(out / "ep2.jsonl")) == 9
+    assert len(groups_in(out / "ep2.jsonl")) == 9
     err = capsys.readouterr().err
     assert "aligned 2 programme(s), 0 already done" in err and "1 without a partner (ep3)" in err
     before = (out / "ep1.jsonl").read_text()
     (out / "ep2.jsonl").unlink()  # as if the run had been killed before ep2
     assert main(args) == 0
     assert "aligned 1 programme(s), 1 already done" in capsys.readouterr().err
-    assert (out / "ep1.jsonl").read_text() == before and len(read_jsonl(out / "ep2.jsonl")) == 9
+    assert (out / "ep1.jsonl").read_text() == before and len(groups_in(out / "ep2.jsonl")) == 9
 
 
 def test_folder_mode_one_folder_with_language_suffixes(tmp_path, capsys):

@@ -85,3 +85,83 @@ def test_inverted_events_are_dropped_and_counted(real_file):
     assert len(karaoke.dropped_inverted) == 153
     with pytest.raises(UserInputError, match="ends before it starts"):
         read_subtitle_file(real_file("pairs/despicable_me3/despicable_me3.zh.ass"), strict=True)
+
+
+PAIRS = {
+    "ted_troxel": ("pairs/ted_troxel/ted_troxel.en.srt", "pairs/ted_troxel/ted_troxel.zh.srt", "en", "zh"),
+    "gdsub_robotics": (
+        "pairs/gdsub_robotics/gdsub_robotics.en.srt",
+        "pairs/gdsub_robotics/gdsub_robotics.zh.srt",
+        "en",
+        "zh",
+    ),
+    "despicable_me2": (
+        "pairs/despicable_me2/despicable_me2.en.srt",
+        "pairs/despicable_me2/despicable_me2.zh.srt",
+        "en",
+        "zh",
+    ),
+    "despicable_me3": (
+        "pairs/despicable_me3/despicable_me3.en.ass",
+        "pairs/despicable_me3/despicable_me3.zh.ass",
+        "en",
+        "zh",
+    ),
+    "blackfox": ("pairs/blackfox_ja_zh/blackfox.ja.srt", "pairs/blackfox_ja_zh/blackfox.zh.ass", "ja", "zh"),
+    "ainouta": ("pairs/ainouta_ja_zh/ainouta.ja.ass", "pairs/ainouta_ja_zh/ainouta.zh.ass", "ja", "zh"),
+    "lupin": ("pairs/lupin_en_fr/lupin.en.srt", "pairs/lupin_en_fr/lupin.fr.srt", "en", "fr"),
+    "imitation_game": (
+        "pairs/imitation_game_en_ru/imitation_game.en.srt",
+        "pairs/imitation_game_en_ru/imitation_game.ru.srt",
+        "en",
+        "ru",
+    ),
+}
+
+
+@pytest.fixture(scope="session")
+def aligned_pairs(real_file):
+    from trl_seqpo.subtitles.align import align_dialogue
+
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            source, target, source_lang, target_lang = PAIRS[name]
+            cache[name] = align_dialogue(
+                read_subtitle_file(real_file(source)).cues,
+                read_subtitle_file(real_file(target)).cues,
+                source_lang=source_lang,
+                target_lang=target_lang,
+            )
+        return cache[name]
+
+    return get
+
+
+def test_credits_signs_and_layered_copies_are_not_training_pairs(aligned_pairs):
+    blackfox = aligned_pairs("blackfox")
+    assert not any("翻译：" in group.target or "字幕" in group.target for group in blackfox.groups)
+    assert not any("石动律花石动律花" in group.target for group in blackfox.groups)
+    assert not any(group.source.startswith("（") for group in blackfox.groups)
+    assert set(blackfox.excluded_target.values()) >= {"credit", "song", "drawing", "positioned"}
+    ainouta = aligned_pairs("ainouta")
+    assert not any("字幕制作" in group.target for group in ainouta.groups)
+
+
+def test_chinese_lines_of_the_english_file_are_not_paired_with_themselves(aligned_pairs):
+    result = aligned_pairs("despicable_me2")
+    assert not any(group.source == group.target for group in result.groups)
+    assert list(result.excluded_source.values()).count("other_script") >= 15
+
+
+def test_name_card_and_date_caption_stay_out_of_the_ted_translation(aligned_pairs):
+    result = aligned_pairs("ted_troxel")
+    assert not any("2016年11月" in group.target or "温蒂" in group.target for group in result.groups)
+    assert sorted(result.excluded_target.values()) == ["overlay", "overlay"]
+
+
+def test_sdh_descriptions_and_labels_are_not_in_paired_text(aligned_pairs):
+    result = aligned_pairs("lupin")
+    assert not any("[" in group.source or "[" in group.target for group in result.groups)
+    assert list(result.excluded_source.values()).count("description") > 100

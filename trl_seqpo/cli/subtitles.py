@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from trl_seqpo.errors import UserInputError
 from trl_seqpo.jsonl import parse_json_lines
-from trl_seqpo.subtitles.align import AlignmentResult, align_cues
+from trl_seqpo.subtitles.align import AlignmentResult, align_dialogue
 from trl_seqpo.subtitles.documents import make_documents, sft_examples
 from trl_seqpo.subtitles.io import Cue, atomic_output, read_subtitle_file
 
@@ -72,6 +72,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="refuse a file with an event that ends before it starts (default: drop it)",
     )
     align.add_argument("--fps", type=float, help="frame rate for MicroDVD files that do not state it")
+    align.add_argument(
+        "--keep",
+        default="",
+        help="comma-separated reasons to keep cues that are not dialogue (sign, credit, song, karaoke, description, "
+        "other_script, overlay, layered, positioned, flash, zero_length, ...; 'all' keeps everything)",
+    )
+    align.add_argument(
+        "--keep-sdh", action="store_true", help="keep SDH speaker labels, [descriptions] and furigana in the text"
+    )
     align.add_argument("--overwrite", action="store_true", help="folder mode: redo programmes already aligned")
     align.add_argument("--skip-bad", action="store_true", help="folder mode: report unreadable files and go on")
     align.set_defaults(func=run_align)
@@ -192,17 +201,26 @@ def _align_pair(
 ) -> AlignmentResult:
     source_cues = _read(source, args.source_encoding or args.encoding, args)
     target_cues = _read(target, args.target_encoding or args.encoding, args)
-    result = align_cues(
-        source_cues,
-        target_cues,
-        args.max_start_diff,
-        min_overlap=args.min_overlap,
-        source_lang=source_lang,
-        target_lang=target_lang,
-    )
+    keep = [reason.strip() for reason in args.keep.split(",") if reason.strip()]
+    try:
+        result = align_dialogue(
+            source_cues,
+            target_cues,
+            args.max_start_diff,
+            min_overlap=args.min_overlap,
+            source_lang=source_lang,
+            target_lang=target_lang,
+            keep=keep,
+            strip_sdh=not args.keep_sdh,
+        )
+    except ValueError as exc:
+        raise UserInputError(f"--keep: {exc}") from exc
+    records = [group.to_dict() for group in result.groups]
+    records += result.excluded_records(source_cues, target_cues)
+    records.sort(key=lambda record: (record["start"], "excluded" in record))
     with atomic_output(output) as handle:
-        for group in result.groups:
-            handle.write(json.dumps(group.to_dict(), ensure_ascii=False) + "\n")
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return result
 
 
@@ -291,6 +309,8 @@ def _read_aligned(path: Path) -> list[dict[str, Any]]:
             "not UTF-8 JSON lines; give the output of 'trl-seqpo subtitles align'", path=str(path)
         ) from exc
     for number, record in parse_json_lines(text.split("\n"), path):
+        if isinstance(record, dict) and "excluded" in record:
+            continue  # a cue 'align' left out as not dialogue, listed for the record
         if not isinstance(record, dict) or not isinstance(record.get("source"), str):
             raise UserInputError("expected an object with a string 'source' field", path=str(path), line=number)
         if "target" in record and not isinstance(record["target"], str):

@@ -24,12 +24,14 @@ unanchored cue, the opposite cues it overlaps.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from trl_seqpo.subtitles.classify import dialogue_only
 from trl_seqpo.subtitles.io import Cue
 
-__all__ = ["AlignedGroup", "AlignmentResult", "align_cues", "is_cjk_language", "join_texts"]
+__all__ = ["AlignedGroup", "AlignmentResult", "align_cues", "align_dialogue", "is_cjk_language", "join_texts"]
 
 # Languages written without spaces between words: cue texts are concatenated without a separator.
 _NO_SPACE_LANGUAGES = frozenset({"zh", "ja", "yue", "wuu", "cmn", "lzh"})
@@ -78,6 +80,8 @@ class AlignmentResult:
         unmatched_target: Indices of target cues with text but no counterpart.
         skipped_source: Indices of source cues skipped because they have no text.
         skipped_target: Indices of target cues skipped because they have no text.
+        excluded_source: ``{index: reason}`` of source cues left out as not dialogue (:func:`align_dialogue`).
+        excluded_target: The same for the target.
     """
 
     groups: list[AlignedGroup]
@@ -85,6 +89,8 @@ class AlignmentResult:
     unmatched_target: list[int] = field(default_factory=list)
     skipped_source: list[int] = field(default_factory=list)
     skipped_target: list[int] = field(default_factory=list)
+    excluded_source: dict[int, str] = field(default_factory=dict)
+    excluded_target: dict[int, str] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One line: number of groups and of unmatched cues on each side, with the first unmatched indices."""
@@ -95,10 +101,41 @@ class AlignmentResult:
             shown = ", ".join(str(index) for index in indices[:8])
             return f"{len(indices)} ({shown}{', ...' if len(indices) > 8 else ''})"
 
-        return (
+        def reasons(excluded: dict[int, str]) -> str:
+            counts = Counter(excluded.values())
+            return ", ".join(f"{reason} {count}" for reason, count in counts.most_common()) or "none"
+
+        text = (
             f"{len(self.groups)} aligned groups; unmatched source cues: {listed(self.unmatched_source)}; "
             f"unmatched target cues: {listed(self.unmatched_target)}"
         )
+        if self.excluded_source or self.excluded_target:
+            text += (
+                f"; not dialogue: source {len(self.excluded_source)} ({reasons(self.excluded_source)}), "
+                f"target {len(self.excluded_target)} ({reasons(self.excluded_target)})"
+            )
+        return text
+
+    def excluded_records(self, source: Sequence[Cue], target: Sequence[Cue]) -> list[dict[str, object]]:
+        """One JSON object per excluded cue (``excluded`` reason, ``side``, ``line`` index, ``text``, times)."""
+        records: list[dict[str, object]] = []
+        for side, cues, excluded in (
+            ("source", source, self.excluded_source),
+            ("target", target, self.excluded_target),
+        ):
+            for cue in cues:
+                if cue.index in excluded:
+                    records.append(
+                        {
+                            "excluded": excluded[cue.index],
+                            "side": side,
+                            "line": cue.index,
+                            "text": cue.text,
+                            "start": round(cue.start, 3),
+                            "end": round(cue.end, 3),
+                        }
+                    )
+        return records
 
 
 def align_cues(
@@ -199,6 +236,50 @@ def align_cues(
         skipped_source=skipped_source,
         skipped_target=skipped_target,
     )
+
+
+def align_dialogue(
+    source: Sequence[Cue],
+    target: Sequence[Cue],
+    max_start_diff: float = 0.7,
+    *,
+    min_overlap: float = 0.5,
+    source_lang: str | None = None,
+    target_lang: str | None = None,
+    keep: Collection[str] = (),
+    strip_sdh: bool = True,
+) -> AlignmentResult:
+    """Align the dialogue of two files: cues :func:`~trl_seqpo.subtitles.classify.dialogue_only` leaves out
+    (signs, credits, songs, SDH descriptions, ...) take no part and are reported in ``excluded_*``.
+
+    Args:
+        source: Source-language cues.
+        target: Target-language cues.
+        max_start_diff: As in :func:`align_cues`.
+        min_overlap: As in :func:`align_cues`.
+        source_lang: As in :func:`align_cues`.
+        target_lang: As in :func:`align_cues`.
+        keep: Reasons to keep anyway (``{"song"}``, or ``{"all"}`` to classify nothing away).
+        strip_sdh: Remove SDH speaker labels, bracketed descriptions and furigana from the paired text.
+
+    Returns:
+        An :class:`AlignmentResult` with ``excluded_source`` / ``excluded_target`` filled in.
+
+    Raises:
+        ValueError: Bad ``max_start_diff``/``min_overlap``, or ``keep`` names an unknown reason.
+    """
+    kept_source, excluded_source = dialogue_only(source, keep=keep, strip=strip_sdh)
+    kept_target, excluded_target = dialogue_only(target, keep=keep, strip=strip_sdh)
+    result = align_cues(
+        kept_source,
+        kept_target,
+        max_start_diff,
+        min_overlap=min_overlap,
+        source_lang=source_lang,
+        target_lang=target_lang,
+    )
+    result.excluded_source, result.excluded_target = excluded_source, excluded_target
+    return result
 
 
 def is_cjk_language(lang: str | None) -> bool:
