@@ -12,7 +12,7 @@ reason              signal
 ``zero_length``     ends when it starts (hidden cues; karaoke particles)
 ``flash``           shorter than 0.1 s (one or two frames: animation steps of a sign)
 ``drawing``         an ASS vector drawing (``{\\p1}``)
-``karaoke``         ASS karaoke timing (``{\\k20}``, ``\\kf``, ``\\ko``) outside a dialogue style (``Default``, ``Dial-*``)
+``karaoke``         ASS karaoke timing (``{\\k20}``, ``\\kf``) outside a dialogue style (``Default``, ``Dial-*``)
 ``positioned``      placed by hand (``\\pos``/``\\move``): signs follow the picture, dialogue sits at the bottom
 ``sign``            ASS style named like on-screen text (``Sign``, ``Scr``, ``Screen``, ``Title``, ``Note``), or
                     every word in capitals (``BASED ON A TRUE STORY``)
