@@ -80,7 +80,7 @@ class AlignmentResult:
         unmatched_target: Indices of target cues with text but no counterpart.
         skipped_source: Indices of source cues skipped because they have no text.
         skipped_target: Indices of target cues skipped because they have no text.
-        excluded_source: ``{index: reason}`` of source cues left out as not dialogue (:func:`align_dialogue`).
+        excluded_source: ``{index: reason}`` of source cues left out as not dialogue (`align_dialogue`).
         excluded_target: The same for the target.
     """
 
@@ -249,21 +249,21 @@ def align_dialogue(
     keep: Collection[str] = (),
     strip_sdh: bool = True,
 ) -> AlignmentResult:
-    """Align the dialogue of two files: cues :func:`~trl_seqpo.subtitles.classify.dialogue_only` leaves out
+    """Align the dialogue of two files: cues `dialogue_only` leaves out
     (signs, credits, songs, SDH descriptions, ...) take no part and are reported in ``excluded_*``.
 
     Args:
         source: Source-language cues.
         target: Target-language cues.
-        max_start_diff: As in :func:`align_cues`.
-        min_overlap: As in :func:`align_cues`.
-        source_lang: As in :func:`align_cues`.
-        target_lang: As in :func:`align_cues`.
+        max_start_diff: As in `align_cues`.
+        min_overlap: As in `align_cues`.
+        source_lang: As in `align_cues`.
+        target_lang: As in `align_cues`.
         keep: Reasons to keep anyway (``{"song"}``, or ``{"all"}`` to classify nothing away).
         strip_sdh: Remove SDH speaker labels, bracketed descriptions and furigana from the paired text.
 
     Returns:
-        An :class:`AlignmentResult` with ``excluded_source`` / ``excluded_target`` filled in.
+        An `AlignmentResult` with ``excluded_source`` / ``excluded_target`` filled in.
 
     Raises:
         ValueError: Bad ``max_start_diff``/``min_overlap``, or ``keep`` names an unknown reason.

@@ -24,7 +24,7 @@ reason              signal
 ``overlay``         SRT/WebVTT only: overlaps two or more other dialogue cues (a name card, a date caption)
 ==================  ======================================================================================
 
-Inside dialogue cues, :func:`strip_sdh` removes SDH speaker labels (``JOHN:``, ``[Claire]``, ``（律花）``), bracketed
+Inside dialogue cues, `strip_sdh` removes SDH speaker labels (``JOHN:``, ``[Claire]``, ``（律花）``), bracketed
 sound descriptions and furigana readings (``律花(りっか)``). Everything here is pure Python, O(N log N) at worst.
 """
 
@@ -134,10 +134,10 @@ def dominant_script(texts: Sequence[str]) -> str | None:
 
 
 def classify_cues(cues: Sequence[Cue], *, script: str | None = None) -> list[str | None]:
-    """Why each cue is not dialogue (a name from :data:`REASONS`), or ``None`` for dialogue.
+    """Why each cue is not dialogue (a name from `REASONS`), or ``None`` for dialogue.
 
     Args:
-        cues: The cues of one file, as :func:`~trl_seqpo.subtitles.io.read_subtitles` returns them.
+        cues: The cues of one file, as `read_subtitles` returns them.
         script: The file's script (``"latin"``, ``"cjk"``, ...); ``None`` takes the dominant one.
 
     Returns:
@@ -176,7 +176,7 @@ def dialogue_only(
     Args:
         cues: The cues of one file.
         keep: Reasons to keep anyway (``{"song"}`` keeps lyrics; ``{"all"}`` keeps everything).
-        strip: Remove SDH labels, descriptions and furigana from the kept cues' text (:func:`strip_sdh`).
+        strip: Remove SDH labels, descriptions and furigana from the kept cues' text (`strip_sdh`).
         script: The file's script; ``None`` takes the dominant one.
 
     Returns:

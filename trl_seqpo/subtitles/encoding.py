@@ -6,7 +6,7 @@ windows-1250/1251/1252, Shift-JIS and the ISO-8859 family.
 
 Byte-level detection alone is not enough for short files: 2 KB of windows-1250 Serbian is also valid GB18030,
 and decodes to rare Chinese characters glued to Latin letters (``衖no!``). Every candidate decoding is
-therefore checked against its script (:func:`implausible_reason`): Chinese text must be made mostly of the
+therefore checked against its script (`implausible_reason`): Chinese text must be made mostly of the
 frequent characters (the 3,755 of GB2312 level 1, or Big5's "frequently used" block), and no text may hold
 control characters. A file none of whose candidate decodings is plausible is refused with a message asking for
 ``--source-encoding``/``--target-encoding`` rather than read as nonsense.

@@ -1,14 +1,14 @@
 """Read and write subtitle files (SRT, ASS/SSA, WebVTT, MicroDVD) as plain `Cue` lists.
 
-Parsing goes through pysubs2, except WebVTT, which :mod:`trl_seqpo.subtitles.webvtt` reads per the W3C spec.
+Parsing goes through pysubs2, except WebVTT, which `webvtt` reads per the W3C spec.
 pysubs2 is lenient: a timing line it cannot read silently becomes text of the previous cue. ALPO's corpus
 construction (App. A.2) pairs cues by time, so a wrong time is worse than an error: before pysubs2 parses a text
-format, :func:`read_subtitle_file` scans the file for its timing lines and raises
-:class:`~trl_seqpo.errors.UserInputError` naming the file and line of the first problem.
+format, `read_subtitle_file` scans the file for its timing lines and raises
+`UserInputError` naming the file and line of the first problem.
 
 An event that ends before it starts (a sign ending 10 ms early, karaoke particles) is not shown by renderers:
-it is dropped and counted in :attr:`SubtitleFile.dropped_inverted` (``strict=True`` refuses the file instead).
-Encodings are detected per file by :mod:`trl_seqpo.subtitles.encoding`.
+it is dropped and counted in `dropped_inverted` (``strict=True`` refuses the file instead).
+Encodings are detected per file by `encoding`.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class Cue:
         style: ASS/SSA style name (``""`` for other formats).
         layer: ASS layer (0 for other formats).
         raw: The event's text as written, markup and override tags included (for the dialogue classifier).
-        event: Position of the event in :attr:`SubtitleFile.subs` (to write a translation back in place).
+        event: Position of the event in `subs` (to write a translation back in place).
     """
 
     index: int
@@ -91,7 +91,7 @@ class Cue:
 
 @dataclass
 class SubtitleFile:
-    """A subtitle file as read by :func:`read_subtitle_file`.
+    """A subtitle file as read by `read_subtitle_file`.
 
     Args:
         cues: Dialogue cues (ASS ``Comment`` events and inverted events left out), ``cue.index == position``.
@@ -126,9 +126,9 @@ def read_subtitles(
     fps: float | None = None,
     strict: bool = False,
 ) -> list[Cue]:
-    """Read a subtitle file's dialogue cues (ALPO App. A.1); see :func:`read_subtitle_file`.
+    """Read a subtitle file's dialogue cues (ALPO App. A.1); see `read_subtitle_file`.
 
-    Dropped inverted events are reported with :func:`warnings.warn`.
+    Dropped inverted events are reported with `warn`.
     """
     result = read_subtitle_file(path, encoding, format=format, fps=fps, strict=strict)
     for message in result.warnings(path):
@@ -148,14 +148,14 @@ def read_subtitle_file(
 
     Args:
         path: SRT, ASS/SSA, WebVTT or MicroDVD file (other formats pysubs2 knows are read without the line checks).
-        encoding: Text encoding; ``None`` detects it (:mod:`trl_seqpo.subtitles.encoding`).
+        encoding: Text encoding; ``None`` detects it (`encoding`).
         format: pysubs2 format identifier (``"srt"``, ``"ass"``, ``"vtt"``, ``"microdvd"``, ...); ``None`` detects
             it from the content.
         fps: Frame rate, needed only for MicroDVD files that do not state it in their first cue.
         strict: Refuse a file with an event that ends before it starts instead of dropping the event.
 
     Returns:
-        A :class:`SubtitleFile`: dialogue cues in file order and the parsed file.
+        A `SubtitleFile`: dialogue cues in file order and the parsed file.
 
     Raises:
         UserInputError: The file is missing, empty, not text, not a subtitle file, or has a truncated block, a
