@@ -236,7 +236,7 @@ def test_console_script_in_a_subprocess(tmp_path):
         text=True,
         env=env,
     )
-    assert ok.returncode == 0 and "9 aligned groups" in ok.stderr and len(read_jsonl(out)) == 9
+    assert ok.returncode == 0 and "9 aligned groups" in ok.stderr and len(groups_in(out)) == 9
     bad = subprocess.run(
         [*command, "subtitles", "align", str(tmp_path / "nope.srt"), str(out), "-o", str(out)],
         capture_output=True,
