@@ -43,7 +43,7 @@ def test_align_writes_groups_and_summary(tmp_path, capsys):
     records = [record for record in everything if "excluded" not in record]
     assert len(records) == 9 and len(everything) == 10
     assert set(records[0]) >= {"source_lines", "target_lines", "source", "target", "start", "end"}
-    assert records[4]["target_lines"] == [6, 7] and records[4]["target"] == "你爸打了两次电话问你过节回不回家"
+    assert records[4]["target_lines"] == [6, 7] and records[4]["target"] == "你爸打了两次电话 问你过节回不回家"
     assert [r["start"] for r in records] == sorted(r["start"] for r in records)
     err = capsys.readouterr().err
     assert (

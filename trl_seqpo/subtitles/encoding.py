@@ -57,8 +57,8 @@ def decode_subtitle_bytes(data: bytes, *, path: str = "<bytes>", encoding: str |
         UserInputError: The bytes are not text in ``encoding``, or no candidate encoding gives plausible text.
 
     Example:
-        >>> decode_subtitle_bytes("Čekaj, šta?".encode("cp1250"))
-        'Čekaj, šta?'
+        >>> decode_subtitle_bytes("Đorđe, dođi ovamo!".encode("cp1250"))
+        'Đorđe, dođi ovamo!'
     """
     if encoding is not None:
         try:
