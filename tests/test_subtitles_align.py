@@ -44,7 +44,7 @@ def test_harbour_pair(english):
     merged, split = result.groups[3], result.groups[4]
     assert merged.source == "Sit down. Before you catch cold."
     assert merged.target == "快坐下 别着凉了"
-    assert split.target == "你爸打了两次电话问你过节回不回家"  # Chinese cues joined without a space
+    assert split.target == "你爸打了两次电话 问你过节回不回家"  # Chinese cues joined by a space
     assert split.source == "Your father called twice. He wants to know if you're coming home for the festival."
     assert (split.start, split.end) == (75.0, 79.5)
     assert [group.start for group in result.groups] == sorted(group.start for group in result.groups)
@@ -57,7 +57,7 @@ def test_ass_target_with_override_tags(english):
     shifted = [(src, [index + (index >= 4) for index in tgt]) for src, tgt in HARBOUR_GROUPS]
     assert pairs(result) == shifted
     assert result.skipped_target == [4]
-    assert result.groups[1].target == "渡轮在海湾中间抛锚了 我只好走完最后一英里"
+    assert result.groups[1].target == "渡轮在海湾中间抛锚了我只好走完最后一英里"  # a wrap: no space
     assert result.groups[3].target == "快坐下 别着凉了"
 
 
@@ -158,3 +158,51 @@ def test_summary_lists_unmatched(english):
         "start": 62.0,
         "end": 64.2,
     }
+
+
+def test_early_half_of_a_split_translation_is_kept():
+    # The Imitation Game, en 7 <-> ru 12 + 13: the first Russian half starts 1.4 s early and overlaps 48.9%
+    source = [
+        Cue(0, 124.87, 127.84, "that you are in control"),
+        Cue(1, 129.52, 132.54, "You're mistaken. I am in control."),
+    ]
+    target = [
+        Cue(0, 124.9, 127.8, "что вы контролируете"),
+        Cue(1, 128.14, 130.84, "Вы ошибаетесь."),
+        Cue(2, 130.9, 132.5, "Контролирую всё - я."),
+    ]
+    assert pairs(align_cues(source, target)) == [([0], [0]), ([1], [1, 2])]
+    without_neighbour = [target[0], target[1]]  # no other half in the group: an extra line, left alone
+    assert align_cues(source, without_neighbour).unmatched_target == [1]
+
+
+def test_split_half_between_two_groups_follows_the_sentence():
+    source = [
+        Cue(0, 166.88, 170.77, "But if you choose to stay,"),
+        Cue(1, 170.87, 175.47, "What happens is not mine."),
+    ]
+    target = [
+        Cue(0, 166.9, 170.0, "Но если останетесь,"),
+        Cue(1, 170.08, 171.62, "За то, что случится"),  # overlaps en 0 by 45%, en 1 by 49%; no sentence end
+        Cue(2, 171.7, 175.4, "далее я не в ответе."),
+    ]
+    assert pairs(align_cues(source, target)) == [([0], [0]), ([1], [1, 2])]
+
+
+def test_mutually_exclusive_leftovers_a_second_apart_are_paired():
+    source = [Cue(0, 1300.0, 1305.0, "Earlier line."), Cue(1, 1309.99, 1311.36, "100,000...")]
+    target = [Cue(0, 1300.0, 1305.0, "Раньше."), Cue(1, 1310.89, 1312.15, "100 000...")]  # 0.9 s apart
+    assert pairs(align_cues(source, target)) == [([0], [0]), ([1], [1])]
+    assert pairs(align_cues(source, target, recover_start_diff=0)) == [([0], [0])]
+    rival = [*target, Cue(2, 1310.75, 1312.5, "Сто тысяч")]  # two candidates: not each other's only one
+    assert pairs(align_cues(source, rival)) == [([0], [0])]
+
+
+def test_cjk_cues_are_joined_by_a_space_and_wraps_vanish():
+    source = [Cue(0, 1.0, 4.0, "I have to go. - Mm.")]
+    target = [Cue(0, 1.0, 2.5, "我该走了"), Cue(1, 2.5, 4.0, "嗯")]
+    assert align_cues(source, target, target_lang="zh").groups[0].target == "我该走了 嗯"
+    assert join_texts(["一句话\n分两行"], no_space_wraps=True) == "一句话分两行"
+    assert join_texts(["一句话\n分两行"]) == "一句话 分两行"
+    assert join_texts(["私はGoogle\nで働く"], no_space_wraps=True) == "私はGoogle で働く"
+    assert join_texts(["Sit\ndown.", "Now."], no_space_wraps=True) == "Sit down. Now."

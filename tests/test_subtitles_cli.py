@@ -21,22 +21,70 @@ def read_jsonl(path):
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
 
 
+def groups_in(path):
+    return [record for record in read_jsonl(path) if "excluded" not in record]
+
+
 def test_align_writes_groups_and_summary(tmp_path, capsys):
     out = tmp_path / "pairs.jsonl"
     assert (
         main(["subtitles", "align", str(DATA / "harbour.en.srt"), str(DATA / "harbour.zh.srt"), "-o", str(out)]) == 0
     )
-    records = read_jsonl(out)
-    assert len(records) == 9
+    everything = read_jsonl(out)
+    # the fansub notice is listed as left out, with its reason, not paired or counted as unmatched
+    assert everything[0] == {
+        "excluded": "credit",
+        "side": "target",
+        "line": 0,
+        "text": "本字幕仅供学习交流",
+        "start": 1.0,
+        "end": 5.0,
+    }
+    records = [record for record in everything if "excluded" not in record]
+    assert len(records) == 9 and len(everything) == 10
     assert set(records[0]) >= {"source_lines", "target_lines", "source", "target", "start", "end"}
-    assert records[4]["target_lines"] == [6, 7] and records[4]["target"] == "你爸打了两次电话问你过节回不回家"
+    assert records[4]["target_lines"] == [6, 7] and records[4]["target"] == "你爸打了两次电话 问你过节回不回家"
     assert [r["start"] for r in records] == sorted(r["start"] for r in records)
     err = capsys.readouterr().err
     assert (
         "9 aligned groups" in err
         and "unmatched source cues: 1 (3)" in err
-        and "unmatched target cues: 2 (0, 1)" in err
+        and "unmatched target cues: 1 (1)" in err
+        and "not dialogue: source 0 (none), target 1 (credit 1)" in err
     )
+    assert (
+        main(
+            [
+                "subtitles",
+                "align",
+                str(DATA / "harbour.en.srt"),
+                str(DATA / "harbour.zh.srt"),
+                "-o",
+                str(out),
+                "--keep",
+                "credit",
+            ]
+        )
+        == 0
+    )
+    assert not any("excluded" in record for record in read_jsonl(out))
+    assert "unmatched target cues: 2 (0, 1)" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "subtitles",
+                "align",
+                str(DATA / "harbour.en.srt"),
+                str(DATA / "harbour.zh.srt"),
+                "-o",
+                str(out),
+                "--keep",
+                "sings",
+            ]
+        )
+        == 2
+    )
+    assert "unknown reason(s) to keep: sings" in capsys.readouterr().err
 
 
 def test_documents_and_sft_from_aligned(tmp_path, capsys):
@@ -74,14 +122,14 @@ def test_folder_mode_two_folders_and_resume(tmp_path, capsys):
     args = ["subtitles", "align", str(tmp_path / "src"), str(tmp_path / "tgt"), "-o", str(out)]
     assert main(args) == 0
     assert sorted(p.name for p in out.iterdir()) == ["ep1.jsonl", "ep2.jsonl"]
-    assert len(read_jsonl(out / "ep2.jsonl")) == 9
+    assert len(groups_in(out / "ep2.jsonl")) == 9
     err = capsys.readouterr().err
     assert "aligned 2 programme(s), 0 already done" in err and "1 without a partner (ep3)" in err
     before = (out / "ep1.jsonl").read_text()
     (out / "ep2.jsonl").unlink()  # as if the run had been killed before ep2
     assert main(args) == 0
     assert "aligned 1 programme(s), 1 already done" in capsys.readouterr().err
-    assert (out / "ep1.jsonl").read_text() == before and len(read_jsonl(out / "ep2.jsonl")) == 9
+    assert (out / "ep1.jsonl").read_text() == before and len(groups_in(out / "ep2.jsonl")) == 9
 
 
 def test_folder_mode_one_folder_with_language_suffixes(tmp_path, capsys):
@@ -98,12 +146,12 @@ def test_folder_mode_one_folder_with_language_suffixes(tmp_path, capsys):
 
 def test_folder_mode_bad_file_stops_or_is_skipped(tmp_path, capsys):
     make_programmes(tmp_path)
-    (tmp_path / "tgt" / "ep1.zh.srt").write_text("1\n00:00:05,000 --> 00:00:04,000\n你好\n")
+    (tmp_path / "tgt" / "ep1.zh.srt").write_text("1\n00:00:05,000 --> 00:00:0x,000\n你好\n")
     out = tmp_path / "aligned"
     args = ["subtitles", "align", str(tmp_path / "src"), str(tmp_path / "tgt"), "-o", str(out)]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "ep1.zh.srt:2: cue ends before it starts" in err
+    assert err.count("\n") == 1 and "ep1.zh.srt:2: timestamp does not parse" in err
     assert not out.exists() or not list(out.iterdir())
     assert main([*args, "--skip-bad"]) == 0
     assert [p.name for p in out.iterdir()] == ["ep2.jsonl"]
@@ -117,7 +165,10 @@ BAD_INPUTS = {
     "truncated block": (GOOD_SRT + "\n3\n00:00:05,000 --> 00:00:0", "bad.srt:10: truncated SRT block"),
     "truncated after number": (GOOD_SRT + "\n3\n", "bad.srt:9: truncated SRT block"),
     "bad timestamp": (GOOD_SRT.replace("00:00:03,000", "00:00:03.5OO"), "bad.srt:6: timestamp does not parse"),
-    "end before start": (GOOD_SRT.replace("00:00:04,000", "00:00:02,000"), "bad.srt:6: cue ends before it starts"),
+    "only cue ends before start": (
+        GOOD_SRT.split("\n\n")[0].replace("00:00:02,000", "00:00:00,500") + "\n",
+        "bad.srt: no subtitle cues found",
+    ),
     "empty file": ("", "bad.srt: file is empty"),
 }
 
@@ -185,7 +236,7 @@ def test_console_script_in_a_subprocess(tmp_path):
         text=True,
         env=env,
     )
-    assert ok.returncode == 0 and "9 aligned groups" in ok.stderr and len(read_jsonl(out)) == 9
+    assert ok.returncode == 0 and "9 aligned groups" in ok.stderr and len(groups_in(out)) == 9
     bad = subprocess.run(
         [*command, "subtitles", "align", str(tmp_path / "nope.srt"), str(out), "-o", str(out)],
         capture_output=True,

@@ -115,7 +115,7 @@ def test_bad_srt_names_the_line(tmp_path, content, line, message):
     path = tmp_path / "bad.srt"
     path.write_text(content, encoding="utf-8")
     with pytest.raises(UserInputError, match=message) as info:
-        read_subtitles(path)
+        read_subtitles(path, strict=True)
     assert (info.value.path, info.value.line) == (str(path), line)
 
 
@@ -133,7 +133,7 @@ def test_bad_ass_names_the_line(tmp_path):
     assert info.value.line == 7
     path.write_text(head + "Dialogue: 0,0:00:03.00,0:00:02.00,Default,,0,0,0,,Hi\n")
     with pytest.raises(UserInputError, match="ends before it starts") as info:
-        read_subtitles(path)
+        read_subtitles(path, strict=True)
     assert info.value.line == 6
     path.write_text(head + "Dialogue: 0,0:00:01.00,0:00:02.00,Default\n")
     with pytest.raises(UserInputError, match="truncated event") as info:

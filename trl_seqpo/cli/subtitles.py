@@ -26,9 +26,9 @@ from tqdm.auto import tqdm
 
 from trl_seqpo.errors import UserInputError
 from trl_seqpo.jsonl import parse_json_lines
-from trl_seqpo.subtitles.align import AlignmentResult, align_cues
+from trl_seqpo.subtitles.align import AlignmentResult, align_dialogue
 from trl_seqpo.subtitles.documents import make_documents, sft_examples
-from trl_seqpo.subtitles.io import atomic_output, read_subtitles
+from trl_seqpo.subtitles.io import Cue, atomic_output, read_subtitle_file
 
 SUBTITLE_EXTENSIONS = (".srt", ".ass", ".ssa", ".vtt", ".sub")
 _LANGUAGE_SUFFIX = re.compile(r"^[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
@@ -62,9 +62,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     align.add_argument("--min-overlap", type=float, default=0.5, help="overlap share for split/merged cues to join")
     align.add_argument("--source-lang", help="source language code (file suffix in folder mode, e.g. 'en')")
-    align.add_argument("--target-lang", help="target language code (e.g. 'zh'); zh/ja texts are joined without spaces")
-    align.add_argument("--encoding", help="force this text encoding instead of detecting it")
+    align.add_argument("--target-lang", help="target language code (e.g. 'zh'); a wrap inside a zh/ja cue gets no space")
+    align.add_argument("--encoding", help="force this text encoding for both files instead of detecting it")
+    align.add_argument("--source-encoding", help="force the source file's text encoding")
+    align.add_argument("--target-encoding", help="force the target file's text encoding")
+    align.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse a file with an event that ends before it starts (default: drop it)",
+    )
     align.add_argument("--fps", type=float, help="frame rate for MicroDVD files that do not state it")
+    align.add_argument(
+        "--keep",
+        default="",
+        help="comma-separated reasons to keep cues that are not dialogue (sign, credit, song, karaoke, description, "
+        "other_script, overlay, layered, positioned, flash, zero_length, ...; 'all' keeps everything)",
+    )
+    align.add_argument(
+        "--keep-sdh", action="store_true", help="keep SDH speaker labels, [descriptions] and furigana in the text"
+    )
     align.add_argument("--overwrite", action="store_true", help="folder mode: redo programmes already aligned")
     align.add_argument("--skip-bad", action="store_true", help="folder mode: report unreadable files and go on")
     align.set_defaults(func=run_align)
@@ -183,20 +199,36 @@ def _align_pair(
     source_lang: str | None,
     target_lang: str | None,
 ) -> AlignmentResult:
-    source_cues = read_subtitles(source, args.encoding, fps=args.fps)
-    target_cues = read_subtitles(target, args.encoding, fps=args.fps)
-    result = align_cues(
-        source_cues,
-        target_cues,
-        args.max_start_diff,
-        min_overlap=args.min_overlap,
-        source_lang=source_lang,
-        target_lang=target_lang,
-    )
+    source_cues = _read(source, args.source_encoding or args.encoding, args)
+    target_cues = _read(target, args.target_encoding or args.encoding, args)
+    keep = [reason.strip() for reason in args.keep.split(",") if reason.strip()]
+    try:
+        result = align_dialogue(
+            source_cues,
+            target_cues,
+            args.max_start_diff,
+            min_overlap=args.min_overlap,
+            source_lang=source_lang,
+            target_lang=target_lang,
+            keep=keep,
+            strip_sdh=not args.keep_sdh,
+        )
+    except ValueError as exc:
+        raise UserInputError(f"--keep: {exc}") from exc
+    records = [group.to_dict() for group in result.groups]
+    records += result.excluded_records(source_cues, target_cues)
+    records.sort(key=lambda record: (record["start"], "excluded" in record))
     with atomic_output(output) as handle:
-        for group in result.groups:
-            handle.write(json.dumps(group.to_dict(), ensure_ascii=False) + "\n")
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return result
+
+
+def _read(path: Path, encoding: str | None, args: argparse.Namespace) -> list[Cue]:
+    result = read_subtitle_file(path, encoding, fps=args.fps, strict=args.strict)
+    for message in result.warnings(path):
+        print(f"trl-seqpo: warning: {message}", file=sys.stderr)
+    return result.cues
 
 
 def _subtitle_files(folder: Path) -> list[Path]:
@@ -277,6 +309,8 @@ def _read_aligned(path: Path) -> list[dict[str, Any]]:
             "not UTF-8 JSON lines; give the output of 'trl-seqpo subtitles align'", path=str(path)
         ) from exc
     for number, record in parse_json_lines(text.split("\n"), path):
+        if isinstance(record, dict) and "excluded" in record:
+            continue  # a cue 'align' left out as not dialogue, listed for the record
         if not isinstance(record, dict) or not isinstance(record.get("source"), str):
             raise UserInputError("expected an object with a string 'source' field", path=str(path), line=number)
         if "target" in record and not isinstance(record["target"], str):

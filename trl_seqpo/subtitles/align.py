@@ -14,7 +14,13 @@ uses start times alone, in one monotonic pass over both files:
    if that overlap covers at least ``min_overlap`` of its own duration (a target line split in two, two source lines
    merged into one target line). Attached cues join their partner's group; two unanchored cues that overlap each
    other this way form a group of their own.
-3. **Unmatched.** Every other cue is reported in ``unmatched_source`` / ``unmatched_target``, never paired with a
+3. **Split halves.** A cue still alone that overlaps an opposite cue by at least 25% of its duration and 0.5 s
+   joins that cue's group when its neighbour in its own file already belongs to that group: the early half of a
+   split line often starts before its partner (48.9% overlap in a real film) and would otherwise be dropped.
+4. **Mutual leftovers.** Two cues still alone that overlap (by 25% of the shorter one) and start at most
+   ``recover_start_diff`` (1 s) apart are paired when each is the other's only candidate among the cues still
+   alone (independent timing puts one-to-one partners 0.8-0.9 s apart, past step 1's 0.7 s).
+5. **Unmatched.** Every other cue is reported in ``unmatched_source`` / ``unmatched_target``, never paired with a
    neighbour. Cues with no text (ASS drawings, empty SRT blocks) are skipped and listed in ``skipped_*``.
 
 The cost is O(N + M) for files in time order (sorting is Timsort on nearly sorted input), plus, for each
@@ -24,16 +30,25 @@ unanchored cue, the opposite cues it overlaps.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from trl_seqpo.subtitles.classify import dialogue_only
 from trl_seqpo.subtitles.io import Cue
 
-__all__ = ["AlignedGroup", "AlignmentResult", "align_cues", "is_cjk_language", "join_texts"]
+__all__ = ["AlignedGroup", "AlignmentResult", "align_cues", "align_dialogue", "is_cjk_language", "join_texts"]
 
-# Languages written without spaces between words: cue texts are concatenated without a separator.
+# Languages written without spaces between words: a wrap inside a cue gets no space.
+# Step 3: share of a split half's duration that must overlap the partner of its other half.
+_SPLIT_OVERLAP = 0.25
+_SPLIT_MIN_SECONDS = 0.5
+_SENTENCE_ENDS = (".", "!", "?", "。", "！", "？", "…", "♪")
+# A sentence ends inside the cue ("small... Finished?"), or two speakers' lines ("- Clarke.\n- Please.").
+_SENTENCE_BREAK = re.compile(r"[.!?。！？…][\"'”’»)]*\s+\S|^\s*[-–—].*\n\s*[-–—]", re.DOTALL)
 _NO_SPACE_LANGUAGES = frozenset({"zh", "ja", "yue", "wuu", "cmn", "lzh"})
-_CJK_CHAR = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+# CJK characters and punctuation (a wrap between two of them is not a word space).
+_CJK_CHAR = re.compile(r"[\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
 
 
 @dataclass(frozen=True)
@@ -43,7 +58,7 @@ class AlignedGroup:
     Args:
         source_lines: 0-based indices (``Cue.index``) of the source cues, ascending.
         target_lines: 0-based indices of the target cues, ascending.
-        source: Source cue texts in time order, joined by a space (no space for zh/ja).
+        source: Source cue texts in time order, cues joined by a space (a wrap inside a zh/ja cue: no space).
         target: Target cue texts, joined the same way.
         start: Earliest start of the group's cues, in seconds.
         end: Latest end of the group's cues, in seconds.
@@ -78,6 +93,8 @@ class AlignmentResult:
         unmatched_target: Indices of target cues with text but no counterpart.
         skipped_source: Indices of source cues skipped because they have no text.
         skipped_target: Indices of target cues skipped because they have no text.
+        excluded_source: ``{index: reason}`` of source cues left out as not dialogue (`align_dialogue`).
+        excluded_target: The same for the target.
     """
 
     groups: list[AlignedGroup]
@@ -85,6 +102,8 @@ class AlignmentResult:
     unmatched_target: list[int] = field(default_factory=list)
     skipped_source: list[int] = field(default_factory=list)
     skipped_target: list[int] = field(default_factory=list)
+    excluded_source: dict[int, str] = field(default_factory=dict)
+    excluded_target: dict[int, str] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One line: number of groups and of unmatched cues on each side, with the first unmatched indices."""
@@ -95,10 +114,41 @@ class AlignmentResult:
             shown = ", ".join(str(index) for index in indices[:8])
             return f"{len(indices)} ({shown}{', ...' if len(indices) > 8 else ''})"
 
-        return (
+        def reasons(excluded: dict[int, str]) -> str:
+            counts = Counter(excluded.values())
+            return ", ".join(f"{reason} {count}" for reason, count in counts.most_common()) or "none"
+
+        text = (
             f"{len(self.groups)} aligned groups; unmatched source cues: {listed(self.unmatched_source)}; "
             f"unmatched target cues: {listed(self.unmatched_target)}"
         )
+        if self.excluded_source or self.excluded_target:
+            text += (
+                f"; not dialogue: source {len(self.excluded_source)} ({reasons(self.excluded_source)}), "
+                f"target {len(self.excluded_target)} ({reasons(self.excluded_target)})"
+            )
+        return text
+
+    def excluded_records(self, source: Sequence[Cue], target: Sequence[Cue]) -> list[dict[str, object]]:
+        """One JSON object per excluded cue (``excluded`` reason, ``side``, ``line`` index, ``text``, times)."""
+        records: list[dict[str, object]] = []
+        for side, cues, excluded in (
+            ("source", source, self.excluded_source),
+            ("target", target, self.excluded_target),
+        ):
+            for cue in cues:
+                if cue.index in excluded:
+                    records.append(
+                        {
+                            "excluded": excluded[cue.index],
+                            "side": side,
+                            "line": cue.index,
+                            "text": cue.text,
+                            "start": round(cue.start, 3),
+                            "end": round(cue.end, 3),
+                        }
+                    )
+        return records
 
 
 def align_cues(
@@ -109,6 +159,7 @@ def align_cues(
     min_overlap: float = 0.5,
     source_lang: str | None = None,
     target_lang: str | None = None,
+    recover_start_diff: float = 1.0,
 ) -> AlignmentResult:
     """Align two cue lists of one programme by time (ALPO App. A.2, with time order instead of an index window).
 
@@ -119,9 +170,11 @@ def align_cues(
             about the length of the shortest utterance, "Hello").
         min_overlap: Fraction of an unanchored cue's duration that must overlap a cue of the other file for it to
             join that cue's group (a split or merged line).
-        source_lang: Language code of the source (``"zh"``, ``"en"``, ...); decides whether texts are joined with
-            a space. ``None`` guesses from the text (no space for Chinese/Japanese script).
+        source_lang: Language code of the source (``"zh"``, ``"en"``, ...); decides whether a wrap
+            inside a cue becomes a space. ``None`` guesses from the text (no space for Chinese/Japanese script).
         target_lang: Same for the target.
+        recover_start_diff: Step 4's window: two cues left unpaired that overlap and start at most this far apart
+            are paired when each is the other's only unpaired candidate (0 turns step 4 off).
 
     Returns:
         An `AlignmentResult` with the groups in time order and the unmatched cues.
@@ -132,10 +185,10 @@ def align_cues(
     Example:
         >>> from trl_seqpo.subtitles.io import Cue
         >>> src = [Cue(0, 1.0, 3.0, "Where were you?"), Cue(1, 3.2, 4.0, "Hey!")]
-        >>> tgt = [Cue(0, 1.4, 2.0, "你去哪"), Cue(1, 2.0, 3.0, "了")]
+        >>> tgt = [Cue(0, 1.4, 2.0, "你去哪了"), Cue(1, 2.0, 3.0, "我等你好久")]
         >>> result = align_cues(src, tgt)
         >>> result.groups[0].target, result.unmatched_source
-        ('你去哪了', [1])
+        ('你去哪了 我等你好久', [1])
     """
     if max_start_diff < 0:
         raise ValueError(f"max_start_diff must be >= 0 seconds, got {max_start_diff}")
@@ -170,6 +223,17 @@ def align_cues(
     for j, i in _attach(tgt, src, [j for j, i in enumerate(anchor_tgt) if i < 0], min_overlap):
         union(i, n + j)
         linked_src[i] = linked_tgt[j] = True
+    # Step 3: the half of a split line that overlaps its partner less than min_overlap, next to the other half.
+    for i, j in _split_halves(src, tgt, linked_src, lambda k: find(k), lambda k: find(n + k)):
+        union(i, n + j)
+        linked_src[i] = True
+    for j, i in _split_halves(tgt, src, linked_tgt, lambda k: find(n + k), lambda k: find(k)):
+        union(i, n + j)
+        linked_tgt[j] = True
+    # Step 4: two leftover cues that overlap, start within recover_start_diff and are each other's only candidate.
+    for i, j in _mutual_leftovers(src, tgt, linked_src, linked_tgt, recover_start_diff):
+        union(i, n + j)
+        linked_src[i] = linked_tgt[j] = True
 
     members: dict[int, tuple[list[Cue], list[Cue]]] = {}
     for i, cue in enumerate(src):
@@ -178,14 +242,14 @@ def align_cues(
     for j, cue in enumerate(tgt):
         if linked_tgt[j]:
             members.setdefault(find(n + j), ([], []))[1].append(cue)
-    source_joiner = _joiner(source_lang, src)
-    target_joiner = _joiner(target_lang, tgt)
+    source_cjk = _no_space_language(source_lang, src)
+    target_cjk = _no_space_language(target_lang, tgt)
     groups = [
         AlignedGroup(
             source_lines=sorted(cue.index for cue in src_cues),
             target_lines=sorted(cue.index for cue in tgt_cues),
-            source=join_texts((cue.text for cue in src_cues), source_joiner),
-            target=join_texts((cue.text for cue in tgt_cues), target_joiner),
+            source=join_texts((cue.text for cue in src_cues), no_space_wraps=source_cjk),
+            target=join_texts((cue.text for cue in tgt_cues), no_space_wraps=target_cjk),
             start=min(src_cues[0].start, tgt_cues[0].start),
             end=max(max(cue.end for cue in src_cues), max(cue.end for cue in tgt_cues)),
         )
@@ -201,6 +265,50 @@ def align_cues(
     )
 
 
+def align_dialogue(
+    source: Sequence[Cue],
+    target: Sequence[Cue],
+    max_start_diff: float = 0.7,
+    *,
+    min_overlap: float = 0.5,
+    source_lang: str | None = None,
+    target_lang: str | None = None,
+    keep: Collection[str] = (),
+    strip_sdh: bool = True,
+) -> AlignmentResult:
+    """Align the dialogue of two files: cues `dialogue_only` leaves out
+    (signs, credits, songs, SDH descriptions, ...) take no part and are reported in ``excluded_*``.
+
+    Args:
+        source: Source-language cues.
+        target: Target-language cues.
+        max_start_diff: As in `align_cues`.
+        min_overlap: As in `align_cues`.
+        source_lang: As in `align_cues`.
+        target_lang: As in `align_cues`.
+        keep: Reasons to keep anyway (``{"song"}``, or ``{"all"}`` to classify nothing away).
+        strip_sdh: Remove SDH speaker labels, bracketed descriptions and furigana from the paired text.
+
+    Returns:
+        An `AlignmentResult` with ``excluded_source`` / ``excluded_target`` filled in.
+
+    Raises:
+        ValueError: Bad ``max_start_diff``/``min_overlap``, or ``keep`` names an unknown reason.
+    """
+    kept_source, excluded_source = dialogue_only(source, keep=keep, strip=strip_sdh)
+    kept_target, excluded_target = dialogue_only(target, keep=keep, strip=strip_sdh)
+    result = align_cues(
+        kept_source,
+        kept_target,
+        max_start_diff,
+        min_overlap=min_overlap,
+        source_lang=source_lang,
+        target_lang=target_lang,
+    )
+    result.excluded_source, result.excluded_target = excluded_source, excluded_target
+    return result
+
+
 def is_cjk_language(lang: str | None) -> bool:
     """Whether ``lang`` (a code such as ``"zh"``, ``"zh-Hant"``, ``"ja_JP"``) is written without word spaces."""
     if not lang:
@@ -208,25 +316,47 @@ def is_cjk_language(lang: str | None) -> bool:
     return re.split(r"[-_.]", lang.lower(), maxsplit=1)[0] in _NO_SPACE_LANGUAGES
 
 
-def join_texts(texts: Iterable[str], joiner: str = " ") -> str:
-    """Join cue texts into one line: line breaks inside a cue become spaces, cues are joined by ``joiner``.
+def join_texts(texts: Iterable[str], joiner: str = " ", *, no_space_wraps: bool = False) -> str:
+    """Join cue texts into one line: cues are joined by ``joiner``, line breaks inside a cue become spaces.
+
+    Subtitles of languages written without word spaces still separate phrases and speakers with a space
+    (``我该走了 嗯``), so cues are joined by a space in every language; a line break inside one cue of such a
+    language is only a wrap, and vanishes where both sides are CJK characters.
 
     Args:
         texts: Cue texts in time order.
-        joiner: ``" "`` for languages with word spaces, ``""`` for Chinese and Japanese.
+        joiner: Separator between cues (a space).
+        no_space_wraps: The language does not use spaces (zh, ja): a wrap between two CJK characters gets no space.
 
     Returns:
         A single line of text.
+
+    Example:
+        >>> join_texts(["我该走了", "嗯"], no_space_wraps=True)
+        '我该走了 嗯'
+        >>> join_texts(["渡轮在海湾中间抛锚了\\n我只好走完最后一英里", "OK\\nfine"], no_space_wraps=True)
+        '渡轮在海湾中间抛锚了我只好走完最后一英里 OK fine'
     """
-    return joiner.join(" ".join(text.split()) for text in texts if text.strip())
+    joined = []
+    for text in texts:
+        lines = [" ".join(line.split()) for line in text.split("\n")]
+        lines = [line for line in lines if line]
+        if not lines:
+            continue
+        out = lines[0]
+        for line in lines[1:]:
+            glue = "" if no_space_wraps and _CJK_CHAR.match(out[-1]) and _CJK_CHAR.match(line[0]) else " "
+            out += glue + line
+        joined.append(out)
+    return joiner.join(joined)
 
 
-def _joiner(lang: str | None, cues: Sequence[Cue]) -> str:
+def _no_space_language(lang: str | None, cues: Sequence[Cue]) -> bool:
     if lang is not None:
-        return "" if is_cjk_language(lang) else " "
+        return is_cjk_language(lang)
     sample = "".join(cue.text for cue in cues[:200])
     letters = sum(char.isalpha() for char in sample)
-    return "" if letters and len(_CJK_CHAR.findall(sample)) > 0.3 * letters else " "
+    return bool(letters) and len(_CJK_CHAR.findall(sample)) > 0.3 * letters
 
 
 def _time_ordered(cues: Sequence[Cue]) -> tuple[list[Cue], list[int]]:
@@ -276,6 +406,86 @@ def _anchor_pairs(
         else:
             j += 1
     return anchor_src, anchor_tgt
+
+
+def _split_halves(
+    cues: list[Cue],
+    others: list[Cue],
+    linked: list[bool],
+    group_of: Callable[[int], int],
+    other_group_of: Callable[[int], int],
+) -> list[tuple[int, int]]:
+    """Step 3: an unlinked cue joins a group that one of its neighbours and a 25%-overlapping opposite cue are in.
+
+    When both neighbours' groups qualify, a cue holding two sentences (or two speakers' lines) joins both groups;
+    otherwise the sentence decides: a cue that does not end a sentence continues into the next one, a cue that
+    starts in lower case (or follows one that does not end a sentence) continues the previous one; if that does not
+    settle it, the larger overlap wins.
+    """
+    links: list[tuple[int, int]] = []
+    low = 0
+    for position, cue in enumerate(cues):
+        if linked[position] or cue.end <= cue.start:
+            continue
+        while low < len(others) and others[low].end <= cue.start:
+            low += 1
+        overlapping: dict[int, tuple[float, int]] = {}
+        k = low
+        while k < len(others) and others[k].start < cue.end:
+            overlap = _overlap(cue, others[k])
+            if overlap >= max(_SPLIT_OVERLAP * (cue.end - cue.start), _SPLIT_MIN_SECONDS):
+                group = other_group_of(k)
+                if overlap > overlapping.get(group, (0.0, -1))[0]:
+                    overlapping[group] = (overlap, k)
+            k += 1
+        before = position > 0 and (_starts_lower(cue.text) or not _ends_sentence(cues[position - 1].text))
+        after = position + 1 < len(cues) and (not _ends_sentence(cue.text) or _starts_lower(cues[position + 1].text))
+        votes: dict[int, int] = {}
+        for near, continues in ((position - 1, before), (position + 1, after)):
+            if 0 <= near < len(cues) and linked[near] and group_of(near) in overlapping:
+                votes[group_of(near)] = max(votes.get(group_of(near), 0), int(continues))
+        if len(votes) == 2 and _SENTENCE_BREAK.search(cue.text):
+            links.extend((position, overlapping[group][1]) for group in votes)  # two sentences: bridge both groups
+        elif votes:
+            best = max(votes, key=lambda group: (votes[group], overlapping[group][0]))
+            links.append((position, overlapping[best][1]))
+    return links
+
+
+def _ends_sentence(text: str) -> bool:
+    stripped = text.rstrip(" \"'”’»）)」』")
+    return stripped.endswith(_SENTENCE_ENDS)
+
+
+def _starts_lower(text: str) -> bool:
+    stripped = text.lstrip(" -–—.…\"'“‘«")
+    return bool(stripped) and stripped[0].islower()
+
+
+def _mutual_leftovers(
+    src: list[Cue], tgt: list[Cue], linked_src: list[bool], linked_tgt: list[bool], window: float
+) -> list[tuple[int, int]]:
+    """Step 4: unlinked cue pairs that overlap, start within ``window`` and have no other unlinked candidate."""
+
+    def candidates(cues: list[Cue], linked: list[bool], others: list[Cue], linked_others: list[bool]) -> list[int]:
+        found = [-1] * len(cues)  # -1: none, -2: several, else the one candidate
+        low = 0
+        for position, cue in enumerate(cues):
+            if linked[position]:
+                continue
+            while low < len(others) and others[low].start < cue.start - window:
+                low += 1
+            k = low
+            while k < len(others) and others[k].start <= cue.start + window:
+                shorter = min(cue.end - cue.start, others[k].end - others[k].start)
+                if not linked_others[k] and _overlap(cue, others[k]) >= _SPLIT_OVERLAP * shorter > 0:
+                    found[position] = k if found[position] == -1 else -2
+                k += 1
+        return found
+
+    of_src = candidates(src, linked_src, tgt, linked_tgt)
+    of_tgt = candidates(tgt, linked_tgt, src, linked_src)
+    return [(i, j) for i, j in enumerate(of_src) if j >= 0 and of_tgt[j] == i]
 
 
 def _attach(cues: list[Cue], others: list[Cue], positions: list[int], min_overlap: float) -> list[tuple[int, int]]:

@@ -1,14 +1,14 @@
 """Read and write subtitle files (SRT, ASS/SSA, WebVTT, MicroDVD) as plain `Cue` lists.
 
-Parsing goes through pysubs2. pysubs2 is lenient: a timing line it cannot read silently becomes text of the
-previous cue, and a cue may end before it starts. ALPO's corpus construction (App. A.2) pairs cues by time, so
-a wrong time is worse than an error: before pysubs2 parses a text format, `read_subtitles` scans the file
-for its timing lines and raises `UserInputError` naming the file and line of the
-first problem.
+Parsing goes through pysubs2, except WebVTT, which `webvtt` reads per the W3C spec.
+pysubs2 is lenient: a timing line it cannot read silently becomes text of the previous cue. ALPO's corpus
+construction (App. A.2) pairs cues by time, so a wrong time is worse than an error: before pysubs2 parses a text
+format, `read_subtitle_file` scans the file for its timing lines and raises
+`UserInputError` naming the file and line of the first problem.
 
-Encodings are detected in this order: a byte-order mark (UTF-8, UTF-16 LE/BE), UTF-16 without a BOM (from the
-NUL bytes), strict UTF-8, then the Chinese legacy encodings GB18030 (a superset of GBK) and Big5. When both
-Chinese encodings decode the bytes, the one whose text holds more common Chinese characters wins.
+An event that ends before it starts (a sign ending 10 ms early, karaoke particles) is not shown by renderers:
+it is dropped and counted in `dropped_inverted` (``strict=True`` refuses the file instead).
+Encodings are detected per file by `encoding`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import contextlib
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -26,13 +27,24 @@ import pysubs2
 from pysubs2.formats import get_format_class
 
 from trl_seqpo.errors import UserInputError
+from trl_seqpo.subtitles.encoding import decode_subtitle_bytes
+from trl_seqpo.subtitles.webvtt import clean_vtt_payload, parse_webvtt
 
-__all__ = ["Cue", "atomic_output", "decode_subtitle_bytes", "detect_format", "read_subtitles", "write_subtitles"]
+__all__ = [
+    "Cue",
+    "SubtitleFile",
+    "atomic_output",
+    "decode_subtitle_bytes",
+    "detect_format",
+    "read_subtitle_file",
+    "read_subtitles",
+    "write_subtitles",
+]
 
 # ASS override block that draws a vector shape ({\p1} ... {\p0}): its "text" is drawing commands, not dialogue.
 _DRAWING = re.compile(r"\{[^}]*\\p[1-9][^}]*\}")
 _HTML_TAG = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>")
-_SPACES = re.compile(r"[ \t\u3000]+")
+_SPACES = re.compile(r"[ \t\u3000\xa0]+")
 _ASS_TIME = re.compile(r"^\s*(\d+):(\d{1,2}):(\d{1,2})(?:[.,](\d{1,3}))?\s*$")
 _SRT_TIME = r"\d{1,3}:\d{1,2}:\d{1,2}[,.]\d{1,3}"
 _VTT_TIME = r"(?:\d{1,4}:)?\d{2}:\d{2}\.\d{2,3}"
@@ -42,10 +54,6 @@ _TIMING_LINE = {
 }
 _MICRODVD_LINE = re.compile(r"^\s*\{\s*\d+\s*\}\s*\{\s*\d*\s*\}")
 _EXTENSION_FORMATS = {".srt": "srt", ".ass": "ass", ".ssa": "ssa", ".vtt": "vtt", ".sub": "microdvd"}
-# Frequent characters of written Chinese, simplified and traditional forms, to choose between GB18030 and Big5.
-_COMMON_HANZI = frozenset(
-    "的一是不了人我在有他这這个個们們中来來上大为為和国國地到以说說时時要就出会會也你对對生能而子那得于"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +67,10 @@ class Cue:
         text: Plain text: markup and ASS override tags removed, line breaks normalised to ``"\\n"``, each line
             stripped. Empty for cues with nothing to read (for example ASS vector drawings).
         line: 1-based line number of the cue's timing line in the file, where known.
+        style: ASS/SSA style name (``""`` for other formats).
+        layer: ASS layer (0 for other formats).
+        raw: The event's text as written, markup and override tags included (for the dialogue classifier).
+        event: Position of the event in `subs` (to write a translation back in place).
     """
 
     index: int
@@ -66,6 +78,10 @@ class Cue:
     end: float
     text: str
     line: int | None = None
+    style: str = ""
+    layer: int = 0
+    raw: str = field(default="", compare=False)
+    event: int | None = field(default=None, compare=False)
 
     @property
     def duration(self) -> float:
@@ -73,24 +89,78 @@ class Cue:
         return self.end - self.start
 
 
+@dataclass
+class SubtitleFile:
+    """A subtitle file as read by `read_subtitle_file`.
+
+    Args:
+        cues: Dialogue cues (ASS ``Comment`` events and inverted events left out), ``cue.index == position``.
+        format: pysubs2 format identifier the file was read as.
+        subs: The parsed file (styles, header, every event), to write a translation back with its markup.
+        dropped_inverted: 1-based line numbers (or event positions when unknown) of events dropped because they
+            end before they start.
+    """
+
+    cues: list[Cue]
+    format: str
+    subs: pysubs2.SSAFile
+    dropped_inverted: list[int] = field(default_factory=list)
+
+    def warnings(self, path: str | os.PathLike[str]) -> list[str]:
+        """One line per reading problem that did not stop the read (for the CLI to print)."""
+        if not self.dropped_inverted:
+            return []
+        shown = ", ".join(str(number) for number in self.dropped_inverted[:5])
+        more = ", ..." if len(self.dropped_inverted) > 5 else ""
+        return [
+            f"{path}: dropped {len(self.dropped_inverted)} event(s) that end before they start "
+            f"(line {shown}{more}); pass --strict to refuse such files"
+        ]
+
+
 def read_subtitles(
-    path: str | os.PathLike[str], encoding: str | None = None, *, format: str | None = None, fps: float | None = None
+    path: str | os.PathLike[str],
+    encoding: str | None = None,
+    *,
+    format: str | None = None,
+    fps: float | None = None,
+    strict: bool = False,
 ) -> list[Cue]:
+    """Read a subtitle file's dialogue cues (ALPO App. A.1); see `read_subtitle_file`.
+
+    Dropped inverted events are reported with `warn`.
+    """
+    result = read_subtitle_file(path, encoding, format=format, fps=fps, strict=strict)
+    for message in result.warnings(path):
+        warnings.warn(message, stacklevel=2)
+    return result.cues
+
+
+def read_subtitle_file(
+    path: str | os.PathLike[str],
+    encoding: str | None = None,
+    *,
+    format: str | None = None,
+    fps: float | None = None,
+    strict: bool = False,
+) -> SubtitleFile:
     """Read a subtitle file into cues (ALPO App. A.1: programmes come as timed subtitle files).
 
     Args:
         path: SRT, ASS/SSA, WebVTT or MicroDVD file (other formats pysubs2 knows are read without the line checks).
-        encoding: Text encoding; ``None`` detects it (see the module docstring).
+        encoding: Text encoding; ``None`` detects it (`encoding`).
         format: pysubs2 format identifier (``"srt"``, ``"ass"``, ``"vtt"``, ``"microdvd"``, ...); ``None`` detects
             it from the content.
         fps: Frame rate, needed only for MicroDVD files that do not state it in their first cue.
+        strict: Refuse a file with an event that ends before it starts instead of dropping the event.
 
     Returns:
-        The dialogue cues (ASS ``Comment`` events dropped) in file order; ``cue.index == position``.
+        A `SubtitleFile`: dialogue cues in file order and the parsed file.
 
     Raises:
         UserInputError: The file is missing, empty, not text, not a subtitle file, or has a truncated block, a
-            timestamp that does not parse or a cue that ends before it starts (with the line number).
+            timestamp that does not parse, a WebVTT block without timing, or (``strict``) a cue that ends before
+            it starts (with the line number).
     """
     path = Path(path)
     if not path.exists():
@@ -101,7 +171,9 @@ def read_subtitles(
     if not text.strip():
         raise UserInputError("file is empty", path=str(path))
     fmt = format or detect_format(text, path=str(path))
-    timing_lines = _check_timing_lines(text, fmt, str(path))
+    if fmt == "vtt":
+        return _read_vtt(text, str(path), strict)
+    timing_lines = _check_timing_lines(text, fmt, str(path), strict)
     try:
         subs = pysubs2.SSAFile.from_string(text, format_=fmt, fps=fps)
     except pysubs2.exceptions.UnknownFPSError as exc:
@@ -113,16 +185,62 @@ def read_subtitles(
     if timing_lines is not None and len(timing_lines) != len(subs.events):
         timing_lines = None  # the scan and pysubs2 disagree on what a cue is: keep the cues, drop the line numbers
     cues: list[Cue] = []
+    dropped: list[int] = []
     for position, event in enumerate(subs.events):
         if event.is_comment:
             continue
         line = None if timing_lines is None else timing_lines[position]
         if event.end < event.start:
-            raise UserInputError("cue ends before it starts", path=str(path), line=line)
-        cues.append(Cue(len(cues), event.start / 1000.0, event.end / 1000.0, _plain_text(event.text), line))
+            if strict:
+                raise UserInputError("cue ends before it starts", path=str(path), line=line)
+            dropped.append(position + 1 if line is None else line)
+            continue
+        cues.append(
+            Cue(
+                len(cues),
+                event.start / 1000.0,
+                event.end / 1000.0,
+                _plain_text(event.text),
+                line,
+                style=event.style if fmt in ("ass", "ssa") else "",
+                layer=event.layer,
+                raw=event.text,
+                event=position,
+            )
+        )
     if not cues:
         raise UserInputError(f"no subtitle cues found (read as {fmt})", path=str(path))
-    return cues
+    return SubtitleFile(cues, fmt, subs, dropped)
+
+
+def _read_vtt(text: str, path: str, strict: bool) -> SubtitleFile:
+    subs = pysubs2.SSAFile()
+    cues: list[Cue] = []
+    dropped: list[int] = []
+    for vtt_cue in parse_webvtt(text, path=path):
+        if vtt_cue.end < vtt_cue.start:
+            if strict:
+                raise UserInputError("cue ends before it starts", path=path, line=vtt_cue.line)
+            dropped.append(vtt_cue.line)
+            continue
+        plain = clean_vtt_payload(vtt_cue.payload)
+        event = pysubs2.SSAEvent(start=vtt_cue.start, end=vtt_cue.end)
+        event.plaintext = plain
+        subs.events.append(event)
+        cues.append(
+            Cue(
+                len(cues),
+                vtt_cue.start / 1000.0,
+                vtt_cue.end / 1000.0,
+                plain,
+                vtt_cue.line,
+                raw=vtt_cue.payload,
+                event=len(subs.events) - 1,
+            )
+        )
+    if not cues:
+        raise UserInputError("no subtitle cues found (read as vtt)", path=path)
+    return SubtitleFile(cues, "vtt", subs, dropped)
 
 
 def write_subtitles(
@@ -183,58 +301,6 @@ def atomic_output(path: str | os.PathLike[str], encoding: str = "utf-8") -> Iter
         raise
 
 
-def decode_subtitle_bytes(data: bytes, *, path: str = "<bytes>", encoding: str | None = None) -> str:
-    """Decode a subtitle file's bytes (BOM, UTF-16, UTF-8, then GB18030/Big5), normalising line ends to ``"\\n"``.
-
-    Args:
-        data: Raw file content.
-        path: File name used in error messages.
-        encoding: Force this encoding instead of detecting one.
-
-    Returns:
-        The text, without BOM, with ``"\\n"`` line ends.
-
-    Raises:
-        UserInputError: The bytes are not text in any of the tried encodings (or in ``encoding``).
-    """
-    if encoding is not None:
-        try:
-            text = data.decode(encoding)
-        except LookupError as exc:
-            raise UserInputError(f"unknown encoding {encoding!r}", path=path) from exc
-        except UnicodeDecodeError as exc:
-            raise UserInputError(f"not valid {encoding} text (byte {exc.start})", path=path) from exc
-        return _normalise_newlines(text.removeprefix("\ufeff"))
-    if data.startswith(b"\xef\xbb\xbf"):
-        candidates = ["utf-8-sig"]
-    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        candidates = ["utf-16"]
-    elif len(data) >= 4 and data[1:200:2].count(0) > 0.4 * len(data[1:200:2]) and 0 not in data[0:200:2]:
-        candidates = ["utf-16-le"]
-    elif len(data) >= 4 and data[0:200:2].count(0) > 0.4 * len(data[0:200:2]) and 0 not in data[1:200:2]:
-        candidates = ["utf-16-be"]
-    else:
-        candidates = ["utf-8"]
-    for name in candidates:
-        try:
-            return _check_text(_normalise_newlines(data.decode(name).removeprefix("\ufeff")), path)
-        except UnicodeDecodeError:
-            pass
-    if candidates != ["utf-8"]:
-        raise UserInputError(f"starts like {candidates[0]} but does not decode as it; pass --encoding", path=path)
-    decoded: list[str] = []
-    for name in ("gb18030", "big5"):
-        with contextlib.suppress(UnicodeDecodeError):
-            decoded.append(data.decode(name))
-    if not decoded:
-        raise UserInputError(
-            "cannot decode the file as UTF-8, UTF-16, GBK/GB18030 or Big5; pass --encoding (or convert it to UTF-8)",
-            path=path,
-        )
-    best = max(decoded, key=lambda text: sum(char in _COMMON_HANZI for char in text))
-    return _check_text(_normalise_newlines(best), path)
-
-
 def detect_format(text: str, *, path: str = "<text>") -> str:
     """Tell the subtitle format from the content: ASS/SSA, WebVTT, SRT, MicroDVD, else pysubs2's guess.
 
@@ -265,16 +331,6 @@ def detect_format(text: str, *, path: str = "<text>") -> str:
         ) from exc
 
 
-def _check_text(text: str, path: str) -> str:
-    if "\x00" in text:
-        raise UserInputError("not a text file (contains NUL bytes); expected a subtitle file", path=path)
-    return text
-
-
-def _normalise_newlines(text: str) -> str:
-    return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
 def _plain_text(ass_text: str) -> str:
     if _DRAWING.search(ass_text):
         return ""
@@ -284,16 +340,16 @@ def _plain_text(ass_text: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
-def _check_timing_lines(text: str, fmt: str, path: str) -> list[int] | None:
+def _check_timing_lines(text: str, fmt: str, path: str, strict: bool) -> list[int] | None:
     """Validate every timing line and return their 1-based line numbers, one per pysubs2 event (or ``None``)."""
-    if fmt in ("srt", "vtt"):
-        return _check_srt_like(text, fmt, path)
+    if fmt == "srt":
+        return _check_srt_like(text, fmt, path, strict)
     if fmt in ("ass", "ssa"):
-        return _check_ass(text, path)
+        return _check_ass(text, path, strict)
     return None
 
 
-def _check_srt_like(text: str, fmt: str, path: str) -> list[int]:
+def _check_srt_like(text: str, fmt: str, path: str, strict: bool) -> list[int]:
     format_class = get_format_class(fmt)
     kind = "SRT" if fmt == "srt" else "WebVTT"
     lines = text.split("\n")
@@ -310,7 +366,7 @@ def _check_srt_like(text: str, fmt: str, path: str) -> list[int]:
             raise UserInputError(f"timestamp does not parse: {stripped!r}", path=path, line=number)
         if len(stamps) == 2:
             start, end = (format_class.timestamp_to_ms(stamp) for stamp in stamps)
-            if end < start:
+            if end < start and strict:
                 raise UserInputError(f"cue ends before it starts ({stripped})", path=path, line=number)
             timing_lines.append(number)
             state = "timing"
@@ -340,7 +396,7 @@ def _check_srt_like(text: str, fmt: str, path: str) -> list[int]:
     return timing_lines
 
 
-def _check_ass(text: str, path: str) -> list[int]:
+def _check_ass(text: str, path: str, strict: bool) -> list[int]:
     timing_lines: list[int] = []
     fields = ["layer", "start", "end", "style", "name", "marginl", "marginr", "marginv", "effect", "text"]
     in_events = False
@@ -361,7 +417,7 @@ def _check_ass(text: str, path: str) -> list[int]:
                     line=number,
                 )
             start, end = (_ass_seconds(values[fields.index(key)], path, number) for key in ("start", "end"))
-            if end < start:
+            if end < start and strict:
                 raise UserInputError("cue ends before it starts", path=path, line=number)
             timing_lines.append(number)
     if not timing_lines:

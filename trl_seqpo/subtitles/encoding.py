@@ -1,0 +1,192 @@
+"""Tell a subtitle file's text encoding, and refuse a decoding whose text is implausible.
+
+Order: a byte-order mark (UTF-8, UTF-16 LE/BE), UTF-16 without a BOM (from the NUL bytes), strict UTF-8, then a
+charset detector (charset-normalizer) over the legacy code pages subtitle files come in: GB18030/GBK, Big5,
+windows-1250/1251/1252, Shift-JIS and the ISO-8859 family.
+
+Byte-level detection alone is not enough for short files: 2 KB of windows-1250 Serbian is also valid GB18030,
+and decodes to rare Chinese characters glued to Latin letters (``衖no!``). Every candidate decoding is
+therefore checked against its script (`implausible_reason`): Chinese text must be made mostly of the
+frequent characters (the 3,755 of GB2312 level 1, or Big5's "frequently used" block), and no text may hold
+control characters. A file none of whose candidate decodings is plausible is refused with a message asking for
+``--source-encoding``/``--target-encoding`` rather than read as nonsense.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import unicodedata
+
+import charset_normalizer
+
+from trl_seqpo.errors import UserInputError
+
+__all__ = ["decode_subtitle_bytes", "implausible_reason"]
+
+# Encodings tried after UTF-8, besides charset-normalizer's own proposals (in this order on a tie).
+_LEGACY = ("gb18030", "big5", "cp1252", "cp1250", "cp1251", "shift_jis")
+_WORD = re.compile(r"[^\W\d_]+")
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+# Share of Chinese characters that must be frequent ones for a decoding to count as Chinese text.
+_MIN_FREQUENT_HAN = 0.6
+_SINGLE_BYTE = frozenset(
+    {"cp1250", "cp1252", "cp1257", "latin_1", "iso8859_2", "iso8859_15", "iso8859_10", "mac_latin2"}
+)
+# Accented letters frequent in French, Spanish, Portuguese, Italian, German, the Nordic languages, Czech, Polish
+# and Serbo-Croatian; rare ones ("ŕ", "ð", "ì") are left out on purpose.
+_COMMON_ACCENTED = frozenset("éèàçêâôûîëïüöäßñáíóúãõåæøčćšžđřěůąęłńśźż")
+# Frequent characters of written Chinese, simplified and traditional forms, to choose between GB18030 and Big5.
+_COMMON_HANZI = frozenset(
+    "的一是不了人我在有他这這个個们們中来來上大为為和国國地到以说說时時要就出会會也你对對生能而子那得于"
+)
+
+
+def decode_subtitle_bytes(data: bytes, *, path: str = "<bytes>", encoding: str | None = None) -> str:
+    """Decode a subtitle file's bytes, normalising line ends to ``"\\n"`` (see the module docstring).
+
+    Args:
+        data: Raw file content.
+        path: File name used in error messages.
+        encoding: Force this encoding instead of detecting one (no plausibility check: the user knows best).
+
+    Returns:
+        The text, without BOM, with ``"\\n"`` line ends.
+
+    Raises:
+        UserInputError: The bytes are not text in ``encoding``, or no candidate encoding gives plausible text.
+
+    Example:
+        >>> decode_subtitle_bytes("Đorđe, dođi ovamo!".encode("cp1250"))
+        'Đorđe, dođi ovamo!'
+    """
+    if encoding is not None:
+        try:
+            text = data.decode(encoding)
+        except LookupError as exc:
+            raise UserInputError(f"unknown encoding {encoding!r}", path=path) from exc
+        except UnicodeDecodeError as exc:
+            raise UserInputError(f"not valid {encoding} text (byte {exc.start})", path=path) from exc
+        return _check_nul(_normalise_newlines(text.removeprefix("\ufeff")), path)
+    if data.startswith(b"\xef\xbb\xbf"):
+        forced = "utf-8-sig"
+    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        forced = "utf-16"
+    elif len(data) >= 4 and data[1:200:2].count(0) > 0.4 * len(data[1:200:2]) and 0 not in data[0:200:2]:
+        forced = "utf-16-le"
+    elif len(data) >= 4 and data[0:200:2].count(0) > 0.4 * len(data[0:200:2]) and 0 not in data[1:200:2]:
+        forced = "utf-16-be"
+    else:
+        forced = None
+    if forced is not None:
+        try:
+            return _check_nul(_normalise_newlines(data.decode(forced).removeprefix("\ufeff")), path)
+        except UnicodeDecodeError as exc:
+            raise UserInputError(
+                f"starts like {forced} but does not decode as it; pass --source-encoding/--target-encoding", path=path
+            ) from exc
+    with contextlib.suppress(UnicodeDecodeError):
+        return _check_nul(_normalise_newlines(data.decode("utf-8")), path)
+    _check_nul(data.decode("latin-1"), path)
+    plausible: dict[str, str] = {}
+    rejected: list[str] = []
+    for name in _candidates(data):
+        try:
+            text = data.decode(name)
+        except (UnicodeDecodeError, LookupError):
+            continue
+        reason = implausible_reason(text)
+        if reason is None:
+            plausible.setdefault(name, text)
+        else:
+            rejected.append(f"{name}: {reason}")
+    if not plausible:
+        tried = "; ".join(rejected[:3]) or "no legacy encoding decodes it"
+        raise UserInputError(
+            f"cannot tell the text encoding ({tried}); pass --source-encoding/--target-encoding "
+            "(or convert the file to UTF-8)",
+            path=path,
+        )
+    names = list(plausible)
+    best = names[0]
+    if best in ("gb18030", "big5") and {"gb18030", "big5"} <= set(names):
+        best = max(("gb18030", "big5"), key=lambda name: sum(char in _COMMON_HANZI for char in plausible[name]))
+    elif best in _SINGLE_BYTE:
+        # Short Latin-script files fit several code pages equally well (byte E0 is "à" in cp1252, "ŕ" in cp1250):
+        # prefer the decoding with more of the accented letters European languages use often.
+        latin = [name for name in names if name in _SINGLE_BYTE]
+        best = max(latin, key=lambda name: (_common_accents(plausible[name]), -latin.index(name)))
+    return _normalise_newlines(plausible[best])
+
+
+def implausible_reason(text: str) -> str | None:
+    """Why ``text`` cannot be a correct decoding of a subtitle file, or ``None`` when it may be.
+
+    Args:
+        text: A candidate decoding.
+
+    Returns:
+        ``None`` for plausible text; else a short reason (control characters, rare Chinese characters).
+
+    Example:
+        >>> implausible_reason("我该走了")
+        >>> implausible_reason("衖no! 鎒to")
+        'only 0% of its 2 Chinese characters are common ones'
+    """
+    controls = sum(1 for char in text if unicodedata.category(char) == "Cc" and char not in "\t\n\r")
+    if controls > max(2, len(text) // 1000):
+        return f"{controls} control characters"
+    latin_words = [word for word in _WORD.findall(text) if len(word) > 2 and all(_is_latin(char) for char in word)]
+    accented = sum(1 for word in latin_words if 2 * sum(ord(char) > 127 for char in word) > len(word))
+    if latin_words and accented > 0.3 * len(latin_words):
+        return f"{accented} of its {len(latin_words)} Latin-script words are mostly accented letters"
+    han = _HAN.findall(text)
+    if han:
+        frequent = sum(_is_frequent_han(char) for char in han)
+        if frequent < _MIN_FREQUENT_HAN * len(han):
+            return f"only {100 * frequent // len(han)}% of its {len(han)} Chinese characters are common ones"
+    return None
+
+
+def _is_latin(char: str) -> bool:
+    return char.isascii() or "LATIN" in unicodedata.name(char, "")
+
+
+def _is_frequent_han(char: str) -> bool:
+    """In GB2312 level 1 (rows 16-55) or Big5's frequently used block (A440-C67E)."""
+    try:
+        gb = char.encode("gb2312")
+        if 0xB0 <= gb[0] <= 0xD7:
+            return True
+    except UnicodeEncodeError:
+        pass
+    try:
+        big5 = char.encode("big5")
+    except UnicodeEncodeError:
+        return False
+    return 0xA440 <= (big5[0] << 8 | big5[1]) <= 0xC67E
+
+
+def _common_accents(text: str) -> int:
+    return sum(char.lower() in _COMMON_ACCENTED for char in text if ord(char) > 127)
+
+
+def _candidates(data: bytes) -> list[str]:
+    names: list[str] = []
+    for match in charset_normalizer.from_bytes(data[:200_000]):
+        if match.encoding not in ("utf_8", "ascii"):
+            names.append(match.encoding)
+    for name in _LEGACY:
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def _check_nul(text: str, path: str) -> str:
+    if "\x00" in text:
+        raise UserInputError("not a text file (contains NUL bytes); expected a subtitle file", path=path)
+    return text
+
+
+def _normalise_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
