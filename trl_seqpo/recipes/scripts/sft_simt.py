@@ -26,9 +26,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import AutoModelForCausalLM, AutoTokenizer
-from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser, get_peft_config
+from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser, get_peft_config, get_quantization_config
 
+from trl_seqpo.recipes.runtime import (
+    check_model_backends,
+    load_tokenizer,
+    model_init_kwargs,
+    resume_checkpoint,
+    run_recipe,
+)
 from trl_seqpo.seqpo.sft_data import END_OF_TRANSLATION, build_sft_dataset, gold_sft_dataset
 from trl_seqpo.synthetic import language_pair as synthetic
 from trl_seqpo.synthetic.tiny_models import save_tiny_model
@@ -42,7 +48,12 @@ class SimtSFTScriptArguments:
         default="synthetic",
         metadata={"help": "'synthetic', or a JSON-lines file with source, reference and alignment or step_outputs."},
     )
+    eval_dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "Evaluation rows, like dataset_name (used when eval_strategy is not 'no')."},
+    )
     num_train_examples: int = field(default=4000, metadata={"help": "Synthetic sentence pairs to train on."})
+    num_eval_examples: int = field(default=64, metadata={"help": "Synthetic sentence pairs to evaluate on."})
     synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic corpus."})
     chunk_size: int = field(default=2, metadata={"help": "Source units per chunk (the paper's m)."})
     extra_wait: list[int] = field(
@@ -74,43 +85,59 @@ def load_rows(path: str) -> list[dict]:
     return rows
 
 
-def build_dataset(script_args: SimtSFTScriptArguments):
+def build_dataset(script_args: SimtSFTScriptArguments, dataset_name: str | None = None, seed_offset: int = 0):
+    """Partial-translation SFT rows from ``dataset_name`` (default: the training data)."""
+    dataset_name = dataset_name or script_args.dataset_name
+    seed = script_args.synthetic_seed + seed_offset
     common = {"chunk_size": script_args.chunk_size, "src_lang": script_args.src_lang, "tgt_lang": script_args.tgt_lang}
     common.update(prompt_format=script_args.prompt_format, end_of_translation=script_args.end_of_translation)
-    if script_args.dataset_name == "synthetic":
-        examples = synthetic.generate_corpus(script_args.num_train_examples, seed=script_args.synthetic_seed)
-        return gold_sft_dataset(examples, extra_wait=script_args.extra_wait, seed=script_args.synthetic_seed, **common)
-    rows = load_rows(script_args.dataset_name)
+    if dataset_name == "synthetic":
+        count = script_args.num_train_examples if seed_offset == 0 else script_args.num_eval_examples
+        examples = synthetic.generate_corpus(count, seed=seed)
+        return gold_sft_dataset(examples, extra_wait=script_args.extra_wait, seed=seed, **common)
+    rows = load_rows(dataset_name)
     if all("step_outputs" in row for row in rows):
         return build_sft_dataset(rows, **common)
-    return gold_sft_dataset(rows, extra_wait=script_args.extra_wait, seed=script_args.synthetic_seed, **common)
+    return gold_sft_dataset(rows, extra_wait=script_args.extra_wait, seed=seed, **common)
 
 
-def main(script_args: SimtSFTScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> None:
+def main(script_args: SimtSFTScriptArguments, training_args: SFTConfig, model_args: ModelConfig):
     if script_args.prompt_format not in ("chat", "paper"):
         raise ValueError(f"prompt_format must be 'chat' or 'paper', got {script_args.prompt_format!r}")
     if script_args.prompt_format == "paper" and training_args.assistant_only_loss:
         raise ValueError("prompt_format 'paper' has no assistant turns: set assistant_only_loss: false")
+    check_model_backends(model_args)
+    checkpoint = resume_checkpoint(training_args)
     model_path = Path(model_args.model_name_or_path)
     if script_args.build_tiny_model and not model_path.exists() and training_args.process_index == 0:
         save_tiny_model(model_path, kind=script_args.tiny_tokenizer_kind, seed=training_args.seed)
     if script_args.build_tiny_model:
         training_args.distributed_state.wait_for_everyone()
-    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
-    model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, dtype=model_args.dtype or "auto")
+    tokenizer = load_tokenizer(model_args, training_args)
+    training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
     with training_args.main_process_first(desc="build partial-translation data"):
         train_dataset = build_dataset(script_args)
+        eval_dataset = None
+        if training_args.eval_strategy != "no":
+            if script_args.eval_dataset_name is None:
+                raise ValueError(
+                    f"eval_strategy={training_args.eval_strategy!r} needs evaluation rows: set eval_dataset_name"
+                )
+            eval_dataset = build_dataset(script_args, script_args.eval_dataset_name, seed_offset=10_000)
     trainer = SFTTrainer(
-        model=model,
+        model=model_args.model_name_or_path,
         args=training_args,
         train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
+        quantization_config=get_quantization_config(model_args),
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(training_args.output_dir)
+    return trainer
 
 
 if __name__ == "__main__":
     parser = TrlParser((SimtSFTScriptArguments, SFTConfig, ModelConfig))
-    main(*parser.parse_args_and_config())
+    run_recipe(main, *parser.parse_args_and_config())

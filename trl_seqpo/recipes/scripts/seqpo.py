@@ -20,7 +20,13 @@ Usage:
     accelerate launch --config_file examples/accelerate_configs/zero3.yaml \
         examples/scripts/seqpo.py --config examples/configs/seqpo_en_zh.yaml
 
-Any field can be overridden on the command line, e.g. ``--max_steps 2 --output_dir /tmp/seqpo``.
+    # the same from an installed wheel (no clone needed)
+    trl-seqpo train seqpo --config seqpo_en_zh --accelerate_config zero3
+
+Any field can be overridden on the command line, e.g. ``--max_steps 2 --output_dir /tmp/seqpo``. Run the same
+command again after a crash: training resumes from the newest checkpoint in ``output_dir`` (or from
+``--resume_from_checkpoint PATH``). With ``eval_strategy`` other than ``no``, ``dataset_test_split`` (Hub datasets)
+or ``eval_dataset_name`` (a file) gives the evaluation rows.
 """
 
 from __future__ import annotations
@@ -29,10 +35,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import load_dataset
-from transformers import AutoTokenizer
-from trl import ModelConfig, TrlParser, get_peft_config
+from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
 from trl_seqpo import SeqPOConfig, SeqPOTrainer
+from trl_seqpo.recipes.runtime import (
+    check_model_backends,
+    load_tokenizer,
+    model_init_kwargs,
+    resume_checkpoint,
+    run_recipe,
+)
 from trl_seqpo.synthetic import language_pair as synthetic
 from trl_seqpo.synthetic.tiny_models import save_tiny_model
 
@@ -47,6 +59,12 @@ class SeqPOScriptArguments:
     )
     dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
     dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    dataset_test_split: str = field(default="test", metadata={"help": "Split to evaluate on (Hub datasets)."})
+    eval_dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "Evaluation rows: a local file, or 'synthetic' (used when eval_strategy is not 'no')."},
+    )
+    num_eval_examples: int = field(default=64, metadata={"help": "Synthetic sentence pairs to evaluate on."})
     num_train_examples: int = field(default=2000, metadata={"help": "Synthetic sentence pairs to train on."})
     synthetic_seed: int = field(default=1, metadata={"help": "Seed of the synthetic corpus (differs from SFT's)."})
     build_tiny_model: bool = field(
@@ -54,43 +72,64 @@ class SeqPOScriptArguments:
     )
 
 
-def load_train_dataset(script_args: SeqPOScriptArguments, training_args: SeqPOConfig):
-    if script_args.dataset_name == "synthetic":
-        examples = synthetic.generate_corpus(script_args.num_train_examples, seed=script_args.synthetic_seed)
+def load_split(name: str, script_args: SeqPOScriptArguments, training_args: SeqPOConfig, split: str, seed: int,
+               count: int):  # fmt: skip
+    """One split as a dataset with only the source and reference columns."""
+    if name == "synthetic":
+        examples = synthetic.generate_corpus(count, seed=seed)
         return synthetic.to_dataset(examples).remove_columns("alignment")
-    path = Path(script_args.dataset_name)
+    path = Path(name)
     if path.suffix in {".jsonl", ".json", ".csv", ".parquet"}:
         if not path.exists():
             raise FileNotFoundError(f"dataset file {path} does not exist")
         builder = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}[path.suffix]
         dataset = load_dataset(builder, data_files=str(path), split="train")
     else:
-        dataset = load_dataset(script_args.dataset_name, script_args.dataset_config)[script_args.dataset_train_split]
+        dataset = load_dataset(name, script_args.dataset_config)[split]
     keep = {training_args.source_column, training_args.reference_column}
     return dataset.remove_columns([c for c in dataset.column_names if c not in keep])
 
 
-def main(script_args: SeqPOScriptArguments, training_args: SeqPOConfig, model_args: ModelConfig) -> None:
+def load_datasets(script_args: SeqPOScriptArguments, training_args: SeqPOConfig):
+    """The training rows, and the evaluation rows when ``eval_strategy`` is not ``no`` (else ``None``)."""
+    train = load_split(script_args.dataset_name, script_args, training_args, script_args.dataset_train_split,
+                       script_args.synthetic_seed, script_args.num_train_examples)  # fmt: skip
+    if training_args.eval_strategy == "no":
+        return train, None
+    name = script_args.eval_dataset_name or script_args.dataset_name
+    if name == script_args.dataset_name and Path(name).suffix in {".jsonl", ".json", ".csv", ".parquet"}:
+        raise ValueError(f"eval_strategy={training_args.eval_strategy!r} needs evaluation rows: set eval_dataset_name")
+    evaluation = load_split(name, script_args, training_args, script_args.dataset_test_split,
+                            script_args.synthetic_seed + 10_000, script_args.num_eval_examples)  # fmt: skip
+    return train, evaluation
+
+
+def main(script_args: SeqPOScriptArguments, training_args: SeqPOConfig, model_args: ModelConfig):
+    check_model_backends(model_args)
+    checkpoint = resume_checkpoint(training_args)
     model_path = Path(model_args.model_name_or_path)
     if script_args.build_tiny_model and not model_path.exists() and training_args.process_index == 0:
         save_tiny_model(model_path, seed=training_args.seed)
     if script_args.build_tiny_model:
         training_args.distributed_state.wait_for_everyone()
-    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
-    training_args.model_init_kwargs = {**(training_args.model_init_kwargs or {}), "dtype": model_args.dtype or "auto"}
+    tokenizer = load_tokenizer(model_args, training_args)
+    training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
     with training_args.main_process_first(desc="load data"):
-        train_dataset = load_train_dataset(script_args, training_args)
+        train_dataset, eval_dataset = load_datasets(script_args, training_args)
     trainer = SeqPOTrainer(
         model=model_args.model_name_or_path,
         args=training_args,
         train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
+        quantization_config=get_quantization_config(model_args),
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(training_args.output_dir)
+    return trainer
 
 
 if __name__ == "__main__":
     parser = TrlParser((SeqPOScriptArguments, SeqPOConfig, ModelConfig))
-    main(*parser.parse_args_and_config())
+    run_recipe(main, *parser.parse_args_and_config())

@@ -19,7 +19,13 @@ The paper's setup (8 GPUs, 1 pair per device, 12 accumulation steps = 96 pairs p
     accelerate launch --config_file examples/accelerate_configs/zero3.yaml \
         examples/scripts/alpo.py --config examples/configs/alpo_en_zh.yaml
 
-Any field can be overridden on the command line, e.g. ``--max_steps 2 --output_dir /tmp/alpo``.
+    # the same from an installed wheel (no clone needed)
+    trl-seqpo train alpo --config alpo_en_zh --accelerate_config zero3
+
+Any field can be overridden on the command line, e.g. ``--max_steps 2 --output_dir /tmp/alpo``. Run the same
+command again after a crash: training resumes from the newest checkpoint in ``output_dir`` (or from
+``--resume_from_checkpoint PATH``). With ``eval_strategy`` other than ``no``, ``eval_pairs_file`` gives the
+evaluation pairs.
 """
 
 from __future__ import annotations
@@ -30,11 +36,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import load_dataset
-from transformers import AutoModelForCausalLM, AutoTokenizer
-from trl import ModelConfig, TrlParser, get_peft_config
+from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
 from trl_seqpo import ALPOConfig, ALPOTrainer
 from trl_seqpo.alpo.pairs import build_preference_pairs, read_candidate_records, stats_path_for
+from trl_seqpo.recipes.runtime import (
+    check_model_backends,
+    load_tokenizer,
+    model_init_kwargs,
+    resume_checkpoint,
+    run_recipe,
+)
 
 
 @dataclass
@@ -47,6 +59,10 @@ class ALPOScriptArguments:
     candidates_file: str | None = field(
         default=None,
         metadata={"help": "Candidates JSONL written by `trl-seqpo alpo sample`; pairs are built with the config."},
+    )
+    eval_pairs_file: str | None = field(
+        default=None,
+        metadata={"help": "Pairs JSONL to evaluate on (used when eval_strategy is not 'no')."},
     )
     synthetic: bool = field(
         default=False,
@@ -147,31 +163,36 @@ def load_pairs(script_args: ALPOScriptArguments, training_args: ALPOConfig):
     return dataset, stats
 
 
-def main(script_args: ALPOScriptArguments, training_args: ALPOConfig, model_args: ModelConfig) -> None:
+def main(script_args: ALPOScriptArguments, training_args: ALPOConfig, model_args: ModelConfig):
+    check_model_backends(model_args)
+    checkpoint = resume_checkpoint(training_args)
     if script_args.synthetic:
         prepare_synthetic(script_args, model_args)
     train_dataset, stats = load_pairs(script_args, training_args)
-    model_kwargs = {"revision": model_args.model_revision, "trust_remote_code": training_args.trust_remote_code}
-    if model_args.dtype not in (None, "auto"):
-        model_kwargs["dtype"] = model_args.dtype
-    model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **model_kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(
-        model_args.model_name_or_path,
-        revision=model_args.model_revision,
-        trust_remote_code=training_args.trust_remote_code,
-    )
+    eval_dataset = None
+    if training_args.eval_strategy != "no":
+        if script_args.eval_pairs_file is None:
+            raise ValueError(
+                f"eval_strategy={training_args.eval_strategy!r} needs evaluation pairs: set eval_pairs_file"
+            )
+        eval_dataset = load_dataset("json", data_files=script_args.eval_pairs_file, split="train")
+    training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
+    tokenizer = load_tokenizer(model_args, training_args)
     trainer = ALPOTrainer(
-        model=model,
+        model=model_args.model_name_or_path,
         args=training_args,
         train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
+        quantization_config=get_quantization_config(model_args),
         pair_stats=stats,
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(training_args.output_dir)
+    return trainer
 
 
 if __name__ == "__main__":
     parser = TrlParser((ALPOScriptArguments, ALPOConfig, ModelConfig))
-    main(*parser.parse_args_and_config())
+    run_recipe(main, *parser.parse_args_and_config())

@@ -1,0 +1,226 @@
+"""The recipes ship inside the package, resume after a kill, honour the model options and fail early on a backend
+that is not installed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from trl_seqpo import recipes
+from trl_seqpo.errors import MissingDependencyError, UserInputError
+from trl_seqpo.recipes.runtime import check_model_backends, model_init_kwargs, resume_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "CUDA_VISIBLE_DEVICES": ""}
+ENV["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+SHIPPED_ACCELERATE = ["fsdp", "multi_gpu", "single_gpu", "zero2", "zero3"]
+
+
+# ---------------------------------------------------------------------------------------------- shipped files
+def test_every_recipe_and_config_is_inside_the_package():
+    for name in recipes.RECIPES:
+        assert recipes.recipe_script(name).is_file()
+    assert recipes.available_accelerate_configs() == SHIPPED_ACCELERATE
+    assert {"seqpo_synthetic", "seqpo_en_zh", "alpo_en_zh", "sft_simt_en_zh"} <= set(recipes.available_configs())
+    # the repository's examples/ folders are the package's folders, not copies that could drift
+    for folder in ("scripts", "configs", "accelerate_configs"):
+        assert (ROOT / "examples" / folder).resolve() == (recipes.RECIPES_DIR / folder)
+
+
+def test_names_and_files_resolve_and_mistakes_are_user_errors(tmp_path):
+    assert recipes.resolve_config("seqpo_synthetic") == recipes.CONFIGS_DIR / "seqpo_synthetic.yaml"
+    assert recipes.resolve_config("seqpo_synthetic.yaml") == recipes.CONFIGS_DIR / "seqpo_synthetic.yaml"
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("max_steps: 1\n")
+    assert recipes.resolve_config(mine) == mine
+    assert recipes.resolve_accelerate_config("fsdp").name == "fsdp.yaml"
+    with pytest.raises(UserInputError, match="unknown recipe 'grpo'"):
+        recipes.recipe_script("grpo")
+    with pytest.raises(UserInputError, match=r"zero4.*zero3"):
+        recipes.resolve_accelerate_config("zero4")
+    with pytest.raises(UserInputError, match="neither a file"):
+        recipes.resolve_config(tmp_path / "missing.yaml")
+
+
+def test_launch_command_without_accelerate_runs_the_script_in_python():
+    command = recipes.launch_command("sft-simt", "sft_simt_synthetic", extra_args=["--max_steps", "1"], python="py")
+    assert command == ["py", str(recipes.SCRIPTS_DIR / "sft_simt.py"), "--config",
+                       str(recipes.CONFIGS_DIR / "sft_simt_synthetic.yaml"), "--max_steps", "1"]  # fmt: skip
+
+
+def test_real_model_configs_save_checkpoints_and_name_a_tracker():
+    import yaml
+
+    for name in ("seqpo_en_zh", "alpo_en_zh", "sft_simt_en_zh"):
+        config = yaml.safe_load(recipes.resolve_config(name).read_text())
+        assert config["save_strategy"] == "steps" and config["save_total_limit"] >= 1, name
+        assert config["report_to"] not in ("none", None), name
+
+
+@pytest.mark.slow
+def test_built_wheel_carries_scripts_and_configs(tmp_path):
+    source = tmp_path / "src"
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for name in files + [str(p.relative_to(ROOT)) for p in recipes.RECIPES_DIR.rglob("*") if p.is_file()]:
+        target = source / name
+        if (ROOT / name).is_file() and not (ROOT / name).is_symlink():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, target)
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)]
+    subprocess.run([*command, str(source)], check=True, capture_output=True, env=ENV, timeout=300)
+    (wheel,) = tmp_path.glob("trl_seqpo-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {f"trl_seqpo/recipes/scripts/{script}" for script in recipes.RECIPES.values()}
+    expected |= {f"trl_seqpo/recipes/accelerate_configs/{name}.yaml" for name in SHIPPED_ACCELERATE}
+    expected |= {f"trl_seqpo/recipes/configs/{name}.yaml" for name in recipes.available_configs()}
+    assert expected <= names, sorted(expected - names)
+
+
+# ---------------------------------------------------------------------------------------------- resume
+def test_resume_prefers_the_explicit_checkpoint_then_the_newest_in_output_dir(tmp_path):
+    for step in (5, 10, 2):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    args = SimpleNamespace(resume_from_checkpoint=None, output_dir=str(tmp_path))
+    assert resume_checkpoint(args) == str(tmp_path / "checkpoint-10")  # numeric, not lexicographic order
+    args.resume_from_checkpoint = str(tmp_path / "checkpoint-5")
+    assert resume_checkpoint(args) == str(tmp_path / "checkpoint-5")
+    args.resume_from_checkpoint = str(tmp_path / "checkpoint-7")
+    with pytest.raises(UserInputError, match="checkpoint-7"):
+        resume_checkpoint(args)
+    assert resume_checkpoint(SimpleNamespace(resume_from_checkpoint=None, output_dir=str(tmp_path / "new"))) is None
+
+
+_KILL_AFTER_CHECKPOINT = """
+import os, runpy, signal, sys
+import transformers
+save = transformers.Trainer._save_checkpoint
+def save_then_die(self, *args, **kwargs):  # a crash right after checkpoint N is complete on disk
+    save(self, *args, **kwargs)
+    if self.state.global_step >= int(os.environ["KILL_AFTER_STEP"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+transformers.Trainer._save_checkpoint = save_then_die
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def _fingerprint(checkpoint: Path) -> dict[str, tuple[int, str]]:
+    return {
+        path.name: (path.stat().st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
+        for path in sorted(checkpoint.iterdir())
+        if path.is_file()
+    }
+
+
+@pytest.mark.slow
+def test_killed_run_continues_after_its_last_checkpoint_when_started_again(tmp_path):
+    output = tmp_path / "sft"
+    command = [
+        str(recipes.recipe_script("sft-simt")), "--config", str(recipes.resolve_config("sft_simt_synthetic")),
+        "--model_name_or_path", str(tmp_path / "tiny"), "--output_dir", str(output), "--max_steps", "4",
+        "--save_strategy", "steps", "--save_steps", "1", "--logging_steps", "1", "--num_train_examples", "64",
+        "--per_device_train_batch_size", "8", "--warmup_steps", "0",
+    ]  # fmt: skip
+    kill_env = {**ENV, "KILL_AFTER_STEP": "2"}
+    killed = subprocess.run([sys.executable, "-c", _KILL_AFTER_CHECKPOINT, *command], cwd=tmp_path, env=kill_env,
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert sorted(p.name for p in output.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+    before = {name: _fingerprint(output / name) for name in ("checkpoint-1", "checkpoint-2")}
+
+    resumed = subprocess.run([sys.executable, *command], cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                             timeout=600)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Resuming from {output / 'checkpoint-2'}" in resumed.stderr
+    assert sorted(p.name for p in output.glob("checkpoint-*")) == [f"checkpoint-{n}" for n in (1, 2, 3, 4)]
+    assert {name: _fingerprint(output / name) for name in before} == before  # earlier checkpoints untouched
+    state = json.loads((output / "checkpoint-4" / "trainer_state.json").read_text())
+    logged_steps = [entry["step"] for entry in state["log_history"] if "loss" in entry]
+    assert logged_steps == [1, 2, 3, 4]  # steps 1-2 from the first run, 3-4 from the second, none twice
+    assert (output / "model.safetensors").exists()
+
+
+# ---------------------------------------------------------------------------------------------- model options
+def _model_args(**overrides):
+    base = {"attn_implementation": None, "load_in_4bit": False, "load_in_8bit": False, "model_revision": "main",
+            "dtype": None}  # fmt: skip
+    return SimpleNamespace(**{**base, **overrides})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "module", "message"),
+    [
+        ({"attn_implementation": "flash_attention_2"}, "flash_attn", "flash_attn package"),
+        ({"attn_implementation": "kernels-community/flash-attn"}, "kernels", "pip install kernels"),
+        ({"load_in_4bit": True}, "bitsandbytes", "load_in_4bit=true needs bitsandbytes"),
+        ({"load_in_8bit": True}, "bitsandbytes", "load_in_8bit=true needs bitsandbytes"),
+    ],
+)
+def test_requested_backend_that_is_not_installed_is_an_error(monkeypatch, overrides, module, message):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == module else find_spec(name, *a))
+    with pytest.raises(MissingDependencyError, match=message):
+        check_model_backends(_model_args(**overrides))
+
+
+def test_installed_or_builtin_backends_pass():
+    check_model_backends(_model_args(attn_implementation="sdpa"))
+    check_model_backends(_model_args(attn_implementation="eager"))
+    with pytest.raises(UserInputError, match="at most one"):
+        check_model_backends(_model_args(load_in_4bit=True, load_in_8bit=True))
+
+
+def test_model_init_kwargs_carry_every_model_option():
+    kwargs = model_init_kwargs(
+        _model_args(attn_implementation="sdpa", model_revision="v2", dtype="bfloat16"),
+        SimpleNamespace(trust_remote_code=True, model_init_kwargs=None),
+    )
+    assert kwargs == {"revision": "v2", "trust_remote_code": True, "dtype": "bfloat16", "attn_implementation": "sdpa"}
+
+
+@pytest.mark.slow
+def test_script_stops_before_training_when_flash_attn_is_missing(tmp_path):
+    pytest.importorskip("trl")
+    if __import__("importlib").util.find_spec("flash_attn") is not None:
+        pytest.skip("flash-attn is installed here")
+    command = [sys.executable, str(recipes.recipe_script("seqpo")), "--config",
+               str(recipes.resolve_config("seqpo_synthetic")), "--model_name_or_path", str(tmp_path / "tiny"),
+               "--output_dir", str(tmp_path / "out"), "--attn_implementation", "flash_attention_2"]  # fmt: skip
+    result = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("error: attn_implementation='flash_attention_2'")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "tiny").exists()  # nothing was built or trained
+
+
+@pytest.mark.slow
+def test_model_options_reach_the_trained_model(tmp_path):
+    import torch
+    from trl import ModelConfig, SFTConfig, TrlParser
+
+    from trl_seqpo.recipes.scripts import sft_simt
+
+    parser = TrlParser((sft_simt.SimtSFTScriptArguments, SFTConfig, ModelConfig))
+    args = parser.parse_args_and_config(
+        args=["--config", str(recipes.resolve_config("sft_simt_synthetic")), "--model_name_or_path",
+              str(tmp_path / "tiny"), "--output_dir", str(tmp_path / "out"), "--max_steps", "1",
+              "--num_train_examples", "16", "--per_device_train_batch_size", "8", "--dtype", "bfloat16",
+              "--attn_implementation", "eager", "--eval_strategy", "steps", "--eval_steps", "1",
+              "--eval_dataset_name", "synthetic", "--num_eval_examples", "8"]  # fmt: skip
+    )
+    trainer = sft_simt.main(*args)
+    assert trainer.model.dtype == torch.bfloat16
+    assert trainer.model.config._attn_implementation == "eager"
+    assert len(trainer.eval_dataset) == 8
+    assert any("eval_loss" in entry for entry in trainer.state.log_history)

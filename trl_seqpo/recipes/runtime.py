@@ -1,0 +1,166 @@
+"""What every training recipe does before and around ``trainer.train()``: resume, model options, backend checks.
+
+The recipes (``trl_seqpo/recipes/scripts/*.py``) call these three functions so that they behave the same way:
+
+* `resume_checkpoint` - the open-r1 pattern: an explicit ``--resume_from_checkpoint PATH`` wins; otherwise a
+  run started again with the same ``output_dir`` continues from the newest ``checkpoint-N`` there, so a killed job
+  is restarted with the very same command and never overwrites the checkpoints it already wrote.
+* `check_model_backends` - an attention kernel or quantisation library the config asks for but that is not
+  installed is an error before anything is loaded (transformers would otherwise fail late, or a user would find out
+  from the speed of the run).
+* `run_recipe` - a mistake the user can fix ends the run with one line and exit code 2.
+* `model_init_kwargs` - ``model_revision``, ``trust_remote_code``, ``attn_implementation`` and ``dtype`` as
+  ``from_pretrained`` keyword arguments; quantisation (``load_in_4bit``/``load_in_8bit``) reaches the trainer through
+  TRL's ``get_quantization_config``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from trl_seqpo.errors import MissingDependencyError, UserInputError
+
+logger = logging.getLogger(__name__)
+
+# attn_implementation value -> (importable module that provides it, what to install)
+_ATTENTION_BACKENDS = {
+    "flash_attention_2": ("flash_attn", "pip install flash-attn --no-build-isolation"),
+    "flash_attention_3": ("flash_attn_interface", "build flash-attention 3 from its hopper/ directory"),
+}
+_KERNELS_HINT = "pip install kernels (attention kernels from the Hub need the `kernels` package)"
+
+
+def resume_checkpoint(training_args: Any) -> str | None:
+    """The checkpoint a recipe resumes from, or ``None`` to start from scratch.
+
+    ``training_args.resume_from_checkpoint`` wins when set (it must exist); otherwise the newest ``checkpoint-N``
+    directory in ``training_args.output_dir`` (transformers' ``get_last_checkpoint``) is used.
+
+    Args:
+        training_args: A ``TrainingArguments`` (any TRL config).
+
+    Returns:
+        A checkpoint directory for ``trainer.train(resume_from_checkpoint=...)``, or ``None``.
+
+    Raises:
+        UserInputError: ``resume_from_checkpoint`` names a directory that does not exist.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> resume_checkpoint(SimpleNamespace(resume_from_checkpoint=None, output_dir="/nonexistent")) is None
+        True
+    """
+    from transformers.trainer_utils import get_last_checkpoint
+
+    explicit = getattr(training_args, "resume_from_checkpoint", None)
+    if explicit:
+        if not Path(explicit).is_dir():
+            raise UserInputError(
+                f"resume_from_checkpoint={explicit!r} is not a directory: give a checkpoint-N directory written by an "
+                "earlier run, or leave it unset to resume from the newest checkpoint in output_dir"
+            )
+        return str(explicit)
+    output_dir = Path(training_args.output_dir)
+    if not output_dir.is_dir():
+        return None
+    last = get_last_checkpoint(str(output_dir))
+    if last is not None:
+        logger.warning("Resuming from %s (the newest checkpoint in output_dir)", last)
+    return last
+
+
+def check_model_backends(model_args: Any) -> None:
+    """Fail before training when the model options need a library that is not installed.
+
+    Args:
+        model_args: TRL's ``ModelConfig`` (``attn_implementation``, ``load_in_4bit``, ``load_in_8bit``).
+
+    Raises:
+        MissingDependencyError: ``attn_implementation`` needs flash-attn (or the ``kernels`` package for a Hub
+            kernel such as ``kernels-community/flash-attn``), or 4-/8-bit loading needs bitsandbytes.
+        UserInputError: Both ``load_in_4bit`` and ``load_in_8bit`` are set.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> check_model_backends(SimpleNamespace(attn_implementation="sdpa", load_in_4bit=False, load_in_8bit=False))
+    """
+    attention = getattr(model_args, "attn_implementation", None)
+    if attention in _ATTENTION_BACKENDS:
+        module, hint = _ATTENTION_BACKENDS[attention]
+        if importlib.util.find_spec(module) is None:
+            raise MissingDependencyError(
+                f"attn_implementation={attention!r} needs the {module} package, which is not installed ({hint}); "
+                "or use attn_implementation: sdpa"
+            )
+    elif attention and "/" in attention and importlib.util.find_spec("kernels") is None:
+        raise MissingDependencyError(f"attn_implementation={attention!r}: {_KERNELS_HINT}")
+    four, eight = bool(getattr(model_args, "load_in_4bit", False)), bool(getattr(model_args, "load_in_8bit", False))
+    if four and eight:
+        raise UserInputError("set at most one of load_in_4bit and load_in_8bit")
+    if (four or eight) and importlib.util.find_spec("bitsandbytes") is None:
+        flag = "load_in_4bit" if four else "load_in_8bit"
+        raise MissingDependencyError(
+            f"{flag}=true needs bitsandbytes, which is not installed (pip install 'trl[quantization]' or "
+            "pip install bitsandbytes); or drop the flag"
+        )
+
+
+def model_init_kwargs(model_args: Any, training_args: Any) -> dict[str, Any]:
+    """``from_pretrained`` keyword arguments of the policy from TRL's ``ModelConfig``, as ``trl grpo`` builds them.
+
+    The result goes into the trainer config's ``model_init_kwargs`` (the model is passed to the trainer by name);
+    4-/8-bit loading goes to the trainer's ``quantization_config`` argument (``trl.get_quantization_config``), as
+    in TRL's own scripts. Values already in ``training_args.model_init_kwargs`` win.
+
+    Args:
+        model_args: TRL's ``ModelConfig`` (``model_revision``, ``attn_implementation``, ``dtype``).
+        training_args: The trainer's config (``trust_remote_code``, ``model_init_kwargs``).
+
+    Returns:
+        Keyword arguments for ``AutoModelForCausalLM.from_pretrained``.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> model = SimpleNamespace(model_revision="main", attn_implementation="sdpa", dtype="bfloat16")
+        >>> model_init_kwargs(model, SimpleNamespace(trust_remote_code=False, model_init_kwargs={"dtype": "float32"}))
+        {'revision': 'main', 'trust_remote_code': False, 'dtype': 'float32', 'attn_implementation': 'sdpa'}
+    """
+    kwargs: dict[str, Any] = {
+        "revision": model_args.model_revision,
+        "trust_remote_code": bool(getattr(training_args, "trust_remote_code", False)),
+        "dtype": model_args.dtype or "auto",
+    }
+    if model_args.attn_implementation is not None:
+        kwargs["attn_implementation"] = model_args.attn_implementation
+    kwargs.update(getattr(training_args, "model_init_kwargs", None) or {})
+    return kwargs
+
+
+def load_tokenizer(model_args: Any, training_args: Any) -> Any:
+    """The tokenizer of ``model_args.model_name_or_path`` at ``model_revision``, with ``trust_remote_code``."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(
+        model_args.model_name_or_path,
+        revision=model_args.model_revision,
+        trust_remote_code=bool(getattr(training_args, "trust_remote_code", False)),
+    )
+
+
+def run_recipe(main: Callable[..., None], *args: Any) -> None:
+    """Run a recipe's ``main``; a mistake the user can fix exits with code 2 and one line, without a traceback.
+
+    Args:
+        main: The recipe's ``main(script_args, training_args, model_args)``.
+        *args: Its arguments (what ``TrlParser.parse_args_and_config`` returned).
+    """
+    try:
+        main(*args)
+    except (UserInputError, MissingDependencyError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
