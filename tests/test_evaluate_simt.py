@@ -137,7 +137,7 @@ def test_judge_failing_mid_run_leaves_rows_unscored_and_resume_scores_them(model
 @pytest.mark.parametrize(
     "case, message",
     [
-        ("model", "no such directory"),
+        ("model", "model checkpoint not found: no such folder"),
         ("columns", "data.tsv:3: column 'reference' must be a non-empty string"),
         ("header", "column 'reference' is missing (columns found: source, target)"),
         ("judge", "could not be reached"),

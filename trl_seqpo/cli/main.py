@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "subtitles": ("read, align and cut subtitle files into documents", "trl_seqpo.cli.subtitles:add_parser"),
     "alpo": ("ALPO data pipeline: sample candidates, judge them, build pairs", "trl_seqpo.cli.alpo:add_parser"),
     "evaluate": ("evaluate simultaneous or subtitle translation", "trl_seqpo.evaluate:add_parser"),
-    "plot": ("draw quality-latency curves", "trl_seqpo.evaluate.plot:add_parser"),
+    "plot": ("draw quality-latency curves", "trl_seqpo.cli.plot:add_parser"),
 }
 
 

@@ -1,4 +1,4 @@
-"""What ``evaluate simt`` and ``evaluate subtitles`` share: loading the model behind a generation backend, the
+"""What ``evaluate simt`` and ``evaluate subtitles`` share: the
 command-line options for metrics, the judge and the output folder, and parsing of list-valued options.
 
 Heavy imports (torch, transformers, vLLM) happen inside the functions, so ``trl-seqpo evaluate --help`` stays fast.
@@ -7,7 +7,6 @@ Heavy imports (torch, transformers, vLLM) happen inside the functions, so ``trl-
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ __all__ = [
     "add_common_arguments",
     "check_metric_dependencies",
     "judge_config_from_args",
-    "load_backend",
     "parse_int_list",
     "parse_metrics",
 ]
@@ -142,66 +140,3 @@ def check_metric_dependencies(metrics: Sequence[str], bleurt_model: str | None) 
             raise MissingDependencyError(f"the bleurt metric needs bleurt-pytorch: {BLEURT_INSTALL_HINT}")
         if not bleurt_model:
             raise UserInputError("the bleurt metric needs --bleurt-model PATH (a bleurt-pytorch checkpoint)")
-
-
-def load_backend(
-    model: str,
-    backend: str = "hf",
-    *,
-    device: str | None = None,
-    dtype: str = "auto",
-    seed: int = 0,
-) -> tuple[Any, Any]:
-    """Load a tokenizer and a `GenerationBackend` for ``model``.
-
-    Args:
-        model: Checkpoint directory (or a model id available offline).
-        backend: ``"hf"`` (transformers ``generate``) or ``"vllm"`` (`trl_seqpo.rollout.vllm`, imported only
-            here).
-        device: Torch device for ``"hf"``; default CUDA when available, else CPU.
-        dtype: ``"auto"``, ``"float32"``, ``"bfloat16"`` or ``"float16"``.
-        seed: Engine seed for vLLM.
-
-    Returns:
-        ``(tokenizer, backend)``.
-
-    Raises:
-        UserInputError: The model cannot be found or loaded.
-        MissingDependencyError: ``backend="vllm"`` without vLLM installed.
-    """
-    if backend not in ("hf", "vllm"):
-        raise UserInputError(f"--backend must be 'hf' or 'vllm', got {backend!r}")
-    if backend == "vllm":
-        from trl_seqpo.rollout.vllm import require_vllm
-
-        require_vllm()  # before loading anything else
-    if model.startswith((os.sep, ".", "~")) and not Path(model).expanduser().exists():
-        raise UserInputError(f"--model {model!r}: no such directory")
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model)
-    except (OSError, ValueError) as error:
-        raise UserInputError(
-            f"cannot load a tokenizer from --model {model!r}: give a checkpoint directory saved with save_pretrained "
-            f"(or a model id that is in the local Hugging Face cache) ({type(error).__name__})"
-        ) from error
-    if backend == "vllm":
-        from trl_seqpo.rollout.vllm import VLLMGenerationBackend
-
-        kwargs: dict[str, Any] = {"seed": seed}
-        if dtype != "auto":
-            kwargs["dtype"] = dtype
-        return tokenizer, VLLMGenerationBackend.from_model(model, **kwargs)
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from trl_seqpo.rollout.hf import HFGenerationBackend
-
-    torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-    try:
-        causal_lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype)
-    except (OSError, ValueError) as error:
-        raise UserInputError(f"cannot load a causal LM from --model {model!r} ({error})") from error
-    causal_lm.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval()
-    return tokenizer, HFGenerationBackend(causal_lm, tokenizer)

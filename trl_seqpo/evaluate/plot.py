@@ -12,7 +12,6 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 from trl_seqpo.errors import MissingDependencyError, UserInputError
 
-__all__ = ["add_parser", "load_results", "plot_curves"]
+__all__ = ["load_results", "plot_curves"]
 
 _QUALITY_PREFERENCE = ("COMET", "XCOMET", "BLEURT", "Judge", "BLEU", "chrF")
 
@@ -129,28 +128,3 @@ def plot_curves(
     figure.savefig(output)
     plt.close(figure)
     return output
-
-
-def add_parser(subparsers: Any) -> None:
-    """Register ``trl-seqpo plot``."""
-    parser = subparsers.add_parser(
-        "plot",
-        help="draw quality-latency curves",
-        description="Quality vs latency curves from evaluate simt results (SeqPO-SiMT Fig. 3-4).",
-    )
-    parser.add_argument("results", nargs="+", help="results.json files or evaluate --output-dir folders")
-    parser.add_argument("-o", "--output", required=True, type=Path, help="output .png or .svg")
-    parser.add_argument("--x", default="AL", choices=("AL", "LAAL", "DAL", "AP"), help="latency axis (default AL)")
-    parser.add_argument("--y", default=None, help="quality axis (default: COMET if present, else BLEURT, ... BLEU)")
-    parser.add_argument("--title", default=None)
-    parser.add_argument("--label", action="append", default=None, help="legend name per results file (repeat)")
-    parser.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Entry point of ``trl-seqpo plot``."""
-    path = plot_curves(
-        load_results(args.results), args.output, x=args.x, y=args.y, title=args.title, labels=args.label
-    )
-    print(f"wrote {path}")
-    return 0

@@ -359,9 +359,10 @@ def evaluate_simt(config: SimTEvalConfig, on_batch: Callable[[int], None] | None
         UserInputError: Bad data, model path, settings, or an unreachable judge.
         MissingDependencyError: A requested metric or backend is not installed.
     """
-    from trl_seqpo.evaluate.common import check_metric_dependencies, load_backend
+    from trl_seqpo.evaluate.common import check_metric_dependencies
     from trl_seqpo.evaluate.metrics import check_judge_reachable
     from trl_seqpo.evaluate.report import write_results
+    from trl_seqpo.rollout.loading import load_backend
     from trl_seqpo.rollout.simultaneous import SimultaneousRollout
 
     rows = load_pairs(config.data, ("source", "reference"))[: config.limit]
@@ -369,9 +370,8 @@ def evaluate_simt(config: SimTEvalConfig, on_batch: Callable[[int], None] | None
     if "judge" in config.metrics:
         check_judge_reachable(config.judge)
     output_dir = Path(config.output_dir)
-    tokenizer, backend = load_backend(
-        config.model, config.backend, device=config.device, dtype=config.dtype, seed=config.seed
-    )
+    loaded = load_backend(config.model, config.backend, device=config.device, dtype=config.dtype, seed=config.seed)
+    tokenizer, backend = loaded.tokenizer, loaded.backend
     policy_name = {"model": "", "wait-k": " + wait-k", "full-sentence": " (full sentence)"}[config.policy]
     results: dict[str, Any] = {
         "task": "simt",

@@ -359,9 +359,10 @@ def evaluate_subtitles(config: SubtitleEvalConfig, on_batch: Callable[[int], Non
         UserInputError: Bad documents file, model path, settings, or an unreachable judge.
         MissingDependencyError: A requested metric or backend is not installed.
     """
-    from trl_seqpo.evaluate.common import check_metric_dependencies, load_backend
+    from trl_seqpo.evaluate.common import check_metric_dependencies
     from trl_seqpo.evaluate.metrics import check_judge_reachable
     from trl_seqpo.evaluate.report import write_results
+    from trl_seqpo.rollout.loading import load_backend
 
     documents = load_documents(config.documents)[: config.limit]
     if {"comet", "xcomet"} & set(config.metrics) and not any(d.target_lines for d in documents):
@@ -371,9 +372,8 @@ def evaluate_subtitles(config: SubtitleEvalConfig, on_batch: Callable[[int], Non
     check_metric_dependencies(config.metrics, None)
     if "judge" in config.metrics:
         check_judge_reachable(config.judge)
-    tokenizer, backend = load_backend(
-        config.model, config.backend, device=config.device, dtype=config.dtype, seed=config.seed
-    )
+    loaded = load_backend(config.model, config.backend, device=config.device, dtype=config.dtype, seed=config.seed)
+    tokenizer, backend = loaded.tokenizer, loaded.backend
     output_dir = Path(config.output_dir)
     run_dir = output_dir / config.mode
     settings = {

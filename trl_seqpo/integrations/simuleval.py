@@ -131,13 +131,14 @@ class SeqPOAgent(TextToTextAgent):
             raise MissingDependencyError(SIMULEVAL_INSTALL_HINT)
         self.translator: IncrementalTranslator | None = None
         super().__init__(args)
-        from trl_seqpo.evaluate.common import load_backend
         from trl_seqpo.evaluate.simt import OperatingPoint
+        from trl_seqpo.rollout.loading import load_backend
         from trl_seqpo.rollout.simultaneous import SimultaneousRollout, SimultaneousRolloutConfig
 
-        tokenizer, backend = load_backend(
+        loaded = load_backend(
             args.model_path, args.backend, device=getattr(args, "device", None), dtype=args.dtype, seed=args.seed
         )
+        tokenizer, backend = loaded.tokenizer, loaded.backend
         languages = {key: value for key, value in (("src_lang", args.src_lang), ("tgt_lang", args.tgt_lang)) if value}
         config = SimultaneousRolloutConfig(
             chunk_size=args.chunk_size,
