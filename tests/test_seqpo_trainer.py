@@ -133,6 +133,12 @@ def test_fused_reward_uses_the_translation_not_the_raw_completion(tiny, dataset,
         ({"latency_truncation": "clip"}, "latency_truncation"),
         ({"num_generations": 1, "per_device_train_batch_size": 1}, "at least 2 generations"),
         ({"latency_unit": "syllable"}, "latency_unit"),
+        ({"latency_floor": float("nan")}, "latency_floor"),
+        ({"repetition_penalty": 1.05}, "repetition_penalty=1.05"),
+        ({"min_p": 0.1}, "min_p=0.1"),
+        ({"top_p": 0.9}, "top_p=0.9"),
+        ({"top_k": 20}, "top_k=20"),
+        ({"generation_kwargs": {"no_repeat_ngram_size": 2}}, "generation_kwargs"),
     ],
 )
 def test_config_validation(tmp_path, overrides, message):
