@@ -187,3 +187,35 @@ def test_lora_and_gradient_accumulation_keep_working(tiny, dataset, tmp_path):
     ]
     assert changed, "LoRA weights did not move"
     assert any("simt/average_lagging" in entry for entry in trainer.state.log_history)
+
+
+def test_configured_columns_reach_the_rewards_and_the_rollout(tiny, dataset, tmp_path):
+    from trl_seqpo.rewards import get_reward
+    from trl_seqpo.simt.latency import reference_length
+
+    model, tokenizer = tiny
+    renamed = dataset.rename_columns({"source": "src", "reference": "ref"})
+    renamed = renamed.add_column("prompt", ["decoy prompt"] * len(renamed))  # must not be what is translated
+    seen = {"prompts": [], "source": [], "reference_length": [], "ref": []}
+    laal = get_reward("laal")
+
+    def recording_laal(prompts, completions, **columns):
+        seen["prompts"] += list(prompts)
+        seen["source"] += list(columns["source"])
+        seen["ref"] += list(columns["ref"])
+        seen["reference_length"] += list(columns["reference_length"])
+        return laal(prompts=prompts, completions=completions, **columns)
+
+    trainer = SeqPOTrainer(
+        model=model,
+        reward_funcs=["chrf", recording_laal],
+        args=_config(tmp_path, max_steps=1, beta=0.0, source_column="src", reference_column="ref"),
+        train_dataset=renamed,
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    assert seen["prompts"] and seen["prompts"] == seen["source"]
+    assert set(seen["source"]) <= set(renamed["src"]) and "decoy prompt" not in seen["prompts"]
+    assert seen["reference_length"] == [reference_length(r, "word") for r in seen["ref"]]
+    stds = [entry["reward_std"] for entry in trainer.state.log_history if "reward_std" in entry]
+    assert stds and stds[0] > 0  # the quality reward scored the configured reference column
