@@ -176,6 +176,12 @@ class SeqPOConfig(GRPOConfig):
         if self.max_new_tokens_per_step < 1:
             raise ValueError(f"max_new_tokens_per_step must be >= 1, got {self.max_new_tokens_per_step}")
         _check_on_policy_sampling(self)
+        if self.loss_type == "dr_grpo" and self.max_completion_length is None:
+            raise ValueError(
+                "loss_type='dr_grpo' divides the summed token loss by the constant max_completion_length, which SeqPO "
+                "leaves None (the step budget bounds trajectories); set max_completion_length to a bound on "
+                "trajectory tokens, e.g. (chunks + max_steps_after_source) * (max_new_tokens_per_step + ~10)"
+            )
         if self.max_steps_after_source < 0:
             raise ValueError(f"max_steps_after_source must be >= 0, got {self.max_steps_after_source}")
 

@@ -120,6 +120,11 @@ class SeqPOTrainer(GRPOTrainer):
             step_end_token=args.step_end_token,
             end_of_translation_token=args.end_of_translation_token,
         )
+        # TRL counts a completion as truncated (`completions/clipped_ratio`, `mask_truncated_completions`) unless it
+        # ends in one of `eos_token_ids`; a base checkpoint lists only its EOS there, not the step-end token.
+        stop_ids = SimultaneousRollout(None, self.processing_class, self.rollout_config).stop_token_ids
+        self.eos_token_ids = [*self.eos_token_ids, *(i for i in stop_ids if i not in self.eos_token_ids)]
+        self._budget_cut_marker = _budget_cut_marker(self.processing_class, self.eos_token_ids)
 
     # ------------------------------------------------------------------ rollout_func hook
     def _simultaneous_rollout(self, prompts: list[Any], trainer: GRPOTrainer) -> dict[str, list]:
@@ -141,6 +146,8 @@ class SeqPOTrainer(GRPOTrainer):
                     self.model_wrapped,
                     self.accelerator,
                     gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+                    # re-enabled with the same kwargs afterwards (TRL forces use_reentrant for PEFT + ZeRO-3)
+                    gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
                 ) as unwrapped_model,
                 torch.no_grad(),
             ):
@@ -149,6 +156,13 @@ class SeqPOTrainer(GRPOTrainer):
                 )
                 trajectories = rollout.run(sources)
         self._log_rollout_metrics(trajectories)
+        for trajectory in trajectories:
+            if trajectory.finished_by == "budget" and trajectory.completion_ids[-1] in self.eos_token_ids:
+                # an empty last step ended on its stop token: close the sequence with a masked environment token so
+                # that TRL sees the trajectory as truncated, as it is
+                trajectory.completion_ids.append(self._budget_cut_marker)
+                trajectory.completion_logprobs.append(0.0)
+                trajectory.env_mask.append(0)
         return {
             "prompt_ids": [t.prompt_ids for t in trajectories],
             "completion_ids": [t.completion_ids for t in trajectories],
@@ -205,6 +219,15 @@ def _with_prompt_column(dataset: Dataset | IterableDataset | None, args: SeqPOCo
     if args.source_column == "prompt":
         return dataset
     return dataset.map(lambda row: {"prompt": row[args.source_column]})
+
+
+def _budget_cut_marker(tokenizer: Any, end_ids: list[int]) -> int:
+    """A token that is neither an end token nor padding (the newline the chat template puts after a turn)."""
+    excluded = {*end_ids, tokenizer.pad_token_id}
+    for candidate in (*tokenizer("\n", add_special_tokens=False)["input_ids"], *range(len(tokenizer))):
+        if candidate not in excluded:
+            return int(candidate)
+    raise ValueError("The tokenizer has no token besides its end and padding tokens")
 
 
 def _prompt_to_source(prompt: Any) -> str:
