@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -282,3 +283,32 @@ def test_paper_format_logprobs_match_a_forward_pass_of_each_step(model, tokenize
             logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1].float()
         expected = torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(output).unsqueeze(-1)).squeeze(-1)
         torch.testing.assert_close(expected, torch.tensor(recorded), atol=1e-4, rtol=1e-4)
+
+
+def test_hf_backend_ignores_the_checkpoints_generation_config(tokenizer):
+    # every row samples uniformly from four tokens: repeats within the first four tokens are near certain
+    model = build_tiny_model(tokenizer, hidden_size=64, num_layers=2, num_heads=2, head_dim=32, intermediate_size=128)
+    head = torch.nn.Linear(model.lm_head.in_features, model.lm_head.out_features, bias=True)
+    allowed = [tokenizer.convert_tokens_to_ids(t) for t in ("la", "le", "\u0120la", "\u0120le")]
+    assert len(set(allowed)) == 4 and tokenizer.unk_token_id not in allowed
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.fill_(-30.0)
+        head.bias[allowed] = 5.0
+    model.lm_head = head
+    # the checkpoint asks for penalties that would forbid every repeat
+    model.generation_config.repetition_penalty = 1e4
+    model.generation_config.no_repeat_ngram_size = 1
+    model.generation_config.top_k = 1
+    backend = HFGenerationBackend(model, tokenizer)
+    prompts = [tokenizer("the big dog", add_special_tokens=False)["input_ids"]] * 8
+    outputs = backend.generate(prompts, GenerationParams(max_new_tokens=6, temperature=0.7, seed=0))
+    rows = [out.token_ids for out in outputs]
+    assert all(set(row) <= set(allowed) for row in rows)
+    assert any(len(set(row[:4])) < 4 for row in rows)  # repeats happen: no penalty leaked in
+    assert len({tuple(row) for row in rows}) > 1  # and no top_k=1
+    for out in outputs:
+        torch.testing.assert_close(
+            torch.tensor(out.logprobs), torch.full((6,), float(np.log(0.25))), atol=1e-4, rtol=0
+        )
+    assert model.generation_config.repetition_penalty == 1e4  # restored after the call

@@ -133,6 +133,12 @@ def test_fused_reward_uses_the_translation_not_the_raw_completion(tiny, dataset,
         ({"latency_truncation": "clip"}, "latency_truncation"),
         ({"num_generations": 1, "per_device_train_batch_size": 1}, "at least 2 generations"),
         ({"latency_unit": "syllable"}, "latency_unit"),
+        ({"latency_floor": float("nan")}, "latency_floor"),
+        ({"repetition_penalty": 1.05}, "repetition_penalty=1.05"),
+        ({"min_p": 0.1}, "min_p=0.1"),
+        ({"top_p": 0.9}, "top_p=0.9"),
+        ({"top_k": 20}, "top_k=20"),
+        ({"generation_kwargs": {"no_repeat_ngram_size": 2}}, "generation_kwargs"),
     ],
 )
 def test_config_validation(tmp_path, overrides, message):
@@ -181,3 +187,94 @@ def test_lora_and_gradient_accumulation_keep_working(tiny, dataset, tmp_path):
     ]
     assert changed, "LoRA weights did not move"
     assert any("simt/average_lagging" in entry for entry in trainer.state.log_history)
+
+
+def test_configured_columns_reach_the_rewards_and_the_rollout(tiny, dataset, tmp_path):
+    from trl_seqpo.rewards import get_reward
+    from trl_seqpo.simt.latency import reference_length
+
+    model, tokenizer = tiny
+    renamed = dataset.rename_columns({"source": "src", "reference": "ref"})
+    renamed = renamed.add_column("prompt", ["decoy prompt"] * len(renamed))  # must not be what is translated
+    seen = {"prompts": [], "source": [], "reference_length": [], "ref": []}
+    laal = get_reward("laal")
+
+    def recording_laal(prompts, completions, **columns):
+        seen["prompts"] += list(prompts)
+        seen["source"] += list(columns["source"])
+        seen["ref"] += list(columns["ref"])
+        seen["reference_length"] += list(columns["reference_length"])
+        return laal(prompts=prompts, completions=completions, **columns)
+
+    trainer = SeqPOTrainer(
+        model=model,
+        reward_funcs=["chrf", recording_laal],
+        args=_config(tmp_path, max_steps=1, beta=0.0, source_column="src", reference_column="ref"),
+        train_dataset=renamed,
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    assert seen["prompts"] and seen["prompts"] == seen["source"]
+    assert set(seen["source"]) <= set(renamed["src"]) and "decoy prompt" not in seen["prompts"]
+    assert seen["reference_length"] == [reference_length(r, "word") for r in seen["ref"]]
+    stds = [entry["reward_std"] for entry in trainer.state.log_history if "reward_std" in entry]
+    assert stds and stds[0] > 0  # the quality reward scored the configured reference column
+
+
+def test_rollout_keeps_the_gradient_checkpointing_settings(tiny, dataset, tmp_path):
+    model, tokenizer = tiny
+    args = _config(tmp_path, gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": True})
+    trainer = SeqPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    trainer.model.gradient_checkpointing_enable(args.gradient_checkpointing_kwargs)  # as Trainer.train does
+
+    def settings():
+        return [
+            m._gradient_checkpointing_func.keywords
+            for m in trainer.model.modules()
+            if hasattr(m, "_gradient_checkpointing_func")
+        ]
+
+    assert settings() and all(kw == {"use_reentrant": True} for kw in settings())
+    trainer._simultaneous_rollout(dataset["source"][:2], trainer)
+    assert trainer.model.is_gradient_checkpointing
+    assert all(kw == {"use_reentrant": True} for kw in settings())
+
+
+def _biased_model(tokenizer, biases):
+    """The tiny model with an output bias: `biases` maps token ids to logits, every other token gets -30."""
+    model = build_tiny_model(tokenizer, hidden_size=64, num_layers=1, num_heads=2, head_dim=32, intermediate_size=128)
+    head = torch.nn.Linear(model.lm_head.in_features, model.lm_head.out_features, bias=True)
+    with torch.no_grad():
+        head.weight.copy_(model.lm_head.weight)
+        head.bias.fill_(-30.0)
+        for token_id, value in biases.items():
+            head.bias[token_id] = value
+    model.lm_head = head
+    return model
+
+
+def test_clipped_ratio_counts_budget_cuts_only_for_a_base_checkpoint_with_dr_grpo(dataset, tmp_path):
+    tokenizer = build_tokenizer([*vocabulary(), *language_names()])
+    im_end, eot = tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])
+    (word,) = tokenizer(" " + vocabulary()[-1], add_special_tokens=False)["input_ids"][:1]
+    model = _biased_model(tokenizer, {im_end: 3.0, word: 3.0})  # steps like "w w <|im_end|>", often empty
+    model.generation_config.eos_token_id = eot  # a base checkpoint: only <|endoftext|> ends generation
+    args = _config(tmp_path, max_steps=2, beta=0.0, loss_type="dr_grpo", max_completion_length=256)
+    trainer = SeqPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    trainer.train()
+    rows = [entry for entry in trainer.state.log_history if "completions/clipped_ratio" in entry]
+    assert rows and all(math.isfinite(entry["loss"]) for entry in rows)
+    for entry in rows:
+        assert entry["completions/clipped_ratio"] == pytest.approx(entry["simt/cut_by_budget_fraction"])
+    assert any(entry["completions/clipped_ratio"] < 1.0 for entry in rows)
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"])
+def test_every_grpo_loss_type_is_accepted_or_refused_at_config_time(tmp_path, loss_type):
+    try:
+        _config(tmp_path, loss_type=loss_type)
+    except ValueError as error:
+        assert loss_type in str(error) and "max_completion_length" in str(error)
+    else:
+        assert loss_type != "dr_grpo"
+    _config(tmp_path, loss_type=loss_type, max_completion_length=256)

@@ -4,10 +4,17 @@ Prompts of different lengths are left-padded into one batch (split into micro-ba
 and continued with a single ``model.generate`` call. Log-probabilities are recomputed from the raw logits that
 ``generate`` returns, scaled by the sampling temperature, which is how TRL's GRPO scores the same tokens during
 training (``log_softmax(logits / temperature)``, before top-k/top-p filtering).
+
+Sampling is on-policy: the checkpoint's own ``generation_config`` (e.g. Qwen2.5-Instruct's
+``repetition_penalty=1.05``, its ``top_p``/``top_k``) is set aside for the call, so the only logits processors are
+the ones `GenerationParams` asks for and, at ``top_p=1, top_k=0``, tokens are drawn from exactly the
+``softmax(logits / temperature)`` whose log-probabilities are recorded.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import torch
@@ -88,9 +95,10 @@ class HFGenerationBackend:
         was_training = self.model.training
         self.model.eval()
         try:
-            result = self.model.generate(
-                input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), **generation_kwargs
-            )
+            with _without_checkpoint_generation_config(self.model):
+                result = self.model.generate(
+                    input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), **generation_kwargs
+                )
         finally:
             self.model.train(was_training)
         new_tokens = result.sequences[:, width:].cpu()
@@ -114,3 +122,25 @@ class HFGenerationBackend:
                 )
             )
         return outputs
+
+
+@contextmanager
+def _without_checkpoint_generation_config(model: PreTrainedModel) -> Iterator[None]:
+    """Generate with transformers' neutral defaults instead of the checkpoint's `generation_config`.
+
+    `generate` fills every option the call leaves unset from `model.generation_config`, so a checkpoint's
+    `repetition_penalty`, `top_k`, `min_p`, ... would silently change the sampling distribution.
+    """
+    from transformers import GenerationConfig
+
+    saved = getattr(model, "generation_config", None)
+    if saved is None:
+        yield
+        return
+    model.generation_config = GenerationConfig(
+        bos_token_id=saved.bos_token_id, eos_token_id=saved.eos_token_id, pad_token_id=saved.pad_token_id
+    )
+    try:
+        yield
+    finally:
+        model.generation_config = saved

@@ -67,6 +67,11 @@ class SeqPOConfig(GRPOConfig):
     > - `temperature`: `1.0` (Table 6).
     > - `max_completion_length`: `None`: the rollout bounds length through the per-step budget.
     > - `multi_objective_aggregation` is left to TRL; SeqPO passes one fused reward function.
+
+    > [!NOTE]
+    > Sampling is on-policy in both backends: `repetition_penalty`, `min_p`, `top_p`, `top_k` and
+    > `generation_kwargs` must keep their neutral values (a `ValueError` names the one that does not), and a
+    > checkpoint's own `generation_config` is never applied to the rollout.
     """
 
     # Parameters whose default values are overridden from GRPOConfig
@@ -170,5 +175,40 @@ class SeqPOConfig(GRPOConfig):
             )
         if self.max_new_tokens_per_step < 1:
             raise ValueError(f"max_new_tokens_per_step must be >= 1, got {self.max_new_tokens_per_step}")
+        _check_on_policy_sampling(self)
+        if self.loss_type == "dr_grpo" and self.max_completion_length is None:
+            raise ValueError(
+                "loss_type='dr_grpo' divides the summed token loss by the constant max_completion_length, which SeqPO "
+                "leaves None (the step budget bounds trajectories); set max_completion_length to a bound on "
+                "trajectory tokens, e.g. (chunks + max_steps_after_source) * (max_new_tokens_per_step + ~10)"
+            )
         if self.max_steps_after_source < 0:
             raise ValueError(f"max_steps_after_source must be >= 0, got {self.max_steps_after_source}")
+
+
+def _check_on_policy_sampling(config: SeqPOConfig) -> None:
+    """Refuse `GRPOConfig` sampling options that would sample from another distribution than the trained one.
+
+    TRL recomputes the policy's log-probs as `log_softmax(logits / temperature)` over the whole vocabulary, and the
+    rollout records the same quantity; any other logits processor (penalties, truncation) would make the sampled
+    tokens come from a different distribution than the one whose log-probs are trained. The paper samples with
+    `temperature=1.0, top_k=0, top_p=1.0` (Table 6).
+    """
+    changed = []
+    if config.repetition_penalty != 1.0:
+        changed.append(f"repetition_penalty={config.repetition_penalty}")
+    if config.min_p is not None:
+        changed.append(f"min_p={config.min_p}")
+    if config.top_p != 1.0:
+        changed.append(f"top_p={config.top_p}")
+    if config.top_k not in (None, 0):
+        changed.append(f"top_k={config.top_k}")
+    if config.generation_kwargs:
+        changed.append(f"generation_kwargs={config.generation_kwargs}")
+    if changed:
+        raise ValueError(
+            f"SeqPOConfig does not support {', '.join(changed)}: SeqPO samples from softmax(logits / temperature), "
+            "the distribution whose log-probs GRPO trains, in both backends. Leave repetition_penalty=1.0, "
+            "min_p=None, top_p=1.0, top_k=0 and generation_kwargs unset (the paper's Table 6 setting); change only "
+            "temperature."
+        )

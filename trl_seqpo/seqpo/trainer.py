@@ -5,26 +5,22 @@ Paper: Xu et al., "SeqPO-SiMT: Sequential Policy Optimization for Simultaneous M
 
 from __future__ import annotations
 
+import logging
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
-from accelerate.utils import gather_object
 from datasets import Dataset, IterableDataset
 from trl import GRPOTrainer
 from trl.models.utils import unwrap_model_for_generation
 
-from trl_seqpo.rewards.fusion import fuse_rewards
-from trl_seqpo.rewards.registry import get_reward
 from trl_seqpo.rollout.hf import HFGenerationBackend
 from trl_seqpo.rollout.simultaneous import SimultaneousRollout, SimultaneousRolloutConfig, Trajectory
 from trl_seqpo.seqpo.config import SeqPOConfig
-from trl_seqpo.simt.latency import average_lagging, length_adaptive_average_lagging
+from trl_seqpo.seqpo.reward import FusedSimultaneousReward, RewardFunc, resolve_rewards
 
-RewardFunc = str | Callable[..., list[float | None]]
-_LATENCY_REWARDS = ("average_lagging", "laal")
+logger = logging.getLogger(__name__)
 
 
 class SeqPOTrainer(GRPOTrainer):
@@ -92,7 +88,7 @@ class SeqPOTrainer(GRPOTrainer):
             args = SeqPOConfig(f"{str(name).split('/')[-1]}-SeqPO")
         if not isinstance(args, SeqPOConfig):
             raise TypeError(f"args must be a SeqPOConfig, got {type(args).__name__}")
-        quality, latency = _resolve_rewards(reward_funcs, args)
+        quality, latency = resolve_rewards(reward_funcs, args)
         self.fused_reward = FusedSimultaneousReward(quality, latency, args)
         super().__init__(
             model=model,
@@ -124,6 +120,11 @@ class SeqPOTrainer(GRPOTrainer):
             step_end_token=args.step_end_token,
             end_of_translation_token=args.end_of_translation_token,
         )
+        # TRL counts a completion as truncated (`completions/clipped_ratio`, `mask_truncated_completions`) unless it
+        # ends in one of `eos_token_ids`; a base checkpoint lists only its EOS there, not the step-end token.
+        stop_ids = SimultaneousRollout(None, self.processing_class, self.rollout_config).stop_token_ids
+        self.eos_token_ids = [*self.eos_token_ids, *(i for i in stop_ids if i not in self.eos_token_ids)]
+        self._budget_cut_marker = _budget_cut_marker(self.processing_class, self.eos_token_ids)
 
     # ------------------------------------------------------------------ rollout_func hook
     def _simultaneous_rollout(self, prompts: list[Any], trainer: GRPOTrainer) -> dict[str, list]:
@@ -145,6 +146,8 @@ class SeqPOTrainer(GRPOTrainer):
                     self.model_wrapped,
                     self.accelerator,
                     gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+                    # re-enabled with the same kwargs afterwards (TRL forces use_reentrant for PEFT + ZeRO-3)
+                    gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
                 ) as unwrapped_model,
                 torch.no_grad(),
             ):
@@ -153,6 +156,13 @@ class SeqPOTrainer(GRPOTrainer):
                 )
                 trajectories = rollout.run(sources)
         self._log_rollout_metrics(trajectories)
+        for trajectory in trajectories:
+            if trajectory.finished_by == "budget" and trajectory.completion_ids[-1] in self.eos_token_ids:
+                # an empty last step ended on its stop token: close the sequence with a masked environment token so
+                # that TRL sees the trajectory as truncated, as it is
+                trajectory.completion_ids.append(self._budget_cut_marker)
+                trajectory.completion_logprobs.append(0.0)
+                trajectory.env_mask.append(0)
         return {
             "prompt_ids": [t.prompt_ids for t in trajectories],
             "completion_ids": [t.completion_ids for t in trajectories],
@@ -185,129 +195,6 @@ class SeqPOTrainer(GRPOTrainer):
         self._metrics[mode]["simt/cut_by_budget_fraction"].append(cut / max(count, 1.0))
 
 
-class FusedSimultaneousReward:
-    """The fused SeqPO reward as one TRL reward function (Eq. 2): ``r = lambda * q - L``.
-
-    Quality ``q`` and latency ``L`` are computed per trajectory, gathered from every process (groups may span
-    processes), truncated and z-normalised within each group of ``num_generations`` by
-    `trl_seqpo.rewards.fusion.fuse_rewards`, and the local slice is returned. A trajectory whose quality or
-    latency could not be scored gets ``None`` (TRL then gives it no advantage); it never stops training.
-
-    It also logs ``simt/quality``, ``simt/average_lagging``, ``simt/laal`` and ``simt/fused_reward``.
-    """
-
-    __name__ = "seqpo_fused"
-
-    def __init__(self, quality: Callable, latency: Callable, args: SeqPOConfig) -> None:
-        self.quality = quality
-        self.latency = latency
-        self.args = args
-        self.trainer: SeqPOTrainer | None = None
-
-    def __call__(self, prompts: list, completions: list, **kwargs: Any) -> list[float | None]:
-        quality = _safe_scores(self.quality, prompts, completions, kwargs)
-        latency = _safe_scores(self.latency, prompts, completions, kwargs)
-        all_quality = gather_object(quality)
-        all_latency = gather_object(latency)
-        group = self._group_size()
-        fused = fuse_rewards(
-            np.array([np.nan if q is None else q for q in all_quality], dtype=float),
-            np.array([np.nan if v is None else v for v in all_latency], dtype=float),
-            group_size=group,
-            lambda_=self.args.fusion_lambda,
-            chunk_size=self.args.chunk_size,
-            truncation=self.args.latency_truncation,
-            floor=self.args.latency_floor,
-        )
-        rank = self.trainer.accelerator.process_index if self.trainer is not None else 0
-        local = fused[rank * len(prompts) : (rank + 1) * len(prompts)]
-        self._log(all_quality, kwargs, fused)
-        return [None if not np.isfinite(value) else float(value) for value in local]
-
-    def _group_size(self) -> int:
-        if self.trainer is None:
-            return self.args.num_generations
-        mode = "train" if self.trainer.model.training else "eval"
-        return self.trainer.num_generations if mode == "train" else self.trainer.num_generations_eval
-
-    def _log(self, all_quality: list, kwargs: dict, fused: np.ndarray) -> None:
-        log_metric = kwargs.get("log_metric")
-        if log_metric is None:
-            return
-        delays = gather_object(list(kwargs.get("delays", [])))
-        lengths = gather_object(list(kwargs.get("source_length", [])))
-        references = gather_object(list(kwargs.get(self.args.reference_column, [None] * len(delays))))
-        al, laal = [], []
-        for delay, length, reference in zip(delays, lengths, references):
-            ref_len = _count_reference_units(reference, self.args)
-            al.append(average_lagging(delay, length))
-            laal.append(length_adaptive_average_lagging(delay, length, ref_len if ref_len else len(delay)))
-        scored = [q for q in all_quality if q is not None and np.isfinite(q)]
-        if scored:
-            log_metric("simt/quality", float(np.mean(scored)))
-        if al:
-            log_metric("simt/average_lagging", float(np.mean(al)))
-            log_metric("simt/laal", float(np.mean(laal)))
-        finite = fused[np.isfinite(fused)]
-        if finite.size:
-            log_metric("simt/fused_reward", float(finite.mean()))
-
-
-def _count_reference_units(reference: Any, args: SeqPOConfig) -> int:
-    from trl_seqpo.simt.chunking import count_units, default_unit
-
-    if not isinstance(reference, str):
-        return 0
-    return count_units(reference, args.latency_unit or default_unit(args.tgt_lang))
-
-
-def _safe_scores(reward: Callable, prompts: list, completions: list, kwargs: dict) -> list[float | None]:
-    """Call a reward; an exception or a wrong-length answer makes every row unscored instead of crashing training."""
-    import logging
-
-    try:
-        scores = list(reward(prompts=prompts, completions=completions, **kwargs))
-    except Exception as exc:  # noqa: BLE001 - a failing reward must never stop training
-        logging.getLogger(__name__).warning("reward %s failed: %s", getattr(reward, "__name__", reward), exc)
-        return [None] * len(prompts)
-    if len(scores) != len(prompts):
-        logging.getLogger(__name__).warning(
-            "reward %s returned %d values for %d rows; ignoring it for this batch",
-            getattr(reward, "__name__", reward),
-            len(scores),
-            len(prompts),
-        )
-        return [None] * len(prompts)
-    return [None if s is None or not np.isfinite(float(s)) else float(s) for s in scores]
-
-
-def _resolve_rewards(reward_funcs: RewardFunc | Sequence[RewardFunc] | None, args: SeqPOConfig) -> tuple:
-    quality_kwargs = dict(args.quality_reward_kwargs or {})
-    if reward_funcs is None:
-        funcs: list[RewardFunc] = [args.quality_reward]
-    elif isinstance(reward_funcs, str) or callable(reward_funcs):
-        funcs = [reward_funcs]
-    else:
-        funcs = list(reward_funcs)
-    if not 1 <= len(funcs) <= 2:
-        raise ValueError(
-            "SeqPOTrainer fuses exactly one quality reward and one latency reward: pass reward_funcs=[quality] or "
-            f"[quality, latency] (names or callables), got {len(funcs)} rewards"
-        )
-    if isinstance(funcs[0], str) and funcs[0] in _LATENCY_REWARDS:
-        raise ValueError(f"The first reward is the quality reward; {funcs[0]!r} is a latency reward")
-    quality = get_reward(funcs[0], **quality_kwargs) if isinstance(funcs[0], str) else funcs[0]
-    latency_name: RewardFunc = funcs[1] if len(funcs) == 2 else args.latency_reward
-    if isinstance(latency_name, str):
-        if latency_name not in _LATENCY_REWARDS:
-            raise ValueError(f"The latency reward must be one of {_LATENCY_REWARDS}, got {latency_name!r}")
-        latency_kwargs = {"use_reference_length": args.latency_use_reference_length}
-        latency = get_reward(latency_name, **(latency_kwargs if latency_name == "average_lagging" else {}))
-    else:
-        latency = latency_name
-    return quality, latency
-
-
 def _with_prompt_column(dataset: Dataset | IterableDataset | None, args: SeqPOConfig, name: str):
     """GRPO reads a ``prompt`` column; SeqPO's prompt is the source sentence itself."""
     if dataset is None:
@@ -322,9 +209,25 @@ def _with_prompt_column(dataset: Dataset | IterableDataset | None, args: SeqPOCo
             )
         if isinstance(dataset, Dataset) and len(dataset) == 0:
             raise ValueError(f"{name} is empty: SeqPO needs at least one (source, reference) row")
-    if columns is not None and "prompt" in columns:
+    if columns is not None and "prompt" in columns and args.source_column != "prompt":
+        logger.warning(
+            "%s has a 'prompt' column but source_column=%r: SeqPO translates %r and replaces 'prompt' with it",
+            name,
+            args.source_column,
+            args.source_column,
+        )
+    if args.source_column == "prompt":
         return dataset
     return dataset.map(lambda row: {"prompt": row[args.source_column]})
+
+
+def _budget_cut_marker(tokenizer: Any, end_ids: list[int]) -> int:
+    """A token that is neither an end token nor padding (the newline the chat template puts after a turn)."""
+    excluded = {*end_ids, tokenizer.pad_token_id}
+    for candidate in (*tokenizer("\n", add_special_tokens=False)["input_ids"], *range(len(tokenizer))):
+        if candidate not in excluded:
+            return int(candidate)
+    raise ValueError("The tokenizer has no token besides its end and padding tokens")
 
 
 def _prompt_to_source(prompt: Any) -> str:

@@ -1,0 +1,163 @@
+"""The fused SeqPO reward as one TRL reward function (SeqPO-SiMT Sec. 2.3, Eq. 2).
+
+`FusedSimultaneousReward` scores quality and latency per trajectory, gathers both from every process (a group of
+`num_generations` trajectories may span processes), truncates and z-normalises them within each group with
+`trl_seqpo.rewards.fusion.fuse_rewards`, and returns this process's slice.
+
+Columns. TRL passes the dataset columns by their own names; the configured `source_column`/`reference_column` are
+also handed to the quality and latency rewards as `source`/`reference` (the names every built-in reward reads), and
+`reference_length` is computed from the reference with `trl_seqpo.simt.latency.reference_length`, the one rule the
+logs and the evaluation use, so `latency_use_reference_length=True` and `latency_reward="laal"` score what
+`simt/average_lagging` and `simt/laal` report.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from accelerate.utils import gather_object
+
+from trl_seqpo.rewards.fusion import fuse_rewards
+from trl_seqpo.rewards.registry import get_reward
+from trl_seqpo.seqpo.config import SeqPOConfig
+from trl_seqpo.simt.chunking import default_unit
+from trl_seqpo.simt.latency import reference_length, sentence_latency
+
+if TYPE_CHECKING:  # pragma: no cover
+    from trl import GRPOTrainer
+
+RewardFunc = str | Callable[..., list[float | None]]
+LATENCY_REWARDS = ("average_lagging", "laal")
+logger = logging.getLogger(__name__)
+
+
+class FusedSimultaneousReward:
+    """The fused SeqPO reward `r = lambda * q - L` (Eq. 2) as one TRL reward function.
+
+    A trajectory whose quality or latency could not be scored gets `None` (TRL then gives it no advantage); a
+    failing reward never stops training. It logs `simt/quality`, `simt/average_lagging`, `simt/laal` and
+    `simt/fused_reward`.
+
+    Args:
+        quality: The quality reward (higher is better), called with TRL's reward arguments.
+        latency: The latency reward (raw latency, lower is better).
+        args: The `SeqPOConfig` (columns, lambda, truncation, group size).
+    """
+
+    __name__ = "seqpo_fused"
+
+    def __init__(self, quality: Callable, latency: Callable, args: SeqPOConfig) -> None:
+        self.quality = quality
+        self.latency = latency
+        self.args = args
+        self.trainer: GRPOTrainer | None = None
+
+    def __call__(self, prompts: list, completions: list, **kwargs: Any) -> list[float | None]:
+        columns = self.reward_columns(kwargs, len(prompts))
+        quality = _safe_scores(self.quality, prompts, completions, columns)
+        latency = _safe_scores(self.latency, prompts, completions, columns)
+        all_quality = gather_object(quality)
+        all_latency = gather_object(latency)
+        fused = fuse_rewards(
+            np.array([np.nan if q is None else q for q in all_quality], dtype=float),
+            np.array([np.nan if v is None else v for v in all_latency], dtype=float),
+            group_size=self._group_size(),
+            lambda_=self.args.fusion_lambda,
+            chunk_size=self.args.chunk_size,
+            truncation=self.args.latency_truncation,
+            floor=self.args.latency_floor,
+        )
+        rank = self.trainer.accelerator.process_index if self.trainer is not None else 0
+        local = fused[rank * len(prompts) : (rank + 1) * len(prompts)]
+        self._log(all_quality, columns, fused)
+        return [None if not np.isfinite(value) else float(value) for value in local]
+
+    def reward_columns(self, kwargs: dict[str, Any], num_rows: int) -> dict[str, Any]:
+        """TRL's reward kwargs plus `source`/`reference` from the configured columns and `reference_length`."""
+        columns = dict(kwargs)
+        for name, configured in (("source", self.args.source_column), ("reference", self.args.reference_column)):
+            if configured in kwargs:
+                columns[name] = kwargs[configured]
+        references = columns.get("reference") or [None] * num_rows
+        unit = self.args.latency_unit or default_unit(self.args.tgt_lang)
+        columns["reference_length"] = [
+            reference_length(reference, unit) if isinstance(reference, str) else None for reference in references
+        ]
+        return columns
+
+    def _group_size(self) -> int:
+        if self.trainer is None:
+            return self.args.num_generations
+        mode = "train" if self.trainer.model.training else "eval"
+        return self.trainer.num_generations if mode == "train" else self.trainer.num_generations_eval
+
+    def _log(self, all_quality: list, columns: dict, fused: np.ndarray) -> None:
+        log_metric = columns.get("log_metric")
+        if log_metric is None:
+            return
+        delays = gather_object(list(columns.get("delays", [])))
+        lengths = gather_object(list(columns.get("source_length", [])))
+        ref_lengths = gather_object(list(columns["reference_length"])[: len(columns.get("delays", []))])
+        al, laal = [], []
+        for delay, length, ref_len in zip(delays, lengths, ref_lengths):
+            # AL with the convention the latency reward uses; LAAL always with the reference (when there is one)
+            al.append(sentence_latency(delay, length, ref_len if self.args.latency_use_reference_length else None))
+            laal.append(sentence_latency(delay, length, ref_len)["LAAL"])
+        scored = [q for q in all_quality if q is not None and np.isfinite(q)]
+        if scored:
+            log_metric("simt/quality", float(np.mean(scored)))
+        if al:
+            log_metric("simt/average_lagging", float(np.mean([values["AL"] for values in al])))
+            log_metric("simt/laal", float(np.mean(laal)))
+        finite = fused[np.isfinite(fused)]
+        if finite.size:
+            log_metric("simt/fused_reward", float(finite.mean()))
+
+
+def _safe_scores(reward: Callable, prompts: list, completions: list, kwargs: dict) -> list[float | None]:
+    """Call a reward; an exception or a wrong-length answer makes every row unscored instead of crashing training."""
+    try:
+        scores = list(reward(prompts=prompts, completions=completions, **kwargs))
+    except Exception as exc:  # noqa: BLE001 - a failing reward must never stop training
+        logger.warning("reward %s failed: %s", getattr(reward, "__name__", reward), exc)
+        return [None] * len(prompts)
+    if len(scores) != len(prompts):
+        logger.warning(
+            "reward %s returned %d values for %d rows; ignoring it for this batch",
+            getattr(reward, "__name__", reward),
+            len(scores),
+            len(prompts),
+        )
+        return [None] * len(prompts)
+    return [None if s is None or not np.isfinite(float(s)) else float(s) for s in scores]
+
+
+def resolve_rewards(reward_funcs: RewardFunc | Sequence[RewardFunc] | None, args: SeqPOConfig) -> tuple:
+    """The (quality, latency) reward pair of `SeqPOTrainer` from `reward_funcs` and the config."""
+    quality_kwargs = dict(args.quality_reward_kwargs or {})
+    if reward_funcs is None:
+        funcs: list[RewardFunc] = [args.quality_reward]
+    elif isinstance(reward_funcs, str) or callable(reward_funcs):
+        funcs = [reward_funcs]
+    else:
+        funcs = list(reward_funcs)
+    if not 1 <= len(funcs) <= 2:
+        raise ValueError(
+            "SeqPOTrainer fuses exactly one quality reward and one latency reward: pass reward_funcs=[quality] or "
+            f"[quality, latency] (names or callables), got {len(funcs)} rewards"
+        )
+    if isinstance(funcs[0], str) and funcs[0] in LATENCY_REWARDS:
+        raise ValueError(f"The first reward is the quality reward; {funcs[0]!r} is a latency reward")
+    quality = get_reward(funcs[0], **quality_kwargs) if isinstance(funcs[0], str) else funcs[0]
+    latency_name: RewardFunc = funcs[1] if len(funcs) == 2 else args.latency_reward
+    if isinstance(latency_name, str):
+        if latency_name not in LATENCY_REWARDS:
+            raise ValueError(f"The latency reward must be one of {LATENCY_REWARDS}, got {latency_name!r}")
+        latency_kwargs = {"use_reference_length": args.latency_use_reference_length}
+        latency = get_reward(latency_name, **(latency_kwargs if latency_name == "average_lagging" else {}))
+    else:
+        latency = latency_name
+    return quality, latency
