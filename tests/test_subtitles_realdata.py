@@ -173,3 +173,44 @@ def test_independently_timed_russian_lines_are_kept(aligned_pairs):
     assert len(result.unmatched_target) <= 0.01 * dialogue  # was 43 (2.5%) before steps 3 and 4
     groups = {tuple(group.target_lines): group for group in result.groups}
     assert groups[(12, 13)].source_lines == [7] and groups[(387,)].source_lines == [273]
+
+
+BILINGUAL_LANGS = {
+    "ainouta.JPSC.ass": "ja,zh",
+    "despicable_me2.eng_chs.utf16.ass": "zh,en",
+    "despicable_me2.zmk.eng_chs.srt": "zh,en",
+    "despicable_me3.zmk.eng_chs.ass": "zh,en",
+    "volcano_soap.zh-hant_en.crlf.srt": "zh,en",
+    "llss2_op_karaoke.JPSC.ass": "ja,zh",
+    "summertime_op2_karaoke.JPSC.ass": "ja,zh",
+}
+
+
+@pytest.mark.parametrize("relative", _files())
+def test_every_command_on_every_file_exits_0_or_2_without_a_traceback(real_file, relative, tmp_path, capsys):
+    from trl_seqpo.cli.main import main
+
+    path = real_file(relative)
+    aligned = tmp_path / "aligned.jsonl"
+    expected = 2 if path.name in REFUSED else 0
+    assert main(["subtitles", "align", str(path), str(path), "-o", str(aligned)]) == expected
+    langs = BILINGUAL_LANGS.get(path.name, "zh,en")
+    split = main(["subtitles", "split", str(path), "--langs", langs, "-o", str(tmp_path / "split")])
+    assert split == 0 if path.name in BILINGUAL_LANGS else split in (0, 2)
+    if expected == 0 and any("excluded" not in line for line in aligned.read_text(encoding="utf-8").splitlines()):
+        assert main(["subtitles", "documents", str(aligned), "-o", str(tmp_path / "docs.jsonl")]) == 0
+    for line in capsys.readouterr().err.splitlines():
+        assert line.startswith(("trl-seqpo: ", path.name, "wrote ")), line
+
+
+@pytest.mark.parametrize("name", list(PAIRS))
+def test_align_and_documents_on_every_pair(real_file, name, tmp_path):
+    from trl_seqpo.cli.main import main
+
+    source, target, source_lang, target_lang = PAIRS[name]
+    aligned = tmp_path / f"{name}.jsonl"
+    args = ["subtitles", "align", str(real_file(source)), str(real_file(target)), "-o", str(aligned)]
+    assert main([*args, "--source-lang", source_lang, "--target-lang", target_lang]) == 0
+    docs = tmp_path / "docs.jsonl"
+    assert main(["subtitles", "documents", str(aligned), "-o", str(docs), "--lines", "35"]) == 0
+    assert docs.stat().st_size > 0

@@ -129,6 +129,12 @@ class AlignmentResult:
             )
         return text
 
+    def records(self, source: Sequence[Cue], target: Sequence[Cue]) -> list[dict[str, object]]:
+        """What ``trl-seqpo subtitles align`` writes: the groups and the excluded cues, in time order."""
+        records = [group.to_dict() for group in self.groups] + self.excluded_records(source, target)
+        records.sort(key=lambda record: (record["start"], "excluded" in record))
+        return records
+
     def excluded_records(self, source: Sequence[Cue], target: Sequence[Cue]) -> list[dict[str, object]]:
         """One JSON object per excluded cue (``excluded`` reason, ``side``, ``line`` index, ``text``, times)."""
         records: list[dict[str, object]] = []

@@ -150,7 +150,7 @@ def classify_cues(cues: Sequence[Cue], *, script: str | None = None) -> list[str
     """
     reasons: list[str | None] = [_cue_reason(cue) for cue in cues]
     copies = Counter((cue.start, cue.end, cue.text) for cue in cues if cue.text)
-    texts = [strip_sdh(cue.text) for cue in cues]
+    texts = [strip_sdh(cue.text) if reason is None else "" for cue, reason in zip(cues, reasons)]
     script = script or dominant_script([text for text, reason in zip(texts, reasons) if reason is None])
     for position, cue in enumerate(cues):
         if reasons[position] is not None:
