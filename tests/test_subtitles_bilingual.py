@@ -12,7 +12,7 @@ TWO_LINE_ASS = """[Script Info]
 ScriptType: v4.00+
 
 [V4+ Styles]
-Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV, Encoding
+STYLE_FORMAT
 Style: Default,Arial,20,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,1,2,0,2,10,10,10,1
 
 [Events]
@@ -21,7 +21,12 @@ Dialogue: 0,0:00:01.00,0:00:03.00,Default,,0,0,0,,我们走吧{\\r}\\N{\\fs14}Le
 Dialogue: 0,0:00:03.50,0:00:05.00,Default,,0,0,0,,{\\i1}等等{\\i0}\\NWait!
 Dialogue: 0,0:00:06.00,0:00:08.00,Default,,0,0,0,,1985
 Dialogue: 0,0:00:08.50,0:00:10.00,Default,,0,0,0,,你好\\NHello.
-"""
+""".replace(
+    "STYLE_FORMAT",
+    "Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, "
+    "Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, "
+    "MarginV, Encoding",
+)
 
 SEPARATE_EVENTS = """[Script Info]
 ScriptType: v4.00+
