@@ -45,6 +45,7 @@ _STYLE_LANGUAGE_WORDS = {
     "zh": {"cn", "ch", "chs", "cht", "sc", "tc", "zh", "chn", "gb", "big"},
     "latin": {"en", "eng", "english"},
 }
+_DRAWING = re.compile(r"\{[^}]*\\p[1-9]")
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _PART = re.compile(r"\\N")
 _LANGUAGE_TAG = re.compile(r"^(?:[a-z]{2,3}(?:[-_&][A-Za-z0-9]{2,8})*|[A-Z]{2,6})$")
@@ -70,12 +71,17 @@ def language_of(text: str, langs: tuple[str, str]) -> str | None:
         ('ja', 'zh')
     """
     counts: Counter[str] = Counter()
+    latin = 0
     for char in text:
+        if char.isascii():
+            latin += char.isalpha()
+            continue
         found = script_of(char)
         if found == "cjk":
             found = "kana" if _KANA.match(char) else "han"
         if found is not None:
             counts[found] += 2 if found in ("kana", "han") else 1  # a CJK character carries more than a letter
+    counts["latin"] += latin
     scripts = {lang: script_of_language(lang) for lang in langs}
     if set(scripts.values()) == {"zh", "ja"} and (counts["kana"] or counts["han"]):
         return next(lang for lang in langs if scripts[lang] == ("ja" if counts["kana"] else "zh"))
@@ -119,7 +125,7 @@ def split_bilingual(file: SubtitleFile, langs: tuple[str, str]) -> dict[str, Sub
         for lang in langs:
             kept = [text for text, found in parts if found in (lang, None)]
             if any(found == lang for _, found in parts) or (kept and not languages):
-                halves[lang].events.append(event.copy())
+                halves[lang].events.append(copy.copy(event))
                 halves[lang].events[-1].text = r"\N".join(kept)
     result = {lang: subtitle_file_from_events(halves[lang], file.format) for lang in langs}
     lettered = sum(1 for parts in parts_of if any(found is not None for _, found in parts))
@@ -151,6 +157,8 @@ def split_output_paths(path: str | Path, langs: tuple[str, str], folder: str | P
 
 
 def _plain(ass_text: str) -> str:
+    if _DRAWING.search(ass_text):
+        return ""  # vector drawing commands ("m 0 0 l 10 0"), not text
     return pysubs2.SSAEvent(text=ass_text).plaintext
 
 

@@ -30,6 +30,7 @@ sound descriptions and furigana readings (``律花(りっか)``). Everything her
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections import Counter
@@ -116,6 +117,13 @@ def script_of(char: str) -> str | None:
         >>> [script_of(c) for c in "aЖ中あ한1"]
         ['latin', 'cyrillic', 'cjk', 'cjk', 'hangul', None]
     """
+    if char.isascii():
+        return "latin" if char.isalpha() else None
+    return _script_of_non_ascii(char)
+
+
+@functools.lru_cache(maxsize=8192)
+def _script_of_non_ascii(char: str) -> str | None:
     if not char.isalpha():
         return None
     name = unicodedata.name(char, "")

@@ -28,6 +28,8 @@ __all__ = ["decode_subtitle_bytes", "implausible_reason"]
 # Encodings tried after UTF-8, besides charset-normalizer's own proposals (in this order on a tie).
 _LEGACY = ("gb18030", "big5", "cp1252", "cp1250", "cp1251", "shift_jis")
 _WORD = re.compile(r"[^\W\d_]+")
+# Bytes the charset detector looks at (the whole file is still decoded and checked): 32 KB is ~10x faster than 200 KB.
+_DETECTOR_SAMPLE = 32_768
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _HALFWIDTH_KANA = re.compile(r"[\uff61-\uff9f]")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -198,7 +200,7 @@ def _common_accents(text: str) -> int:
 
 def _candidates(data: bytes) -> list[str]:
     names: list[str] = []
-    for match in charset_normalizer.from_bytes(data[:200_000]):
+    for match in charset_normalizer.from_bytes(data[:_DETECTOR_SAMPLE]):
         if match.encoding not in ("utf_8", "ascii"):
             names.append(match.encoding)
     for name in _LEGACY:
