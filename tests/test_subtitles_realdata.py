@@ -207,3 +207,25 @@ def test_align_and_documents_on_every_pair(real_file, name, tmp_path):
     docs = tmp_path / "docs.jsonl"
     assert main(["subtitles", "documents", str(aligned), "-o", str(docs), "--lines", "35"]) == 0
     assert docs.stat().st_size > 0
+
+
+def alignment_scores(result, gold):
+    """Link precision and recall of ``result`` on the hand-checked source cues of ``gold``."""
+    predicted = set()
+    for group in result.groups:
+        for source in group.source_lines:
+            if str(source) in gold:
+                predicted.update((source, target) for target in group.target_lines)
+    expected = {(int(source), target) for source, targets in gold.items() for target in targets}
+    return len(predicted & expected), len(predicted), len(expected)
+
+
+def test_precision_and_recall_on_the_hand_checked_sample(aligned_pairs):
+    import json
+
+    gold = json.loads((Path(__file__).parent / "data" / "subtitles" / "realdata_alignment_gold.json").read_text())
+    correct = found = expected = 0
+    for name, sample in gold["pairs"].items():
+        scores = alignment_scores(aligned_pairs(name), sample)
+        correct, found, expected = correct + scores[0], found + scores[1], expected + scores[2]
+    assert correct / found >= 0.9 and correct / expected >= 0.9, (correct, found, expected)
