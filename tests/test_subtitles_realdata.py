@@ -49,17 +49,6 @@ def real_file(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("relative", _files())
-def test_every_file_reads_or_is_refused_with_a_reason(real_file, relative):
-    path = real_file(relative)
-    if path.name in REFUSED:
-        with pytest.raises(UserInputError, match=REFUSED[path.name]):
-            read_subtitle_file(path)
-        return
-    result = read_subtitle_file(path)
-    assert result.cues and all(cue.end >= cue.start for cue in result.cues)
-
-
 def test_short_cp1250_file_decodes_as_serbian_not_chinese(real_file):
     short = read_subtitle_file(real_file("singles/subtitleedit_cp1250_first40cues.srt")).cues
     full = read_subtitle_file(real_file("singles/subtitleedit_cp1250_serbian_latin.srt")).cues
@@ -173,3 +162,70 @@ def test_independently_timed_russian_lines_are_kept(aligned_pairs):
     assert len(result.unmatched_target) <= 0.01 * dialogue  # was 43 (2.5%) before steps 3 and 4
     groups = {tuple(group.target_lines): group for group in result.groups}
     assert groups[(12, 13)].source_lines == [7] and groups[(387,)].source_lines == [273]
+
+
+BILINGUAL_LANGS = {
+    "ainouta.JPSC.ass": "ja,zh",
+    "despicable_me2.eng_chs.utf16.ass": "zh,en",
+    "despicable_me2.zmk.eng_chs.srt": "zh,en",
+    "despicable_me3.zmk.eng_chs.ass": "zh,en",
+    "volcano_soap.zh-hant_en.crlf.srt": "zh,en",
+    "llss2_op_karaoke.JPSC.ass": "ja,zh",
+    "summertime_op2_karaoke.JPSC.ass": "ja,zh",
+}
+
+
+@pytest.mark.parametrize("relative", _files())
+def test_every_command_on_every_file_exits_0_or_2_without_a_traceback(real_file, relative, tmp_path, capsys):
+    from trl_seqpo.cli.main import main
+
+    path = real_file(relative)
+    aligned = tmp_path / "aligned.jsonl"
+    partner = tmp_path / "partner.srt"  # a small partner keeps the test fast; the file itself is read as source
+    partner.write_text("1\n00:00:01,000 --> 00:00:02,000\nHello.\n", encoding="utf-8")
+    expected = 2 if path.name in REFUSED else 0
+    assert main(["subtitles", "align", str(path), str(partner), "-o", str(aligned)]) == expected
+    if expected == 2:
+        assert REFUSED[path.name] in capsys.readouterr().err
+    langs = BILINGUAL_LANGS.get(path.name, "zh,en")
+    split = main(["subtitles", "split", str(path), "--langs", langs, "-o", str(tmp_path / "split")])
+    assert split == 0 if path.name in BILINGUAL_LANGS else split in (0, 2)
+    if expected == 0 and any("excluded" not in line for line in aligned.read_text(encoding="utf-8").splitlines()):
+        assert main(["subtitles", "documents", str(aligned), "-o", str(tmp_path / "docs.jsonl")]) == 0
+    for line in capsys.readouterr().err.splitlines():
+        assert line.startswith(("trl-seqpo: ", path.name, "wrote ")), line
+
+
+@pytest.mark.parametrize("name", list(PAIRS))
+def test_align_and_documents_on_every_pair(real_file, name, tmp_path):
+    from trl_seqpo.cli.main import main
+
+    source, target, source_lang, target_lang = PAIRS[name]
+    aligned = tmp_path / f"{name}.jsonl"
+    args = ["subtitles", "align", str(real_file(source)), str(real_file(target)), "-o", str(aligned)]
+    assert main([*args, "--source-lang", source_lang, "--target-lang", target_lang]) == 0
+    docs = tmp_path / "docs.jsonl"
+    assert main(["subtitles", "documents", str(aligned), "-o", str(docs), "--lines", "35"]) == 0
+    assert docs.stat().st_size > 0
+
+
+def alignment_scores(result, gold):
+    """Link precision and recall of ``result`` on the hand-checked source cues of ``gold``."""
+    predicted = set()
+    for group in result.groups:
+        for source in group.source_lines:
+            if str(source) in gold:
+                predicted.update((source, target) for target in group.target_lines)
+    expected = {(int(source), target) for source, targets in gold.items() for target in targets}
+    return len(predicted & expected), len(predicted), len(expected)
+
+
+def test_precision_and_recall_on_the_hand_checked_sample(aligned_pairs):
+    import json
+
+    gold = json.loads((Path(__file__).parent / "data" / "subtitles" / "realdata_alignment_gold.json").read_text())
+    correct = found = expected = 0
+    for name, sample in gold["pairs"].items():
+        scores = alignment_scores(aligned_pairs(name), sample)
+        correct, found, expected = correct + scores[0], found + scores[1], expected + scores[2]
+    assert correct / found >= 0.9 and correct / expected >= 0.9, (correct, found, expected)

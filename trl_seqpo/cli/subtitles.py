@@ -7,6 +7,10 @@
     Many programmes: files are matched by their stem without the language suffix (``show.en.srt`` with
     ``show.zh.srt``, or ``show.srt`` in both folders); each pair goes to ``OUT_DIR/<stem>.jsonl``. Outputs that
     already exist are skipped, so a killed run resumes where it stopped.
+``trl-seqpo subtitles align BILINGUAL.ass -o OUT.jsonl --source-lang en --target-lang zh``
+    One file holding both languages: split by script (see ``split``), then aligned.
+``trl-seqpo subtitles split BILINGUAL.srt --langs zh,en -o DIR``
+    Writes ``DIR/STEM.zh.srt`` and ``DIR/STEM.en.srt``, styles and tags kept.
 ``trl-seqpo subtitles documents ALIGNED.jsonl [...] -o DOCS.jsonl --lines 35``
     Documents of n lines per programme (``--format sft`` writes prompt/completion pairs for SFTTrainer instead).
 
@@ -27,8 +31,9 @@ from tqdm.auto import tqdm
 from trl_seqpo.errors import UserInputError
 from trl_seqpo.jsonl import parse_json_lines
 from trl_seqpo.subtitles.align import AlignmentResult, align_dialogue
+from trl_seqpo.subtitles.bilingual import split_bilingual, split_output_paths
 from trl_seqpo.subtitles.documents import make_documents, sft_examples
-from trl_seqpo.subtitles.io import Cue, atomic_output, read_subtitle_file
+from trl_seqpo.subtitles.io import Cue, SubtitleFile, atomic_output, read_subtitle_file
 
 SUBTITLE_EXTENSIONS = (".srt", ".ass", ".ssa", ".vtt", ".sub")
 _LANGUAGE_SUFFIX = re.compile(r"^[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
@@ -49,12 +54,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="pair the cues of a source and a target subtitle file by time (ALPO App. A.2)",
         description="Align SOURCE and TARGET subtitle files (or folders of them) by cue start time.",
     )
-    align.add_argument("source", type=Path, help="source subtitle file, or a folder of them")
+    align.add_argument(
+        "source", type=Path, help="source subtitle file, a folder of them, or one file holding both languages"
+    )
     align.add_argument(
         "target",
         type=Path,
         nargs="?",
-        help="target subtitle file or folder; omit it when SOURCE is one folder holding STEM.SRC.ext and STEM.TGT.ext",
+        help="target subtitle file or folder; omit it when SOURCE is one folder holding STEM.SRC.ext and "
+        "STEM.TGT.ext, or one bilingual file (then --source-lang and --target-lang say which languages to split)",
     )
     align.add_argument("-o", "--output", type=Path, required=True, help="output .jsonl (a folder in folder mode)")
     align.add_argument(
@@ -85,6 +93,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     align.add_argument("--skip-bad", action="store_true", help="folder mode: report unreadable files and go on")
     align.set_defaults(func=run_align)
 
+    split = actions.add_parser(
+        "split",
+        help="split a subtitle file holding two languages into one file per language",
+        description="Split a bilingual subtitle file (two lines per cue, or separate events/styles) by script.",
+    )
+    split.add_argument("file", type=Path, help="bilingual subtitle file")
+    split.add_argument("--langs", required=True, help="the two language codes, e.g. 'zh,en' or 'ja,zh'")
+    split.add_argument("-o", "--output", type=Path, required=True, help="output folder (STEM.LANG.EXT per language)")
+    split.add_argument("--encoding", help="force the file's text encoding")
+    split.add_argument("--overwrite", action="store_true", help="replace output files that exist")
+    split.set_defaults(func=run_split)
+
     documents = actions.add_parser(
         "documents",
         help="cut aligned programmes into numbered-line documents (ALPO Sec. 4.1)",
@@ -114,13 +134,46 @@ def run_align(args: argparse.Namespace) -> int:
     if args.source.is_dir():
         return _align_folders(args)
     if args.target is None:
-        raise UserInputError("give SOURCE and TARGET files (or a folder as SOURCE for folder mode)")
-    if args.target.is_dir():
+        if not (args.source_lang and args.target_lang):
+            raise UserInputError(
+                "give SOURCE and TARGET files, a folder as SOURCE for folder mode, or one bilingual file with "
+                "--source-lang and --target-lang"
+            )
+    elif args.target.is_dir():
         raise UserInputError("is a folder but SOURCE is a file; give two files or two folders", path=str(args.target))
     if args.output.is_dir():
         raise UserInputError("is a folder; give an output .jsonl file", path=str(args.output))
     result = _align_pair(args.source, args.target, args.output, args, args.source_lang, args.target_lang)
-    print(f"{args.source.name} + {args.target.name}: {result.summary()}", file=sys.stderr)
+    names = f"{args.source.name} + {args.target.name}" if args.target else f"{args.source.name} (bilingual)"
+    print(f"{names}: {result.summary()}", file=sys.stderr)
+    return 0
+
+
+def run_split(args: argparse.Namespace) -> int:
+    """Split one bilingual file into one file per language."""
+    langs = tuple(lang.strip() for lang in args.langs.split(",") if lang.strip())
+    if len(langs) != 2:
+        raise UserInputError(f"--langs needs two language codes such as 'zh,en', got {args.langs!r}")
+    if args.output.exists() and not args.output.is_dir():
+        raise UserInputError("is a file; give an output folder", path=str(args.output))
+    file = read_subtitle_file(args.file, args.encoding)
+    _print_warnings(file, args.file)
+    try:
+        halves = split_bilingual(file, langs)
+    except ValueError as exc:
+        raise UserInputError(str(exc), path=str(args.file)) from exc
+    paths = split_output_paths(args.file, langs, args.output)
+    existing = [str(path) for path in paths.values() if path.exists()]
+    if existing and not args.overwrite:
+        raise UserInputError(f"output exists: {', '.join(existing)}; pass --overwrite to replace it")
+    for lang, path in paths.items():
+        content = halves[lang].subs.to_string(file.format if file.format != "microdvd" else "srt")
+        with atomic_output(path) as handle:
+            handle.write(content)
+    print(
+        ", ".join(f"wrote {paths[lang]} ({len(halves[lang].cues)} cues)" for lang in langs),
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -193,14 +246,23 @@ def _missing_action(parser: argparse.ArgumentParser) -> int:
 
 def _align_pair(
     source: Path,
-    target: Path,
+    target: Path | None,
     output: Path,
     args: argparse.Namespace,
     source_lang: str | None,
     target_lang: str | None,
 ) -> AlignmentResult:
-    source_cues = _read(source, args.source_encoding or args.encoding, args)
-    target_cues = _read(target, args.target_encoding or args.encoding, args)
+    if target is None:
+        file = read_subtitle_file(source, args.source_encoding or args.encoding, fps=args.fps, strict=args.strict)
+        _print_warnings(file, source)
+        try:
+            halves = split_bilingual(file, (source_lang or "", target_lang or ""))
+        except ValueError as exc:
+            raise UserInputError(str(exc), path=str(source)) from exc
+        source_cues, target_cues = halves[source_lang or ""].cues, halves[target_lang or ""].cues
+    else:
+        source_cues = _read(source, args.source_encoding or args.encoding, args)
+        target_cues = _read(target, args.target_encoding or args.encoding, args)
     keep = [reason.strip() for reason in args.keep.split(",") if reason.strip()]
     try:
         result = align_dialogue(
@@ -215,20 +277,21 @@ def _align_pair(
         )
     except ValueError as exc:
         raise UserInputError(f"--keep: {exc}") from exc
-    records = [group.to_dict() for group in result.groups]
-    records += result.excluded_records(source_cues, target_cues)
-    records.sort(key=lambda record: (record["start"], "excluded" in record))
     with atomic_output(output) as handle:
-        for record in records:
+        for record in result.records(source_cues, target_cues):
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return result
 
 
 def _read(path: Path, encoding: str | None, args: argparse.Namespace) -> list[Cue]:
     result = read_subtitle_file(path, encoding, fps=args.fps, strict=args.strict)
-    for message in result.warnings(path):
-        print(f"trl-seqpo: warning: {message}", file=sys.stderr)
+    _print_warnings(result, path)
     return result.cues
+
+
+def _print_warnings(file: SubtitleFile, path: Path) -> None:
+    for message in file.warnings(path):
+        print(f"trl-seqpo: warning: {message}", file=sys.stderr)
 
 
 def _subtitle_files(folder: Path) -> list[Path]:

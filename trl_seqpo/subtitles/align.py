@@ -129,6 +129,12 @@ class AlignmentResult:
             )
         return text
 
+    def records(self, source: Sequence[Cue], target: Sequence[Cue]) -> list[dict[str, object]]:
+        """What ``trl-seqpo subtitles align`` writes: the groups and the excluded cues, in time order."""
+        records = [group.to_dict() for group in self.groups] + self.excluded_records(source, target)
+        records.sort(key=lambda record: (record["start"], "excluded" in record))
+        return records
+
     def excluded_records(self, source: Sequence[Cue], target: Sequence[Cue]) -> list[dict[str, object]]:
         """One JSON object per excluded cue (``excluded`` reason, ``side``, ``line`` index, ``text``, times)."""
         records: list[dict[str, object]] = []
@@ -275,6 +281,7 @@ def align_dialogue(
     target_lang: str | None = None,
     keep: Collection[str] = (),
     strip_sdh: bool = True,
+    recover_start_diff: float = 1.0,
 ) -> AlignmentResult:
     """Align the dialogue of two files: cues `dialogue_only` leaves out
     (signs, credits, songs, SDH descriptions, ...) take no part and are reported in ``excluded_*``.
@@ -288,6 +295,7 @@ def align_dialogue(
         target_lang: As in `align_cues`.
         keep: Reasons to keep anyway (``{"song"}``, or ``{"all"}`` to classify nothing away).
         strip_sdh: Remove SDH speaker labels, bracketed descriptions and furigana from the paired text.
+        recover_start_diff: As in `align_cues`.
 
     Returns:
         An `AlignmentResult` with ``excluded_source`` / ``excluded_target`` filled in.
@@ -304,6 +312,7 @@ def align_dialogue(
         min_overlap=min_overlap,
         source_lang=source_lang,
         target_lang=target_lang,
+        recover_start_diff=recover_start_diff,
     )
     result.excluded_source, result.excluded_target = excluded_source, excluded_target
     return result

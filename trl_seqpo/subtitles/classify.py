@@ -30,6 +30,7 @@ sound descriptions and furigana readings (``律花(りっか)``). Everything her
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections import Counter
@@ -116,6 +117,13 @@ def script_of(char: str) -> str | None:
         >>> [script_of(c) for c in "aЖ中あ한1"]
         ['latin', 'cyrillic', 'cjk', 'cjk', 'hangul', None]
     """
+    if char.isascii():
+        return "latin" if char.isalpha() else None
+    return _script_of_non_ascii(char)
+
+
+@functools.lru_cache(maxsize=8192)
+def _script_of_non_ascii(char: str) -> str | None:
     if not char.isalpha():
         return None
     name = unicodedata.name(char, "")
@@ -150,7 +158,7 @@ def classify_cues(cues: Sequence[Cue], *, script: str | None = None) -> list[str
     """
     reasons: list[str | None] = [_cue_reason(cue) for cue in cues]
     copies = Counter((cue.start, cue.end, cue.text) for cue in cues if cue.text)
-    texts = [strip_sdh(cue.text) for cue in cues]
+    texts = [strip_sdh(cue.text) if reason is None else "" for cue, reason in zip(cues, reasons)]
     script = script or dominant_script([text for text, reason in zip(texts, reasons) if reason is None])
     for position, cue in enumerate(cues):
         if reasons[position] is not None:

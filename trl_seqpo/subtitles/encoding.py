@@ -7,9 +7,10 @@ windows-1250/1251/1252, Shift-JIS and the ISO-8859 family.
 Byte-level detection alone is not enough for short files: 2 KB of windows-1250 Serbian is also valid GB18030,
 and decodes to rare Chinese characters glued to Latin letters (``衖no!``). Every candidate decoding is
 therefore checked against its script (`implausible_reason`): Chinese text must be made mostly of the
-frequent characters (the 3,755 of GB2312 level 1, or Big5's "frequently used" block), and no text may hold
-control characters. A file none of whose candidate decodings is plausible is refused with a message asking for
-``--source-encoding``/``--target-encoding`` rather than read as nonsense.
+frequent characters (the 3,755 of GB2312 level 1, JIS X 0208 level 1, or Big5's "frequently used" block), Korean
+text must be mostly the 2,350 KS X 1001 syllables and not mixed with Chinese characters, half-width katakana must be
+rare, and no text may hold control characters. A file none of whose candidate decodings is plausible is refused
+with a message asking for ``--source-encoding``/``--target-encoding`` rather than read as nonsense.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ __all__ = ["decode_subtitle_bytes", "implausible_reason"]
 # Encodings tried after UTF-8, besides charset-normalizer's own proposals (in this order on a tie).
 _LEGACY = ("gb18030", "big5", "cp1252", "cp1250", "cp1251", "shift_jis")
 _WORD = re.compile(r"[^\W\d_]+")
+# Bytes the charset detector looks at (the whole file is still decoded and checked): 32 KB is ~10x faster than 200 KB.
+_DETECTOR_SAMPLE = 32_768
+_HANGUL = re.compile(r"[\uac00-\ud7a3]")
+_HALFWIDTH_KANA = re.compile(r"[\uff61-\uff9f]")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 # Share of Chinese characters that must be frequent ones for a decoding to count as Chinese text.
 _MIN_FREQUENT_HAN = 0.6
@@ -141,6 +146,14 @@ def implausible_reason(text: str) -> str | None:
     if latin_words and accented > 0.3 * len(latin_words):
         return f"{accented} of its {len(latin_words)} Latin-script words are mostly accented letters"
     han = _HAN.findall(text)
+    hangul = _HANGUL.findall(text)
+    if hangul:
+        rare = sum(1 for char in hangul if not _encodes(char, "euc_kr"))
+        if rare > 0.2 * len(hangul) or len(han) > 0.1 * (len(han) + len(hangul)):
+            return f"{len(hangul)} Hangul syllables, {rare} of them rare, mixed with {len(han)} Chinese characters"
+    halfwidth = len(_HALFWIDTH_KANA.findall(text))
+    if halfwidth > 0.05 * (len(han) + halfwidth) and halfwidth > 2:
+        return f"{halfwidth} half-width katakana"
     if han:
         frequent = sum(_is_frequent_han(char) for char in han)
         if frequent < _MIN_FREQUENT_HAN * len(han):
@@ -153,10 +166,16 @@ def _is_latin(char: str) -> bool:
 
 
 def _is_frequent_han(char: str) -> bool:
-    """In GB2312 level 1 (rows 16-55) or Big5's frequently used block (A440-C67E)."""
+    """In GB2312 level 1 (rows 16-55), JIS X 0208 level 1 or Big5's frequently used block (A440-C67E)."""
     try:
         gb = char.encode("gb2312")
         if 0xB0 <= gb[0] <= 0xD7:
+            return True
+    except UnicodeEncodeError:
+        pass
+    try:
+        sjis = char.encode("shift_jis")
+        if 0x88 <= sjis[0] <= 0x98:
             return True
     except UnicodeEncodeError:
         pass
@@ -167,13 +186,21 @@ def _is_frequent_han(char: str) -> bool:
     return 0xA440 <= (big5[0] << 8 | big5[1]) <= 0xC67E
 
 
+def _encodes(char: str, encoding: str) -> bool:
+    try:
+        char.encode(encoding)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _common_accents(text: str) -> int:
     return sum(char.lower() in _COMMON_ACCENTED for char in text if ord(char) > 127)
 
 
 def _candidates(data: bytes) -> list[str]:
     names: list[str] = []
-    for match in charset_normalizer.from_bytes(data[:200_000]):
+    for match in charset_normalizer.from_bytes(data[:_DETECTOR_SAMPLE]):
         if match.encoding not in ("utf_8", "ascii"):
             names.append(match.encoding)
     for name in _LEGACY:

@@ -38,6 +38,7 @@ __all__ = [
     "detect_format",
     "read_subtitle_file",
     "read_subtitles",
+    "subtitle_file_from_events",
     "write_subtitles",
 ]
 
@@ -210,6 +211,39 @@ def read_subtitle_file(
         )
     if not cues:
         raise UserInputError(f"no subtitle cues found (read as {fmt})", path=str(path))
+    return SubtitleFile(cues, fmt, subs, dropped)
+
+
+def subtitle_file_from_events(subs: pysubs2.SSAFile, fmt: str) -> SubtitleFile:
+    """Wrap an in-memory pysubs2 file (for example one language of a bilingual file) as a `SubtitleFile`.
+
+    Args:
+        subs: The parsed file.
+        fmt: Its pysubs2 format identifier (decides whether style names count).
+
+    Returns:
+        The dialogue cues of ``subs`` (comments and events that end before they start are left out).
+    """
+    cues: list[Cue] = []
+    dropped: list[int] = []
+    for position, event in enumerate(subs.events):
+        if event.is_comment:
+            continue
+        if event.end < event.start:
+            dropped.append(position + 1)
+            continue
+        cues.append(
+            Cue(
+                len(cues),
+                event.start / 1000.0,
+                event.end / 1000.0,
+                _plain_text(event.text),
+                style=event.style if fmt in ("ass", "ssa") else "",
+                layer=event.layer,
+                raw=event.text,
+                event=position,
+            )
+        )
     return SubtitleFile(cues, fmt, subs, dropped)
 
 
