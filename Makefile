@@ -46,7 +46,8 @@ test: $(BIN)/.installed
 test-vllm:
 	PYTHON=$(PYTHON) bash scripts/setup_vllm_env.sh $(VLLM_VENV)
 	TORCHDYNAMO_DISABLE=1 VLLM_USE_AOT_COMPILE=0 $(VLLM_VENV)/bin/python -m pytest -q -m vllm \
-		tests/test_rollout_vllm.py tests/test_training_vllm.py tests/test_rewards_comet.py
+		tests/test_rollout_vllm.py tests/test_training_vllm.py
+	$(VLLM_VENV)/bin/python -m pytest -q tests/test_rewards_comet.py
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) demo_out .pytest_cache

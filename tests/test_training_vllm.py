@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from trl_seqpo.data.tiny import save_tiny_model
+    from trl_seqpo.synthetic.tiny_models import save_tiny_model
 
     # head_dim 32: a size vLLM's CPU attention supports
     return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0, head_dim=32)
@@ -58,9 +58,9 @@ def test_colocated_engine_follows_the_trainer_weights(model_dir, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
     from trl_seqpo import SeqPOConfig, SeqPOTrainer
-    from trl_seqpo.data import synthetic
     from trl_seqpo.rollout.engine import GenerationParams
     from trl_seqpo.rollout.vllm import VLLMGenerationBackend
+    from trl_seqpo.synthetic import language_pair as synthetic
 
     class Snapshots(TrainerCallback):
         """The policy's weights after each optimizer step."""
@@ -143,9 +143,10 @@ def test_seqpo_example_trains_with_colocated_vllm_and_saves(tmp_path):
 def test_alpo_candidate_sampling_through_the_vllm_backend(tmp_path):
     import json
 
-    from trl_seqpo.cli import main
-    from trl_seqpo.data.alpo_pairs import build_pair_rows, read_candidate_records
-    from trl_seqpo.data.subtitle_synthetic import (
+    from trl_seqpo.alpo.pairs import build_pair_rows, read_candidate_records
+    from trl_seqpo.cli.main import main
+    from trl_seqpo.synthetic.local_judge import SynonymPreferenceScorer, serve
+    from trl_seqpo.synthetic.subtitles import (
         SOURCE_LANGUAGE,
         TARGET_LANGUAGE,
         hidden_preference,
@@ -153,7 +154,6 @@ def test_alpo_candidate_sampling_through_the_vllm_backend(tmp_path):
         save_line_writer_model,
         write_documents,
     )
-    from trl_seqpo.rewards.judge_server import SynonymPreferenceScorer, serve
 
     model_dir = str(save_line_writer_model(tmp_path / "line-writer", lines_per_document=3))
     docs = make_subtitle_documents(3, 3, seed=5)
