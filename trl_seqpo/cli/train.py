@@ -1,0 +1,48 @@
+"""``trl-seqpo train RECIPE --config FILE [--accelerate_config NAME]``: run a recipe shipped in the package.
+
+The counterpart of ``trl grpo``/``trl dpo``: the recipe scripts, run configs and accelerate configs travel in the
+wheel (`trl_seqpo.recipes`), so a run needs no clone of the repository. ``--config`` and ``--accelerate_config``
+take a file or the name of a shipped one (``seqpo_en_zh``, ``zero3``, ``fsdp``, ...); every other ``--field value``
+goes to the recipe's ``TrlParser`` and overrides the config. Without ``--accelerate_config`` the recipe runs in one
+process with this Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+
+from trl_seqpo.recipes import RECIPES, available_accelerate_configs, available_configs, launch_command
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train with a shipped recipe (seqpo, alpo, sft-simt)",
+        description=__doc__.split("\n\n")[1],
+        epilog=f"shipped configs: {', '.join(available_configs())}; accelerate configs: "
+        f"{', '.join(available_accelerate_configs())}",
+    )
+    parser.add_argument("recipe", choices=list(RECIPES), help="the method to train")
+    parser.add_argument(
+        "recipe_args",
+        nargs=argparse.REMAINDER,
+        metavar="--config FILE [--accelerate_config NAME] [--dry_run] [--FIELD VALUE ...]",
+        help="the run config (a file or a shipped name), the accelerate config, and overrides of any config field",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    launcher = argparse.ArgumentParser(prog=f"trl-seqpo train {args.recipe}", add_help=False)
+    launcher.add_argument("--config", required=True)
+    launcher.add_argument("--accelerate_config", default=None)
+    launcher.add_argument("--dry_run", action="store_true")
+    known, overrides = launcher.parse_known_args(args.recipe_args)
+    command = launch_command(args.recipe, known.config, known.accelerate_config, overrides)
+    print(shlex.join(command), file=sys.stderr)
+    if known.dry_run:
+        return 0
+    return subprocess.call(command)
