@@ -256,3 +256,31 @@ def test_train_command_trains_through_accelerate(tmp_path):
     result = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "out" / "model.safetensors").exists()
+
+
+# ---------------------------------------------------------------------------------------------- scripts/gpu_smoke.sh
+def test_gpu_smoke_plans_plain_and_zero3_runs_of_both_methods():
+    result = subprocess.run(["bash", str(ROOT / "scripts/gpu_smoke.sh"), "--dry-run"], capture_output=True,
+                            text=True, timeout=60, check=True)  # fmt: skip
+    runs = [line for line in result.stderr.splitlines() if "gpu_smoke.py" in line]
+    assert len(runs) == 4 and sum("zero3.yaml" in line for line in runs) == 2
+    assert sorted(line.split("--stage ")[1].split()[0] for line in runs) == ["alpo", "alpo", "seqpo", "seqpo"]
+
+
+def test_gpu_smoke_arguments_parse_into_the_recipes_configs(tmp_path):
+    from trl import ModelConfig, TrlParser
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import gpu_smoke
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    from trl_seqpo import ALPOConfig, SeqPOConfig
+    from trl_seqpo.recipes.scripts import alpo, seqpo
+
+    for stage, dataclasses in (("seqpo", (seqpo.SeqPOScriptArguments, SeqPOConfig, ModelConfig)),
+                               ("alpo", (alpo.ALPOScriptArguments, ALPOConfig, ModelConfig))):  # fmt: skip
+        args = gpu_smoke.recipe_args(stage, tmp_path / "m", tmp_path, 3, tiny=True)
+        _, training, model = TrlParser(dataclasses).parse_args_and_config(args=args)
+        assert training.max_steps == 3 and training.gradient_checkpointing and model.model_name_or_path.endswith("m")
+    assert gpu_smoke.SHAPES["0.5b"]["num_layers"] == 24 and gpu_smoke.SHAPES["0.5b"]["hidden_size"] == 896
