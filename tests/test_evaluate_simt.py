@@ -21,7 +21,7 @@ from trl_seqpo.simt.latency import (
 )
 from trl_seqpo.synthetic import language_pair as synthetic
 
-COMMON = ["--src-lang", "English", "--tgt-lang", "Synthetic", "--max-new-tokens-per-step", "3", "--no-progress"]
+COMMON = ["--source-lang", "English", "--target-lang", "Synthetic", "--max-new-tokens-per-step", "3", "--no-progress"]
 
 
 def write_pairs(path: Path, n: int, seed: int = 3) -> Path:
@@ -43,7 +43,7 @@ def test_cli_outputs_and_latency_agree_with_latency_functions(model_dir, tmp_pat
     data = write_pairs(tmp_path / "data.jsonl", 8)
     out = tmp_path / "out"
     code = main(["evaluate", "simt", "--model", str(model_dir), "--data", str(data), "--output-dir", str(out),
-                 "--chunk-size", "2", "--batch-size", "4", *COMMON[:-1]])  # fmt: skip
+                 "--chunk-sizes", "2", "--batch-size", "4", *COMMON[:-1]])  # fmt: skip
     captured = capsys.readouterr()
     assert code == 0
     assert "simt m=2" in captured.err and "8/8" in captured.err  # tqdm progress bar
@@ -69,12 +69,22 @@ def test_cli_outputs_and_latency_agree_with_latency_functions(model_dir, tmp_pat
     assert 0 <= metrics["BLEU"] <= 100 and 0 <= metrics["chrF"] <= 100
     markdown = (out / "results.md").read_text()
     assert "| AL ↓ |" in markdown and "m=2" in markdown
+    # MT reporting conventions: sacrebleu signatures, package versions and hardware, in both files
+    assert results["signatures"]["BLEU"].startswith("nrefs:1|case:mixed|eff:no|tok:13a|")
+    assert "version:" in results["signatures"]["chrF"]
+    assert results["environment"]["packages"]["sacrebleu"] and results["environment"]["hardware"]
+    assert results["signatures"]["BLEU"] in markdown and "sacrebleu" in markdown
+    # per-step wall-clock gives computation-aware latency, never below the plain one
+    assert all(len(row["step_seconds"]) == len(row["step_outputs"]) for row in rows)
+    assert metrics["AL_CA"] > metrics["AL"] and metrics["LAAL_CA"] > metrics["LAAL"]
+    assert "computation-aware" in markdown
 
 
 def test_resume_after_interrupt_decodes_only_missing_rows(model_dir, tmp_path):
     data = write_pairs(tmp_path / "data.jsonl", 24, seed=5)
     config = dict(model=str(model_dir), data=data, output_dir=tmp_path / "out", chunk_sizes=[3], batch_size=8,
-                  src_lang="English", tgt_lang="Synthetic", max_new_tokens_per_step=3, progress=False)  # fmt: skip
+                  source_lang="English", target_lang="Synthetic", max_new_tokens_per_step=3,
+                  progress=False)  # fmt: skip
 
     def stop_after_first_batch(decoded: int) -> None:
         raise KeyboardInterrupt
@@ -99,9 +109,9 @@ def test_resume_after_interrupt_decodes_only_missing_rows(model_dir, tmp_path):
 
 def test_wait_k_and_full_sentence_respect_their_schedules(model_dir, tmp_path):
     data = write_pairs(tmp_path / "data.jsonl", 4, seed=9)
-    base = dict(model=str(model_dir), data=data, output_dir=tmp_path / "out", batch_size=6, src_lang="English",
-                tgt_lang="Synthetic", max_new_tokens_per_step=3, progress=False)  # fmt: skip
-    results = evaluate_simt(SimTEvalConfig(**base, policy="wait-k", ks=[1, 3]))
+    base = dict(model=str(model_dir), data=data, output_dir=tmp_path / "out", batch_size=6, source_lang="English",
+                target_lang="Synthetic", max_new_tokens_per_step=3, progress=False)  # fmt: skip
+    results = evaluate_simt(SimTEvalConfig(**base, policy="wait-k", wait_k=[1, 3]))
     assert [run["label"] for run in results["runs"]] == ["k=1, m=1", "k=3, m=1"]
     for run in results["runs"]:
         rows = read_jsonl(tmp_path / "out" / run["dir"] / "hypotheses.jsonl")
@@ -142,7 +152,7 @@ def test_judge_failing_mid_run_leaves_rows_unscored_and_resume_scores_them(model
         ("header", "column 'reference' is missing (columns found: source, target)"),
         ("judge", "could not be reached"),
         ("bleurt", "pip install bleurt-pytorch"),
-        ("k", "--k takes positive integers"),
+        ("k", "--wait-k takes positive integers"),
         ("vllm", "vLLM is not installed"),
     ],
 )
@@ -168,7 +178,7 @@ def test_bad_input_exits_2_with_a_clear_message(case, message, model_dir, tmp_pa
             pytest.skip("vLLM is installed here")
         extra = ["--backend", "vllm"]
     else:
-        extra = ["--policy", "wait-k", "--k", "2,x"]
+        extra = ["--policy", "wait-k", "--wait-k", "2", "0"]
     code = main(["evaluate", "simt", "--model", model, "--data", str(data), "--output-dir", str(tmp_path / "o"),
                  *COMMON, *extra])  # fmt: skip
     assert code == 2

@@ -9,8 +9,8 @@ import pytest
 from tiny_models import line_writing_model
 
 from trl_seqpo.cli.main import main
-from trl_seqpo.evaluate import common
 from trl_seqpo.evaluate.subtitles import SubtitleEvalConfig, evaluate_subtitles, line_format_problems
+from trl_seqpo.rollout import loading
 from trl_seqpo.rollout.engine import GenerationOutput
 from trl_seqpo.subtitles.documents import Document, render_document_prompt
 from trl_seqpo.synthetic import language_pair as synthetic
@@ -38,7 +38,7 @@ def read_jsonl(path: Path) -> list[dict]:
 def test_line_mode_translates_every_line_and_resumes(model_dir, tmp_path):
     documents = write_documents(tmp_path / "docs.jsonl", [3, 2, 3, 2])
     config = dict(model=str(model_dir), documents=tmp_path / "docs.jsonl", output_dir=tmp_path / "out",
-                  src_lang="English", tgt_lang="Synthetic", batch_size=2, max_new_tokens_per_line=4,
+                  source_lang="English", target_lang="Synthetic", batch_size=2, max_new_tokens_per_line=4,
                   progress=False)  # fmt: skip
 
     def interrupt(decoded: int) -> None:
@@ -93,15 +93,15 @@ def test_document_mode_counts_missing_merged_and_extra_lines(model_dir, tmp_path
         render_document_prompt(documents[1], "English", "Synthetic"): "Sure!\n1.lo domo\n2.un arbo\n",
     }
     backend = ScriptedBackend(tokenizer, answers)
-    monkeypatch.setattr(common, "load_backend", lambda *args, **kwargs: (tokenizer, backend))
+    monkeypatch.setattr(loading, "load_backend", lambda *args, **kwargs: loading.LoadedModel(backend, tokenizer))
     results = evaluate_subtitles(
         SubtitleEvalConfig(
             model=str(model_dir),
             documents=tmp_path / "docs.jsonl",
             output_dir=tmp_path / "out",
             mode="document",
-            src_lang="English",
-            tgt_lang="Synthetic",
+            source_lang="English",
+            target_lang="Synthetic",
             progress=False,
         )  # fmt: skip
     )
@@ -121,10 +121,10 @@ def test_judge_scores_each_aspect_per_document(model_dir, tmp_path, monkeypatch)
     write_documents(tmp_path / "docs.jsonl", [2, 3])
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     backend = ScriptedBackend(tokenizer, {"Translate": " lo hundo\n"})  # every line prompt starts so
-    monkeypatch.setattr(common, "load_backend", lambda *args, **kwargs: (tokenizer, backend))
+    monkeypatch.setattr(loading, "load_backend", lambda *args, **kwargs: loading.LoadedModel(backend, tokenizer))
     with serve() as server:
         code = main(["evaluate", "subtitles", "--model", str(model_dir), "--documents", str(tmp_path / "docs.jsonl"),
-                     "--output-dir", str(tmp_path / "out"), "--src-lang", "en", "--tgt-lang", "de",
+                     "--output-dir", str(tmp_path / "out"), "--source-lang", "en", "--target-lang", "de",
                      "--judge-base-url", server.base_url, "--judge-aspects", "accuracy,vividness",
                      "--no-progress"])  # fmt: skip
         requests = server.requests[1:]

@@ -70,9 +70,9 @@ def test_simuleval_run_matches_evaluate_simt(tmp_path, monkeypatch):
     settings = [
         "--chunk-size",
         "2",
-        "--src-lang",
+        "--source-lang",
         "English",
-        "--tgt-lang",
+        "--target-lang",
         "Synthetic",
         "--max-new-tokens-per-step",
         "3",
@@ -87,8 +87,8 @@ def test_simuleval_run_matches_evaluate_simt(tmp_path, monkeypatch):
         theirs = {name: float(value) for name, value in next(csv.DictReader(handle, delimiter="\t")).items()}
     instances = [json.loads(line) for line in (tmp_path / "simuleval" / "instances.log").read_text().splitlines()]
 
-    common = dict(model=str(model), data=data, chunk_sizes=[2], batch_size=5, src_lang="English",
-                  tgt_lang="Synthetic", max_new_tokens_per_step=3, progress=False)  # fmt: skip
+    common = dict(model=str(model), data=data, chunk_sizes=[2], batch_size=5, source_lang="English",
+                  target_lang="Synthetic", max_new_tokens_per_step=3, progress=False)  # fmt: skip
     ours = evaluate_simt(SimTEvalConfig(**common, output_dir=tmp_path / "ours", reference_length="simuleval"))
     rows = [
         json.loads(line) for line in (tmp_path / "ours" / "model-m2" / "hypotheses.jsonl").read_text().splitlines()
@@ -104,3 +104,38 @@ def test_simuleval_run_matches_evaluate_simt(tmp_path, monkeypatch):
     # the default rule counts reference *words*; the doubled space changes only SimulEval's |Y*|
     default = evaluate_simt(SimTEvalConfig(**common, output_dir=tmp_path / "units"))["runs"][0]["metrics"]
     assert default["DAL"] == metrics["DAL"] and default["AL"] != pytest.approx(metrics["AL"])
+
+
+def _simuleval_score_only(run_dir, *extra: str) -> dict[str, float]:
+    """`simuleval --score-only --output RUN_DIR ...` through SimulEval's own parser and evaluator."""
+    from simuleval import options
+    from simuleval.evaluator import SentenceLevelEvaluator
+
+    parser = options.general_parser()
+    options.add_evaluator_args(parser)
+    options.add_scorer_args(parser)
+    options.add_dataloader_args(parser)
+    args = parser.parse_args(["--score-only", "--output", str(run_dir), *extra])
+    return {name: float(value) for name, value in SentenceLevelEvaluator.from_args(args).results.iloc[0].items()}
+
+
+def test_instances_log_rescored_by_simuleval_gives_our_numbers(tmp_path):
+    model = word_emitting_model(tmp_path / "tiny")
+    examples = synthetic.generate_corpus(6, seed=8, max_words=7)  # single-spaced references: both count |Y*| alike
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"source": e.source, "reference": e.reference}) + "\n" for e in examples))
+    config = SimTEvalConfig(model=str(model), data=data, output_dir=tmp_path / "ours", chunk_sizes=[2],
+                            target_lang="Synthetic", max_new_tokens_per_step=3, progress=False)  # fmt: skip
+    results = evaluate_simt(config)
+    run = results["runs"][0]
+    assert run["counts"]["empty"] == 0  # SimulEval would skip an empty hypothesis
+    tokenizer = results["signatures"]["BLEU"].split("tok:")[1].split("|")[0]
+    common = ["--latency-metrics", "AL", "LAAL", "AP", "DAL", "--eval-latency-unit", "word"]
+    run_dir = tmp_path / "ours" / run["dir"]
+    theirs = _simuleval_score_only(run_dir, *common, "--quality-metrics", "BLEU", "--sacrebleu-tokenizer", tokenizer)
+    for name in ("AL", "LAAL", "AP", "DAL", "BLEU"):
+        assert round(run["metrics"][name], 3) == pytest.approx(theirs[name], abs=1e-9), name
+    aware = _simuleval_score_only(run_dir, *common, "--computation-aware")  # scores the logged `elapsed`
+    for name in ("AL", "LAAL"):
+        assert round(run["metrics"][f"{name}_CA"], 3) == pytest.approx(aware[name], abs=1e-9), name
+    assert run["metrics"]["AL_CA"] > run["metrics"]["AL"]

@@ -1,133 +1,142 @@
-"""What ``evaluate simt`` and ``evaluate subtitles`` share: the
-command-line options for metrics, the judge and the output folder, and parsing of list-valued options.
+"""What `evaluate_simt` and `evaluate_subtitles` share: the settings common to both (`EvalConfig`), the checks
+run before any decoding, the engine options, and the record of how the numbers were made (package versions,
+hardware, metric models) that goes into `results.json` and `results.md`.
 
-Heavy imports (torch, transformers, vLLM) happen inside the functions, so ``trl-seqpo evaluate --help`` stays fast.
+`trl-seqpo evaluate` builds its flags from these dataclasses (`trl_seqpo.cli.evaluate`): each field's `help`
+metadata is the flag's help text, and a field `source_lang` is the flag `--source-lang`.
 """
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Iterable, Sequence
+import importlib.metadata
+import importlib.util
+import os
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from trl_seqpo.errors import MissingDependencyError, UserInputError
 
 __all__ = [
-    "add_common_arguments",
+    "COMET_DEFAULT_MODELS",
+    "EvalConfig",
     "check_metric_dependencies",
-    "judge_config_from_args",
-    "parse_int_list",
-    "parse_metrics",
+    "check_resume",
+    "metric_models",
+    "run_environment",
+    "split_names",
 ]
 
+#: The checkpoint the `comet` / `xcomet` metric loads when `comet_model` is not given (it needs the Hub).
+COMET_DEFAULT_MODELS: dict[str, str] = {"comet": "Unbabel/wmt22-comet-da", "xcomet": "Unbabel/XCOMET-XL"}
 
-def parse_int_list(text: str | int | Sequence[int], option: str) -> list[int]:
-    """``"1,2,3"`` -> ``[1, 2, 3]`` (positive integers, duplicates removed, order kept).
+# packages whose version changes the numbers (a missing one is recorded as null)
+_PACKAGES = ("trl-seqpo", "sacrebleu", "torch", "transformers", "trl", "vllm", "unbabel-comet", "bleurt-pytorch")
 
-    Args:
-        text: The option's value (or an int / list of ints from the Python API).
-        option: Option name for the error message.
 
-    Returns:
-        The integers.
+def split_names(values: str | Sequence[str]) -> tuple[str, ...]:
+    """`"bleu,chrf"` or `["bleu", "chrf,comet"]` -> `("bleu", "chrf", "comet")`: lowercase, duplicates dropped.
 
-    Raises:
-        UserInputError: Not a comma-separated list of positive integers.
+    Example:
+        >>> split_names(["BLEU,chrf", "comet", "bleu"])
+        ('bleu', 'chrf', 'comet')
     """
-    if isinstance(text, int):
-        items: Iterable[Any] = [text]
-    elif isinstance(text, str):
-        items = [part.strip() for part in text.split(",") if part.strip()]
-    else:
-        items = text
-    values: list[int] = []
-    for item in items:
-        try:
-            value = int(item)
-        except (TypeError, ValueError):
-            value = 0
-        if value < 1 or str(item).strip() != str(value):
-            raise UserInputError(f"{option} takes positive integers separated by commas (e.g. 1,3,5), got {text!r}")
-        if value not in values:
-            values.append(value)
-    if not values:
-        raise UserInputError(f"{option} needs at least one value")
-    return values
+    items = [values] if isinstance(values, str) else list(values)
+    names = [part.strip().lower() for item in items for part in str(item).split(",") if part.strip()]
+    return tuple(dict.fromkeys(names))
 
 
-def parse_metrics(text: str | Sequence[str], known: Sequence[str]) -> list[str]:
-    """``"bleu,chrf,comet"`` -> ``["bleu", "chrf", "comet"]``, checked against ``known``."""
-    items = [part.strip().lower() for part in (text.split(",") if isinstance(text, str) else text) if part.strip()]
-    unknown = [item for item in items if item not in known]
-    if unknown:
-        raise UserInputError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(known)}")
-    return list(dict.fromkeys(items))
+@dataclass(kw_only=True)
+class EvalConfig:
+    """Settings shared by `SimTEvalConfig` and `SubtitleEvalConfig` (model, engine, metrics, output).
 
+    Library errors are `UserInputError`s (a `ValueError`) that name the field; the command line rewords them
+    with the flag.
+    """
 
-def add_common_arguments(parser: argparse.ArgumentParser, default_metrics: str, known_metrics: Sequence[str]) -> None:
-    """Options shared by the evaluate actions: model/backend, decoding batch, metrics, judge, output, resume."""
-    model = parser.add_argument_group("model")
-    model.add_argument("--model", required=True, help="checkpoint directory (or a model id already in the HF cache)")
-    model.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="generation backend (default: hf)")
-    model.add_argument("--device", default=None, help="torch device for --backend hf (default: cuda if available)")
-    model.add_argument(
-        "--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"), help="model dtype"
+    known_metrics: ClassVar[tuple[str, ...]] = ()
+
+    model: str = field(metadata={"help": "checkpoint folder saved with save_pretrained"})
+    output_dir: str | Path = field(metadata={"help": "folder for hypotheses, scores, results.json and results.md"})
+    backend: Literal["hf", "vllm"] = field(default="hf", metadata={"help": "generation backend"})
+    device: str | None = field(default=None, metadata={"help": "torch device for --backend hf (default: cuda if any)"})
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(default="auto", metadata={"help": "model dtype"})
+    gpu_memory_utilization: float | None = field(
+        default=None, metadata={"help": "vLLM: share of GPU memory the engine may take (default: vLLM's 0.9)"}
     )
-    model.add_argument("--batch-size", type=int, default=32, help="rows decoded together (default: 32)")
-    model.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
-    model.add_argument("--src-lang", default=None, help="source language name or code used in prompts")
-    model.add_argument("--tgt-lang", default=None, help="target language name or code used in prompts and BLEU")
-
-    metrics = parser.add_argument_group("metrics")
-    metrics.add_argument(
-        "--metrics",
-        default=default_metrics,
-        help=f"comma-separated metrics from {', '.join(known_metrics)} (default: {default_metrics})",
+    tensor_parallel_size: int | None = field(
+        default=None, metadata={"help": "vLLM: number of GPUs the model is split over (default: 1)"}
     )
-    metrics.add_argument("--comet-model", default=None, help="COMET/XCOMET checkpoint (adds comet to --metrics)")
-    metrics.add_argument("--bleurt-model", default=None, help="bleurt-pytorch checkpoint (adds bleurt to --metrics)")
-    metrics.add_argument("--judge-base-url", default=None, help="OpenAI-compatible judge endpoint (adds judge)")
-    metrics.add_argument("--judge-model", default=None, help="judge model name sent with each request")
-    metrics.add_argument("--judge-max-concurrency", type=int, default=8, help="judge requests in flight")
-    metrics.add_argument("--judge-max-retries", type=int, default=3, help="retries per judge request")
-    metrics.add_argument("--judge-timeout", type=float, default=60.0, help="seconds per judge request")
+    max_model_len: int | None = field(
+        default=None, metadata={"help": "vLLM: context length to reserve KV cache for (default: the model's)"}
+    )
+    seed: int = field(default=0, metadata={"help": "sampling seed"})
+    batch_size: int = field(default=32, metadata={"help": "rows decoded together"})
+    source_lang: str | None = field(default=None, metadata={"help": "source language (name or code) in prompts"})
+    target_lang: str | None = field(
+        default=None, metadata={"help": "target language (name or code) in prompts; picks the BLEU tokeniser"}
+    )
+    metrics: tuple[str, ...] = field(
+        default=("bleu", "chrf"), metadata={"help": "metrics to compute (space- or comma-separated)"}
+    )
+    bleu_tokenizer: str | None = field(
+        default=None,
+        metadata={"help": "sacrebleu tokeniser for BLEU (default: from --target-lang: zh, ja-mecab or char, 13a)"},
+    )
+    comet_model: str | None = field(
+        default=None, metadata={"help": "COMET/XCOMET checkpoint (adds comet to --metrics)"}
+    )
+    comet_batch_size: int = field(default=16, metadata={"help": "rows per COMET forward pass"})
+    judge: Any = field(default=None, metadata={"help": "a JudgeConfig (the command builds it from --judge-*)"})
+    resume: bool = field(default=False, metadata={"help": "keep the finished rows of an interrupted run"})
+    limit: int | None = field(default=None, metadata={"help": "evaluate only the first N rows"})
+    system_name: str | None = field(default=None, metadata={"help": "name of this system in tables and plots"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars"})
 
-    output = parser.add_argument_group("output")
-    output.add_argument("--output-dir", type=Path, required=True, help="folder for hypotheses, scores and tables")
-    output.add_argument("--resume", action="store_true", help="keep finished rows of an interrupted run")
-    output.add_argument("--limit", type=int, default=None, help="evaluate only the first N rows")
-    output.add_argument("--system-name", default=None, help="name of this system in tables and plots")
-    output.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    def __post_init__(self) -> None:
+        self.metrics = split_names(self.metrics)
+        if self.comet_model and not {"comet", "xcomet"} & set(self.metrics):
+            self.metrics += ("comet",)
+        if self.judge is not None and "judge" not in self.metrics:
+            self.metrics += ("judge",)
+        unknown = [metric for metric in self.metrics if metric not in self.known_metrics]
+        if unknown:
+            raise UserInputError(
+                f"unknown metric(s) {', '.join(unknown)} in metrics; choose from {', '.join(self.known_metrics)}"
+            )
+        if "judge" in self.metrics and self.judge is None:
+            raise UserInputError("the judge metric needs --judge-base-url (an OpenAI-compatible endpoint)")
+        for name in ("batch_size", "comet_batch_size", "limit", "tensor_parallel_size", "max_model_len"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UserInputError(f"{name} must be >= 1, got {value}")
+        if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization <= 1:
+            raise UserInputError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
+        if self.bleu_tokenizer is not None:
+            from sacrebleu.metrics import BLEU
+
+            if self.bleu_tokenizer not in BLEU.TOKENIZERS:
+                raise UserInputError(
+                    f"bleu_tokenizer {self.bleu_tokenizer!r} is not a sacrebleu tokeniser "
+                    f"({', '.join(BLEU.TOKENIZERS)})"
+                )
+
+    def engine_options(self) -> dict[str, Any]:
+        """Keyword arguments of `trl_seqpo.rollout.loading.load_backend` for this config."""
+        return {
+            "device": self.device,
+            "dtype": self.dtype,
+            "seed": self.seed,
+            "gpu_memory_utilization": self.gpu_memory_utilization,
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "max_model_len": self.max_model_len,
+        }
 
 
-def judge_config_from_args(args: argparse.Namespace, aspect: str, cache_path: Path) -> Any:
-    """A `JudgeConfig` from the ``--judge-*`` options (one vote: one candidate)."""
-    from trl_seqpo.rewards.judge import JudgeConfig
-
-    settings: dict[str, Any] = {
-        "base_url": args.judge_base_url,
-        "aspect": aspect,
-        "num_shuffles": 1,  # a single candidate per request: shuffling would only repeat the same prompt
-        "max_concurrency": args.judge_max_concurrency,
-        "max_retries": args.judge_max_retries,
-        "timeout": args.judge_timeout,
-        "cache_path": str(cache_path),
-        "source_language": args.src_lang,
-        "target_language": args.tgt_lang,
-    }
-    if args.judge_model:
-        settings["model"] = args.judge_model
-    try:
-        return JudgeConfig(**settings)
-    except ValueError as error:
-        raise UserInputError(f"judge settings: {error}") from error
-
-
-def check_metric_dependencies(metrics: Sequence[str], bleurt_model: str | None) -> None:
+def check_metric_dependencies(metrics: Sequence[str], bleurt_model: str | None = None) -> None:
     """Fail before any decoding when a requested model-based metric cannot run."""
-    import importlib.util
-
     if {"comet", "xcomet"} & set(metrics):
         from trl_seqpo.rewards.comet import COMET_INSTALL_HINT, comet_available
 
@@ -140,3 +149,70 @@ def check_metric_dependencies(metrics: Sequence[str], bleurt_model: str | None) 
             raise MissingDependencyError(f"the bleurt metric needs bleurt-pytorch: {BLEURT_INSTALL_HINT}")
         if not bleurt_model:
             raise UserInputError("the bleurt metric needs --bleurt-model PATH (a bleurt-pytorch checkpoint)")
+
+
+def metric_models(config: EvalConfig, bleurt_model: str | None = None) -> dict[str, str]:
+    """The model behind each model-based metric of `config` (what a reader needs to reproduce the scores)."""
+    models: dict[str, str] = {}
+    for metric in ("comet", "xcomet"):
+        if metric in config.metrics:
+            models[metric.upper()] = config.comet_model or COMET_DEFAULT_MODELS[metric]
+    if "bleurt" in config.metrics and bleurt_model:
+        models["BLEURT"] = str(bleurt_model)
+    if "judge" in config.metrics and config.judge is not None:
+        models["Judge"] = f"{config.judge.model} @ {config.judge.base_url}"
+    return models
+
+
+def _hardware(backend: str, device: str | None) -> str:
+    try:
+        import torch
+
+        if backend == "vllm" or (device or "").startswith("cuda") or (device is None and torch.cuda.is_available()):
+            if torch.cuda.is_available():
+                return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+    except ImportError:  # pragma: no cover - torch is a core dependency
+        pass
+    return f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} logical cores"
+
+
+def run_environment(backend: str = "hf", device: str | None = None) -> dict[str, Any]:
+    """Package versions, Python, platform and the hardware that decoded (wall-clock latencies depend on it)."""
+    versions: dict[str, str | None] = {}
+    for package in _PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "packages": versions,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "hardware": _hardware(backend, device),
+    }
+
+
+def check_resume(run_dir: Path, settings: dict[str, Any], resume: bool) -> None:
+    """Refuse to resume a run folder made with other settings, then record `settings` in its `run.json`.
+
+    Raises:
+        UserInputError: `resume` and the folder's `run.json` differs; the message lists what changed.
+    """
+    import json
+
+    from trl_seqpo.jsonl import atomic_write_json
+
+    path = Path(run_dir) / "run.json"
+    if resume and path.exists():
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        changed = [
+            f"{key}: {previous.get(key)!r} -> {value!r}"
+            for key, value in settings.items()
+            if previous.get(key) != value
+        ]
+        if changed:
+            raise UserInputError(
+                f"--resume: {run_dir} holds a run with other settings ({'; '.join(changed)}); use another "
+                "--output-dir or drop --resume to start over"
+            )
+    atomic_write_json(path, settings)

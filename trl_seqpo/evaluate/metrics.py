@@ -39,31 +39,40 @@ def mean_or_none(values: Sequence[float | None]) -> float | None:
     return sum(kept) / len(kept) if kept else None
 
 
-def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str], target_lang: str | None = None) -> float:
-    """Corpus BLEU (sacrebleu), tokenised for the target language as the ``bleu`` reward does (``zh`` -> ``"zh"``).
+def corpus_bleu(
+    hypotheses: Sequence[str],
+    references: Sequence[str],
+    target_lang: str | None = None,
+    tokenize: str | None = None,
+) -> tuple[float, str]:
+    """Corpus BLEU (sacrebleu) and its signature, tokenised for the target language as the `bleu` reward does.
 
     Args:
         hypotheses: System outputs.
         references: One reference per hypothesis.
-        target_lang: Target language code or name; picks the sacrebleu tokenizer.
+        target_lang: Target language code or name; picks the tokeniser (`trl_seqpo.languages.bleu_tokenizer_for`:
+            `zh` for Chinese, `ja-mecab` or `char` for Japanese, `char` for Thai, `13a` otherwise).
+        tokenize: A sacrebleu tokeniser that overrides the language's.
 
     Returns:
-        BLEU, 0-100.
+        `(BLEU 0-100, sacrebleu signature)`, e.g. `"nrefs:1|case:mixed|eff:no|tok:zh|smooth:exp|version:2.5.1"`.
     """
     from sacrebleu.metrics import BLEU
 
     from trl_seqpo.languages import bleu_tokenizer_for
 
-    return float(
-        BLEU(tokenize=bleu_tokenizer_for(target_lang)).corpus_score(list(hypotheses), [list(references)]).score
-    )
+    metric = BLEU(tokenize=tokenize or bleu_tokenizer_for(target_lang))
+    score = metric.corpus_score(list(hypotheses), [list(references)]).score
+    return float(score), str(metric.get_signature())
 
 
-def corpus_chrf(hypotheses: Sequence[str], references: Sequence[str]) -> float:
-    """Corpus chrF (sacrebleu, character n-grams 1-6, beta = 2), 0-100."""
+def corpus_chrf(hypotheses: Sequence[str], references: Sequence[str]) -> tuple[float, str]:
+    """Corpus chrF (sacrebleu, character n-grams 1-6, beta = 2), 0-100, and its sacrebleu signature."""
     from sacrebleu.metrics import CHRF
 
-    return float(CHRF().corpus_score(list(hypotheses), [list(references)]).score)
+    metric = CHRF()
+    score = metric.corpus_score(list(hypotheses), [list(references)]).score
+    return float(score), str(metric.get_signature())
 
 
 def comet_scores(

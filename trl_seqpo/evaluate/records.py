@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from trl_seqpo.errors import UserInputError
-from trl_seqpo.jsonl import atomic_write_jsonl, parse_json_lines, read_jsonl
+from trl_seqpo.jsonl import atomic_write, atomic_write_jsonl, parse_json_lines, read_jsonl
 
-__all__ = ["ScoreFile", "load_pairs", "text_digest"]
+__all__ = ["ScoreFile", "load_pairs", "text_digest", "write_simuleval_log"]
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
@@ -156,6 +156,47 @@ class ScoreFile:
         for key, value in values.items():
             self.rows[key][name] = value
 
+    def update_row(self, key: str, values: Mapping[str, Any]) -> None:
+        """Set several values of one row."""
+        self.rows[key].update(values)
+
     def save(self) -> None:
         """Rewrite the file atomically."""
         atomic_write_jsonl(self.path, (self.rows[key] for key in self.order))
+
+
+def write_simuleval_log(
+    path: str | os.PathLike[str], hypotheses: Sequence[Mapping[str, Any]], elapsed: Sequence[Sequence[float] | None]
+) -> None:
+    """Write `hypotheses` as SimulEval 1.1's `instances.log`, so `simuleval --score-only` can re-score them.
+
+    One JSON object per sentence with SimulEval's keys: `index`, `prediction` (the translation), `delays`,
+    `elapsed` (computation-aware delays in source units, when the steps were timed), `prediction_length`,
+    `reference`, `source` and `source_length`. Re-scoring the folder with
+    `simuleval --score-only --output RUN_DIR --eval-latency-unit UNIT --sacrebleu-tokenizer TOK
+    --latency-metrics AL LAAL AP DAL --quality-metrics BLEU [--computation-aware]` gives our AL, LAAL, AP, DAL,
+    BLEU (and AL_CA/LAAL_CA) when SimulEval counts the reference as we do (`reference_length="simuleval"`, or any
+    single-spaced reference) and no hypothesis is empty (SimulEval skips those).
+
+    Args:
+        path: The log file (written atomically).
+        hypotheses: Rows of `hypotheses.jsonl` in data order.
+        elapsed: Per row, computation-aware delays or `None`.
+    """
+    lines = []
+    for index, (row, aware) in enumerate(zip(hypotheses, elapsed)):
+        entry = {
+            "index": index,
+            "prediction": row["translation"],
+            "delays": row["delays"],
+            "prediction_length": len(row["delays"]),
+            "reference": row["reference"],
+            "source": row["source"],
+            "source_length": row["source_length"],
+        }
+        if aware is not None:
+            entry["elapsed"] = list(aware)
+        lines.append(entry)
+    atomic_write_jsonl(path, lines)
+    # `simuleval --score-only` reads the instance type from the folder's config.yaml
+    atomic_write(Path(path).with_name("config.yaml"), "source_type: text\ntarget_type: text\n")

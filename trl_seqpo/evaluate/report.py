@@ -7,7 +7,10 @@ A *results* document describes one system (one model with one policy) evaluated 
      "runs": [{"label": "k=3", "policy": "wait-k", "k": 3, "chunk_size": 1, "dir": "wait-k3-m1",
                "metrics": {"BLEU": 21.3, "COMET": 80.2, "AL": 3.1, ...}, "counts": {"rows": 1000, ...}}]}
 
-``trl-seqpo plot`` reads these files; every run directory also holds its own ``summary.json``.
+Next to the runs: `signatures` (sacrebleu signature of BLEU and chrF), `metric_models` (the checkpoint or judge
+behind each model-based metric), `environment` (package versions, Python, platform, hardware) and `notes`; the
+Markdown file lists them under the table. `trl-seqpo plot` reads these files; every run directory also holds its
+own `summary.json`.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from trl_seqpo.jsonl import atomic_write_json
+from trl_seqpo.jsonl import atomic_write, atomic_write_json
 
 __all__ = ["LOWER_IS_BETTER", "metric_columns", "print_table", "render_markdown", "write_results"]
 
 #: Metrics where a smaller value is better (latency); all others are quality metrics (higher is better).
-LOWER_IS_BETTER: frozenset[str] = frozenset({"AL", "LAAL", "DAL", "AP", "missing_lines", "merged_lines"})
+LOWER_IS_BETTER: frozenset[str] = frozenset(
+    {"AL", "LAAL", "DAL", "AP", "AL_CA", "LAAL_CA", "missing_lines", "merged_lines"}
+)
 
 # Column order of the tables: quality first, as in the papers' tables, then latency.
 _ORDER = (
@@ -39,6 +44,8 @@ _ORDER = (
     "LAAL",
     "DAL",
     "AP",
+    "AL_CA",
+    "LAAL_CA",
 )
 
 
@@ -96,7 +103,24 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     lines.append("| " + " | ".join(header) + " |")
     lines.append("| " + " | ".join("---" if i < 2 else "---:" for i in range(len(header))) + " |")
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _provenance(results)) + "\n"
+
+
+def _provenance(results: Mapping[str, Any]) -> list[str]:
+    """How the numbers were made: sacrebleu signatures, metric models, notes, package versions and hardware."""
+    lines: list[str] = []
+    for name, signature in (results.get("signatures") or {}).items():
+        lines.append(f"- {name} signature (sacrebleu): `{signature}`")
+    for name, model in (results.get("metric_models") or {}).items():
+        lines.append(f"- {name} model: `{model}`")
+    lines += [f"- {note}" for note in results.get("notes") or ()]
+    environment = results.get("environment") or {}
+    packages = ", ".join(f"{name} {version}" for name, version in environment.get("packages", {}).items() if version)
+    if packages:
+        lines.append(f"- packages: {packages}; Python {environment.get('python')}")
+    if environment.get("hardware"):
+        lines.append(f"- hardware: {environment['hardware']}")
+    return ["", *lines] if lines else []
 
 
 def print_table(results: Mapping[str, Any], console: Any = None) -> None:
@@ -105,11 +129,15 @@ def print_table(results: Mapping[str, Any], console: Any = None) -> None:
     from rich.table import Table
 
     header, rows = _table_rows(results)
-    table = Table(title=f"{results.get('task', 'evaluation')}: {results.get('system', '')}")
-    for index, name in enumerate(header):
-        table.add_column(name, justify="left" if index < 2 else "right")
+    metrics = len(metric_columns(results.get("runs", []))) + 2  # the system is the title; counts go below
+    runs = list(results.get("runs", []))
+    counts = [", ".join(f"{name}={value}" for name, value in run.get("counts", {}).items()) for run in runs]
+    caption = "; ".join(f"{run.get('label', '')}: {text}" for run, text in zip(runs, counts) if text)
+    table = Table(title=f"{results.get('task', 'evaluation')}: {results.get('system', '')}", caption=caption or None)
+    for index, name in enumerate(header[1:metrics]):
+        table.add_column(name, justify="left" if index == 0 else "right")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*row[1:metrics])
     (console or Console()).print(table)
 
 
@@ -127,7 +155,7 @@ def write_results(results: Mapping[str, Any], output_dir: str | Path, *, show: b
     output_dir = Path(output_dir)
     json_path, markdown_path = output_dir / "results.json", output_dir / "results.md"
     atomic_write_json(json_path, results)
-    markdown_path.write_text(render_markdown(results), encoding="utf-8")
+    atomic_write(markdown_path, render_markdown(results))
     if show:
         print_table(results)
     return json_path, markdown_path

@@ -1,48 +1,47 @@
-"""``trl-seqpo evaluate simt``: quality and latency of a simultaneous translator (SeqPO-SiMT Sec. 3.1).
+"""`evaluate_simt`: quality and latency of a simultaneous translator (SeqPO-SiMT Sec. 3.1), as a library.
 
-Each source is read chunk by chunk by the lockstep rollout
-(`SimultaneousRollout`), either with the model's own read/write decisions
-(``--policy model``: an empty step output means "wait") or under a fixed schedule (``--policy wait-k``, the paper's
-"SFT + wait-k" baseline, or ``full-sentence``). Every operating point (each ``k`` of ``--k``, each ``m`` of
-``--chunk-size``) is one run in its own folder under ``--output-dir``:
+Each source is read chunk by chunk by the lockstep rollout (`SimultaneousRollout`), either with the model's own
+read/write decisions (`policy="model"`: an empty step output means "wait") or under a fixed schedule
+(`policy="wait-k"`, the paper's "SFT + wait-k" baseline, or `"full-sentence"`). Every operating point (each `k` of
+`wait_k`, each `m` of `chunk_sizes`) is one run in its own folder under `output_dir`:
 
-* ``hypotheses.jsonl``: one row per sentence (``id``, ``source``, ``reference``, ``translation``, ``chunks``,
-  ``step_outputs``, per-target-unit ``delays``, ``source_length``), appended batch by batch and fsync-ed; ``--resume``
-  keeps the finished rows and decodes only the others;
-* ``scores.jsonl``: per-sentence latency and model-based scores (COMET, BLEURT, judge), reused on ``--resume``;
-* ``summary.json``; and for all points together ``results.json`` / ``results.md`` (``trl-seqpo plot`` reads them).
+* `hypotheses.jsonl`: one row per sentence (`id`, `source`, `reference`, `translation`, `chunks`, `step_outputs`,
+  per-target-unit `delays`, `source_length`, and `step_seconds`, the wall-clock of each lockstep step of the
+  sentence's batch), appended batch by batch and fsync-ed; `resume=True` keeps the finished rows;
+* `scores.jsonl`: per-sentence latency and model-based scores (COMET, BLEURT, judge), reused on resume;
+* `instances.log`: the hypotheses in SimulEval's log format, so `simuleval --score-only` re-scores them;
+* `summary.json`; and for all points together `results.json` / `results.md` (`trl-seqpo plot` reads them).
 
-Latency (`trl_seqpo.simt.latency`, as SimulEval): a target unit first written at step ``t`` has delay
-``min(t * m, n)``; AL, LAAL, DAL and AP are computed per sentence and averaged over sentences. Reference length
-``|Y*|`` (``--reference-length``): ``units`` (default) counts the reference in the latency unit (words, or non-space
-characters); ``simuleval`` copies SimulEval 1.1's rule (``len(reference.split(" "))`` words, or
-``len(reference.strip())`` characters, spaces included); ``hypothesis`` uses the hypothesis length (SimulEval's
-``--no-use-ref-len``). The three agree for single-spaced word references and space-free character references.
-An empty hypothesis gets AL = LAAL = DAL = ``n`` and AP = 1 (SimulEval skips such sentences).
+Two passes: every point is decoded first, then the model is freed (`LoadedModel.close`) and only then are the
+metrics scored, so a COMET or BLEURT model never shares the GPU with the vLLM engine.
+
+Latency (`trl_seqpo.simt.latency.sentence_latency`, as SimulEval): a target unit first written at step `t` has
+delay `min(t * m, n)`; AL, LAAL, DAL and AP are computed per sentence and averaged over sentences, with `|Y*|` from
+`trl_seqpo.simt.latency.reference_length` (`reference_length="units"`, `"simuleval"` or `"hypothesis"`). An empty
+hypothesis gets AL = LAAL = DAL = `n` and AP = 1 (SimulEval skips such sentences). Computation-aware AL and LAAL
+(`AL_CA`, `LAAL_CA`) add to each delay the wall-clock time the model had spent on the sentence's steps up to the one
+that wrote the unit, converted to source units at `source_unit_seconds` per unit (the pace of the incoming
+source); they depend on the hardware, which `results.json` records.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import itertools
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from trl_seqpo.errors import UserInputError
-from trl_seqpo.evaluate.records import ScoreFile, load_pairs, text_digest
+from trl_seqpo.evaluate.common import EvalConfig, check_resume, split_names
+from trl_seqpo.evaluate.records import ScoreFile, load_pairs, text_digest, write_simuleval_log
 from trl_seqpo.jsonl import ResumableJsonl, atomic_write_json
-from trl_seqpo.simt.chunking import Unit, default_unit
-from trl_seqpo.simt.latency import REFERENCE_LENGTH_RULES, reference_length, sentence_latency
+from trl_seqpo.languages import default_unit
+from trl_seqpo.simt.chunking import Unit
+from trl_seqpo.simt.latency import delays_from_steps, reference_length, sentence_latency
 
-__all__ = [
-    "KNOWN_METRICS",
-    "OperatingPoint",
-    "SimTEvalConfig",
-    "add_parser",
-    "evaluate_simt",
-]
+__all__ = ["KNOWN_METRICS", "OperatingPoint", "SimTEvalConfig", "computation_aware_delays", "evaluate_simt"]
 
 KNOWN_METRICS: tuple[str, ...] = ("bleu", "chrf", "comet", "xcomet", "bleurt", "judge")
 METRIC_NAMES: dict[str, str] = {
@@ -89,106 +88,81 @@ class OperatingPoint:
         return None
 
 
-@dataclass
-class SimTEvalConfig:
-    """Settings of `evaluate_simt` (one field per ``evaluate simt`` option).
+@dataclass(kw_only=True)
+class SimTEvalConfig(EvalConfig):
+    """Settings of `evaluate_simt`; `trl-seqpo evaluate simt` has one flag per field (`--wait-k`, ...).
 
-    Args:
-        model: Checkpoint directory.
-        data: JSONL/TSV file or ``datasets`` folder with ``source`` and ``reference``.
-        output_dir: Where results go.
-        policy: ``"model"``, ``"wait-k"`` or ``"full-sentence"``.
-        ks: Values of ``k`` for wait-k (one run each).
-        chunk_sizes: Chunk sizes ``m`` (one run each); ``None``: 1 for wait-k, 3 otherwise.
-        wait_k_rate: Target units per source unit of wait-k (e.g. 1.5 for word -> character pairs).
-        backend: ``"hf"`` or ``"vllm"``.
-        device, dtype: Model placement for the HF backend.
-        temperature: 0 = greedy (default); > 0 samples.
-        top_p: Nucleus sampling threshold when sampling.
-        seed: Sampling seed (batch ``b`` uses ``seed + first row position``).
-        batch_size: Sentences per lockstep rollout.
-        src_lang, tgt_lang: Language names/codes in prompts; ``None`` keeps the rollout's defaults (English,
-            Chinese).
-        source_unit, latency_unit: Units of the source chunks and of the target delays; ``None`` picks characters
-            for zh/ja/th and words otherwise.
-        reference_length: ``"units"``, ``"simuleval"`` or ``"hypothesis"`` (module docstring).
-        prompt_format: ``"chat"`` or ``"paper"``.
-        max_new_tokens_per_step, max_steps_after_source: Rollout budgets.
-        metrics: Quality metrics to compute (``KNOWN_METRICS``).
-        comet_model, bleurt_model: Checkpoints of the model-based metrics.
-        judge: A `JudgeConfig`, required when ``"judge"`` is in ``metrics``.
-        resume: Keep finished rows of an earlier run in the same folder.
-        limit: Only the first ``limit`` rows.
-        system_name: Name in tables and plots.
-        progress: Show progress bars.
+    Defaults follow training (`SeqPOConfig`): chunks of 3 units, the chat prompt, 60 new tokens per step and
+    2 steps after the source, English -> Chinese; decoding is greedy.
     """
 
-    model: str
-    data: str | Path
-    output_dir: str | Path
-    policy: str = "model"
-    ks: list[int] = field(default_factory=lambda: [3])
-    chunk_sizes: list[int] | None = None
-    wait_k_rate: float = 1.0
-    backend: str = "hf"
-    device: str | None = None
-    dtype: str = "auto"
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int = 0
-    batch_size: int = 32
-    src_lang: str | None = None
-    tgt_lang: str | None = None
-    source_unit: Unit | None = None
-    latency_unit: Unit | None = None
-    reference_length: str = "units"
-    prompt_format: str = "chat"
-    max_new_tokens_per_step: int = 32
-    max_steps_after_source: int = 2
-    metrics: list[str] = field(default_factory=lambda: ["bleu", "chrf"])
-    comet_model: str | None = None
-    bleurt_model: str | None = None
-    judge: Any = None
-    resume: bool = False
-    limit: int | None = None
-    system_name: str | None = None
-    progress: bool = True
+    known_metrics: ClassVar[tuple[str, ...]] = KNOWN_METRICS
+
+    data: str | Path = field(metadata={"help": "JSONL/TSV file or datasets folder with source and reference columns"})
+    policy: Literal["model", "wait-k", "full-sentence"] = field(
+        default="model", metadata={"help": "who decides when to write: the model, wait-k, or full-sentence"}
+    )
+    wait_k: tuple[int, ...] = field(default=(3,), metadata={"help": "k values of --policy wait-k (one run each)"})
+    chunk_sizes: tuple[int, ...] | None = field(
+        default=None, metadata={"help": "chunk sizes m, one run each (default: 1 for wait-k, else 3 as training)"}
+    )
+    wait_k_rate: float = field(default=1.0, metadata={"help": "target units written per source unit by wait-k"})
+    source_lang: str | None = field(default="English", metadata={"help": "source language in prompts"})
+    target_lang: str | None = field(
+        default="Chinese", metadata={"help": "target language in prompts; picks the BLEU tokeniser and latency unit"}
+    )
+    prompt_format: Literal["chat", "paper"] = field(default="chat", metadata={"help": "prompt format, as training"})
+    max_new_tokens_per_step: int = field(default=60, metadata={"help": "token budget of one step, as training"})
+    max_steps_after_source: int = field(default=2, metadata={"help": "extra steps after the last chunk, as training"})
+    temperature: float = field(default=0.0, metadata={"help": "0 = greedy; > 0 samples"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling threshold when sampling"})
+    source_unit: Literal["word", "char"] | None = field(
+        default=None, metadata={"help": "unit of source chunks (default: char for zh/ja/th, else word)"}
+    )
+    latency_unit: Literal["word", "char"] | None = field(
+        default=None, metadata={"help": "unit of target delays (default: char for zh/ja/th targets, else word)"}
+    )
+    reference_length: Literal["units", "simuleval", "hypothesis"] = field(
+        default="units", metadata={"help": "|Y*| of AL/LAAL/AP: units, simuleval or hypothesis"}
+    )
+    source_unit_seconds: float = field(
+        default=0.4, metadata={"help": "seconds between two source units, for computation-aware AL_CA/LAAL_CA"}
+    )
+    bleurt_model: str | None = field(
+        default=None, metadata={"help": "bleurt-pytorch checkpoint (adds bleurt to --metrics)"}
+    )
 
     def __post_init__(self) -> None:
+        if self.bleurt_model and "bleurt" not in split_names(self.metrics):
+            self.metrics = (*split_names(self.metrics), "bleurt")
+        super().__post_init__()
         if self.policy not in POLICIES:
-            raise UserInputError(f"--policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
-        if self.reference_length not in REFERENCE_LENGTH_RULES:
-            raise UserInputError(f"--reference-length must be one of {', '.join(REFERENCE_LENGTH_RULES)}")
-        if self.batch_size < 1:
-            raise UserInputError(f"--batch-size must be >= 1, got {self.batch_size}")
-        if self.limit is not None and self.limit < 1:
-            raise UserInputError(f"--limit must be >= 1, got {self.limit}")
+            raise UserInputError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
         if self.temperature < 0:
-            raise UserInputError(f"--temperature must be >= 0 (0 = greedy), got {self.temperature}")
-        unknown = [metric for metric in self.metrics if metric not in KNOWN_METRICS]
-        if unknown:
-            raise UserInputError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(KNOWN_METRICS)}")
-        if "judge" in self.metrics and self.judge is None:
-            raise UserInputError("the judge metric needs --judge-base-url (an OpenAI-compatible endpoint)")
+            raise UserInputError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if self.source_unit_seconds <= 0:
+            raise UserInputError(f"source_unit_seconds must be > 0, got {self.source_unit_seconds}")
+        self.wait_k = tuple(self.wait_k)
         if self.chunk_sizes is None:
-            self.chunk_sizes = [1] if self.policy == "wait-k" else [3]
-
-    @property
-    def resolved_tgt_lang(self) -> str:
-        return self.tgt_lang or "Chinese"
+            self.chunk_sizes = (1,) if self.policy == "wait-k" else (3,)
+        self.chunk_sizes = tuple(self.chunk_sizes)
+        for name in ("wait_k", "chunk_sizes"):
+            values = getattr(self, name)
+            if not values or any(not isinstance(value, int) or value < 1 for value in values):
+                raise UserInputError(f"{name} takes positive integers, got {values!r}")
 
     @property
     def resolved_latency_unit(self) -> Unit:
-        return self.latency_unit or default_unit(self.resolved_tgt_lang)
+        return self.latency_unit or default_unit(self.target_lang or "Chinese")
 
     def points(self) -> list[OperatingPoint]:
         """The operating points, one run each."""
         if self.policy == "wait-k":
-            return [OperatingPoint("wait-k", m, k) for k in self.ks for m in self.chunk_sizes]
-        return [OperatingPoint(self.policy, m) for m in self.chunk_sizes]
+            return [OperatingPoint("wait-k", m, k) for k in dict.fromkeys(self.wait_k) for m in self.chunk_sizes]
+        return [OperatingPoint(self.policy, m) for m in dict.fromkeys(self.chunk_sizes)]
 
     def run_settings(self, point: OperatingPoint) -> dict[str, Any]:
-        """Settings that change the hypotheses of ``point`` (checked on ``--resume``)."""
+        """Settings that change the hypotheses of `point` (checked on resume)."""
         return {
             "model": str(self.model),
             "data": str(self.data),
@@ -197,8 +171,8 @@ class SimTEvalConfig:
             "temperature": self.temperature,
             "top_p": self.top_p,
             "seed": self.seed,
-            "src_lang": self.src_lang,
-            "tgt_lang": self.tgt_lang,
+            "source_lang": self.source_lang,
+            "target_lang": self.target_lang,
             "source_unit": self.source_unit,
             "latency_unit": self.resolved_latency_unit,
             "prompt_format": self.prompt_format,
@@ -210,7 +184,7 @@ class SimTEvalConfig:
 def _rollout_config(config: SimTEvalConfig, point: OperatingPoint) -> Any:
     from trl_seqpo.rollout.simultaneous import SimultaneousRolloutConfig
 
-    languages = {key: value for key, value in (("src_lang", config.src_lang), ("tgt_lang", config.tgt_lang)) if value}
+    languages = {"src_lang": config.source_lang, "tgt_lang": config.target_lang}
     try:
         return SimultaneousRolloutConfig(
             chunk_size=point.chunk_size,
@@ -221,27 +195,23 @@ def _rollout_config(config: SimTEvalConfig, point: OperatingPoint) -> Any:
             max_steps_after_source=config.max_steps_after_source,
             temperature=config.temperature,
             top_p=config.top_p,
-            **languages,
+            **{key: value for key, value in languages.items() if value},
         )
     except ValueError as error:
         raise UserInputError(str(error)) from error
 
 
-def _check_resume(run_dir: Path, settings: dict[str, Any], resume: bool) -> None:
-    path = run_dir / "run.json"
-    if resume and path.exists():
-        previous = json.loads(path.read_text(encoding="utf-8"))
-        changed = [
-            f"{key}: {previous.get(key)!r} -> {value!r}"
-            for key, value in settings.items()
-            if previous.get(key) != value
-        ]
-        if changed:
-            raise UserInputError(
-                f"--resume: {run_dir} holds a run with other settings ({'; '.join(changed)}); use another "
-                "--output-dir or drop --resume to start over"
-            )
-    atomic_write_json(path, settings)
+class _StepClock:
+    """Wall-clock seconds of each lockstep step of one batch (`SimultaneousRollout.run(on_step=...)`)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._last = time.perf_counter()
+
+    def tick(self, step: int) -> None:
+        now = time.perf_counter()
+        self.seconds.append(now - self._last)
+        self._last = now
 
 
 def _decode(
@@ -253,7 +223,7 @@ def _decode(
     label: str,
     on_batch: Callable[[int], None] | None,
 ) -> int:
-    """Decode the rows not yet in ``store``, batch by batch; returns how many were decoded now."""
+    """Decode the rows not yet in `store`, batch by batch; returns how many were decoded now."""
     from tqdm.auto import tqdm
 
     done = store.done
@@ -271,7 +241,8 @@ def _decode(
             if not batch:
                 continue
             sources = [" ".join(row["source"].split()) for row in batch]
-            trajectories = rollout.run(sources, num_generations=1, policy=policy, seed=config.seed + start)
+            clock = _StepClock()
+            trajectories = rollout.run(sources, 1, policy, seed=config.seed + start, on_step=clock.tick)
             store.append(
                 [
                     {
@@ -284,6 +255,7 @@ def _decode(
                         "delays": trajectory.delays,
                         "source_length": trajectory.source_length,
                         "finished_by": trajectory.finished_by,
+                        "step_seconds": [round(s, 6) for s in clock.seconds[: len(trajectory.step_outputs)]],
                     }
                     for row, source, trajectory in zip(batch, sources, trajectories)
                 ]
@@ -295,27 +267,62 @@ def _decode(
     return generated
 
 
-def _score(hypotheses: list[dict], run_dir: Path, config: SimTEvalConfig) -> tuple[dict, dict]:
-    """Corpus metrics and counts of one run; per-row scores go to ``scores.jsonl`` (reused on resume)."""
+def computation_aware_delays(
+    step_outputs: list[str], delays: list[float], step_seconds: list[float], unit: Unit, source_unit_seconds: float
+) -> list[float]:
+    """Delays plus the compute time spent before each unit was written, in source units (for `AL_CA`, `LAAL_CA`).
+
+    A unit written at step `t` gets `d_i + (seconds of steps 1..t) / source_unit_seconds`: the source units that
+    would have arrived, at `source_unit_seconds` per unit, while the model was computing.
+
+    Example:
+        >>> computation_aware_delays(["", "a b", " c"], [2, 2, 3], [0.1, 0.2, 0.4], "word", 0.5)
+        [2.6, 2.6, 4.4]
+    """
+    written_at = delays_from_steps(step_outputs, 1, len(step_outputs), unit)  # the step of each target unit
+    spent = list(itertools.accumulate(step_seconds))
+    return [round(d + spent[t - 1] / source_unit_seconds, 6) for d, t in zip(delays, written_at)]
+
+
+def _latency(hypotheses: list[dict], config: SimTEvalConfig, scores: ScoreFile) -> list[list[float] | None]:
+    """Per-row AL/LAAL/DAL/AP (and the computation-aware AL_CA/LAAL_CA) into `scores`; returns the CA delays."""
+    unit = config.resolved_latency_unit
+    elapsed: list[list[float] | None] = []
+    for row in hypotheses:
+        ref_length = reference_length(row["reference"], unit, config.reference_length)
+        values = sentence_latency(row["delays"], row["source_length"], ref_length)
+        aware = None
+        if len(row.get("step_seconds", ())) == len(row["step_outputs"]):  # rows decoded before 0.1 have no clock
+            aware = computation_aware_delays(
+                row["step_outputs"], row["delays"], row["step_seconds"], unit, config.source_unit_seconds
+            )
+            timed = sentence_latency(aware, row["source_length"], ref_length)
+            values |= {"AL_CA": timed["AL"], "LAAL_CA": timed["LAAL"]}
+        scores.update_row(row["id"], values)
+        elapsed.append(aware)
+    return elapsed
+
+
+def _score(hypotheses: list[dict], run_dir: Path, config: SimTEvalConfig) -> tuple[dict, dict, dict]:
+    """Corpus metrics, counts and sacrebleu signatures of one run; per-row scores go to `scores.jsonl`."""
     from trl_seqpo.evaluate import metrics as quality
 
-    unit = config.resolved_latency_unit
     scores = ScoreFile(
         run_dir / "scores.jsonl", {row["id"]: text_digest(row["translation"]) for row in hypotheses}, config.resume
     )
+    elapsed = _latency(hypotheses, config, scores)
+    write_simuleval_log(run_dir / "instances.log", hypotheses, elapsed)
     by_id = {row["id"]: row for row in hypotheses}
-    for row in hypotheses:
-        ref_length = reference_length(row["reference"], unit, config.reference_length)
-        latency = sentence_latency(row["delays"], row["source_length"], ref_length)
-        for name, value in latency.items():
-            scores.rows[row["id"]][name] = value
     translations = [row["translation"] for row in hypotheses]
     references = [row["reference"] for row in hypotheses]
     summary: dict[str, float | None] = {}
+    signatures: dict[str, str] = {}
     if "bleu" in config.metrics:
-        summary["BLEU"] = quality.corpus_bleu(translations, references, config.tgt_lang)
+        summary["BLEU"], signatures["BLEU"] = quality.corpus_bleu(
+            translations, references, config.target_lang, config.bleu_tokenizer
+        )
     if "chrf" in config.metrics:
-        summary["chrF"] = quality.corpus_chrf(translations, references)
+        summary["chrF"], signatures["chrF"] = quality.corpus_chrf(translations, references)
     counts = {"rows": len(hypotheses), "empty": sum(not text.strip() for text in translations)}
     for metric in ("comet", "xcomet", "bleurt", "judge"):
         if metric not in config.metrics:
@@ -328,7 +335,9 @@ def _score(hypotheses: list[dict], run_dir: Path, config: SimTEvalConfig) -> tup
         if todo:
             hyps, refs, srcs = ([row[column] for row in todo] for column in ("translation", "reference", "source"))
             if metric in ("comet", "xcomet"):
-                new = quality.comet_scores(srcs, hyps, refs, config.comet_model, kind=metric)
+                new = quality.comet_scores(
+                    srcs, hyps, refs, config.comet_model, kind=metric, batch_size=config.comet_batch_size
+                )
             elif metric == "bleurt":
                 new = quality.bleurt_scores(hyps, refs, str(config.bleurt_model))
             else:
@@ -339,13 +348,43 @@ def _score(hypotheses: list[dict], run_dir: Path, config: SimTEvalConfig) -> tup
         summary[name] = quality.mean_or_none(values)
         counts[f"unscored_{metric}"] = sum(value is None for value in values)
     scores.save()
-    for name in ("AL", "LAAL", "DAL", "AP"):
+    for name in ("AL", "LAAL", "DAL", "AP", "AL_CA", "LAAL_CA"):
         summary[name] = quality.mean_or_none(scores.values(name))
-    return summary, counts
+    return summary, counts, signatures
+
+
+def _decode_all(
+    config: SimTEvalConfig, rows: list[dict], on_batch: Callable[[int], None] | None
+) -> tuple[dict[OperatingPoint, ResumableJsonl], dict[OperatingPoint, int]]:
+    """Pass 1: decode every operating point (the model is loaded only if a row is missing), then free the model."""
+    from trl_seqpo.rollout.loading import load_backend
+    from trl_seqpo.rollout.simultaneous import SimultaneousRollout
+
+    stores, generated, loaded = {}, {}, None
+    try:
+        for point in config.points():
+            run_dir = Path(config.output_dir) / point.slug
+            check_resume(run_dir, config.run_settings(point), config.resume)
+            stores[point] = ResumableJsonl(run_dir / "hypotheses.jsonl", resume=config.resume)
+            generated[point] = 0
+            if all(row["id"] in stores[point].done for row in rows):
+                continue
+            if loaded is None:
+                loaded = load_backend(config.model, config.backend, **config.engine_options())
+            try:
+                rollout = SimultaneousRollout(loaded.backend, loaded.tokenizer, _rollout_config(config, point))
+            except ValueError as error:
+                raise UserInputError(f"--model {config.model}: {error}") from error
+            policy = point.schedule(config.wait_k_rate)
+            generated[point] = _decode(rows, stores[point], rollout, policy, config, point.label, on_batch)
+    finally:
+        if loaded is not None:
+            loaded.close()  # the engine's GPU memory is free before COMET / BLEURT load
+    return stores, generated
 
 
 def evaluate_simt(config: SimTEvalConfig, on_batch: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Decode and score every operating point of ``config``; write the result files (module docstring).
+    """Decode every operating point of `config`, free the model, score, and write the result files (module doc).
 
     Args:
         config: The settings.
@@ -353,25 +392,22 @@ def evaluate_simt(config: SimTEvalConfig, on_batch: Callable[[int], None] | None
             to interrupt a run).
 
     Returns:
-        The results document (`trl_seqpo.evaluate.report`), with ``generated`` (rows decoded now) per run.
+        The results document (`trl_seqpo.evaluate.report`), with `generated` (rows decoded now) per run.
 
     Raises:
         UserInputError: Bad data, model path, settings, or an unreachable judge.
         MissingDependencyError: A requested metric or backend is not installed.
     """
-    from trl_seqpo.evaluate.common import check_metric_dependencies
+    from trl_seqpo.evaluate.common import check_metric_dependencies, metric_models, run_environment
     from trl_seqpo.evaluate.metrics import check_judge_reachable
     from trl_seqpo.evaluate.report import write_results
-    from trl_seqpo.rollout.loading import load_backend
-    from trl_seqpo.rollout.simultaneous import SimultaneousRollout
 
     rows = load_pairs(config.data, ("source", "reference"))[: config.limit]
     check_metric_dependencies(config.metrics, config.bleurt_model)
     if "judge" in config.metrics:
         check_judge_reachable(config.judge)
-    output_dir = Path(config.output_dir)
-    loaded = load_backend(config.model, config.backend, device=config.device, dtype=config.dtype, seed=config.seed)
-    tokenizer, backend = loaded.tokenizer, loaded.backend
+    environment = run_environment(config.backend, config.device)
+    stores, generated = _decode_all(config, rows, on_batch)
     policy_name = {"model": "", "wait-k": " + wait-k", "full-sentence": " (full sentence)"}[config.policy]
     results: dict[str, Any] = {
         "task": "simt",
@@ -379,138 +415,32 @@ def evaluate_simt(config: SimTEvalConfig, on_batch: Callable[[int], None] | None
         "model": str(config.model),
         "data": str(config.data),
         "settings": {
-            "src_lang": config.src_lang,
-            "tgt_lang": config.resolved_tgt_lang,
+            "source_lang": config.source_lang,
+            "target_lang": config.target_lang,
             "latency_unit": config.resolved_latency_unit,
             "reference_length": config.reference_length,
             "temperature": config.temperature,
             "prompt_format": config.prompt_format,
+            "max_new_tokens_per_step": config.max_new_tokens_per_step,
+            "source_unit_seconds": config.source_unit_seconds,
         },
+        "signatures": {},
+        "metric_models": metric_models(config, config.bleurt_model),
+        "environment": environment,
+        "notes": [
+            f"AL_CA/LAAL_CA: computation-aware, delays plus wall-clock of the steps at {config.source_unit_seconds} "
+            f"s per source unit, measured on {environment['hardware']} with batches of {config.batch_size}",
+        ],
         "runs": [],
     }
-    for point in config.points():
-        run_dir = output_dir / point.slug
-        _check_resume(run_dir, config.run_settings(point), config.resume)
-        store = ResumableJsonl(run_dir / "hypotheses.jsonl", resume=config.resume)
-        try:
-            rollout = SimultaneousRollout(backend, tokenizer, _rollout_config(config, point))
-        except ValueError as error:
-            raise UserInputError(f"--model {config.model}: {error}") from error
-        generated = _decode(rows, store, rollout, point.schedule(config.wait_k_rate), config, point.label, on_batch)
-        hypotheses = [store.rows[row["id"]] for row in rows]
-        summary, counts = _score(hypotheses, run_dir, config)
-        run = {
-            "label": point.label,
-            **asdict(point),
-            "dir": point.slug,
-            "metrics": summary,
-            "counts": counts,
-            "generated": generated,
-        }
+    for point, store in stores.items():
+        run_dir = Path(config.output_dir) / point.slug
+        summary, counts, signatures = _score([store.rows[row["id"]] for row in rows], run_dir, config)
+        results["signatures"].update(signatures)
+        run = {"label": point.label, **asdict(point), "dir": point.slug, "metrics": summary, "counts": counts}
+        run["generated"] = generated[point]
         atomic_write_json(run_dir / "summary.json", run)
         results["runs"].append(run)
-        write_results(results, output_dir, show=False)
-    write_results(results, output_dir, show=True)
+        write_results(results, config.output_dir, show=False)
+    write_results(results, config.output_dir, show=True)
     return results
-
-
-# ---------------------------------------------------------------------------------------------------- command line
-def add_parser(subparsers: Any) -> None:
-    """Register ``evaluate simt`` on the ``evaluate`` action's subparsers."""
-    from trl_seqpo.evaluate.common import add_common_arguments
-
-    parser = subparsers.add_parser(
-        "simt",
-        help="simultaneous translation: BLEU/chrF/COMET/BLEURT/judge and AL/LAAL/DAL/AP",
-        description="Decode chunk by chunk (SeqPO-SiMT Sec. 2.2) and report quality and latency (Sec. 3.1).",
-    )
-    parser.add_argument("--data", required=True, help="JSONL/TSV file or datasets folder with source, reference")
-    policy = parser.add_argument_group("read/write policy")
-    policy.add_argument("--policy", choices=POLICIES, default="model", help="who decides when to write")
-    policy.add_argument("--k", default="3", help="wait-k values, comma-separated (one run each; default 3)")
-    policy.add_argument("--wait-k-rate", type=float, default=1.0, help="target units per source unit for wait-k")
-    policy.add_argument(
-        "--chunk-size", default=None, help="chunk sizes m, comma-separated (default 1 for wait-k, else 3)"
-    )
-    policy.add_argument("--prompt-format", choices=("chat", "paper"), default="chat")
-    policy.add_argument("--max-new-tokens-per-step", type=int, default=32)
-    policy.add_argument("--max-steps-after-source", type=int, default=2)
-    sampling = policy.add_mutually_exclusive_group()
-    sampling.add_argument("--greedy", action="store_true", help="greedy decoding (the default)")
-    sampling.add_argument("--temperature", type=float, default=None, help="sample at this temperature instead")
-    policy.add_argument("--top-p", type=float, default=1.0)
-    units = parser.add_argument_group("latency")
-    units.add_argument(
-        "--latency-unit",
-        choices=("word", "char"),
-        default=None,
-        help="target unit of delays (default: char for zh/ja/th targets, else word)",
-    )
-    units.add_argument("--source-unit", choices=("word", "char"), default=None, help="unit of source chunks")
-    units.add_argument(
-        "--reference-length",
-        choices=REFERENCE_LENGTH_RULES,
-        default="units",
-        help="|Y*| of AL/LAAL/AP: units (default), simuleval, or hypothesis",
-    )
-    add_common_arguments(parser, "bleu,chrf", KNOWN_METRICS)
-    parser.add_argument(
-        "--judge-aspect",
-        default="accuracy",
-        choices=("accuracy", "naturalness", "vividness"),
-        help="what the judge scores (default: accuracy, closest to SeqPO-SiMT Fig. 9)",
-    )
-    parser.set_defaults(func=run)
-
-
-def config_from_args(args: argparse.Namespace) -> SimTEvalConfig:
-    """Turn parsed ``evaluate simt`` options into a `SimTEvalConfig`."""
-    from trl_seqpo.evaluate.common import judge_config_from_args, parse_int_list, parse_metrics
-
-    metrics = parse_metrics(args.metrics, KNOWN_METRICS)
-    for metric, given in (("comet", args.comet_model), ("bleurt", args.bleurt_model), ("judge", args.judge_base_url)):
-        if given and metric not in metrics and not (metric == "comet" and "xcomet" in metrics):
-            metrics.append(metric)
-    judge = None
-    if "judge" in metrics:
-        if not args.judge_base_url:
-            raise UserInputError("the judge metric needs --judge-base-url (an OpenAI-compatible endpoint)")
-        judge = judge_config_from_args(args, args.judge_aspect, Path(args.output_dir) / "judge_cache.sqlite")
-    return SimTEvalConfig(
-        model=args.model,
-        data=args.data,
-        output_dir=args.output_dir,
-        policy=args.policy,
-        ks=parse_int_list(args.k, "--k"),
-        chunk_sizes=None if args.chunk_size is None else parse_int_list(args.chunk_size, "--chunk-size"),
-        wait_k_rate=args.wait_k_rate,
-        backend=args.backend,
-        device=args.device,
-        dtype=args.dtype,
-        temperature=0.0 if args.temperature is None else args.temperature,
-        top_p=args.top_p,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        src_lang=args.src_lang,
-        tgt_lang=args.tgt_lang,
-        source_unit=args.source_unit,
-        latency_unit=args.latency_unit,
-        reference_length=args.reference_length,
-        prompt_format=args.prompt_format,
-        max_new_tokens_per_step=args.max_new_tokens_per_step,
-        max_steps_after_source=args.max_steps_after_source,
-        metrics=metrics,
-        comet_model=args.comet_model,
-        bleurt_model=args.bleurt_model,
-        judge=judge,
-        resume=args.resume,
-        limit=args.limit,
-        system_name=args.system_name,
-        progress=not args.no_progress,
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    """Entry point of ``trl-seqpo evaluate simt``."""
-    evaluate_simt(config_from_args(args))
-    return 0

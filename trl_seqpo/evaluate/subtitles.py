@@ -20,15 +20,14 @@ paper scores 35-line segments, Sec. 4.2 and App. B.1). Outputs mirror ``evaluate
 
 from __future__ import annotations
 
-import argparse
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from trl_seqpo.errors import UserInputError
+from trl_seqpo.evaluate.common import EvalConfig, check_resume, split_names
 from trl_seqpo.evaluate.records import ScoreFile, text_digest
 from trl_seqpo.jsonl import ResumableJsonl, atomic_write_json, read_json_objects
 from trl_seqpo.subtitles.documents import Document
@@ -37,7 +36,6 @@ __all__ = [
     "ASPECTS",
     "KNOWN_METRICS",
     "SubtitleEvalConfig",
-    "add_parser",
     "evaluate_subtitles",
     "line_format_problems",
     "load_documents",
@@ -108,60 +106,36 @@ def line_format_problems(lines: Sequence[str]) -> dict[str, int]:
     return {"missing_lines": missing, "merged_lines": merged}
 
 
-@dataclass
-class SubtitleEvalConfig:
-    """Settings of `evaluate_subtitles` (one field per ``evaluate subtitles`` option).
+@dataclass(kw_only=True)
+class SubtitleEvalConfig(EvalConfig):
+    """Settings of `evaluate_subtitles`; `trl-seqpo evaluate subtitles` has one flag per field."""
 
-    Args:
-        model: Checkpoint directory (an ALPO or SFT model trained on the numbered-line format).
-        documents: JSONL of documents.
-        output_dir: Where results go.
-        mode: ``"line"`` or ``"document"`` (module docstring).
-        src_lang, tgt_lang: Language codes or names used in the prompt and for BLEU.
-        backend, device, dtype, seed: Generation backend (as ``evaluate simt``).
-        batch_size: Documents translated together.
-        max_new_tokens_per_line: Token budget of one line (document mode: times the number of lines).
-        metrics: From ``KNOWN_METRICS``.
-        comet_model: COMET/XCOMET checkpoint.
-        judge: A `JudgeConfig`; its ``aspect`` is replaced by each of ``aspects``.
-        aspects: Judge aspects to score.
-        resume, limit, system_name, progress: As ``evaluate simt``.
-    """
+    known_metrics: ClassVar[tuple[str, ...]] = KNOWN_METRICS
 
-    model: str
-    documents: str | Path
-    output_dir: str | Path
-    mode: str = "line"
-    src_lang: str = "en"
-    tgt_lang: str = "zh"
-    backend: str = "hf"
-    device: str | None = None
-    dtype: str = "auto"
-    seed: int = 0
-    batch_size: int = 8
-    max_new_tokens_per_line: int = 64
-    metrics: list[str] = field(default_factory=lambda: ["bleu", "chrf"])
-    comet_model: str | None = None
-    judge: Any = None
-    aspects: list[str] = field(default_factory=lambda: list(ASPECTS))
-    resume: bool = False
-    limit: int | None = None
-    system_name: str | None = None
-    progress: bool = True
+    documents: str | Path = field(metadata={"help": "JSONL of documents (written by trl-seqpo subtitles documents)"})
+    mode: Literal["line", "document"] = field(
+        default="line", metadata={"help": "translate line by line (as ALPO samples) or the whole document at once"}
+    )
+    source_lang: str | None = field(default="en", metadata={"help": "source language (name or code) in prompts"})
+    target_lang: str | None = field(
+        default="zh", metadata={"help": "target language (name or code) in prompts; picks the BLEU tokeniser"}
+    )
+    batch_size: int = field(default=8, metadata={"help": "documents translated together"})
+    max_new_tokens_per_line: int = field(
+        default=64, metadata={"help": "token budget of one line (document mode: times the number of lines)"}
+    )
+    judge_aspects: tuple[str, ...] = field(default=ASPECTS, metadata={"help": "judge aspects to score"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.mode not in MODES:
-            raise UserInputError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.batch_size < 1 or self.max_new_tokens_per_line < 1:
-            raise UserInputError("--batch-size and --max-new-tokens-per-line must be >= 1")
-        unknown = [metric for metric in self.metrics if metric not in KNOWN_METRICS]
-        if unknown:
-            raise UserInputError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(KNOWN_METRICS)}")
-        bad = [aspect for aspect in self.aspects if aspect not in ASPECTS]
+            raise UserInputError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.max_new_tokens_per_line < 1:
+            raise UserInputError(f"max_new_tokens_per_line must be >= 1, got {self.max_new_tokens_per_line}")
+        self.judge_aspects = split_names(self.judge_aspects)
+        bad = [aspect for aspect in self.judge_aspects if aspect not in ASPECTS]
         if bad:
             raise UserInputError(f"unknown judge aspect(s) {', '.join(bad)}; choose from {', '.join(ASPECTS)}")
-        if "judge" in self.metrics and self.judge is None:
-            raise UserInputError("the judge metric needs --judge-base-url (an OpenAI-compatible endpoint)")
 
 
 def newline_stop_ids(tokenizer: Any) -> tuple[int, ...]:
@@ -188,7 +162,8 @@ def _translate_by_line(
             break
         prompts = [
             tokenizer(
-                render_line_prompt(documents[i], lines[i], config.src_lang, config.tgt_lang), add_special_tokens=False
+                render_line_prompt(documents[i], lines[i], config.source_lang, config.target_lang),
+                add_special_tokens=False,
             )["input_ids"]
             for i in live
         ]
@@ -204,16 +179,18 @@ def _translate_by_line(
 
 
 def _translate_whole(
-    documents: list[Document], tokenizer: Any, backend: Any, config: SubtitleEvalConfig
+    documents: list[Document], tokenizer: Any, backend: Any, config: SubtitleEvalConfig, stop_ids: tuple[int, ...]
 ) -> list[dict]:
     from trl_seqpo.rollout.engine import GenerationParams
     from trl_seqpo.subtitles.documents import parse_numbered_output, render_document_prompt
 
     rows = []
     budget = config.max_new_tokens_per_line * max(len(document.source_lines) for document in documents)
-    params = GenerationParams(max_new_tokens=budget, temperature=0, stop_token_ids=(tokenizer.eos_token_id,))
+    params = GenerationParams(
+        max_new_tokens=budget, temperature=0, stop_token_ids=stop_ids or (tokenizer.eos_token_id,)
+    )
     prompts = [
-        tokenizer(render_document_prompt(document, config.src_lang, config.tgt_lang), add_special_tokens=False)[
+        tokenizer(render_document_prompt(document, config.source_lang, config.target_lang), add_special_tokens=False)[
             "input_ids"
         ]
         for document in documents
@@ -241,12 +218,13 @@ def _translate_whole(
 def _decode(
     documents: list[Document],
     store: ResumableJsonl,
-    tokenizer: Any,
-    backend: Any,
+    loaded: Any,
     config: SubtitleEvalConfig,
     on_batch: Callable[[int], None] | None,
 ) -> int:
     from tqdm.auto import tqdm
+
+    tokenizer, backend = loaded.tokenizer, loaded.backend
 
     done, generated = store.done, 0
     stop_ids = newline_stop_ids(tokenizer) if config.mode == "line" else ()
@@ -265,7 +243,7 @@ def _decode(
             if config.mode == "line":
                 outputs = _translate_by_line(batch, tokenizer, backend, config, stop_ids)
             else:
-                outputs = _translate_whole(batch, tokenizer, backend, config)
+                outputs = _translate_whole(batch, tokenizer, backend, config, tuple(loaded.stop_token_ids))
             store.append(
                 [
                     {"id": d.doc_id, "source_lines": d.source_lines, "reference_lines": d.target_lines, **output}
@@ -279,7 +257,7 @@ def _decode(
     return generated
 
 
-def _score(rows: list[dict], run_dir: Path, config: SubtitleEvalConfig) -> tuple[dict, dict]:
+def _score(rows: list[dict], run_dir: Path, config: SubtitleEvalConfig) -> tuple[dict, dict, dict]:
     import dataclasses
 
     from trl_seqpo.evaluate import metrics as quality
@@ -297,13 +275,16 @@ def _score(rows: list[dict], run_dir: Path, config: SubtitleEvalConfig) -> tuple
         any(row.get(name, 0) for name in ("missing_lines", "merged_lines", "extra_lines")) for row in rows
     )
     summary: dict[str, float | None] = {}
+    signatures: dict[str, str] = {}
     with_references = [row for row in rows if row.get("reference_lines")]
     hyps = [line for row in with_references for line in row["hypothesis_lines"]]
     refs = [line for row in with_references for line in row["reference_lines"]]
     if "bleu" in config.metrics and hyps:
-        summary["BLEU"] = quality.corpus_bleu(hyps, refs, config.tgt_lang)
+        summary["BLEU"], signatures["BLEU"] = quality.corpus_bleu(
+            hyps, refs, config.target_lang, config.bleu_tokenizer
+        )
     if "chrf" in config.metrics and hyps:
-        summary["chrF"] = quality.corpus_chrf(hyps, refs)
+        summary["chrF"], signatures["chrF"] = quality.corpus_chrf(hyps, refs)
     for metric in ("comet", "xcomet"):
         if metric not in config.metrics:
             continue
@@ -314,7 +295,9 @@ def _score(rows: list[dict], run_dir: Path, config: SubtitleEvalConfig) -> tuple
             srcs = [line for row in todo for line in row["source_lines"]]
             lines = [line for row in todo for line in row["hypothesis_lines"]]
             line_refs = [line for row in todo for line in row["reference_lines"]]
-            flat = quality.comet_scores(srcs, lines, line_refs, config.comet_model, kind=metric)
+            flat = quality.comet_scores(
+                srcs, lines, line_refs, config.comet_model, kind=metric, batch_size=config.comet_batch_size
+            )
             values, offset = {}, 0
             for row in todo:
                 count = len(row["source_lines"])
@@ -324,7 +307,7 @@ def _score(rows: list[dict], run_dir: Path, config: SubtitleEvalConfig) -> tuple
             scores.save()
         summary[name] = quality.mean_or_none(scores.values(key))
     if "judge" in config.metrics:
-        for aspect in config.aspects:
+        for aspect in config.judge_aspects:
             name = aspect.capitalize()
             key = f"{name}@{config.judge.model}"  # re-judging with another model never reuses these scores
             todo = [by_id[row_id] for row_id in scores.missing(key)]
@@ -342,7 +325,7 @@ def _score(rows: list[dict], run_dir: Path, config: SubtitleEvalConfig) -> tuple
             summary[name] = quality.mean_or_none(values)
             counts[f"unscored_{aspect}"] = sum(value is None for value in values)
     scores.save()
-    return summary, counts
+    return summary, counts, signatures
 
 
 def evaluate_subtitles(config: SubtitleEvalConfig, on_batch: Callable[[int], None] | None = None) -> dict[str, Any]:
@@ -359,7 +342,7 @@ def evaluate_subtitles(config: SubtitleEvalConfig, on_batch: Callable[[int], Non
         UserInputError: Bad documents file, model path, settings, or an unreachable judge.
         MissingDependencyError: A requested metric or backend is not installed.
     """
-    from trl_seqpo.evaluate.common import check_metric_dependencies
+    from trl_seqpo.evaluate.common import check_metric_dependencies, metric_models, run_environment
     from trl_seqpo.evaluate.metrics import check_judge_reachable
     from trl_seqpo.evaluate.report import write_results
     from trl_seqpo.rollout.loading import load_backend
@@ -369,34 +352,30 @@ def evaluate_subtitles(config: SubtitleEvalConfig, on_batch: Callable[[int], Non
         raise UserInputError(
             "COMET needs reference translations: the documents have no target_lines", path=str(config.documents)
         )
-    check_metric_dependencies(config.metrics, None)
+    check_metric_dependencies(config.metrics)
     if "judge" in config.metrics:
         check_judge_reachable(config.judge)
-    loaded = load_backend(config.model, config.backend, device=config.device, dtype=config.dtype, seed=config.seed)
-    tokenizer, backend = loaded.tokenizer, loaded.backend
     output_dir = Path(config.output_dir)
     run_dir = output_dir / config.mode
     settings = {
         "model": str(config.model),
         "documents": str(config.documents),
         "mode": config.mode,
-        "src_lang": config.src_lang,
-        "tgt_lang": config.tgt_lang,
+        "source_lang": config.source_lang,
+        "target_lang": config.target_lang,
         "max_new_tokens_per_line": config.max_new_tokens_per_line,
     }
-    settings_path = run_dir / "run.json"
-    if config.resume and settings_path.exists():
-        previous = json.loads(settings_path.read_text(encoding="utf-8"))
-        if previous != settings:
-            raise UserInputError(
-                f"--resume: {run_dir} holds a run with other settings ({previous}); use another "
-                "--output-dir or drop --resume"
-            )
-    atomic_write_json(settings_path, settings)
+    check_resume(run_dir, settings, config.resume)
     store = ResumableJsonl(run_dir / "hypotheses.jsonl", resume=config.resume)
-    generated = _decode(documents, store, tokenizer, backend, config, on_batch)
+    generated = 0
+    if any(document.doc_id not in store.done for document in documents):
+        loaded = load_backend(config.model, config.backend, **config.engine_options())
+        try:
+            generated = _decode(documents, store, loaded, config, on_batch)
+        finally:
+            loaded.close()  # the engine's GPU memory is free before COMET loads
     rows = [store.rows[document.doc_id] for document in documents]
-    summary, counts = _score(rows, run_dir, config)
+    summary, counts, signatures = _score(rows, run_dir, config)
     run = {
         "label": config.mode,
         "mode": config.mode,
@@ -411,68 +390,11 @@ def evaluate_subtitles(config: SubtitleEvalConfig, on_batch: Callable[[int], Non
         "system": config.system_name or Path(config.model).name,
         "model": str(config.model),
         "data": str(config.documents),
-        "settings": {"src_lang": config.src_lang, "tgt_lang": config.tgt_lang, "mode": config.mode},
+        "settings": {"source_lang": config.source_lang, "target_lang": config.target_lang, "mode": config.mode},
+        "signatures": signatures,
+        "metric_models": metric_models(config),
+        "environment": run_environment(config.backend, config.device),
         "runs": [run],
     }
     write_results(results, output_dir, show=True)
     return results
-
-
-# ---------------------------------------------------------------------------------------------------- command line
-def add_parser(subparsers: Any) -> None:
-    """Register ``evaluate subtitles`` on the ``evaluate`` action's subparsers."""
-    from trl_seqpo.evaluate.common import add_common_arguments
-
-    parser = subparsers.add_parser(
-        "subtitles",
-        help="subtitle documents: line-format checks, BLEU/chrF/COMET, judge accuracy/naturalness/vividness",
-        description="Translate numbered-line documents (ALPO Sec. 4.1) and report quality (Sec. 4.2).",
-    )
-    parser.add_argument("--documents", required=True, help="JSONL of documents (trl-seqpo subtitles documents)")
-    parser.add_argument("--mode", choices=MODES, default="line", help="line by line (default) or whole document")
-    parser.add_argument("--max-new-tokens-per-line", type=int, default=64)
-    add_common_arguments(parser, "bleu,chrf", KNOWN_METRICS)
-    parser.add_argument("--judge-aspects", default=",".join(ASPECTS), help="judge aspects, comma-separated")
-    parser.set_defaults(func=run, batch_size=8)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Entry point of ``trl-seqpo evaluate subtitles``."""
-    from trl_seqpo.evaluate.common import judge_config_from_args, parse_metrics
-
-    metrics = parse_metrics(args.metrics, KNOWN_METRICS)
-    if args.comet_model and not {"comet", "xcomet"} & set(metrics):
-        metrics.append("comet")
-    if args.judge_base_url and "judge" not in metrics:
-        metrics.append("judge")
-    if args.bleurt_model:
-        raise UserInputError("evaluate subtitles does not compute BLEURT; use --comet-model for COMET/XCOMET")
-    judge = None
-    if "judge" in metrics:
-        if not args.judge_base_url:
-            raise UserInputError("the judge metric needs --judge-base-url (an OpenAI-compatible endpoint)")
-        judge = judge_config_from_args(args, "accuracy", Path(args.output_dir) / "judge_cache.sqlite")
-    config = SubtitleEvalConfig(
-        model=args.model,
-        documents=args.documents,
-        output_dir=args.output_dir,
-        mode=args.mode,
-        src_lang=args.src_lang or "en",
-        tgt_lang=args.tgt_lang or "zh",
-        backend=args.backend,
-        device=args.device,
-        dtype=args.dtype,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        max_new_tokens_per_line=args.max_new_tokens_per_line,
-        metrics=metrics,
-        comet_model=args.comet_model,
-        judge=judge,
-        aspects=[part.strip() for part in args.judge_aspects.split(",") if part.strip()],
-        resume=args.resume,
-        limit=args.limit,
-        system_name=args.system_name,
-        progress=not args.no_progress,
-    )
-    evaluate_subtitles(config)
-    return 0

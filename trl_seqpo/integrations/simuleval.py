@@ -13,8 +13,8 @@ Usage (SimulEval reads plain text files, one sentence per line)::
 
     simuleval --agent-class trl_seqpo.integrations.simuleval.SeqPOAgent \\
         --source test.en --target test.zh --model-path runs/seqpo --chunk-size 3 \\
-        --src-lang English --tgt-lang Chinese --eval-latency-unit char \\
-        --latency-metrics AL LAAL AP DAL --output runs/simuleval
+        --source-lang English --target-lang Chinese --eval-latency-unit char --sacrebleu-tokenizer zh \\
+        --quality-metrics BLEU --latency-metrics AL LAAL AP DAL --output runs/simuleval
 
 Sources measured in characters (Chinese, Japanese): write the source file with the characters separated by spaces
 (SimulEval splits sources on whitespace) and pass ``--source-unit char``; the agent glues them back together.
@@ -139,7 +139,9 @@ class SeqPOAgent(TextToTextAgent):
             args.model_path, args.backend, device=getattr(args, "device", None), dtype=args.dtype, seed=args.seed
         )
         tokenizer, backend = loaded.tokenizer, loaded.backend
-        languages = {key: value for key, value in (("src_lang", args.src_lang), ("tgt_lang", args.tgt_lang)) if value}
+        languages = {
+            key: value for key, value in (("src_lang", args.source_lang), ("tgt_lang", args.target_lang)) if value
+        }
         config = SimultaneousRolloutConfig(
             chunk_size=args.chunk_size,
             source_unit=args.source_unit,
@@ -148,7 +150,7 @@ class SeqPOAgent(TextToTextAgent):
             max_new_tokens_per_step=args.max_new_tokens_per_step,
             max_steps_after_source=args.max_steps_after_source,
             temperature=args.temperature,
-            **languages,
+            **{key: value for key, value in languages.items() if value},
         )
         point = OperatingPoint(args.policy, args.chunk_size, args.wait_k if args.policy == "wait-k" else None)
         rollout = SimultaneousRollout(backend, tokenizer, config)
@@ -161,12 +163,12 @@ class SeqPOAgent(TextToTextAgent):
         parser.add_argument("--backend", choices=("hf", "vllm"), default="hf")
         parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto")
         parser.add_argument("--chunk-size", type=int, default=3, help="source units per chunk (the paper's m)")
-        parser.add_argument("--src-lang", default=None, help="source language in prompts (default English)")
-        parser.add_argument("--tgt-lang", default=None, help="target language in prompts (default Chinese)")
+        parser.add_argument("--source-lang", default=None, help="source language in prompts (default English)")
+        parser.add_argument("--target-lang", default=None, help="target language in prompts (default Chinese)")
         parser.add_argument("--source-unit", choices=("word", "char"), default=None)
         parser.add_argument("--target-unit", choices=("word", "char"), default=None)
         parser.add_argument("--prompt-format", choices=("chat", "paper"), default="chat")
-        parser.add_argument("--max-new-tokens-per-step", type=int, default=32)
+        parser.add_argument("--max-new-tokens-per-step", type=int, default=60, help="as training (default 60)")
         parser.add_argument("--max-steps-after-source", type=int, default=2)
         parser.add_argument("--policy", choices=("model", "wait-k", "full-sentence"), default="model")
         parser.add_argument("--wait-k", type=int, default=3, help="k of --policy wait-k")

@@ -34,7 +34,7 @@ after the last chunk get ``n``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -245,6 +245,7 @@ class SimultaneousRollout:
         num_generations: int = 1,
         policy: WaitKPolicy | None = None,
         seed: int | None = None,
+        on_step: Callable[[int], None] | None = None,
     ) -> list[Trajectory]:
         """Translate every source ``num_generations`` times, all trajectories in lockstep.
 
@@ -255,6 +256,7 @@ class SimultaneousRollout:
             policy: Optional fixed read/write schedule (e.g. wait-k): a step's output is cut to what the schedule
                 allows; such steps are marked ``policy_edited`` and carry no log-probabilities.
             seed: Seed for the first backend call (each step adds its index).
+            on_step: Called with the step index after each lockstep step (evaluation times the steps with it).
 
         Returns:
             One `Trajectory` per (source, generation).
@@ -286,6 +288,8 @@ class SimultaneousRollout:
                 break
             step += 1
             self._step(live, step, policy, None if seed is None else seed + step)
+            if on_step is not None:
+                on_step(step)
         return trajectories
 
     def reset(self) -> None:

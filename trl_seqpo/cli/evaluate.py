@@ -1,0 +1,107 @@
+"""`trl-seqpo evaluate simt|subtitles`: flags generated from `SimTEvalConfig` / `SubtitleEvalConfig`.
+
+Every flag but the `--judge-*` ones is a config field (`trl_seqpo.cli.options`); the judge flags build the
+`JudgeConfig` the config receives. Library errors name the field; they are reworded here with the flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from trl_seqpo.cli.options import add_dataclass_arguments, config_from_args
+from trl_seqpo.errors import UserInputError
+
+__all__ = ["add_parser"]
+
+_JUDGE_ASPECTS = ("accuracy", "naturalness", "vividness")
+
+
+def _add_judge_arguments(parser: argparse.ArgumentParser, aspect: bool) -> None:
+    judge = parser.add_argument_group("LLM judge (adds judge to --metrics)")
+    judge.add_argument("--judge-base-url", default=None, help="OpenAI-compatible judge endpoint")
+    judge.add_argument("--judge-model", default=None, help="judge model name sent with each request")
+    judge.add_argument("--judge-max-concurrency", type=int, default=8, help="judge requests in flight (default: 8)")
+    judge.add_argument("--judge-max-retries", type=int, default=3, help="retries per judge request (default: 3)")
+    judge.add_argument("--judge-timeout", type=float, default=60.0, help="seconds per judge request (default: 60)")
+    if aspect:
+        judge.add_argument(
+            "--judge-aspect",
+            default="accuracy",
+            choices=_JUDGE_ASPECTS,
+            help="what the judge scores (default: accuracy, closest to SeqPO-SiMT Fig. 9)",
+        )
+
+
+def _judge_config(args: argparse.Namespace, aspect: str) -> Any:
+    """A `JudgeConfig` from the `--judge-*` flags (one candidate per request), or `None` without `--judge-base-url`."""
+    if not args.judge_base_url:
+        return None
+    from trl_seqpo.rewards.judge import JudgeConfig
+
+    settings: dict[str, Any] = {
+        "base_url": args.judge_base_url,
+        "aspect": aspect,
+        "num_shuffles": 1,  # a single candidate per request: shuffling would only repeat the same prompt
+        "max_concurrency": args.judge_max_concurrency,
+        "max_retries": args.judge_max_retries,
+        "timeout": args.judge_timeout,
+        "cache_path": str(Path(args.output_dir) / "judge_cache.sqlite"),
+        "source_language": getattr(args, "source_lang", None),
+        "target_language": getattr(args, "target_lang", None),
+    }
+    if args.judge_model:
+        settings["model"] = args.judge_model
+    try:
+        return JudgeConfig(**settings)
+    except ValueError as error:
+        raise UserInputError(f"judge settings: {error}") from None
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register `trl-seqpo evaluate` with its `simt` and `subtitles` actions."""
+    from trl_seqpo.evaluate.simt import SimTEvalConfig
+    from trl_seqpo.evaluate.subtitles import SubtitleEvalConfig
+
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="evaluate simultaneous or subtitle translation",
+        description="Translate an evaluation set with a model and report quality (and latency) tables.",
+    )
+    actions = parser.add_subparsers(dest="evaluate_action", metavar="ACTION")
+    simt = actions.add_parser(
+        "simt",
+        help="simultaneous translation: BLEU/chrF/COMET/BLEURT/judge and AL/LAAL/DAL/AP",
+        description="Decode chunk by chunk (SeqPO-SiMT Sec. 2.2) and report quality and latency (Sec. 3.1).",
+    )
+    add_dataclass_arguments(simt, SimTEvalConfig, exclude=("judge",), required=("model", "data", "output_dir"))
+    _add_judge_arguments(simt, aspect=True)
+    simt.set_defaults(func=run_simt)
+    subtitles = actions.add_parser(
+        "subtitles",
+        help="subtitle documents: line-format checks, BLEU/chrF/COMET, judge accuracy/naturalness/vividness",
+        description="Translate numbered-line documents (ALPO Sec. 4.1) and report quality (Sec. 4.2).",
+    )
+    add_dataclass_arguments(
+        subtitles, SubtitleEvalConfig, exclude=("judge",), required=("model", "documents", "output_dir")
+    )
+    _add_judge_arguments(subtitles, aspect=False)
+    subtitles.set_defaults(func=run_subtitles)
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+
+
+def run_simt(args: argparse.Namespace) -> int:
+    """Entry point of `trl-seqpo evaluate simt`."""
+    from trl_seqpo.evaluate.simt import SimTEvalConfig, evaluate_simt
+
+    evaluate_simt(config_from_args(SimTEvalConfig, args, judge=_judge_config(args, args.judge_aspect)))
+    return 0
+
+
+def run_subtitles(args: argparse.Namespace) -> int:
+    """Entry point of `trl-seqpo evaluate subtitles`."""
+    from trl_seqpo.evaluate.subtitles import SubtitleEvalConfig, evaluate_subtitles
+
+    evaluate_subtitles(config_from_args(SubtitleEvalConfig, args, judge=_judge_config(args, "accuracy")))
+    return 0
