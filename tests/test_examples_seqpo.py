@@ -53,3 +53,31 @@ def test_two_processes_with_groups_split_across_ranks(tmp_path):
     result = _run([*torchrun, *args, "--num_generations", "2"], tmp_path)
     assert "simt/fused_reward" in result.stdout + result.stderr
     assert (tmp_path / "ddp" / "model.safetensors").exists()
+
+
+def test_jsonl_dataset_with_renamed_columns_learns(tmp_path):
+    import ast
+    import json
+
+    from trl_seqpo.synthetic import language_pair as synthetic
+
+    rows = synthetic.to_dataset(synthetic.generate_corpus(16, seed=3, min_words=4, max_words=7))
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps({"src": r["source"], "ref": r["reference"]}) + "\n" for r in rows))
+    args = _args(tmp_path, "jsonl")
+    args[args.index("--max_steps") + 1] = "1"
+    extra = [
+        "--dataset_name",
+        str(path),
+        "--source_column",
+        "src",
+        "--reference_column",
+        "ref",
+        "--logging_steps",
+        "1",
+    ]
+    result = _run([sys.executable, *args, *extra], tmp_path)
+    logs = [
+        ast.literal_eval(line) for line in result.stdout.splitlines() if line.startswith("{") and "reward_std" in line
+    ]
+    assert logs and float(logs[0]["reward_std"]) > 0, result.stdout[-2000:]

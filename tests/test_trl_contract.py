@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 
 import pytest
+import torch
 import trl
 from packaging.version import Version
 from trl import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer
@@ -17,41 +18,104 @@ def test_trl_version_is_in_the_tested_range():
     )
 
 
-def test_grpo_trainer_accepts_rollout_func():
-    assert "rollout_func" in inspect.signature(GRPOTrainer.__init__).parameters
+@pytest.fixture(scope="module")
+def grpo_run(tmp_path_factory):
+    """One GRPO step with a scripted `rollout_func`, recording what TRL hands to each hook SeqPO relies on."""
+    from datasets import Dataset
+
+    from trl_seqpo.synthetic.tiny_models import build_tiny_model, build_tokenizer
+
+    tokenizer = build_tokenizer(["a", "b", "c", "d", "e"])
+    model = build_tiny_model(tokenizer, hidden_size=32, num_layers=1, num_heads=2, head_dim=16, intermediate_size=64)
+    a, b, c = (tokenizer.convert_tokens_to_ids(t) for t in ("a", "b", "c"))
+    marker = tokenizer.convert_tokens_to_ids("d")  # every completion ends with it; it is not an EOS token
+    seen = {"rollout": [], "reward": [], "loss_inputs": [], "logp_calls": []}
+
+    def rollout_func(prompts, trainer):
+        seen["rollout"].append((list(prompts), trainer))
+        completions = [[a, b, c, a, marker] for _ in prompts]
+        return {
+            "prompt_ids": [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts],
+            "completion_ids": completions,
+            "logprobs": [[-1.0] * 5 for _ in prompts],
+            "env_mask": [[1, 1, 0, 0, 1] for _ in prompts],
+            "extra": [f"extra-{i}" for i in range(len(prompts))],
+        }
+
+    def reward(prompts, completions, reference, extra, log_metric, **kwargs):
+        seen["reward"].append({"reference": list(reference), "extra": list(extra)})
+        log_metric("contract/metric", 7.0)
+        return [float(i) for i in range(len(prompts))]
+
+    class Recording(GRPOTrainer):
+        def _compute_loss(self, model, inputs):
+            seen["loss_inputs"].append({k: v.clone() for k, v in inputs.items() if isinstance(v, torch.Tensor)})
+            return super()._compute_loss(model, inputs)
+
+        def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kw):
+            result = super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, *args, **kw
+            )
+            seen["logp_calls"].append((input_ids.shape, logits_to_keep, result[0].shape, result[0].requires_grad))
+            return result
+
+    dataset = Dataset.from_dict({"prompt": ["a b", "b c"], "reference": ["r0", "r1"]})
+    args = GRPOConfig(
+        output_dir=str(tmp_path_factory.mktemp("grpo")), per_device_train_batch_size=4, num_generations=2,
+        max_steps=1, max_completion_length=16, beta=0.0, use_cpu=True, report_to="none", save_strategy="no",
+        logging_steps=1, bf16=False,
+    )  # fmt: skip
+    trainer = Recording(
+        model=model, reward_funcs=reward, args=args, train_dataset=dataset, processing_class=tokenizer,
+        rollout_func=rollout_func,
+    )  # fmt: skip
+    trainer.eos_token_ids = [*trainer.eos_token_ids, marker]  # as SeqPOTrainer adds its step-end token
+    trainer.train()
+    return trainer, seen
 
 
-def test_grpo_rollout_func_contract():
-    source = inspect.getsource(GRPOTrainer._generate)
-    # rollout_func(prompts, trainer) -> dict with these keys; extra keys are forwarded to reward functions
-    assert "self.rollout_func(prompts, self)" in source
-    for key in ('"prompt_ids"', '"completion_ids"', '"logprobs"'):
-        assert key in source
-    # env_mask marks policy tokens (1) vs inserted environment tokens (0) and becomes the loss mask
-    assert 'extra_fields.pop("env_mask"' in source
+def test_grpo_rollout_func_is_called_with_prompts_and_trainer(grpo_run):
+    trainer, seen = grpo_run
+    prompts, passed = seen["rollout"][0]
+    assert passed is trainer and sorted(set(prompts)) == ["a b", "b c"] and len(prompts) == 4
 
 
-def test_grpo_masks_the_loss_with_the_env_mask():
-    source = inspect.getsource(GRPOTrainer._generate_and_score_completions)
-    assert "completion_mask * tool_mask" in source
-    assert "tool_mask" in inspect.getsource(GRPOTrainer._compute_loss)
+def test_grpo_reward_kwargs_carry_columns_extra_fields_and_log_metric(grpo_run):
+    trainer, seen = grpo_run
+    call = seen["reward"][0]
+    assert sorted(set(call["reference"])) == ["r0", "r1"]
+    assert call["extra"] == [f"extra-{i}" for i in range(4)]
+    assert any(entry.get("contract/metric") == 7.0 for entry in trainer.state.log_history)
 
 
-def test_grpo_reward_kwargs_carry_columns_extra_fields_and_log_metric():
-    source = inspect.getsource(GRPOTrainer._calculate_rewards)
-    assert 'reward_kwargs["log_metric"]' in source
-    assert "gather(rewards_per_func)" in source  # rewards are gathered after the reward functions run
-    assert "inp[key] = values[i]" in inspect.getsource(GRPOTrainer._generate_and_score_completions)
+def test_grpo_masks_the_loss_with_the_env_mask(grpo_run):
+    _, seen = grpo_run
+    inputs = seen["loss_inputs"][0]
+    mask = inputs["completion_mask"] * inputs["tool_mask"]
+    assert mask[:, :5].tolist() == [[1, 1, 0, 0, 1]] * mask.size(0)
 
 
-def test_grpo_attributes_used_by_the_rollout():
-    names = set(inspect.getsource(GRPOTrainer.__init__).split())
-    for attribute in ("self.use_vllm", "self.num_generations", "self.num_generations_eval", "self._metrics"):
-        assert any(attribute in token for token in names), attribute
-    assert hasattr(GRPOConfig, "ds3_gather_for_generation")
+def test_grpo_log_prob_hook_scores_the_completion_for_the_loss(grpo_run):
+    _, seen = grpo_run
+    shape, keep, logps_shape, requires_grad = seen["logp_calls"][-1]
+    assert keep == 5 and logps_shape == (shape[0], 5) and requires_grad
+
+
+def test_grpo_eos_token_ids_decide_truncation(grpo_run):
+    trainer, _ = grpo_run
+    clipped = [e["completions/clipped_ratio"] for e in trainer.state.log_history if "completions/clipped_ratio" in e]
+    assert clipped == [0.0]  # every completion ends with a token added to eos_token_ids
+
+
+def test_grpo_attributes_used_by_the_rollout(grpo_run):
+    trainer, _ = grpo_run
+    assert trainer.use_vllm is False and trainer.num_generations == 2 and trainer.num_generations_eval == 2
+    assert "train" in trainer._metrics and trainer.model_wrapped is not None
+    assert hasattr(trainer.args, "ds3_gather_for_generation")
     from trl.models.utils import unwrap_model_for_generation
 
-    assert "gather_deepspeed3_params" in inspect.signature(unwrap_model_for_generation).parameters
+    parameters = inspect.signature(unwrap_model_for_generation).parameters
+    assert {"gather_deepspeed3_params", "gradient_checkpointing_kwargs"} <= set(parameters)
 
 
 def test_vllm_generation_exposes_llm_and_client():

@@ -32,6 +32,11 @@ class HFGenerationBackend:
         model: A causal LM (already unwrapped from DDP/DeepSpeed by the caller when training).
         tokenizer: Its tokenizer; only ``pad_token_id`` (falling back to ``eos_token_id``) is used.
         max_batch_size: Rows per ``generate`` call; ``None`` puts every prompt in one call.
+        synced_gpus: Keep the processes in lockstep, as ``generate(synced_gpus=True)`` needs under DeepSpeed ZeRO-3
+            or FSDP (every decoding step is a collective): every process makes the same number of ``generate``
+            calls, an idle one with a one-token dummy prompt. ``None`` (default) decides as transformers does:
+            on when ZeRO-3 or FSDP shards the model and more than one process runs. Rollouts that loop until every
+            row is done ask `any_rank` whether any process still has work.
 
     Example:
         >>> backend = HFGenerationBackend(model, tokenizer)  # doctest: +SKIP
@@ -43,6 +48,7 @@ class HFGenerationBackend:
         model: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
         max_batch_size: int | None = None,
+        synced_gpus: bool | None = None,
     ) -> None:
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         if pad_id is None:
@@ -53,16 +59,32 @@ class HFGenerationBackend:
         self.tokenizer = tokenizer
         self.pad_token_id = int(pad_id)
         self.max_batch_size = max_batch_size
+        self.synced_gpus = _needs_synced_gpus(model) if synced_gpus is None else synced_gpus
+
+    def any_rank(self, flag: bool) -> bool:
+        """`flag` of this process or-ed over all processes (just `flag` when not in lockstep)."""
+        if not self.synced_gpus:
+            return flag
+        value = torch.tensor([1.0 if flag else 0.0], device=self.model.device)
+        torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
+        return bool(value.item() > 0)
 
     def generate(self, prompts: list[list[int]], params: GenerationParams) -> list[GenerationOutput]:
-        if not prompts:
-            return []
         if any(len(p) == 0 for p in prompts):
             raise ValueError("Every prompt needs at least one token")
-        step = self.max_batch_size or len(prompts)
+        step = self.max_batch_size or max(len(prompts), 1)
+        starts = list(range(0, len(prompts), step))
+        calls = len(starts)
+        if self.synced_gpus:  # every process makes as many generate calls as the busiest one
+            count = torch.tensor([float(calls)], device=self.model.device)
+            torch.distributed.all_reduce(count, op=torch.distributed.ReduceOp.MAX)
+            calls = int(count.item())
         outputs: list[GenerationOutput] = []
-        for start in range(0, len(prompts), step):
-            outputs.extend(self._generate_batch(prompts[start : start + step], params))
+        for call in range(calls):
+            if call < len(starts):
+                outputs.extend(self._generate_batch(prompts[starts[call] : starts[call] + step], params))
+            else:  # an idle process follows the others' decoding steps with a dummy row
+                self._generate_batch([[self.pad_token_id]], GenerationParams(max_new_tokens=1, temperature=0))
         return outputs
 
     @torch.no_grad()
@@ -82,6 +104,7 @@ class HFGenerationBackend:
             "eos_token_id": stop_ids or None,
             "return_dict_in_generate": True,
             "output_logits": True,
+            "synced_gpus": self.synced_gpus,
         }
         if not params.greedy:
             generation_kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or None)
@@ -122,6 +145,16 @@ class HFGenerationBackend:
                 )
             )
         return outputs
+
+
+def _needs_synced_gpus(model: PreTrainedModel) -> bool:
+    """transformers' own rule for `generate(synced_gpus=None)`: ZeRO-3 or FSDP with more than one process."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+    from transformers.integrations.fsdp import is_fsdp_managed_module
+
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return False
+    return torch.distributed.get_world_size() > 1 and (is_deepspeed_zero3_enabled() or is_fsdp_managed_module(model))
 
 
 @contextmanager

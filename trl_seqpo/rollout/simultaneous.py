@@ -284,13 +284,21 @@ class SimultaneousRollout:
         step = 0
         while True:
             live = [t for t in trajectories if not t.finished]
-            if not live:
+            if not self._any_rank(bool(live)):  # in lockstep, a finished process keeps stepping (idle) until all are
                 break
             step += 1
             self._step(live, step, policy, None if seed is None else seed + step)
             if on_step is not None:
                 on_step(step)
         return trajectories
+
+    def _any_rank(self, flag: bool) -> bool:
+        any_rank = getattr(self.backend, "any_rank", None)
+        return any_rank(flag) if any_rank is not None else flag
+
+    @property
+    def _lockstep(self) -> bool:
+        return bool(getattr(self.backend, "synced_gpus", False))
 
     def reset(self) -> None:
         """Forget the per-source caches; call it before driving new trajectories step by step with `advance`."""
@@ -328,7 +336,7 @@ class SimultaneousRollout:
             stop_token_ids=self.stop_token_ids,
             seed=seed,
         )
-        outputs = self.backend.generate(prompts, params) if prompts else []
+        outputs = self.backend.generate(prompts, params) if prompts or self._lockstep else []
         if len(outputs) != len(prompts):
             raise RuntimeError(f"The generation backend returned {len(outputs)} outputs for {len(prompts)} prompts")
         for (trajectory, budget), output in zip(to_generate, outputs):

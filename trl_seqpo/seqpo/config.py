@@ -21,8 +21,10 @@ class SeqPOConfig(GRPOConfig):
         chunk_size (`int`, *optional*, defaults to `3`):
             Source units (words, or characters for zh/ja/th) revealed per step, `m` in the paper.
         prompt_format (`str`, *optional*, defaults to `"chat"`):
-            `"chat"`: chunks are user turns and outputs assistant turns, one sequence per trajectory trained in one
-            forward pass. `"paper"`: the Fig. 2 template re-rendered at every step (rollout/evaluation only for now).
+            `"paper"`: the paper's Fig. 2 template re-rendered at every step, each step trained as its own sequence
+            (what the paper does; see `trl_seqpo.seqpo.paper_format`). `"chat"`: chunks are user turns and outputs
+            assistant turns, one sequence per trajectory trained in one forward pass (cheaper; step t then also
+            sees the earlier turns' tokens).
         src_lang / tgt_lang (`str`, *optional*, defaults to `"English"` / `"Chinese"`):
             Language names shown in the prompt; they also choose the default units.
         source_unit / latency_unit (`str` or `None`, *optional*):
@@ -154,11 +156,6 @@ class SeqPOConfig(GRPOConfig):
             raise ValueError(f"chunk_size must be >= 1 source unit, got {self.chunk_size}")
         if self.prompt_format not in ("chat", "paper"):
             raise ValueError(f"prompt_format must be 'chat' or 'paper', got {self.prompt_format!r}")
-        if self.prompt_format == "paper":
-            raise ValueError(
-                "SeqPOTrainer trains the 'chat' format (one sequence per trajectory); the 'paper' format needs one "
-                "forward pass per step and is supported by the rollout and evaluation only. Use prompt_format='chat'."
-            )
         for name in ("source_unit", "latency_unit"):
             value = getattr(self, name)
             if value not in (None, "word", "char"):

@@ -18,6 +18,7 @@ from trl.models.utils import unwrap_model_for_generation
 from trl_seqpo.rollout.hf import HFGenerationBackend
 from trl_seqpo.rollout.simultaneous import SimultaneousRollout, SimultaneousRolloutConfig, Trajectory
 from trl_seqpo.seqpo.config import SeqPOConfig
+from trl_seqpo.seqpo.paper_format import PackedRow, PaperRows, pack_trajectory, step_logps_and_entropies
 from trl_seqpo.seqpo.reward import FusedSimultaneousReward, RewardFunc, resolve_rewards
 
 logger = logging.getLogger(__name__)
@@ -125,6 +126,7 @@ class SeqPOTrainer(GRPOTrainer):
         stop_ids = SimultaneousRollout(None, self.processing_class, self.rollout_config).stop_token_ids
         self.eos_token_ids = [*self.eos_token_ids, *(i for i in stop_ids if i not in self.eos_token_ids)]
         self._budget_cut_marker = _budget_cut_marker(self.processing_class, self.eos_token_ids)
+        self._paper_rows = PaperRows()
 
     # ------------------------------------------------------------------ rollout_func hook
     def _simultaneous_rollout(self, prompts: list[Any], trainer: GRPOTrainer) -> dict[str, list]:
@@ -156,18 +158,12 @@ class SeqPOTrainer(GRPOTrainer):
                 )
                 trajectories = rollout.run(sources)
         self._log_rollout_metrics(trajectories)
-        for trajectory in trajectories:
-            if trajectory.finished_by == "budget" and trajectory.completion_ids[-1] in self.eos_token_ids:
-                # an empty last step ended on its stop token: close the sequence with a masked environment token so
-                # that TRL sees the trajectory as truncated, as it is
-                trajectory.completion_ids.append(self._budget_cut_marker)
-                trajectory.completion_logprobs.append(0.0)
-                trajectory.env_mask.append(0)
+        rows = self._rows(trajectories)
         return {
-            "prompt_ids": [t.prompt_ids for t in trajectories],
-            "completion_ids": [t.completion_ids for t in trajectories],
-            "logprobs": [t.completion_logprobs for t in trajectories],
-            "env_mask": [t.env_mask for t in trajectories],
+            "prompt_ids": [row.prompt_ids for row in rows],
+            "completion_ids": [row.completion_ids for row in rows],
+            "logprobs": [row.logprobs for row in rows],
+            "env_mask": [row.env_mask for row in rows],
             # forwarded to the reward functions as keyword arguments
             "translation": [t.translation for t in trajectories],
             "delays": [t.delays for t in trajectories],
@@ -175,6 +171,69 @@ class SeqPOTrainer(GRPOTrainer):
             "num_steps": [len(t.step_outputs) for t in trajectories],
             "num_empty_steps": [t.num_empty_steps for t in trajectories],
         }
+
+    def _rows(self, trajectories: list[Trajectory]) -> list[PackedRow]:
+        """One GRPO row per trajectory: the chat sequence, or the paper format's steps packed (`paper_format`)."""
+        paper = self.args.prompt_format == "paper"
+        if paper:
+            self._paper_rows.new_rollout()
+        rows = []
+        for trajectory in trajectories:
+            if paper:
+                row = pack_trajectory(trajectory)
+            else:
+                row = PackedRow(
+                    trajectory.prompt_ids,
+                    trajectory.completion_ids,
+                    trajectory.completion_logprobs,
+                    trajectory.env_mask,
+                )
+            if trajectory.finished_by == "budget" and row.completion_ids[-1] in self.eos_token_ids:
+                # an empty last step ended on its stop token: close the row with a masked environment token so that
+                # TRL sees the trajectory as truncated, as it is
+                row.completion_ids.append(self._budget_cut_marker)
+                row.logprobs.append(0.0)
+                row.env_mask.append(0)
+            if paper:
+                self._paper_rows.add(row)
+            rows.append(row)
+        return rows
+
+    # ------------------------------------------------------------------ log-prob hook (paper format only)
+    def _get_per_token_logps_and_entropies(
+        self,
+        model,
+        input_ids,
+        attention_mask,
+        logits_to_keep,
+        batch_size=None,
+        compute_entropy=False,
+        compute_aux_loss=False,
+        **kwargs,
+    ):
+        """TRL's log-prob hook; in the paper format each step is scored in its own sequence (`paper_format`)."""
+        if self.args.prompt_format != "paper":
+            return super()._get_per_token_logps_and_entropies(
+                model,
+                input_ids,
+                attention_mask,
+                logits_to_keep,
+                batch_size=batch_size,
+                compute_entropy=compute_entropy,
+                compute_aux_loss=compute_aux_loss,
+                **kwargs,
+            )
+        return step_logps_and_entropies(
+            model,
+            input_ids,
+            attention_mask,
+            logits_to_keep,
+            self._paper_rows,
+            batch_size=batch_size,
+            compute_entropy=compute_entropy,
+            compute_aux_loss=compute_aux_loss,
+            autocast=self.accelerator.autocast,
+        )
 
     def _log_rollout_metrics(self, trajectories: list[Trajectory]) -> None:
         mode = "train" if self.model.training else "eval"

@@ -1,0 +1,101 @@
+"""SeqPO in the paper's prompt format: each step is its own sequence, trained through TRL's log-prob hook."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from trl_seqpo import SeqPOConfig, SeqPOTrainer
+from trl_seqpo.synthetic.language_pair import generate_corpus, language_names, to_dataset, vocabulary
+from trl_seqpo.synthetic.tiny_models import build_tiny_model, build_tokenizer
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A saved tiny model (TRL builds the reference model from the policy's path)."""
+    tokenizer = build_tokenizer([*vocabulary(), *language_names()])
+    model = build_tiny_model(tokenizer, hidden_size=64, num_layers=1, num_heads=2, head_dim=32, intermediate_size=128)
+    path = tmp_path_factory.mktemp("tiny")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path), tokenizer
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return to_dataset(generate_corpus(8, seed=0, min_words=4, max_words=7)).remove_columns("alignment")
+
+
+def _config(tmp_path, **overrides):
+    src, tgt = language_names()[:2]
+    values = dict(
+        output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, num_generations=2, max_steps=1,
+        learning_rate=1e-2, chunk_size=2, src_lang=src, tgt_lang=tgt, latency_unit="word", source_unit="word",
+        max_new_tokens_per_step=4, max_steps_after_source=1, quality_reward="chrf", beta=0.02, use_cpu=True,
+        report_to="none", logging_steps=1, save_strategy="no", bf16=False, seed=0, prompt_format="paper",
+        temperature=0.7,
+    )  # fmt: skip
+    values.update(overrides)
+    return SeqPOConfig(**values)
+
+
+def _batch(trainer, sources):
+    out = trainer._simultaneous_rollout(sources, trainer)
+    width_p = max(len(p) for p in out["prompt_ids"])
+    width_c = max(len(c) for c in out["completion_ids"])
+    rows, masks = [], []
+    for prompt, completion in zip(out["prompt_ids"], out["completion_ids"]):
+        pad_p, pad_c = width_p - len(prompt), width_c - len(completion)
+        rows.append([0] * pad_p + prompt + completion + [0] * pad_c)
+        masks.append([0] * pad_p + [1] * (len(prompt) + len(completion)) + [0] * pad_c)
+    return out, torch.tensor(rows), torch.tensor(masks), width_c
+
+
+def test_each_step_is_scored_in_its_own_sequence(tiny, dataset, tmp_path):
+    model, tokenizer = tiny
+    trainer = SeqPOTrainer(model=model, args=_config(tmp_path), train_dataset=dataset, processing_class=tokenizer)
+    out, input_ids, attention_mask, keep = _batch(trainer, dataset["source"][:2])
+    with torch.no_grad():
+        paper, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, input_ids, attention_mask, keep)
+        whole, _, _ = super(SeqPOTrainer, trainer)._get_per_token_logps_and_entropies(
+            trainer.model, input_ids, attention_mask, keep
+        )
+    first_differs = 0
+    for row, (env_mask, recorded) in enumerate(zip(out["env_mask"], out["logprobs"])):
+        mask = torch.tensor(env_mask, dtype=torch.bool)
+        n = len(env_mask)
+        # on-policy: the hook gives back the log-probs recorded while sampling at T = 0.7
+        torch.testing.assert_close(paper[row, :n][mask], torch.tensor(recorded)[mask], atol=1e-4, rtol=1e-4)
+        assert torch.all(paper[row, :n][~mask] == 0)
+        # the first step coincides with the packed row's prefix: same log-probs as one pass over the row
+        first = int(mask.long().argmin()) if not mask.all() else n
+        torch.testing.assert_close(paper[row, :first], whole[row, :first], atol=1e-5, rtol=1e-5)
+        # later steps are conditioned on their own prompt only, not on the earlier steps' tokens
+        later = mask.clone()
+        later[:first] = False
+        if later.any():
+            first_differs += int(not torch.allclose(paper[row, :n][later], whole[row, :n][later], atol=1e-3))
+    assert first_differs > 0
+
+
+def test_paper_format_trains_through_the_hook_for_policy_and_reference(tiny, dataset, tmp_path):
+    model, tokenizer = tiny
+    calls = []
+
+    class Recording(SeqPOTrainer):
+        def _get_per_token_logps_and_entropies(self, model, input_ids, *args, **kwargs):
+            result = super()._get_per_token_logps_and_entropies(model, input_ids, *args, **kwargs)
+            calls.append((model is self.ref_model, result[0].requires_grad))
+            return result
+
+    trainer = Recording(model=model, args=_config(tmp_path), train_dataset=dataset, processing_class=tokenizer)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    assert (True, False) in calls  # the reference model's log-probs (KL)
+    assert (False, True) in calls  # the policy's, with gradient
+    changed = [n for n, p in trainer.model.named_parameters() if not torch.equal(before[n], p.detach())]
+    assert changed
+    logged = {k for entry in trainer.state.log_history for k in entry}
+    assert {"kl", "simt/average_lagging"} <= logged
