@@ -23,6 +23,7 @@ import argparse
 import json
 import re
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from trl_seqpo.jsonl import parse_json_lines
 from trl_seqpo.subtitles.align import AlignmentResult, align_dialogue
 from trl_seqpo.subtitles.bilingual import split_bilingual, split_output_paths
 from trl_seqpo.subtitles.documents import make_documents, sft_examples
+from trl_seqpo.subtitles.hygiene import HYGIENE_REASONS, clean_pairs
 from trl_seqpo.subtitles.io import Cue, SubtitleFile, atomic_output, read_subtitle_file
 
 SUBTITLE_EXTENSIONS = (".srt", ".ass", ".ssa", ".vtt", ".sub")
@@ -120,6 +122,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="documents",
         help="'documents': one Document per line; 'sft': prompt/completion pairs for TRL's SFTTrainer",
     )
+    documents.add_argument(
+        "--no-filter",
+        action="store_true",
+        help="keep identical-text pairs and SDH-only lines, and leave SDH labels in the text",
+    )
     documents.add_argument("--source-lang", help="source language, needed for --format sft")
     documents.add_argument("--target-lang", help="target language, needed for --format sft")
     documents.set_defaults(func=run_documents)
@@ -197,8 +204,12 @@ def run_documents(args: argparse.Namespace) -> int:
         else:
             files.append(path)
     all_documents = []
+    filtered: Counter[str] = Counter()
     for path in files:
         groups = _read_aligned(path)
+        if not args.no_filter:
+            groups, counts = clean_pairs(groups)
+            filtered.update(counts)
         try:
             all_documents.extend(make_documents(groups, args.lines, args.context, doc_id_prefix=path.stem))
         except ValueError as exc:
@@ -216,10 +227,17 @@ def run_documents(args: argparse.Namespace) -> int:
     lines = sum(len(document.source_lines) for document in all_documents)
     print(
         f"wrote {len(records)} {'SFT examples' if args.format == 'sft' else 'documents'} ({lines} lines) "
-        f"from {len(files)} file(s) to {args.output}",
+        f"from {len(files)} file(s) to {args.output}{_filter_summary(filtered, args.no_filter)}",
         file=sys.stderr,
     )
     return 0
+
+
+def _filter_summary(counts: Counter[str], disabled: bool) -> str:
+    if disabled:
+        return ""
+    dropped = ", ".join(f"{reason} {counts[reason]}" for reason in HYGIENE_REASONS if counts[reason]) or "none"
+    return f"; pairs left out: {dropped}; SDH labels/descriptions removed from {counts['cleaned']} pair(s)"
 
 
 def programme_key(path: Path, lang: str | None = None) -> tuple[str, str | None]:
