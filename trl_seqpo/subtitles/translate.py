@@ -107,7 +107,7 @@ def translate_documents(
         batch_size: Documents per call of ``translate``.
         done: ``{doc_id: lines}`` already translated (a resumed run); they are not generated again.
         on_batch: Called with the records of each finished batch (``id``, ``lines``, ``regenerated``), to store them.
-        progress: Show a progress bar (tqdm).
+        progress: Show a progress bar (tqdm; only on a terminal).
 
     Returns:
         ``{doc_id: translated lines}`` for every document.
@@ -117,7 +117,7 @@ def translate_documents(
     results = dict(done or {})
     todo = [document for document in documents if document.doc_id not in results]
     with tqdm(total=len(documents), initial=len(documents) - len(todo), desc="translating", unit="doc",
-              disable=not progress, dynamic_ncols=True) as bar:  # fmt: skip
+              disable=None if progress else True, dynamic_ncols=True) as bar:  # fmt: skip
         for start in range(0, len(todo), batch_size):
             batch = list(todo[start : start + batch_size])
             outputs = [list(lines) for lines in translate(batch)]
