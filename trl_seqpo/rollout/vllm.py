@@ -268,7 +268,8 @@ class VLLMGenerationBackend:
                 token_ids = list(response["completion_ids"][j])
                 # each position lists the sampled token first or among the top-k: look it up by id
                 logprobs = [
-                    values[ids.index(token)] for values, ids, token in zip(logprobs_of[j], token_ids_of[j], token_ids)
+                    values[ids.index(token)]
+                    for values, ids, token in zip(logprobs_of[j], token_ids_of[j], token_ids)
                 ]
                 out[row] = (token_ids, logprobs)
         return out  # type: ignore[return-value]
