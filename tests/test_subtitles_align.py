@@ -196,6 +196,8 @@ def test_mutually_exclusive_leftovers_a_second_apart_are_paired():
     assert pairs(align_cues(source, target, recover_start_diff=0)) == [([0], [0])]
     rival = [*target, Cue(2, 1310.75, 1312.5, "Сто тысяч")]  # two candidates: not each other's only one
     assert pairs(align_cues(source, rival)) == [([0], [0])]
+    second = [*source, Cue(2, 1311.7, 1313.0, "A hundred thousand.")]  # the target's candidates: two sources
+    assert pairs(align_cues(second, target)) == [([0], [0])]
 
 
 def test_cjk_cues_are_joined_by_a_space_and_wraps_vanish():

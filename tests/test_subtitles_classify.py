@@ -99,3 +99,44 @@ def test_staff_credit_is_not_paired_with_a_title():
     assert [(group.source, group.target) for group in result.groups] == [("You're late again.", "你又迟到了")]
     assert result.excluded_source == {0: "sign"} and result.excluded_target == {0: "credit"}
     assert "not dialogue: source 1 (sign 1), target 1 (credit 1)" in result.summary()
+
+
+def test_hygiene_drops_identical_and_description_pairs_and_cleans_labels():
+    from trl_seqpo.subtitles.hygiene import clean_pairs
+
+    groups = [
+        {"source": "JOHN: Where were you?", "target": "你去哪了？", "start": 1.0},
+        {"source": "-=昆明帝艺高清影音=-", "target": "-=昆明帝艺高清影音=-", "start": 2.0},
+        {"source": "1985", "target": "1985", "start": 3.0},
+        {"source": "[door slams]", "target": "（关门声）", "start": 4.0},
+        {"source": "Okay.", "target": "……", "start": 5.0},
+        {"source": "Fine.", "target": "好吧", "start": 6.0},
+    ]
+    kept, counts = clean_pairs(groups)
+    assert [(group["source"], group["target"]) for group in kept] == [
+        ("Where were you?", "你去哪了？"),
+        ("Fine.", "好吧"),
+    ]
+    assert kept[0]["start"] == 1.0
+    assert dict(counts) == {"cleaned": 1, "identical": 2, "description": 1, "empty": 1}
+
+
+def test_documents_command_reports_what_hygiene_left_out(tmp_path, capsys):
+    import json
+
+    from trl_seqpo.cli.main import main
+
+    aligned = tmp_path / "a.jsonl"
+    records = [
+        {"source": "菜单", "target": "菜单"},
+        {"source": "(laughs) Hi.", "target": "嗨"},
+        {"source": "Bye.", "target": "再见"},
+    ]
+    aligned.write_text("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records), encoding="utf-8")
+    out = tmp_path / "docs.jsonl"
+    assert main(["subtitles", "documents", str(aligned), "-o", str(out)]) == 0
+    assert json.loads(out.read_text(encoding="utf-8"))["source_lines"] == ["Hi.", "Bye."]
+    err = capsys.readouterr().err
+    assert "(2 lines)" in err and "pairs left out: identical 1; SDH labels/descriptions removed from 1 pair(s)" in err
+    assert main(["subtitles", "documents", str(aligned), "-o", str(out), "--no-filter"]) == 0
+    assert json.loads(out.read_text(encoding="utf-8"))["source_lines"] == ["菜单", "(laughs) Hi.", "Bye."]

@@ -176,8 +176,19 @@ BILINGUAL_LANGS = {
 
 
 @pytest.mark.parametrize("relative", _files())
-def test_every_command_on_every_file_exits_0_or_2_without_a_traceback(real_file, relative, tmp_path, capsys):
+def test_every_command_on_every_file_exits_0_or_2_without_a_traceback(
+    real_file, relative, tmp_path, capsys, monkeypatch
+):
+    import trl_seqpo.cli.subtitles as cli
     from trl_seqpo.cli.main import main
+
+    def fake_model(*args, **kwargs):  # translate's model stand-in: every line "translated" as its reverse
+        def translate(documents):
+            return [[line[::-1] for line in document.source_lines] for document in documents]
+
+        return translate, translate
+
+    monkeypatch.setattr(cli, "load_translator", fake_model)
 
     path = real_file(relative)
     aligned = tmp_path / "aligned.jsonl"
@@ -190,6 +201,10 @@ def test_every_command_on_every_file_exits_0_or_2_without_a_traceback(real_file,
     langs = BILINGUAL_LANGS.get(path.name, "zh,en")
     split = main(["subtitles", "split", str(path), "--langs", langs, "-o", str(tmp_path / "split")])
     assert split == 0 if path.name in BILINGUAL_LANGS else split in (0, 2)
+    translated = tmp_path / f"translated{path.suffix if path.suffix != '.ssa' else '.ass'}"
+    args = ["subtitles", "translate", str(path), "-o", str(translated), "--model", "fake", "--tgt-lang", "zh"]
+    assert main(args) == expected
+    assert translated.exists() == (expected == 0)
     if expected == 0 and any("excluded" not in line for line in aligned.read_text(encoding="utf-8").splitlines()):
         assert main(["subtitles", "documents", str(aligned), "-o", str(tmp_path / "docs.jsonl")]) == 0
     for line in capsys.readouterr().err.splitlines():

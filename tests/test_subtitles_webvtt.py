@@ -114,8 +114,17 @@ def test_implausible_decodings_are_refused():
     assert implausible_reason("都已经三周了 我们还是毫无头绪") is None
     assert implausible_reason("都已經三週了 我們還是毫無頭緒") is None
     assert "control characters" in implausible_reason("a\x01b\x02c\x03d\x04")
-    with pytest.raises(UserInputError, match="source-encoding"):
-        decode_subtitle_bytes(bytes(range(128, 256)) * 4 + b"\x01\x02\x03\x04\x05", path="x.srt")
+    with pytest.raises(UserInputError, match="source-encoding"):  # decodes in every code page, never plausibly
+        decode_subtitle_bytes("Café \x01\x02\x03\x04\x05\x06".encode("cp1252"), path="x.srt")
+
+
+def test_a_detector_that_prefers_chinese_is_overruled_by_the_script_check(monkeypatch):
+    from trl_seqpo.subtitles import encoding
+
+    monkeypatch.setattr(encoding, "_candidates", lambda data: ["gb18030", "cp1250"])  # the old order
+    data = SERBIAN.encode("cp1250")
+    assert data.decode("gb18030")  # valid GB18030, rare characters
+    assert decode_subtitle_bytes(data) == SERBIAN
 
 
 def test_inverted_event_is_dropped_with_a_warning_and_refused_when_strict(tmp_path):

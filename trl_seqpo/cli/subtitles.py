@@ -11,6 +11,8 @@
     One file holding both languages: split by script (see ``split``), then aligned.
 ``trl-seqpo subtitles split BILINGUAL.srt --langs zh,en -o DIR``
     Writes ``DIR/STEM.zh.srt`` and ``DIR/STEM.en.srt``, styles and tags kept.
+``trl-seqpo subtitles translate IN.srt -o OUT.srt --model M --tgt-lang zh [--bilingual]``
+    Translates a file with a trained model; times, styles and tags are kept (resumes after an interruption).
 ``trl-seqpo subtitles documents ALIGNED.jsonl [...] -o DOCS.jsonl --lines 35``
     Documents of n lines per programme (``--format sft`` writes prompt/completion pairs for SFTTrainer instead).
 
@@ -23,6 +25,7 @@ import argparse
 import json
 import re
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +36,9 @@ from trl_seqpo.jsonl import parse_json_lines
 from trl_seqpo.subtitles.align import AlignmentResult, align_dialogue
 from trl_seqpo.subtitles.bilingual import split_bilingual, split_output_paths
 from trl_seqpo.subtitles.documents import make_documents, sft_examples
+from trl_seqpo.subtitles.hygiene import HYGIENE_REASONS, clean_pairs
 from trl_seqpo.subtitles.io import Cue, SubtitleFile, atomic_output, read_subtitle_file
+from trl_seqpo.subtitles.translate import load_translator, translate_file
 
 SUBTITLE_EXTENSIONS = (".srt", ".ass", ".ssa", ".vtt", ".sub")
 _LANGUAGE_SUFFIX = re.compile(r"^[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
@@ -105,6 +110,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     split.add_argument("--overwrite", action="store_true", help="replace output files that exist")
     split.set_defaults(func=run_split)
 
+    translate = actions.add_parser(
+        "translate",
+        help="translate a subtitle file with a trained model, keeping times, styles and tags",
+        description="Translate INPUT into OUTPUT with a model trained on numbered-line documents (ALPO).",
+    )
+    translate.add_argument("input", type=Path, help="subtitle file to translate")
+    translate.add_argument("-o", "--output", type=Path, required=True, help="output subtitle file (.srt/.ass/.vtt)")
+    translate.add_argument("--model", required=True, help="checkpoint directory of the translation model")
+    translate.add_argument("--tgt-lang", required=True, help="target language code, e.g. 'zh'")
+    translate.add_argument("--src-lang", default="en", help="source language code (default: en)")
+    translate.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="generation backend")
+    translate.add_argument("--bilingual", action="store_true", help="keep the original line under each translation")
+    translate.add_argument("--lines", type=int, default=35, help="lines per document, as in training (paper: 35)")
+    translate.add_argument("--context", type=int, default=2, help="untranslated context lines on each side")
+    translate.add_argument("--batch-size", type=int, default=8, help="documents per generation call")
+    translate.add_argument("--max-new-tokens-per-line", type=int, default=64, help="token budget of one line")
+    translate.add_argument("--device", help="torch device for --backend hf (default: cuda if available)")
+    translate.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
+    translate.add_argument("--encoding", help="force the input's text encoding")
+    translate.set_defaults(func=run_translate)
+
     documents = actions.add_parser(
         "documents",
         help="cut aligned programmes into numbered-line documents (ALPO Sec. 4.1)",
@@ -119,6 +145,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         choices=("documents", "sft"),
         default="documents",
         help="'documents': one Document per line; 'sft': prompt/completion pairs for TRL's SFTTrainer",
+    )
+    documents.add_argument(
+        "--no-filter",
+        action="store_true",
+        help="keep identical-text pairs and SDH-only lines, and leave SDH labels in the text",
     )
     documents.add_argument("--source-lang", help="source language, needed for --format sft")
     documents.add_argument("--target-lang", help="target language, needed for --format sft")
@@ -146,6 +177,45 @@ def run_align(args: argparse.Namespace) -> int:
     result = _align_pair(args.source, args.target, args.output, args, args.source_lang, args.target_lang)
     names = f"{args.source.name} + {args.target.name}" if args.target else f"{args.source.name} (bilingual)"
     print(f"{names}: {result.summary()}", file=sys.stderr)
+    return 0
+
+
+def run_translate(args: argparse.Namespace) -> int:
+    """Translate one subtitle file (resumes from OUTPUT.partial.jsonl when a run was interrupted)."""
+    if args.lines < 1 or args.context < 0 or args.batch_size < 1 or args.max_new_tokens_per_line < 1:
+        raise UserInputError("--lines, --batch-size and --max-new-tokens-per-line must be >= 1, --context >= 0")
+    if not args.input.is_file():
+        raise UserInputError("file not found", path=str(args.input))
+    if args.output.suffix.lower() not in (".srt", ".ass", ".ssa", ".vtt"):
+        raise UserInputError("cannot tell the output format; use .srt, .ass, .ssa or .vtt", path=str(args.output))
+    read_subtitle_file(args.input, args.encoding)  # bad input fails before the model loads
+    translate, regenerate = load_translator(
+        args.model,
+        args.src_lang,
+        args.tgt_lang,
+        backend=args.backend,
+        device=args.device,
+        dtype=args.dtype,
+        max_new_tokens_per_line=args.max_new_tokens_per_line,
+    )
+    counts = translate_file(
+        args.input,
+        args.output,
+        translate,
+        regenerate,
+        source_lang=args.src_lang,
+        lines_per_document=args.lines,
+        context=args.context,
+        batch_size=args.batch_size,
+        bilingual=args.bilingual,
+        encoding=args.encoding,
+    )
+    print(
+        f"wrote {args.output}: {counts['translated']} cues translated, {counts['kept']} kept as they were "
+        f"(not text to translate), {counts['events']} events; {counts['documents']} documents "
+        f"({counts['resumed']} resumed), {counts['regenerated']} lines generated again alone",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -197,8 +267,12 @@ def run_documents(args: argparse.Namespace) -> int:
         else:
             files.append(path)
     all_documents = []
+    filtered: Counter[str] = Counter()
     for path in files:
         groups = _read_aligned(path)
+        if not args.no_filter:
+            groups, counts = clean_pairs(groups)
+            filtered.update(counts)
         try:
             all_documents.extend(make_documents(groups, args.lines, args.context, doc_id_prefix=path.stem))
         except ValueError as exc:
@@ -216,10 +290,17 @@ def run_documents(args: argparse.Namespace) -> int:
     lines = sum(len(document.source_lines) for document in all_documents)
     print(
         f"wrote {len(records)} {'SFT examples' if args.format == 'sft' else 'documents'} ({lines} lines) "
-        f"from {len(files)} file(s) to {args.output}",
+        f"from {len(files)} file(s) to {args.output}{_filter_summary(filtered, args.no_filter)}",
         file=sys.stderr,
     )
     return 0
+
+
+def _filter_summary(counts: Counter[str], disabled: bool) -> str:
+    if disabled:
+        return ""
+    dropped = ", ".join(f"{reason} {counts[reason]}" for reason in HYGIENE_REASONS if counts[reason]) or "none"
+    return f"; pairs left out: {dropped}; SDH labels/descriptions removed from {counts['cleaned']} pair(s)"
 
 
 def programme_key(path: Path, lang: str | None = None) -> tuple[str, str | None]:
