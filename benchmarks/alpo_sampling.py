@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trl_seqpo.rewards.judge import JudgeConfig, JudgeRequest, LLMJudge
+from trl_seqpo.judge.client import JudgeConfig, JudgeRequest, LLMJudge
 from trl_seqpo.rollout.hf import HFGenerationBackend
 from trl_seqpo.rollout.segmentwise import SegmentwiseConfig, SegmentwiseSampler
 from trl_seqpo.synthetic.local_judge import serve

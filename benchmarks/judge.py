@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from trl_seqpo.rewards.judge import JudgeConfig, JudgeRequest, LLMJudge
+from trl_seqpo.judge.client import JudgeConfig, JudgeRequest, LLMJudge
 from trl_seqpo.synthetic.local_judge import serve
 
 

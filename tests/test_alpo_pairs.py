@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 
-from trl_seqpo.alpo.pairs import (
-    PairSettings,
-    add_pairs_parser,
-    build_pair_rows,
-    build_preference_pairs,
-    pair_stats_from_dataset,
-)
+from trl_seqpo.alpo.pairs import PairSettings, build_pair_rows, build_preference_pairs
+from trl_seqpo.cli.main import main
 from trl_seqpo.errors import UserInputError
 from trl_seqpo.subtitles.documents import line_marker, render_numbered_lines
 
@@ -53,8 +47,8 @@ def doc_records():
 def test_gate_reasons_and_counts():
     rows, stats = build_pair_rows(doc_records(), PairSettings(prefix_mix_stages=1))
     assert stats.units == 5 and stats.kept == 2 and stats.documents == 1
-    assert stats.gated == {"judge_failed": 1, "missing_scores": 0, "too_few_candidates": 1, "small_spread": 1,
-                           "non_positive_gap": 0}  # fmt: skip
+    assert stats.gated == {"judge_failed": 1, "too_few_votes": 0, "missing_scores": 0, "too_few_candidates": 1,
+                           "small_spread": 1, "non_positive_gap": 0}  # fmt: skip
     assert stats.gated_fraction == pytest.approx(3 / 5)
     assert sorted(row["unit_index"] for row in rows) == [0, 4]
 
@@ -71,7 +65,7 @@ def test_duplicates_count_as_one_candidate_and_missing_scores_gate():
 def test_best_chosen_and_third_lowest_rejected():
     rows, _ = build_pair_rows([unit("d", 0, FIVE, [])], PairSettings(chosen_strategy="best", prefix_mix_stages=1))
     (row,) = rows
-    assert (row["chosen"], row["rejected"]) == ("a1\n", "a3\n")
+    assert (row["chosen"], row["rejected"]) == ("1.a1\n", "1.a3\n")
     assert row["gap"] == 20 and row["num_candidates"] == 5
 
 
@@ -79,9 +73,9 @@ def test_random_chosen_is_among_the_top_three_and_seeded():
     records = [unit(f"d{i}", 0, FIVE, []) for i in range(40)]
     rows, _ = build_pair_rows(records, PairSettings(prefix_mix_stages=1, seed=1))
     chosen = {row["chosen"] for row in rows}
-    assert chosen == {"a1\n", "a2\n", "a3\n"}
+    assert chosen == {"1.a1\n", "1.a2\n", "1.a3\n"}
     # third-lowest is a3; when a3 is the chosen one, the lowest other candidate (a5) is rejected
-    assert all(row["rejected"] == ("a5\n" if row["chosen"] == "a3\n" else "a3\n") for row in rows)
+    assert all(row["rejected"] == ("1.a5\n" if row["chosen"] == "1.a3\n" else "1.a3\n") for row in rows)
     again, _ = build_pair_rows(records, PairSettings(prefix_mix_stages=1, seed=1))
     assert again == rows
     other, _ = build_pair_rows(records, PairSettings(prefix_mix_stages=1, seed=2))
@@ -94,14 +88,14 @@ def test_rejected_falls_back_when_it_is_the_chosen_one():
     rows, _ = build_pair_rows([unit(f"d{i}", 0, four, []) for i in range(30)], PairSettings(prefix_mix_stages=1))
     for row in rows:
         assert row["rejected"] != row["chosen"]
-        assert row["rejected"] == ("s\n" if row["chosen"] == "q\n" else "q\n")
+        assert row["rejected"] == ("1.s\n" if row["chosen"] == "1.q\n" else "1.q\n")
 
 
 def test_ties_rank_the_shorter_text_higher_for_chosen_and_lower_for_rejected():
     tied = [("long text", 90), ("short", 90), ("mid", 50), ("zz", 40), ("yyyy", 40)]
     rows, _ = build_pair_rows([unit("d", 0, tied, [])], PairSettings(chosen_strategy="best", prefix_mix_stages=1))
     # worst first: zz(40) yyyy(40) mid(50): third-lowest is "mid"
-    assert rows[0]["chosen"] == "short\n" and rows[0]["rejected"] == "mid\n"
+    assert rows[0]["chosen"] == "1.short\n" and rows[0]["rejected"] == "1.mid\n"
 
 
 def test_non_positive_gap_is_gated():
@@ -140,7 +134,9 @@ def test_prompt_with_lambda_one_is_the_sampling_prompt():
     rows, _ = build_pair_rows(records, PairSettings(prefix_mix_start=1.0, prefix_mix_end=1.0, prefix_mix_stages=2))
     assert len(rows) == 4 and {row["stage"] for row in rows} == {0, 1}
     row = next(r for r in rows if r["unit_index"] == 4)
-    assert row["prompt"] == DOC_PROMPT + render_numbered_lines(["c0", "c1", "c2", "c3"]) + line_marker(5)
+    # the prompt ends at the newline before line 5; the completion starts with the line's marker
+    assert row["prompt"] == DOC_PROMPT + render_numbered_lines(["c0", "c1", "c2", "c3"])
+    assert row["chosen"].startswith(line_marker(5)) and row["chosen"].endswith("\n")
     assert row["prefix_source"] == "chosen" and row["ends_document"] is True
     assert next(r for r in rows if r["unit_index"] == 0)["ends_document"] is False
 
@@ -151,7 +147,7 @@ def test_prompt_with_lambda_zero_uses_candidates_of_earlier_lines():
     row = next(r for r in rows if r["unit_index"] == 4)
     assert row["prefix_source"] == "random"
     lines = row["prompt"][len(DOC_PROMPT) :].splitlines()
-    assert all(line.startswith(line_marker(n)) for n, line in enumerate(lines, start=1)) and len(lines) == 5
+    assert all(line.startswith(line_marker(n)) for n, line in enumerate(lines, start=1)) and len(lines) == 4
     candidates = [{c["text"] for c in rec["candidates"]} for rec in records[:4]]
     assert all(line[len(line_marker(n)) :] in options for n, (line, options) in enumerate(zip(lines, candidates), 1))
 
@@ -190,10 +186,9 @@ def test_segment_unit_renders_numbered_continuation_lines():
     rows, _ = build_pair_rows(records, PairSettings(chosen_strategy="best", prefix_mix_stages=1,
                                                     prefix_mix_start=1.0, prefix_mix_end=1.0))  # fmt: skip
     row = next(r for r in rows if r["unit_index"] == 1)
-    second = render_numbered_lines(["x"]) + line_marker(2)
-    assert row["prompt"].endswith(second)
-    assert row["chosen"] == "a\n" + render_numbered_lines(["b"], start=3)
-    assert row["rejected"] == "e\n" + render_numbered_lines(["f"], start=3)
+    assert row["prompt"].endswith("Translation:\n" + render_numbered_lines(["x"]))
+    assert row["chosen"] == render_numbered_lines(["a", "b"], start=2)
+    assert row["rejected"] == render_numbered_lines(["e", "f"], start=2)
 
 
 def test_advantages_are_z_scores_over_all_candidates():
@@ -210,20 +205,56 @@ def test_inconsistent_prefix_is_a_user_error():
 
 
 def test_dataset_columns_and_stored_stats():
-    dataset = build_preference_pairs(doc_records(), prefix_mix_stages=2)
+    dataset, stats = build_preference_pairs(doc_records(), prefix_mix_stages=2)
     for column in ("prompt", "chosen", "rejected", "weight", "beta_scale", "doc_id", "unit_index", "gap",
                    "num_candidates", "prefix_source", "stage"):  # fmt: skip
         assert column in dataset.column_names
     assert len(dataset) == 4
-    stats = pair_stats_from_dataset(dataset)
-    assert stats["kept"] == 2 and stats["gated_fraction"] == pytest.approx(0.6)
+    assert stats.kept == 2 and stats.gated_fraction == pytest.approx(0.6)
+    assert not dataset.info.description  # the counts go to the trainer as an argument, not through dataset.info
 
 
 def run_cli(argv):
-    parser = argparse.ArgumentParser()
-    add_pairs_parser(parser.add_subparsers())
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return main(["alpo", *argv])
+
+
+def test_sampler_choice_is_the_chosen_side_and_the_prefix():
+    """One chosen translation per line: the one the sampler fed forward is the chosen side of the pair."""
+    records = [unit(f"d{i}", 0, FIVE, []) for i in range(20)]
+    for i, record in enumerate(records):
+        record["chosen_index"] = i % 3  # a1, a2 or a3: what Alg. 1 drew among the top 3
+    rows, _ = build_pair_rows(records, PairSettings(prefix_mix_stages=1))
+    assert [row["chosen"] for row in sorted(rows, key=lambda r: r["doc_id"])] == [
+        f"1.a{int(r['doc_id'][1:]) % 3 + 1}\n" for r in sorted(rows, key=lambda r: r["doc_id"])
+    ]
+    redrawn, _ = build_pair_rows(records, PairSettings(prefix_mix_stages=1, chosen_strategy="top_k"))
+    assert sum(a["chosen"] != b["chosen"] for a, b in zip(rows, redrawn)) > 0  # the authors' redraw disagrees
+
+
+def test_units_with_too_few_valid_votes_are_gated():
+    records = [unit("d", 0, FIVE, []), unit("d", 1, FIVE, ["c0"]), unit("d", 2, FIVE, ["c0", "c1"])]
+    for record, votes in zip(records, (4, 1, 3)):
+        record["votes"], record["votes_requested"] = votes, 4
+    _, stats = build_pair_rows(records, PairSettings(prefix_mix_stages=1))
+    assert stats.gated["too_few_votes"] == 2 and stats.kept == 1
+    _, stats = build_pair_rows(records, PairSettings(prefix_mix_stages=1, min_votes=3))
+    assert stats.gated["too_few_votes"] == 1 and stats.kept == 2
+
+
+def test_cli_refuses_to_overwrite_its_input_and_bad_fields(tmp_path, capsys):
+    candidates = tmp_path / "candidates.jsonl"
+    candidates.write_text("".join(json.dumps(r) + "\n" for r in doc_records()))
+    before = candidates.read_bytes()
+    assert run_cli(["pairs", str(candidates), "-o", str(candidates)]) == 2
+    assert "is also an input" in capsys.readouterr().err
+    assert candidates.read_bytes() == before and not (tmp_path / "candidates.stats.json").exists()
+    bad = dict(doc_records()[0], unit_index="0")
+    candidates.write_text(json.dumps(doc_records()[1]) + "\n" + json.dumps(bad) + "\n")
+    assert run_cli(["pairs", str(candidates), "-o", str(tmp_path / "p.jsonl")]) == 2
+    assert f"{candidates}:2: field 'unit_index' must be an integer" in capsys.readouterr().err
+    candidates.write_bytes(json.dumps(doc_records()[0]).encode("utf-16"))
+    assert run_cli(["pairs", str(candidates), "-o", str(tmp_path / "p.jsonl")]) == 2
+    assert "not UTF-8" in capsys.readouterr().err and not (tmp_path / "p.jsonl").exists()
 
 
 def test_cli_writes_pairs_and_stats(tmp_path, capsys):
@@ -238,9 +269,8 @@ def test_cli_writes_pairs_and_stats(tmp_path, capsys):
     assert "kept 2" in capsys.readouterr().out
 
 
-def test_cli_names_file_and_line_of_bad_json(tmp_path):
+def test_cli_names_file_and_line_of_bad_json(tmp_path, capsys):
     candidates = tmp_path / "candidates.jsonl"
     candidates.write_text(json.dumps(doc_records()[0]) + "\n{not json\n")
-    with pytest.raises(UserInputError) as info:
-        run_cli(["pairs", str(candidates), "-o", str(tmp_path / "p.jsonl")])
-    assert str(info.value).startswith(f"{candidates}:2:")
+    assert run_cli(["pairs", str(candidates), "-o", str(tmp_path / "p.jsonl")]) == 2
+    assert f"{candidates}:2: not valid JSON" in capsys.readouterr().err

@@ -55,8 +55,9 @@ def sample_args(docs_path, output, model_dir, base_url, *extra):
     return [
         "alpo", "sample", str(docs_path), "-o", str(output), "--model", model_dir,
         "--source-lang", SOURCE_LANGUAGE, "--target-lang", TARGET_LANGUAGE,
-        "--judge-base-url", base_url, "--judge-model", "local", "--judge-shuffles", "2",
-        "--k", "3", "--max-new-tokens", "12", "--documents-per-batch", "2", "--seed", "7", *extra,
+        "--judge-base-url", base_url, "--judge-model", "local", "--judge-num-shuffles", "2",
+        "--num-candidates", "3", "--max-new-tokens", "12", "--documents-per-batch", "2", "--seed", "7",
+        "--judge-min-candidates", "1", *extra,
     ]  # fmt: skip
 
 
@@ -79,10 +80,9 @@ def test_sample_happy_path_writes_records_the_pair_builder_reads(tmp_path, model
         assert server.request_count == first_requests
     assert "nothing to do" in capsys.readouterr().err
     assert first_requests >= 2 * 10  # 10 units, 2 shuffled votes each
-    # documents are written as they finish: in the second batch the 2-line document finishes first
-    finish_order = [docs[0], docs[1], docs[3], docs[2]]
+    # documents are appended as they finish; the finished file is in input order
     assert [(r["doc_id"], r["unit_index"]) for r in records] == [
-        (d.doc_id, i) for d in finish_order for i in range(len(d.source_lines))
+        (d.doc_id, i) for d in docs for i in range(len(d.source_lines))
     ]
     for record in records:
         doc = next(d for d in docs if d.doc_id == record["doc_id"])
@@ -122,13 +122,14 @@ def test_bad_input_exits_2_with_one_line_naming_the_problem(tmp_path, model_dir,
     assert f"{bad}:2: not valid JSON" in error_of([*args[:2], str(bad), *args[3:]])
     bad.write_text('{"doc_id": "x", "target_lines": null}\n')
     assert f"{bad}:1: field 'source_lines'" in error_of([*args[:2], str(bad), *args[3:]])
-    assert "--k must be >= 1" in error_of([*args, "--k", "0"])
-    # an unreachable judge stops the run; a document written before survives untouched
-    done = '{"doc_id": "earlier", "unit_index": 0, "num_units": 1, "unit": "line", "line_ids": [0]}\n'
-    output.write_text(done)
-    message = error_of([*args, "--judge-concurrency", "1"])
-    assert "could not be reached" in message
-    assert output.read_text() == done
+    assert "--num-candidates must be >= 1" in error_of([*args, "--num-candidates", "0"])
+    # an unreachable judge stops the run; a file that is not this command's output is never touched
+    output.write_text("my notes\nno newline at the end")
+    assert "not a resumable output" in error_of([*args, "--judge-max-concurrency", "1"])
+    assert output.read_text() == "my notes\nno newline at the end"
+    output.unlink()
+    message = error_of([*args, "--judge-max-concurrency", "1"])
+    assert "could not be reached" in message and "9/v1" in message
 
 
 def test_kill_and_resume_reproduces_the_uninterrupted_run(tmp_path, model_dir):

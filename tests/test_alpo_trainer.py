@@ -234,9 +234,10 @@ def test_pairs_from_builder_train_in_stage_order_and_log_gated_fraction(tmp_path
          "judge_failed": d == 0 and i == 0}
         for d in range(2) for i in range(2)
     ]  # fmt: skip
-    dataset = build_preference_pairs(records, prefix_mix_stages=3)
+    dataset, stats = build_preference_pairs(records, prefix_mix_stages=3)
     trainer = ALPOTrainer(model=copy.deepcopy(base_model), ref_model=copy.deepcopy(base_model), train_dataset=dataset,
-                          args=ALPOConfig(str(tmp_path), **COMMON), processing_class=tokenizer)  # fmt: skip
+                          args=ALPOConfig(str(tmp_path), **COMMON), processing_class=tokenizer,
+                          pair_stats=stats.to_dict())  # fmt: skip
     assert trainer.pair_stats["gated_fraction"] == pytest.approx(0.25)
     sampler = trainer._get_train_sampler()
     assert isinstance(sampler, StageOrderedSampler)
@@ -257,7 +258,8 @@ def test_stage_sampler_shuffles_inside_stages():
 def test_config_defaults_follow_table9_and_authors_code(tmp_path):
     config = ALPOConfig(str(tmp_path), use_cpu=True, report_to="none")
     assert (config.beta, config.learning_rate, config.num_train_epochs) == (1.0, 1e-6, 1.0)
-    assert (config.prefix_mix_start, config.prefix_mix_end, config.prefix_mix_stages) == (0.2, 0.6, 5)
+    assert config.max_length is None  # never drop or cut a long document row (TRL's DPO default is 1024)
+    assert not hasattr(config, "prefix_mix_start")  # the schedule is set where the pairs are built
     assert config.alpo_loss_type == "sigmoid" and config.normalize_weights == "document"
 
 
@@ -267,8 +269,11 @@ def test_config_defaults_follow_table9_and_authors_code(tmp_path):
         ({"alpo_loss_type": "ipo"}, "alpo_loss_type"),
         ({"loss_type": ["hinge"]}, "alpo_loss_type"),
         ({"normalize_weights": "batch"}, "normalize_weights"),
-        ({"prefix_mix_end": 1.5}, "prefix_mix_end"),
-        ({"prefix_mix_stages": -1}, "prefix_mix_stages"),
+        ({"beta": -0.1}, "beta"),
+        ({"beta": float("nan")}, "beta"),
+        ({"simpo_gamma": float("nan")}, "simpo_gamma"),
+        ({"grpo_kl_coef": float("nan")}, "grpo_kl_coef"),
+        ({"max_length": 0}, "max_length"),
         ({"prefix_mix_order": "random"}, "prefix_mix_order"),
         ({"use_weighting": True}, "use_weighting"),
         ({"grpo_epsilon": 0.0}, "grpo_epsilon"),

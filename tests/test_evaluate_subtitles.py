@@ -154,7 +154,7 @@ def test_line_format_problems_counts_merges():
     [
         (
             '{"doc_id": "a", "source_lines": ["hi"]}\n{"doc_id": "b"}\n',
-            "docs.jsonl:2: column 'source_lines' is missing",
+            "docs.jsonl:2: field 'source_lines' is missing",
         ),
         ('{"doc_id": "a", "source_lines": ["hi"], "target_lines": ["x", "y"]}\n', "2 target lines for 1 source"),
         ("not json\n", "docs.jsonl:1: not valid JSON"),

@@ -17,6 +17,14 @@ import time
 
 import pytest
 
+from trl_seqpo.judge.client import (
+    JudgeConfig,
+    JudgeRequest,
+    JudgeRequestError,
+    JudgeUnreachableError,
+    LLMJudge,
+    redact_url,
+)
 from trl_seqpo.judge.prompts import (
     AnswerError,
     build_messages,
@@ -25,7 +33,6 @@ from trl_seqpo.judge.prompts import (
     parse_candidates,
     validate_scores,
 )
-from trl_seqpo.rewards.judge import JudgeConfig, JudgeRequest, JudgeUnreachableError, LLMJudge
 from trl_seqpo.synthetic.local_judge import Reply, serve
 
 CANDIDATES = ["first 10", "second 40", "third 70", "fourth 95", "fifth 55"]  # 1 distinct / 5 < 0.25
@@ -76,7 +83,8 @@ class Faults:
         if scenario == "ties":
             return Reply(content=json.dumps({label: 50 for label in labels}))
         if scenario == "rate_limited":
-            return Reply(status=429, headers={"Retry-After": "0.3"}) if self.first_time(received) else None
+            retry_after = getattr(self, "retry_after", "0.3")
+            return Reply(status=429, headers={"Retry-After": retry_after}) if self.first_time(received) else None
         if scenario == "server_error":
             return Reply(status=500)
         if scenario == "server_error_once":
@@ -186,7 +194,7 @@ def test_transient_transport_errors_are_retried(server, scenario):
 
 
 def test_retry_after_header_is_respected(server):
-    score(server, "rate_limited#wait")
+    score(server, "rate_limited#wait", backoff_max=1.0)
     arrivals = {}
     for received in requests_for(server, "rate_limited#wait"):
         key = json.dumps(received.messages)
@@ -200,9 +208,45 @@ def test_persistent_server_errors_and_client_errors(server):
     result, received, _ = score(server, "server_error")
     assert result.scores is None and "http 500" in result.failed_reason
     assert len(received) == 16
-    result, received, _ = score(server, "bad_request")
-    assert result.scores is None and "http 400" in result.failed_reason
-    assert len(received) == 4  # a 400 is not worth retrying
+    with pytest.raises(JudgeRequestError, match="http 400: injected HTTP 400") as info:
+        score(server, "bad_request")
+    assert server.base_url in str(info.value)
+    assert len(requests_for(server, "bad_request")) <= 4  # a 400 stops the call: no retry, no further vote
+
+
+def test_retry_after_is_capped_by_the_backoff_maximum(server, monkeypatch):
+    import trl_seqpo.judge.client as client
+
+    waits, real_sleep = [], asyncio.sleep
+
+    async def recording_sleep(seconds):
+        waits.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr(client.asyncio, "sleep", recording_sleep)
+    monkeypatch.setattr(server.faults, "retry_after", "3600", raising=False)
+    result, _, _ = score(server, "rate_limited#hour", backoff_max=0.05)
+    assert result.scores is not None
+    assert waits and max(waits) <= 0.05  # the server asked for an hour
+
+
+def test_keys_go_only_where_configured(server, monkeypatch, tmp_path):
+    import pickle
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-leak")
+    score(server, "valid#key", api_key=None)
+    assert {r.headers.get("authorization") for r in requests_for(server, "valid#key")} == {"Bearer EMPTY"}
+    key_file = tmp_path / "judge.key"
+    key_file.write_text("sk-file\n")
+    score(server, "valid#keyfile", api_key=None, api_key_file=str(key_file))
+    assert {r.headers.get("authorization") for r in requests_for(server, "valid#keyfile")} == {"Bearer sk-file"}
+    monkeypatch.setenv("MY_JUDGE_KEY", "sk-env")
+    assert JudgeConfig(base_url="http://x/v1", api_key_env="MY_JUDGE_KEY").resolve_api_key() == "sk-env"
+    assert JudgeConfig(base_url="https://api.openai.com/v1").resolve_api_key() == "sk-leak"
+    config = JudgeConfig(base_url="http://user:pw@host/v1", api_key="sk-secret")
+    for text in (repr(config), str(config.to_dict()), str(pickle.dumps(config))):
+        assert "sk-secret" not in text
+    assert "pw" not in str(config.to_dict()) and "pw" not in redact_url(config.base_url)
 
 
 def test_second_run_is_served_from_the_cache(server, tmp_path):
@@ -219,13 +263,16 @@ def test_second_run_is_served_from_the_cache(server, tmp_path):
     ]
     batch = [JudgeRequest(source=s, candidates=CANDIDATES) for s in scenarios]
     first = LLMJudge(make_config(server, cache_path=str(cache))).score_lines(batch)
-    sent = server.request_count
     assert [r.scores is None for r in first] == [False, False, True, False, True, False, False, False]
+    counts = {s: len(requests_for(server, s)) for s in scenarios}
     again = LLMJudge(make_config(server, cache_path=str(cache)))
     second = again.score_lines(batch)
-    assert server.request_count == sent and again.stats.http_requests == 0
+    # validated answers are replayed; the lines whose answers never validated are asked again (16 requests each)
+    assert {s: len(requests_for(server, s)) - counts[s] for s in scenarios} == {
+        s: 16 if s in ("wrong_keys#c", "ties#c") else 0 for s in scenarios
+    }
+    assert again.stats.cache_hits == 6 * 4
     assert [r.scores for r in second] == [r.scores for r in first]
-    assert [r.failed_reason for r in second] == [r.failed_reason for r in first]
     with sqlite3.connect(cache) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     # transport failures are not cached: a line that only got 500s is asked again next time
@@ -335,7 +382,7 @@ def test_config_defaults_and_validation(monkeypatch):
     monkeypatch.setenv("OPENAI_BASE_URL", "http://other/v1")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     config = JudgeConfig()
-    assert (config.base_url, config.api_key) == ("http://judge:9/v1", "EMPTY")
+    assert (config.base_url, config.resolve_api_key()) == ("http://judge:9/v1", "EMPTY")
     assert (config.temperature, config.num_shuffles, config.max_retries, config.min_distinct_ratio) == (
         0.3,
         4,
@@ -343,8 +390,10 @@ def test_config_defaults_and_validation(monkeypatch):
         0.25,
     )
     monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
-    assert JudgeConfig(base_url="http://x/v1").api_key == "sk-x"
-    for bad in [dict(aspect="humour"), dict(num_shuffles=0), dict(max_retries=-1), dict(min_distinct_ratio=2)]:
+    assert JudgeConfig(base_url="http://x/v1").resolve_api_key() == "EMPTY"  # never OpenAI's key to another host
+    bad_values = [dict(aspect="humour"), dict(num_shuffles=0), dict(max_retries=-1), dict(min_distinct_ratio=2),
+                  dict(temperature=float("nan")), dict(max_tokens=0), dict(extra_body="x")]  # fmt: skip
+    for bad in bad_values:
         with pytest.raises(ValueError):
             JudgeConfig(**bad)
 

@@ -8,10 +8,9 @@ import sys
 import urllib.error
 import urllib.request
 
-import pytest
-
+from trl_seqpo.cli.main import main
 from trl_seqpo.judge.prompts import build_messages
-from trl_seqpo.synthetic.local_judge import Reply, SynonymPreferenceScorer, length_scorer, main, serve
+from trl_seqpo.synthetic.local_judge import Reply, SynonymPreferenceScorer, length_scorer, serve
 
 
 def post(url: str, payload: bytes) -> tuple[int, dict, dict]:
@@ -56,11 +55,11 @@ def test_chat_completion_round_trip_and_faults():
         assert server.requests[0].evaluated == ["la grande maison"] and not server.requests[0].is_repair
 
 
-def test_module_entry_point_serves_until_stopped(tmp_path):
+def test_judge_server_command_serves_until_stopped(tmp_path):
     preferences = tmp_path / "prefs.json"
     preferences.write_text(json.dumps({"big": "huge"}))
     process = subprocess.Popen(
-        [sys.executable, "-m", "trl_seqpo.synthetic.local_judge", "--port", "0", "--preferences", str(preferences)],
+        [sys.executable, "-m", "trl_seqpo.cli.main", "judge-server", "--port", "0", "--preferences", str(preferences)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -73,5 +72,4 @@ def test_module_entry_point_serves_until_stopped(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=10)
-    with pytest.raises(SystemExit, match="PLAIN=PREFERRED"):
-        main(["--prefer", "nonsense"])
+    assert main(["judge-server", "--prefer", "nonsense"]) == 2

@@ -7,14 +7,10 @@ import re
 import pytest
 
 from trl_seqpo.errors import UserInputError
-from trl_seqpo.rewards.judge import JudgeConfig, JudgeResult, LLMJudge
+from trl_seqpo.judge.client import JudgeConfig, JudgeResult, LLMJudge
 from trl_seqpo.rollout.engine import GenerationOutput, GenerationParams
-from trl_seqpo.rollout.segmentwise import (
-    SegmentwiseConfig,
-    SegmentwiseSampler,
-    newline_token_ids,
-    segment_line_ids,
-)
+from trl_seqpo.rollout.segmentwise import SegmentwiseConfig, newline_token_ids, segment_line_ids
+from trl_seqpo.rollout.segmentwise import SegmentwiseSampler as _Sampler
 from trl_seqpo.subtitles.documents import Document, render_document_prompt
 from trl_seqpo.synthetic.local_judge import Reply, serve
 
@@ -39,8 +35,19 @@ class CharTokenizer:
         return "".join(pieces.get(i, chr(i)) for i in ids)
 
 
+class SegmentwiseSampler(_Sampler):
+    """The sampler, its records as dicts (what the candidates file holds)."""
+
+    def sample(self, documents):
+        return [[record.to_dict() for record in doc] for doc in super().sample(documents)]
+
+
 class ScriptedBackend:
-    """A GenerationBackend whose answers come from ``script(prompt_text, row) -> text``; records every call."""
+    """A GenerationBackend whose answers come from ``script(prompt_text, row) -> text``; records every call.
+
+    Line prompts end at a newline and the model writes the line's marker: the backend writes ``"n."`` before the
+    script's text (the script writes the line itself).
+    """
 
     def __init__(self, script):
         self.script = script
@@ -53,6 +60,8 @@ class ScriptedBackend:
         outputs = []
         for row, text in enumerate(texts):
             answer = self.script(text, row)
+            if text.endswith("\n") and answer != "\n":
+                answer = f"{line_number(text)}.{answer}"
             ids = self.tokenizer.encode(answer)
             stopped = bool(ids) and ids[-1] in params.stop_token_ids
             outputs.append(
@@ -80,8 +89,9 @@ class ScoreByLength:
 
 
 def line_number(prompt: str) -> int:
-    """The number of the line the prompt asks for (the prompt ends with its marker)."""
-    return int(re.search(r"(\d+)\.$", prompt).group(1))
+    """The number of the line the prompt asks for (the prompt ends after the numbered lines written so far)."""
+    written = prompt.rsplit("Translation:\n", 1)[1]
+    return written.count("\n") + 1
 
 
 def doc_of(prompt: str) -> str:
@@ -143,7 +153,9 @@ def test_records_follow_the_schema_and_prefix_is_the_chosen_translation():
         # the prefix is the chosen candidate of every earlier unit, and the prompt of this unit contains it
         assert record["prefix"] == [r["candidates"][r["chosen_index"]]["text"] for r in records[:index]]
     last_prompt = backend.calls[-1][0][0]
-    assert last_prompt.endswith("".join(f"{n + 1}.{text}\n" for n, text in enumerate(records[2]["prefix"])) + "3.")
+    # the line prompt ends at the newline after the prefix: the model writes "3." itself
+    prefix = "".join(f"{n + 1}.{text}\n" for n, text in enumerate(records[2]["prefix"]))
+    assert last_prompt.endswith("Translation:\n" + prefix)
 
 
 def test_duplicates_removed_and_reference_added_once():
@@ -200,10 +212,10 @@ def test_sampling_seeds_depend_on_seed_batch_and_unit_index():
 
 def test_segment_units_sample_several_numbered_lines():
     def script(prompt, row):
-        if prompt.endswith("."):  # first line of the unit: the marker is in the prompt
+        number = line_number(prompt)
+        if number in (1, 4, 5):  # first line of a unit
             return f"w{row} first\n"
-        last = int(re.findall(r"\n(\d+)\.", prompt)[-1])  # the model numbers its next line itself
-        return f"{last + 1}.w{row} next.\n" if row != 4 else f"{last + 1}.w{row} cut sh"  # budget ran out
+        return f"w{row} next.\n" if row != 4 else f"w{row} cut sh"  # budget ran out
 
     source = ["He said", "that it", "was late.", "Go!", "Now"]
     docs = [Document("d0", source, [f"r{n}" for n in range(5)])]
@@ -276,7 +288,7 @@ def test_real_judge_with_unusable_answers_marks_units_failed():
 def test_unreachable_judge_stops_only_when_asked():
     class Unreachable:
         def score_lines(self, requests, *, raise_if_unreachable=False):
-            from trl_seqpo.rewards.judge import JudgeUnreachableError
+            from trl_seqpo.judge.client import JudgeUnreachableError
 
             raise JudgeUnreachableError("the LLM judge at http://x could not be reached")
 

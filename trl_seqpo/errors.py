@@ -6,6 +6,9 @@ Library code raises it (or a subclass) where the message alone tells the user wh
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 
 class UserInputError(ValueError):
     """Input a user can fix: the message names the file, line or field that is wrong and what to do instead.
@@ -32,3 +35,44 @@ class UserInputError(ValueError):
 
 class MissingDependencyError(ImportError):
     """An optional dependency is missing; the message says which extra to install."""
+
+
+def check_output_path(output: str | os.PathLike[str], *inputs: str | os.PathLike[str] | None) -> Path:
+    """Refuse an output path that would damage an input, or that cannot be written; every command calls this first.
+
+    Args:
+        output: The file the command is asked to write.
+        *inputs: The files the command reads (``None`` entries are ignored).
+
+    Returns:
+        ``output`` as a `Path`.
+
+    Raises:
+        UserInputError: ``output`` is one of the inputs (same file, also through links), is a folder, or its folder
+            cannot be written.
+
+    Example:
+        >>> check_output_path("a.jsonl", "a.jsonl")
+        Traceback (most recent call last):
+        ...
+        trl_seqpo.errors.UserInputError: a.jsonl: is also an input of this command; write the output to another file
+    """
+    path = Path(output)
+    for source in inputs:
+        if source is None:
+            continue
+        same = Path(source).resolve() == path.resolve()
+        if not same and path.exists() and Path(source).exists():
+            same = os.path.samefile(source, path)
+        if same:
+            raise UserInputError("is also an input of this command; write the output to another file", path=str(path))
+    if path.is_dir():
+        raise UserInputError("is a folder; give a file name for the output", path=str(path))
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise UserInputError(f"cannot write here ({folder} is not a writable folder)", path=str(path))
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UserInputError("the output file exists and is not writable", path=str(path))
+    return path

@@ -84,10 +84,16 @@ def read_json_objects(
     if not path.is_file():
         raise UserInputError(missing, path=str(path))
     with path.open(encoding="utf-8") as handle:
-        for number, record in parse_json_lines(handle, path, hint):
-            if not isinstance(record, dict):
-                raise UserInputError(f"expected {expected}", path=str(path), line=number)
-            yield number, record
+        try:
+            for number, record in parse_json_lines(handle, path, hint):
+                if not isinstance(record, dict):
+                    raise UserInputError(f"expected {expected}", path=str(path), line=number)
+                yield number, record
+        except UnicodeDecodeError as exc:  # UTF-16, Latin-1 or a binary file
+            raise UserInputError(
+                f"not UTF-8 text (undecodable byte {exc.start} of a chunk); convert the file to UTF-8 JSON lines",
+                path=str(path),
+            ) from None
 
 
 def read_jsonl(path: str | os.PathLike[str], *, missing_ok: bool = False, hint: str = "") -> list[Any]:

@@ -45,17 +45,9 @@ class ALPOConfig(DPOConfig):
             as the authors' code does; a mid-document line ends with `"\n"`. `False` keeps TRL's behaviour of
             ending every completion with EOS.
 
-        > Parameters that control the prefix mixing schedule (Eq. 6)
+        > Parameters that control the prefix mixing order (Eq. 6; the schedule itself is set when the pairs are built,
+        > see `trl_seqpo.alpo.pairs.PairSettings`)
 
-        prefix_mix_start (`float`, *optional*, defaults to `0.2`):
-            Probability `lambda` that a previous line of the prompt is the chosen translation, at the start of
-            training.
-        prefix_mix_end (`float`, *optional*, defaults to `0.6`):
-            The same probability at the end of training.
-        prefix_mix_stages (`int`, *optional*, defaults to `5`):
-            Number of stages of the schedule: each kept line is written once per stage with
-            `lambda = linspace(start, end, stages)`. `0` is continuous: each line appears once and `lambda` grows
-            linearly with the row's position in training.
         prefix_mix_order (`str`, *optional*, defaults to `"stages"`):
             `"stages"` trains the rows in stage order (shuffled inside a stage), so `lambda` really rises during
             training as Sec. 3.4 says. `"shuffle"` shuffles all stages together, as the authors' code does by
@@ -67,6 +59,9 @@ class ALPOConfig(DPOConfig):
     > - `num_train_epochs`: `1` instead of `3` (Table 9).
     > - `lr_scheduler_type`: `"cosine"` and `warmup_steps`: `0.1` (a ratio) as in the authors' code.
     > - `learning_rate` stays `1e-6` (Table 9).
+    > - `max_length`: `None` instead of `1024`: a document-level prompt of 35 lines easily passes 1024 tokens, and
+    >   TRL would drop such rows silently. Set a number to cap memory; `ALPOTrainer` then refuses a dataset whose
+    >   longest row does not fit, naming the row, instead of dropping or truncating it.
     """
 
     # Parameters whose default values are overridden from DPOConfig (Table 9 and the authors' code)
@@ -78,6 +73,10 @@ class ALPOConfig(DPOConfig):
     num_train_epochs: float = field(default=1.0, metadata={"help": "Total number of training epochs (Table 9)."})
     lr_scheduler_type: str = field(
         default="cosine", metadata={"help": "The scheduler type to use (authors' code: cosine)."}
+    )
+    max_length: int | None = field(
+        default=None,
+        metadata={"help": "Longest prompt + completion in tokens (None: no limit); a longer row is refused."},
     )
     warmup_steps: float = field(
         default=0.1,
@@ -120,17 +119,7 @@ class ALPOConfig(DPOConfig):
         },
     )
 
-    # Parameters that control the prefix mixing schedule (Eq. 6)
-    prefix_mix_start: float = field(
-        default=0.2, metadata={"help": "Probability lambda of a chosen prefix line at the start of training."}
-    )
-    prefix_mix_end: float = field(
-        default=0.6, metadata={"help": "Probability lambda of a chosen prefix line at the end of training."}
-    )
-    prefix_mix_stages: int = field(
-        default=5,
-        metadata={"help": "Stages of the lambda schedule (each kept line written once per stage); 0 = continuous."},
-    )
+    # Parameters that control the prefix mixing order (Eq. 6)
     prefix_mix_order: str = field(
         default="stages",
         metadata={
@@ -154,18 +143,15 @@ class ALPOConfig(DPOConfig):
             raise ValueError(
                 f"prefix_mix_order must be one of {list(PREFIX_MIX_ORDERS)}, got {self.prefix_mix_order!r}"
             )
-        for name in ("prefix_mix_start", "prefix_mix_end"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} is a probability; set it in [0, 1], got {getattr(self, name)}")
-        if self.prefix_mix_stages < 0:
-            raise ValueError(
-                f"prefix_mix_stages must be >= 1 (stages) or 0 (continuous schedule), got {self.prefix_mix_stages}"
-            )
-        if self.beta <= 0:
+        if not self.beta > 0:  # also refuses NaN
             raise ValueError(f"beta must be > 0 (the pair's beta_i = beta * beta_scale_i), got {self.beta}")
         if not 0.0 < self.grpo_epsilon < 1.0:
             raise ValueError(f"grpo_epsilon must be in (0, 1), got {self.grpo_epsilon}")
-        if self.grpo_kl_coef < 0:
+        if not self.simpo_gamma >= 0:
+            raise ValueError(f"simpo_gamma must be >= 0 (a target margin), got {self.simpo_gamma}")
+        if self.max_length is not None and self.max_length < 1:
+            raise ValueError(f"max_length must be >= 1 or None, got {self.max_length}")
+        if not self.grpo_kl_coef >= 0:
             raise ValueError(f"grpo_kl_coef must be >= 0, got {self.grpo_kl_coef}")
         # DPOTrainer options whose maths ALPOTrainer does not reimplement: refuse them instead of ignoring them.
         loss_type = [self.loss_type] if isinstance(self.loss_type, str) else list(self.loss_type)

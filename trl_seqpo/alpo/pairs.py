@@ -1,11 +1,7 @@
 """Build ALPO's line-level preference pairs from judged candidates (ALPO paper Sec. 3.3-3.4, Eq. 2-6).
 
-Input: the JSONL the sampler and judge write, one object per (document, unit) where a unit is one line or a run of
-lines forming a sentence (a *segment*, as in the authors' code)::
-
-    {"doc_id": str, "unit_index": int, "line_ids": [int], "source": str, "reference": str | null,
-     "document_prompt": str, "prefix": [str], "judge_failed": bool,
-     "candidates": [{"text": str, "origin": "policy" | "reference", "score": float | null}]}
+Input: the `trl_seqpo.alpo.records.CandidateRecord`s the sampler writes, one per (document, unit) where a unit is one
+line or a run of lines forming a sentence (a *segment*, as in the authors' code).
 
 Output: one row per kept unit and prefix-mixing stage with ``prompt``, ``chosen``, ``rejected``, ``weight``
 (``w(s_i)``, Eq. 2-3), ``beta_scale`` (``gap_i / max_j gap_j``, Eq. 5) and bookkeeping columns.
@@ -13,36 +9,40 @@ Output: one row per kept unit and prefix-mixing stage with ``prompt``, ``chosen`
 What follows the authors' public code (``CcQunResearch/ALPO``, ``MainPipeline/alpo_utils.py`` and
 ``MainPipeline/[6]construct_alpo_dataset.py``) where the paper is silent:
 
-- gate: a unit is kept when it has more than 3 distinct candidates, a score spread ``max - min`` above 5 and a
-  positive gap between chosen and rejected;
-- chosen: random among the 3 best (ties: the shorter text ranks higher), seeded; rejected: the third-lowest (ties:
-  the shorter text ranks lower), or the lowest other candidate if that is the chosen one;
+- gate: a unit is kept when the judge gave it every vote asked for (``min_votes``), it has more than 3 distinct
+  candidates, a score spread ``max - min`` above 5 and a positive gap between chosen and rejected;
+- chosen: the translation the sampler fed forward as the next lines' prefix (``chosen_index``, drawn among the 3 best
+  by Alg. 1), so one chosen translation per line is both the prefix and the preferred side of the loss, as in the
+  paper; ``chosen_strategy="top_k"`` draws again among the 3 best (ties: the shorter text ranks higher), as the
+  authors' pair script does; rejected: the third-lowest (ties: the shorter text ranks lower), or the lowest other
+  candidate if that is the chosen one;
 - ``weight = n_candidates / sum of n_candidates over the document``, 0 for gated units; ``beta_scale = gap / max gap``
   over the kept units of the document;
 - prefix mixing in 5 stages with ``lambda`` from 0.2 to 0.6: every kept unit is written once per stage, its previous
   lines being the chosen translation with probability ``lambda`` and a random candidate otherwise;
 - a candidate completion is its text followed by ``"\\n"``; the trainer adds EOS only after a document's last unit.
 
-Prompts and completions use `trl_seqpo.subtitles.documents.render_numbered_lines` and ``line_marker``, so a
-row's prompt + chosen is exactly the text of the SFT format (``"1.text\\n2.text\\n"``, App. F.1).
+Prompts and completions use `trl_seqpo.subtitles.documents.render_numbered_lines`, so a row's prompt + chosen is
+exactly the text of the SFT format (``"1.text\\n2.text\\n"``, App. F.1). The prompt ends at the newline before the
+line and the completion starts with the line's marker (``"12.text\\n"``), as in sampling, so a byte-level
+pre-tokenizer splits the line the same way in both.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import os
 import random
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from trl_seqpo.alpo.records import CandidateRecord
 from trl_seqpo.errors import UserInputError
-from trl_seqpo.jsonl import read_json_objects
-from trl_seqpo.subtitles.documents import line_marker, render_numbered_lines
+from trl_seqpo.jsonl import atomic_write_json, atomic_write_jsonl, read_json_objects
+from trl_seqpo.subtitles.documents import render_numbered_lines
 
 if TYPE_CHECKING:  # pragma: no cover
     from datasets import Dataset
@@ -51,15 +51,14 @@ logger = logging.getLogger(__name__)
 
 GATE_REASONS: tuple[str, ...] = (
     "judge_failed",
+    "too_few_votes",
     "missing_scores",
     "too_few_candidates",
     "small_spread",
     "non_positive_gap",
 )
-CHOSEN_STRATEGIES: tuple[str, ...] = ("top_k", "best")
+CHOSEN_STRATEGIES: tuple[str, ...] = ("sampler", "top_k", "best")
 WEIGHT_DENOMINATORS: tuple[str, ...] = ("all", "kept")
-STATS_KEY = "alpo_pair_stats"
-_REQUIRED_KEYS: tuple[str, ...] = ("doc_id", "unit_index", "line_ids", "document_prompt", "prefix", "candidates")
 
 
 @dataclass
@@ -69,8 +68,10 @@ class PairSettings:
     Args:
         min_candidates: A unit needs *more* than this many distinct candidates (paper: ``|T_i| <= 3`` is gated).
         min_score_spread: A unit needs a score spread ``max - min`` *above* this (paper: ``<= 5`` is gated).
-        chosen_strategy: ``"top_k"``: chosen drawn at random among the ``chosen_top_k`` best (Sec. 3.4);
-            ``"best"``: always the best.
+        min_votes: Valid judge votes a unit needs; ``None`` = every vote the sampler asked for.
+        chosen_strategy: ``"sampler"``: the candidate the sampler chose as the next lines' prefix (the paper's one
+            chosen translation per line; ``"top_k"`` for records without one); ``"top_k"``: drawn again at random
+            among the ``chosen_top_k`` best (the authors' pair script); ``"best"``: always the best.
         chosen_top_k: How many of the best candidates the chosen one is drawn from.
         rejected_rank: Rank from the bottom of the rejected candidate (3 = third-lowest, Sec. 3.4).
         weight_denominator: ``"all"``: ``n_i / sum_j n_j`` over every unit of the document (Eq. 3, authors' code);
@@ -82,16 +83,24 @@ class PairSettings:
         seed: Seed of every random choice (chosen candidate, prefix mixing, continuous order).
     """
 
-    min_candidates: int = 3
-    min_score_spread: float = 5.0
-    chosen_strategy: str = "top_k"
-    chosen_top_k: int = 3
-    rejected_rank: int = 3
-    weight_denominator: str = "all"
-    prefix_mix_start: float = 0.2
-    prefix_mix_end: float = 0.6
-    prefix_mix_stages: int = 5
-    seed: int = 1024
+    min_candidates: int = field(default=3, metadata={"help": "gate units with at most this many distinct candidates"})
+    min_score_spread: float = field(default=5.0, metadata={"help": "gate units whose score spread is at most this"})
+    min_votes: int | None = field(
+        default=None, metadata={"help": "valid judge votes a unit needs (default: every vote asked for)"}
+    )
+    chosen_strategy: Literal["sampler", "top_k", "best"] = field(
+        default="sampler",
+        metadata={"help": "sampler: the prefix the sampler chose (paper); top_k: drawn again among the best; best"},
+    )
+    chosen_top_k: int = field(default=3, metadata={"help": "how many of the best candidates top_k draws from"})
+    rejected_rank: int = field(default=3, metadata={"help": "rank from the bottom of the rejected candidate"})
+    weight_denominator: Literal["all", "kept"] = field(
+        default="all", metadata={"help": "all: n_i / sum over the document's units (Eq. 3); kept: kept units only"}
+    )
+    prefix_mix_start: float = field(default=0.2, metadata={"help": "lambda of the first prefix-mixing stage (Eq. 6)"})
+    prefix_mix_end: float = field(default=0.6, metadata={"help": "lambda of the last stage"})
+    prefix_mix_stages: int = field(default=5, metadata={"help": "stages of the lambda schedule; 0 = continuous"})
+    seed: int = field(default=1024, metadata={"help": "seed of the chosen draw and the prefix mixing"})
 
     def __post_init__(self) -> None:
         if self.chosen_strategy not in CHOSEN_STRATEGIES:
@@ -104,6 +113,8 @@ class PairSettings:
             raise ValueError("chosen_top_k and rejected_rank are ranks: set them to 1 or more")
         if self.prefix_mix_stages < 0:
             raise ValueError("prefix_mix_stages must be >= 1 (stages) or 0 (continuous)")
+        if self.min_votes is not None and self.min_votes < 1:
+            raise ValueError(f"min_votes must be >= 1 or None, got {self.min_votes}")
         for name in ("prefix_mix_start", "prefix_mix_end"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} is a probability; set it in [0, 1], got {getattr(self, name)}")
@@ -147,48 +158,53 @@ class PairStats:
 
 @dataclass
 class _Unit:
-    record: Mapping[str, Any]
+    record: CandidateRecord
     texts: list[str]  # distinct candidate texts, first occurrence order
     scores: list[float | None]
+    sampler_choice: int | None = None
     gate: str | None = None
     chosen: int = -1
     rejected: int = -1
 
     @property
     def line_ids(self) -> list[int]:
-        return list(self.record["line_ids"])
+        return list(self.record.line_ids)
 
     @property
     def gap(self) -> float:
         return float(self.scores[self.chosen] - self.scores[self.rejected]) if self.gate is None else 0.0
 
 
-def _distinct_candidates(record: Mapping[str, Any], where: str) -> tuple[list[str], list[float | None]]:
+def _distinct_candidates(record: CandidateRecord) -> tuple[list[str], list[float | None], int | None]:
+    """Distinct texts (first occurrence order), their scores, and the index of the sampler's chosen text."""
     texts: list[str] = []
     scores: list[float | None] = []
     seen: dict[str, int] = {}
-    for candidate in record["candidates"]:
-        if not isinstance(candidate, Mapping) or not isinstance(candidate.get("text"), str):
-            raise UserInputError(f"{where}: every candidate needs a 'text' string, got {candidate!r}")
-        text = candidate["text"].strip()
-        score = candidate.get("score")
-        if score is not None and (isinstance(score, bool) or not isinstance(score, int | float)):
-            raise UserInputError(f"{where}: candidate score must be a number or null, got {score!r}")
+    for candidate in record.candidates:
+        text, score = candidate.text.strip(), candidate.score
         if text in seen:  # keep the first copy; it takes a score from a later copy if it had none
             index = seen[text]
             scores[index] = scores[index] if scores[index] is not None else score
             continue
         seen[text] = len(texts)
         texts.append(text)
-        scores.append(None if score is None else float(score))
-    return texts, scores
+        scores.append(score)
+    chosen = record.chosen_index
+    sampler_choice = None
+    if chosen is not None and 0 <= chosen < len(record.candidates):
+        sampler_choice = seen[record.candidates[chosen].text.strip()]
+    return texts, scores, sampler_choice
 
 
 def _select(unit: _Unit, settings: PairSettings, rng: random.Random) -> None:
     """Apply the gate and pick chosen/rejected (Sec. 3.3-3.4; tie-breaking as in the authors' ``alpo_utils.py``)."""
     record, texts, scores = unit.record, unit.texts, unit.scores
-    if record.get("judge_failed"):
+    if record.judge_failed:
         unit.gate = "judge_failed"
+        return
+    needed = settings.min_votes if settings.min_votes is not None else record.votes_requested
+    if needed is not None and record.votes is not None and record.votes < needed:
+        unit.gate = "too_few_votes"
         return
     if not scores or any(score is None for score in scores):
         unit.gate = "missing_scores"
@@ -203,7 +219,9 @@ def _select(unit: _Unit, settings: PairSettings, rng: random.Random) -> None:
     best_first = sorted(indices, key=lambda i: (-scores[i], len(texts[i]), i))
     worst_first = sorted(indices, key=lambda i: (scores[i], len(texts[i]), i))
     top_k = 1 if settings.chosen_strategy == "best" else min(settings.chosen_top_k, len(texts))
-    unit.chosen = rng.choice(best_first[:top_k])
+    draw = rng.choice(best_first[:top_k])  # drawn in every mode, so the random stream does not depend on the mode
+    use_sampler = settings.chosen_strategy == "sampler" and unit.sampler_choice is not None
+    unit.chosen = unit.sampler_choice if use_sampler else draw
     unit.rejected = worst_first[min(settings.rejected_rank, len(texts)) - 1]
     if unit.rejected == unit.chosen:
         unit.rejected = next(i for i in worst_first if i != unit.chosen)
@@ -220,39 +238,33 @@ def _split_lines(text: str, count: int) -> list[str] | None:
 
 
 def _completion(text: str, line_ids: Sequence[int]) -> str:
-    """What the model writes after ``line_marker(first)``: the unit's lines (later ones numbered), newline-ended."""
-    first = line_ids[0] + 1
+    """What the model writes after the prompt's last newline: the unit's numbered lines, newline-ended."""
     lines = _split_lines(text, len(line_ids)) or [" ".join(text.split())]
-    rendered = render_numbered_lines(lines, start=first)
-    return rendered[len(line_marker(first)) :]
+    return render_numbered_lines(lines, start=line_ids[0] + 1)
 
 
-def _validate(record: Any, position: int) -> Mapping[str, Any]:
-    if not isinstance(record, Mapping):
-        raise UserInputError(f"candidate record {position} is not a JSON object")
-    missing = [key for key in _REQUIRED_KEYS if key not in record]
-    if missing:
-        raise UserInputError(f"candidate record {position} lacks the field(s) {missing}")
-    line_ids = record["line_ids"]
-    if not isinstance(line_ids, list) or not line_ids or not all(isinstance(i, int) for i in line_ids):
-        raise UserInputError(f"candidate record {position}: 'line_ids' must be a non-empty list of integers")
-    if len(record["prefix"]) != line_ids[0]:
+def _validate(record: CandidateRecord) -> CandidateRecord:
+    if len(record.prefix) != record.line_ids[0]:
         raise UserInputError(
-            f"candidate record {position} (doc {record['doc_id']!r}, unit {record['unit_index']}): 'prefix' has "
-            f"{len(record['prefix'])} lines but the unit starts at line index {line_ids[0]}; the prefix must hold "
-            "the chosen translation of every earlier line"
+            f"candidate record (doc {record.doc_id!r}, unit {record.unit_index}): 'prefix' has {len(record.prefix)} "
+            f"lines but the unit starts at line index {record.line_ids[0]}; the prefix must hold the chosen "
+            "translation of every earlier line"
         )
     return record
 
 
-def _group_documents(records: Iterable[Any], stats: PairStats) -> dict[str, list[Mapping[str, Any]]]:
-    documents: dict[str, dict[int, Mapping[str, Any]]] = {}
+def _group_documents(records: Iterable[Any], stats: PairStats) -> dict[str, list[CandidateRecord]]:
+    documents: dict[str, dict[int, CandidateRecord]] = {}
     for position, raw in enumerate(records, start=1):
-        record = _validate(raw, position)
-        units = documents.setdefault(str(record["doc_id"]), {})
-        if record["unit_index"] in units:
-            stats.duplicates += 1  # a resumed sampler may have written a unit twice: the last copy wins
-        units[int(record["unit_index"])] = record
+        try:
+            record = raw if isinstance(raw, CandidateRecord) else CandidateRecord.from_dict(raw)
+        except ValueError as exc:
+            raise UserInputError(f"candidate record {position}: {exc}") from None
+        _validate(record)
+        units = documents.setdefault(record.doc_id, {})
+        if record.unit_index in units:
+            stats.duplicates += 1  # a unit written twice: the last copy wins
+        units[record.unit_index] = record
     return {doc_id: [units[i] for i in sorted(units)] for doc_id, units in documents.items()}
 
 
@@ -281,25 +293,24 @@ def _row(
 ) -> dict[str, Any]:
     unit = units[position]
     record = unit.record
-    prefix = list(record["prefix"])
+    prefix = list(record.prefix)
     mixed = False
     for earlier, lines in zip(units[:position], choices[:position]):
         ids = earlier.line_ids
         if lines is not None and ids[-1] < len(prefix):
             prefix[ids[0] : ids[-1] + 1] = lines
             mixed = True
-    first = unit.line_ids[0] + 1
     scores = unit.scores
     mean = statistics.fmean(scores)
     std = statistics.pstdev(scores) or 1.0
     return {
-        "prompt": record["document_prompt"] + render_numbered_lines(prefix, start=1) + line_marker(first),
+        "prompt": record.document_prompt + render_numbered_lines(prefix, start=1),
         "chosen": _completion(unit.texts[unit.chosen], unit.line_ids),
         "rejected": _completion(unit.texts[unit.rejected], unit.line_ids),
         "weight": weight,
         "beta_scale": beta_scale,
         "doc_id": doc_id,
-        "unit_index": int(record["unit_index"]),
+        "unit_index": record.unit_index,
         "gap": unit.gap,
         "num_candidates": len(unit.texts),
         "prefix_source": "random" if mixed else "chosen",
@@ -309,12 +320,12 @@ def _row(
         "rejected_score": scores[unit.rejected],
         "chosen_advantage": (scores[unit.chosen] - mean) / std,
         "rejected_advantage": (scores[unit.rejected] - mean) / std,
-        "ends_document": int(record["unit_index"]) == last_unit,
+        "ends_document": record.unit_index == last_unit,
     }
 
 
 def build_pair_rows(
-    records: Iterable[Mapping[str, Any]], settings: PairSettings | None = None
+    records: Iterable[CandidateRecord | dict[str, Any]], settings: PairSettings | None = None
 ) -> tuple[list[dict[str, Any]], PairStats]:
     """Gate, pair, weight and prefix-mix judged candidates (Sec. 3.3-3.4, Eq. 2-6); the pure-Python core.
 
@@ -341,8 +352,7 @@ def build_pair_rows(
         rng = random.Random(f"{settings.seed}:{doc_id}")
         units = []
         for record in doc_records:
-            where = f"doc {doc_id!r}, unit {record['unit_index']}"
-            unit = _Unit(record, *_distinct_candidates(record, where))
+            unit = _Unit(record, *_distinct_candidates(record))
             _select(unit, settings, rng)
             units.append(unit)
         stats.units += len(units)
@@ -356,7 +366,7 @@ def build_pair_rows(
         counted = range(len(units)) if settings.weight_denominator == "all" else kept
         denominator = sum(len(units[i].texts) for i in counted)
         max_gap = max(units[i].gap for i in kept)
-        last_unit = int(doc_records[-1]["unit_index"])
+        last_unit = doc_records[-1].unit_index
         weights = {i: len(units[i].texts) / denominator for i in kept}
         beta_scales = {i: units[i].gap / max_gap for i in kept}
         if continuous:
@@ -387,22 +397,21 @@ def build_pair_rows(
 
 
 def build_preference_pairs(
-    records: Iterable[Mapping[str, Any]], settings: PairSettings | None = None, **overrides: Any
-) -> Dataset:
+    records: Iterable[CandidateRecord | dict[str, Any]], settings: PairSettings | None = None, **overrides: Any
+) -> tuple[Dataset, PairStats]:
     """Build ALPO's preference dataset from judged candidates (Sec. 3.3-3.4, Eq. 2-6).
 
     Args:
-        records: Candidate records (see the module docstring).
+        records: Candidate records.
         settings: A `PairSettings`; keyword ``overrides`` (``seed=...``, ``prefix_mix_stages=...``) replace
             its fields.
         **overrides: Fields of `PairSettings`.
 
     Returns:
-        A `datasets.Dataset` with columns ``prompt``, ``chosen``, ``rejected``, ``weight``, ``beta_scale``,
-        ``doc_id``, ``unit_index``, ``gap``, ``num_candidates``, ``prefix_source``, ``stage``,
+        ``(dataset, stats)``: a `datasets.Dataset` with columns ``prompt``, ``chosen``, ``rejected``, ``weight``,
+        ``beta_scale``, ``doc_id``, ``unit_index``, ``gap``, ``num_candidates``, ``prefix_source``, ``stage``,
         ``prefix_mix_lambda``, ``chosen_score``, ``rejected_score``, ``chosen_advantage``, ``rejected_advantage``,
-        ``ends_document``. The build counts (`PairStats`) are logged and stored as JSON under
-        ``"alpo_pair_stats"`` in ``dataset.info.description``, where `ALPOTrainer` finds them.
+        ``ends_document``; and the build counts, which `ALPOTrainer` takes as ``pair_stats=stats.to_dict()``.
     """
     from datasets import Dataset
 
@@ -410,9 +419,7 @@ def build_preference_pairs(
     rows, stats = build_pair_rows(records, settings)
     logger.info("ALPO pairs: %s", stats.summary())
     columns = list(rows[0]) if rows else list(_row_columns())
-    dataset = Dataset.from_dict({name: [row[name] for row in rows] for name in columns})
-    dataset.info.description = json.dumps({STATS_KEY: stats.to_dict()})
-    return dataset
+    return Dataset.from_dict({name: [row[name] for row in rows] for name in columns}), stats
 
 
 def _row_columns() -> tuple[str, ...]:
@@ -423,29 +430,20 @@ def _row_columns() -> tuple[str, ...]:
     )  # fmt: skip
 
 
-def pair_stats_from_dataset(dataset: Any) -> dict[str, Any] | None:
-    """The build counts stored by `build_preference_pairs` in ``dataset.info.description``, if any."""
-    info = getattr(dataset, "info", None)
-    try:
-        payload = json.loads(getattr(info, "description", None) or "")
-    except (TypeError, ValueError):
-        return None
-    return payload.get(STATS_KEY) if isinstance(payload, dict) else None
-
-
-def read_candidate_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read a candidates JSONL file, naming the file and line of any malformed record.
+def read_candidate_records(path: str | os.PathLike[str]) -> list[CandidateRecord]:
+    """Read a candidates JSONL file, naming the file, line and field of any malformed record.
 
     Raises:
-        UserInputError: The file is missing or a line is not a JSON object.
+        UserInputError: The file is missing or not UTF-8, a line is not JSON, or a record has a missing or mistyped
+            field.
     """
     records = []
     missing_file = "candidates file not found; run `trl-seqpo alpo sample` first"
     for number, record in read_json_objects(path, missing=missing_file, expected="a JSON object on each line"):
-        missing = [key for key in _REQUIRED_KEYS if key not in record]
-        if missing:
-            raise UserInputError(f"record lacks the field(s) {missing}", path=str(path), line=number)
-        records.append(record)
+        try:
+            records.append(CandidateRecord.from_dict(record))
+        except ValueError as exc:
+            raise UserInputError(str(exc), path=str(path), line=number) from None
     return records
 
 
@@ -455,81 +453,21 @@ def stats_path_for(output: str | os.PathLike[str]) -> Path:
     return output.with_name(output.name.removesuffix(".jsonl") + ".stats.json")
 
 
-def write_pairs(rows: Sequence[Mapping[str, Any]], stats: PairStats, output: str | os.PathLike[str]) -> Path:
+def write_pairs(rows: Sequence[dict[str, Any]], stats: PairStats, output: str | os.PathLike[str]) -> Path:
     """Write the rows as JSONL and the counts beside them, each atomically (a temporary file then a rename)."""
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, output)
-    stats_path = stats_path_for(output)
-    stats_tmp = stats_path.with_name(stats_path.name + ".tmp")
-    stats_tmp.write_text(json.dumps(stats.to_dict(), indent=2) + "\n", encoding="utf-8")
-    os.replace(stats_tmp, stats_path)
+    atomic_write_jsonl(output, rows)
+    atomic_write_json(stats_path_for(output), stats.to_dict())
     return output
-
-
-# PairSettings field -> (type, choices, help) of its `alpo pairs` option (--field-name)
-_CLI_OPTIONS: dict[str, tuple[type, tuple[str, ...] | None, str]] = {
-    "chosen_strategy": (str, CHOSEN_STRATEGIES, "top_k: random among the best --chosen-top-k (paper); best: the best"),
-    "chosen_top_k": (int, None, "how many of the best candidates the chosen one is drawn from"),
-    "rejected_rank": (int, None, "rank from the bottom of the rejected candidate (3 = third-lowest)"),
-    "min_candidates": (int, None, "gate units with at most this many distinct candidates"),
-    "min_score_spread": (float, None, "gate units whose score spread max-min is at most this"),
-    "weight_denominator": (str, WEIGHT_DENOMINATORS, "all: n_i / sum over the document's units (Eq. 3); kept: kept"),
-    "prefix_mix_start": (float, None, "lambda of the first prefix-mixing stage (Eq. 6)"),
-    "prefix_mix_end": (float, None, "lambda of the last stage"),
-    "prefix_mix_stages": (int, None, "stages of the lambda schedule; 0 = continuous"),
-    "seed": (int, None, "seed of the chosen draw and the prefix mixing"),
-}
-
-
-def add_pairs_parser(alpo_subparsers: Any) -> None:
-    """Add ``trl-seqpo alpo pairs CANDIDATES.jsonl -o PAIRS.jsonl [options]`` to the ``alpo`` command group."""
-    defaults = PairSettings()
-    parser = alpo_subparsers.add_parser(
-        "pairs",
-        help="build ALPO preference pairs (gate, chosen/rejected, weights, betas, prefix mixing)",
-        description="Build ALPO's line-level preference pairs from judged candidates (paper Sec. 3.3-3.4). "
-        "Writes PAIRS.jsonl and the gating counts to PAIRS.stats.json.",
-    )
-    parser.add_argument("candidates", help="candidates JSONL written by `trl-seqpo alpo sample`")
-    parser.add_argument("-o", "--output", required=True, help="pairs JSONL to write")
-    for name, (kind, choices, help_text) in _CLI_OPTIONS.items():
-        flag = "--" + name.replace("_", "-")
-        parser.add_argument(flag, type=kind, choices=choices, default=getattr(defaults, name), help=help_text)
-    parser.set_defaults(func=run_pairs)
-
-
-def run_pairs(args: argparse.Namespace) -> int:
-    """Run ``trl-seqpo alpo pairs``: read candidates, build pairs, write them and print the counts."""
-    try:
-        settings = PairSettings(**{name: getattr(args, name) for name in _CLI_OPTIONS})
-    except ValueError as exc:
-        raise UserInputError(str(exc)) from None
-    records = read_candidate_records(args.candidates)
-    try:
-        rows, stats = build_pair_rows(records, settings)
-    except UserInputError as exc:
-        raise UserInputError(exc.message, path=args.candidates) from None
-    output = write_pairs(rows, stats, args.output)
-    print(f"{stats.summary()}\nwrote {output} and {stats_path_for(output)}")
-    if not rows:
-        print("warning: no unit passed the gate; check the judge scores or loosen --min-score-spread")
-    return 0
 
 
 __all__ = [
     "GATE_REASONS",
     "PairSettings",
     "PairStats",
-    "add_pairs_parser",
     "build_pair_rows",
     "build_preference_pairs",
-    "pair_stats_from_dataset",
     "read_candidate_records",
-    "run_pairs",
+    "stats_path_for",
     "write_pairs",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,6 @@ from trl_seqpo.alpo.losses import (
     PairLogps,
     reduce_weighted_loss,
 )
-from trl_seqpo.alpo.pairs import pair_stats_from_dataset
 
 # batch key -> what it carries; the collator adds them, the loss reads them, the model never sees them
 WEIGHT_KEY = "alpo_weight"
@@ -88,6 +88,39 @@ class StageOrderedSampler(Sampler[int]):
             yield from (rows[i] for i in torch.randperm(len(rows), generator=generator).tolist())
 
 
+def _check_rows(dataset: Dataset, args: ALPOConfig) -> None:
+    """Refuse rows that would train on nothing or on NaN, naming the row (0-based)."""
+    names = set(dataset.column_names)
+    for column in ("prompt", "chosen", "rejected"):
+        if column in names:
+            for row, value in enumerate(dataset[column]):
+                if isinstance(value, str) and not value.strip():
+                    raise ValueError(f"train_dataset row {row}: {column!r} is empty")
+                if value is None:
+                    raise ValueError(f"train_dataset row {row}: {column!r} is missing (None)")
+    for column, low in ((args.weight_column, 0.0), (args.beta_scale_column, 0.0)):
+        if column is None or column not in names:
+            continue
+        for row, value in enumerate(dataset[column]):
+            if value is None or not math.isfinite(float(value)) or float(value) < low:
+                raise ValueError(f"train_dataset row {row}: {column!r} must be a finite number >= {low}, got {value}")
+
+
+def _check_lengths(dataset: Dataset, max_length: int, name: str) -> None:
+    lengths = [
+        len(prompt) + max(len(chosen), len(rejected))
+        for prompt, chosen, rejected in zip(dataset["prompt_ids"], dataset["chosen_ids"], dataset["rejected_ids"])
+    ]
+    longest = max(range(len(lengths)), key=lengths.__getitem__, default=None)
+    if longest is not None and lengths[longest] > max_length:
+        too_long = sum(length > max_length for length in lengths)
+        raise ValueError(
+            f"{name} dataset: {too_long} rows are longer than max_length={max_length} tokens (the longest, row "
+            f"{longest}, has {lengths[longest]}); DPOTrainer would drop or cut them. Set max_length=None or >= "
+            f"{lengths[longest]}, or build documents with fewer lines"
+        )
+
+
 def _column_names(dataset: Dataset | IterableDataset) -> list[str]:
     if dataset.column_names is not None:
         return list(dataset.column_names)
@@ -126,8 +159,8 @@ class ALPOTrainer(DPOTrainer):
         args: An `ALPOConfig`.
         data_collator: Base preference collator; ``None`` uses DPOTrainer's. It is wrapped either way.
         train_dataset: Pairs from `trl_seqpo.alpo.pairs.build_preference_pairs` (or their JSONL).
-        pair_stats: Build counts of the pairs (``PairStats.to_dict()`` or the ``.stats.json`` next to the pairs);
-            defaults to those stored in ``train_dataset.info``. Used to log ``alpo/gated_fraction``.
+        pair_stats: Build counts of the pairs (``PairStats.to_dict()`` from `build_preference_pairs`, or the
+            ``.stats.json`` next to the pairs). Used to log ``alpo/gated_fraction``.
         **kwargs: Other DPOTrainer arguments (``eval_dataset``, ``processing_class``, ``peft_config``, ...).
     """
 
@@ -166,8 +199,9 @@ class ALPOTrainer(DPOTrainer):
             raise TypeError(f"args must be an ALPOConfig, got {type(args).__name__}; wrap your settings in ALPOConfig")
         if train_dataset is not None:
             self._check_columns(train_dataset, args)
-        stats = pair_stats if pair_stats is not None else pair_stats_from_dataset(train_dataset)
-        self.pair_stats = dict(stats) if stats is not None else None
+            if isinstance(train_dataset, Dataset):
+                _check_rows(train_dataset, args)
+        self.pair_stats = dict(pair_stats) if pair_stats is not None else None
         self.loss_settings = LossSettings(args.simpo_gamma, args.grpo_epsilon, args.grpo_kl_coef)
         self.loss_function = ALPO_LOSSES[args.alpo_loss_type]
         super().__init__(model, ref_model=ref_model, args=args, data_collator=data_collator,
@@ -218,7 +252,15 @@ class ALPOTrainer(DPOTrainer):
         return mean
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
-        dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+        # DPOTrainer drops rows whose prompt reaches max_length and the collator cuts longer ones: tokenize without a
+        # limit, then refuse a dataset that does not fit instead of losing rows silently
+        max_length, args.max_length = args.max_length, None
+        try:
+            dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+        finally:
+            args.max_length = max_length
+        if max_length is not None and isinstance(dataset, Dataset) and "prompt_ids" in dataset.column_names:
+            _check_lengths(dataset, max_length, dataset_name)
         if not getattr(args, "eos_at_document_end", False) or "ends_document" not in _column_names(dataset):
             return dataset
         eos_token_id = self._tokenizer.eos_token_id

@@ -38,7 +38,7 @@ def _judge_config(args: argparse.Namespace, aspect: str) -> Any:
     """A `JudgeConfig` from the `--judge-*` flags (one candidate per request), or `None` without `--judge-base-url`."""
     if not args.judge_base_url:
         return None
-    from trl_seqpo.rewards.judge import JudgeConfig
+    from trl_seqpo.judge.client import JudgeConfig
 
     settings: dict[str, Any] = {
         "base_url": args.judge_base_url,

@@ -261,11 +261,10 @@ def stage_alpo_sft(ctx: Any) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from trl_seqpo.evaluate.subtitles import load_documents
-    from trl_seqpo.subtitles.documents import sft_examples
+    from trl_seqpo.subtitles.documents import read_documents, sft_examples
     from trl_seqpo.synthetic.subtitles import SOURCE_LANGUAGE, TARGET_LANGUAGE
 
-    documents = load_documents(paths.documents("sft"))
+    documents = read_documents(paths.documents("sft"))
     dataset = Dataset.from_list(sft_examples(documents, SOURCE_LANGUAGE, TARGET_LANGUAGE))
     tokenizer = AutoTokenizer.from_pretrained(paths.model("init"))
     model = AutoModelForCausalLM.from_pretrained(paths.model("init"))
@@ -300,26 +299,25 @@ def stage_alpo_sample(ctx: Any) -> None:
     settings, paths = _setup(ctx)
     if paths.sample_stats.exists():
         return
-    from trl_seqpo.cli import alpo as alpo_cli
+    from trl_seqpo.alpo.sampling import AlpoSampleConfig, sample_candidates
     from trl_seqpo.synthetic.local_judge import SynonymPreferenceScorer, serve
     from trl_seqpo.synthetic.subtitles import SOURCE_LANGUAGE, TARGET_LANGUAGE, hidden_preference
 
-    parser = argparse.ArgumentParser(prog="trl-seqpo")
-    alpo_cli.add_parser(parser.add_subparsers(dest="command"))
     start = time.perf_counter()
     with serve(SynonymPreferenceScorer(hidden_preference()), model=JUDGE_MODEL) as server:
         _print(ctx, f"  judge server on {server.base_url} (hidden synonym preference)")
-        # the same arguments a user would type; the command appends per document and resumes after a kill
-        args = parser.parse_args(
-            ["alpo", "sample", str(paths.documents("sample")), "-o", str(paths.candidates),
-             "--model", str(paths.model("sft")), "--source-lang", SOURCE_LANGUAGE, "--target-lang", TARGET_LANGUAGE,
-             "--k", str(settings.num_candidates), "--temperature", str(settings.temperature),
-             "--max-new-tokens", str(4 * settings.max_words), "--seed", str(settings.seed),
-             "--documents-per-batch", str(settings.documents_per_batch),
-             "--judge-base-url", server.base_url, "--judge-model", JUDGE_MODEL,
-             "--judge-shuffles", str(settings.judge_shuffles), "--judge-timeout", "30"]
+        # what `trl-seqpo alpo sample` runs; it appends per document and resumes after a kill
+        config = AlpoSampleConfig(
+            documents=str(paths.documents("sample")), output=str(paths.candidates), model=str(paths.model("sft")),
+            source_lang=SOURCE_LANGUAGE, target_lang=TARGET_LANGUAGE, num_candidates=settings.num_candidates,
+            temperature=settings.temperature, max_new_tokens=4 * settings.max_words, seed=settings.seed,
+            documents_per_batch=settings.documents_per_batch, judge_min_candidates=1,
+            judge_base_url=server.base_url, judge_model=JUDGE_MODEL, judge_num_shuffles=settings.judge_shuffles,
+            judge_timeout=30.0,
         )  # fmt: skip
-        args.func(args)
+        report = sample_candidates(config)
+        if report.unjudged_units:
+            raise RuntimeError(f"{report.unjudged_units} units were left without judge votes")
         requests = server.request_count
     stats = {"judge_http_requests": requests, "seconds": round(time.perf_counter() - start, 2)}
     paths.sample_stats.write_text(json.dumps(stats, indent=2))
@@ -334,10 +332,10 @@ def stage_alpo_train(ctx: Any) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from trl_seqpo import ALPOConfig, ALPOTrainer
-    from trl_seqpo.alpo.pairs import build_preference_pairs, pair_stats_from_dataset, read_candidate_records
+    from trl_seqpo.alpo.pairs import build_preference_pairs, read_candidate_records
 
-    dataset = build_preference_pairs(read_candidate_records(paths.candidates), seed=settings.seed)
-    pair_stats = pair_stats_from_dataset(dataset) or {}
+    dataset, stats = build_preference_pairs(read_candidate_records(paths.candidates), seed=settings.seed)
+    pair_stats = stats.to_dict()
     out.mkdir(parents=True, exist_ok=True)
     if len(dataset) == 0:
         raise RuntimeError(f"no preference pair survived the gate ({pair_stats}); sample more documents")
@@ -358,7 +356,9 @@ def stage_alpo_train(ctx: Any) -> None:
         seed=settings.seed,
         dataset_num_proc=None,
     )
-    trainer = ALPOTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
+    trainer = ALPOTrainer(
+        model=model, args=config, train_dataset=dataset, processing_class=tokenizer, pair_stats=pair_stats
+    )
     result = trainer.train()
     trainer.save_model(str(out))
     tokenizer.save_pretrained(out)
@@ -431,7 +431,7 @@ def stage_alpo_evaluate(ctx: Any) -> None:
     """Greedy line-by-line translation of the held-out documents by SFT and ALPO, judged over HTTP; the table."""
     settings, paths = _setup(ctx)
     from trl_seqpo.evaluate.subtitles import SubtitleEvalConfig, evaluate_subtitles
-    from trl_seqpo.rewards.judge import JudgeConfig
+    from trl_seqpo.judge.client import JudgeConfig
     from trl_seqpo.synthetic.local_judge import SynonymPreferenceScorer, serve
     from trl_seqpo.synthetic.subtitles import SOURCE_LANGUAGE, TARGET_LANGUAGE, hidden_preference
 

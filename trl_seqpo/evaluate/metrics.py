@@ -173,7 +173,7 @@ def check_judge_reachable(config: object) -> None:
     Raises:
         JudgeUnreachableError: (a `UserInputError`) nothing answered.
     """
-    from trl_seqpo.rewards.judge import JudgeRequest, LLMJudge
+    from trl_seqpo.judge.client import JudgeRequest, LLMJudge
 
     probe = dataclasses.replace(config, cache_path=None, max_retries=1, num_shuffles=1, backoff_base=0.2)
     request = JudgeRequest(source="Good morning.", candidates=["Good morning."])
@@ -202,7 +202,7 @@ def judge_scores(
     Returns:
         One score or ``None`` per row.
     """
-    from trl_seqpo.rewards.judge import JudgeRequest, LLMJudge
+    from trl_seqpo.judge.client import JudgeRequest, LLMJudge
 
     requests = [
         JudgeRequest(source=source, candidates=[hypothesis]) for source, hypothesis in zip(sources, hypotheses)

@@ -29,8 +29,8 @@ from typing import Any, ClassVar, Literal
 from trl_seqpo.errors import UserInputError
 from trl_seqpo.evaluate.common import EvalConfig, check_resume, split_names
 from trl_seqpo.evaluate.records import ScoreFile, text_digest
-from trl_seqpo.jsonl import ResumableJsonl, atomic_write_json, read_json_objects
-from trl_seqpo.subtitles.documents import Document
+from trl_seqpo.jsonl import ResumableJsonl, atomic_write_json
+from trl_seqpo.subtitles.documents import Document, read_documents
 
 __all__ = [
     "ASPECTS",
@@ -48,41 +48,8 @@ _MARKER = r"\s*[.)．、:：]"
 
 
 def load_documents(path: str | Path) -> list[Document]:
-    """Read a JSONL of documents (``doc_id``, ``source_lines``, optional ``target_lines`` and context).
-
-    Args:
-        path: The file ``trl-seqpo subtitles documents`` wrote.
-
-    Returns:
-        The documents.
-
-    Raises:
-        UserInputError: Missing file, bad JSON, missing fields or duplicate ``doc_id`` (file and line named).
-    """
-    path = Path(path)
-    documents, seen = [], set()
-    for number, record in read_json_objects(
-        path, missing="documents file not found", expected="a JSON object (a document)"
-    ):
-        for column in ("doc_id", "source_lines"):
-            if column not in record:
-                found = ", ".join(sorted(record)) or "none"
-                raise UserInputError(f"column '{column}' is missing (columns found: {found})", path=path, line=number)
-        lines = record["source_lines"]
-        if not isinstance(lines, list) or not lines or not all(isinstance(item, str) for item in lines):
-            raise UserInputError("'source_lines' must be a non-empty list of strings", path=path, line=number)
-        try:
-            document = Document.from_dict(record)
-        except (TypeError, ValueError) as error:
-            raise UserInputError(str(error), path=path, line=number) from error
-        if document.doc_id in seen:
-            raise UserInputError(f"duplicate doc_id {document.doc_id!r}", path=path, line=number)
-        seen.add(document.doc_id)
-        documents.append(document)
-    if not documents:
-        raise UserInputError("no documents to evaluate", path=path)
-    return documents
-
+    """Read a documents JSONL: `trl_seqpo.subtitles.documents.read_documents` (kept under this name)."""
+    return read_documents(path)
 
 def line_format_problems(lines: Sequence[str]) -> dict[str, int]:
     """Count empty lines and lines that swallowed the next line (``"... 5. next line"`` in line 4).

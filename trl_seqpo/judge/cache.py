@@ -1,10 +1,9 @@
-"""On-disk cache of raw LLM-judge answers (sqlite, WAL mode), so a resumed or repeated run never pays twice.
+"""On-disk cache of validated LLM-judge answers (sqlite, WAL mode), so a resumed or repeated run never pays twice.
 
-A row maps the hash of the exact request (model, messages, temperature, vote seed, attempt number) to the raw answer
-text the endpoint returned, valid or not: replaying a run from the cache goes through the same validation and retry
-path and gives the same scores without a single HTTP call. Transport failures (429, 5xx, timeouts) store nothing and
-are asked again next time. Each answer is committed as it arrives, so a killed run loses at most the answers in
-flight.
+A row maps the hash of one vote's request (endpoint, model, every sampling setting that changes the answer, the
+vote's messages and seed) to the answer text that passed validation. Rejected answers and transport failures store
+nothing, so a resumed run asks again exactly the votes that had no valid answer. Each answer is committed as it
+arrives, so a killed run loses at most the answers in flight.
 """
 
 from __future__ import annotations
@@ -16,25 +15,32 @@ import sqlite3
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
+
+from trl_seqpo.errors import UserInputError
 
 __all__ = ["JudgeCache", "request_key"]
 
 
-def request_key(model: str, messages: Sequence[Mapping[str, str]], temperature: float, seed: int, attempt: int) -> str:
-    """Stable hash of one judge request.
+def request_key(settings: Mapping[str, Any], messages: Sequence[Mapping[str, str]], seed: int) -> str:
+    """Stable hash of one vote's request.
 
     Args:
-        model: Model name sent to the endpoint.
-        messages: The exact chat messages.
-        temperature: Sampling temperature.
+        settings: Everything besides the messages that changes the answer: endpoint URL (without credentials),
+            model, temperature, ``max_tokens``, ``extra_body``, whether a seed is sent.
+        messages: The vote's chat messages (without any format-repair turn).
         seed: Seed of the vote (it also fixes the candidate order).
-        attempt: 0 for the first answer of a vote, 1 for the next one, ...
 
     Returns:
         A hex sha256 digest.
+
+    Example:
+        >>> a = request_key({"model": "m", "max_tokens": 10}, [{"role": "user", "content": "x"}], 0)
+        >>> a == request_key({"model": "m", "max_tokens": 20}, [{"role": "user", "content": "x"}], 0)
+        False
     """
     payload = json.dumps(
-        {"model": model, "messages": list(messages), "temperature": temperature, "seed": seed, "attempt": attempt},
+        {"settings": dict(settings), "messages": list(messages), "seed": seed},
         sort_keys=True,
         ensure_ascii=False,
         separators=(",", ":"),
@@ -57,14 +63,20 @@ class JudgeCache:
         parent = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(parent, exist_ok=True)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS answers ("
-                "key TEXT PRIMARY KEY, model TEXT NOT NULL, answer TEXT NOT NULL, created REAL NOT NULL)"
-            )
+        try:
+            self._conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
+            with self._lock:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+                self._conn.execute(
+                    "CREATE TABLE IF NOT EXISTS answers ("
+                    "key TEXT PRIMARY KEY, model TEXT NOT NULL, answer TEXT NOT NULL, created REAL NOT NULL)"
+                )
+                self._conn.execute("SELECT key, answer FROM answers LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            raise UserInputError(
+                f"not a usable judge cache ({exc}); give another --cache file or delete this one", path=self.path
+            ) from None
 
     def get(self, key: str) -> str | None:
         """The stored answer for ``key``, or ``None``."""

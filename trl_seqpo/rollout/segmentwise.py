@@ -13,10 +13,11 @@ semaphore bounds the requests in flight), because the prefix of unit ``i + 1`` d
 prefix caching the shared document prompt of the ``k`` rows, and of the previous unit index, is not recomputed.
 
 Stopping and parsing: a row stops at the first token that decodes to a newline (all such ids of the tokenizer, see
-`newline_token_ids`) or at EOS. The line prompt ends with ``line_marker(first)``
-(`render_line_prompt`), so ``line_marker(first) + output`` is read back with
-`parse_numbered_output`; in segment mode the model writes the markers of the later
-lines itself (``"4."`` after the first newline), as in the SFT format. A candidate is dropped and counted when a line
+`newline_token_ids`) or at EOS. The line prompt ends at the newline after the previous line (`line_prompt`), as the
+authors' code does, so the model writes the line's marker itself (``"12.text"``) and the output is read back with
+`parse_numbered_output`. Ending the prompt inside the line (after ``"12."``) would let a byte-level pre-tokenizer
+(Qwen2's) glue the marker's dot to what starts the line (``."``, ``..``), so the line would tokenize one way when
+sampled and another way when trained. A candidate is dropped and counted when a line
 is missing or empty, or when the token budget ran out before the newline (``unterminated``).
 
 Segment rule (our reading of the authors' code, where the preference unit is a sentence): starting at a line,
@@ -34,37 +35,37 @@ lists temperature 1.0.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from trl_seqpo.alpo.records import Candidate, CandidateRecord
 from trl_seqpo.rollout.engine import GenerationBackend, GenerationOutput, GenerationParams
-from trl_seqpo.subtitles.documents import (
-    Document,
-    line_marker,
-    parse_numbered_output,
-    render_document_prompt,
-    render_line_prompt,
+from trl_seqpo.rollout.segments import (
+    UNITS,
+    derive_seed,
+    document_batches,
+    line_prompt,
+    newline_token_ids,
+    segment_line_ids,
+    strip_line_marker,
 )
+from trl_seqpo.subtitles.documents import Document, render_document_prompt
 
 __all__ = [
     "SamplerStats",
     "SegmentwiseConfig",
     "SegmentwiseSampler",
     "document_batches",
+    "line_prompt",
     "newline_token_ids",
     "segment_line_ids",
 ]
 
 logger = logging.getLogger(__name__)
 
-UNITS = ("line", "segment")
-# sentence-final punctuation, optionally followed by closing quotes / brackets, at the end of a line
-_SENTENCE_END = re.compile(r"[.!?…。！？]+[\"'”’»)\]）」』】]*\s*$")
 
 
 class Judge(Protocol):
@@ -92,8 +93,8 @@ class SegmentwiseConfig:
         chosen_top_k (`int`): The prefix translation is drawn from this many best-scored candidates (paper: 3).
         context_window (`int`): Source lines shown to the judge on each side of the unit (App. F.2 shows 2).
         judge_min_candidates (`int`): Units with fewer distinct candidates are not sent to the judge (their scores
-            stay null). The default 1 judges everything, as the paper does; 4 skips the units the pair gate drops
-            anyway (``|T_i| <= 3``) and saves their cost.
+            stay null). The default 4 skips the units the pair gate drops anyway (``|T_i| <= 3``) and saves their
+            cost; 1 judges everything, as the paper does.
         raise_if_unreachable (`bool`): Let `JudgeUnreachableError` through when every
             judge request of a unit index fails to reach the endpoint (the CLI stops instead of writing failed units);
             any other judge failure only marks the units ``judge_failed``.
@@ -114,7 +115,7 @@ class SegmentwiseConfig:
     add_reference: bool = True
     chosen_top_k: int = 3
     context_window: int = 2
-    judge_min_candidates: int = 1
+    judge_min_candidates: int = 4
     raise_if_unreachable: bool = False
     documents_per_batch: int = 8
     seed: int = 0
@@ -174,80 +175,6 @@ class SamplerStats:
         )
 
 
-def segment_line_ids(
-    source_lines: Sequence[str], unit: str = "segment", max_segment_lines: int = 4
-) -> list[list[int]]:
-    """Cut a document's lines into preference units (0-based line ids).
-
-    Args:
-        source_lines: The document's source lines.
-        unit: ``"line"``: one unit per line (ALPO Alg. 1). ``"segment"``: consecutive lines joined until one ends
-            with sentence-final punctuation, the document ends, or ``max_segment_lines`` lines are joined.
-        max_segment_lines: Most lines of a segment.
-
-    Returns:
-        One list of line ids per unit, covering every line once, in order.
-
-    Example:
-        >>> segment_line_ids(["He said", "that it was late.", "Go!"], "segment")
-        [[0, 1], [2]]
-    """
-    if unit not in UNITS:
-        raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
-    if unit == "line":
-        return [[i] for i in range(len(source_lines))]
-    units: list[list[int]] = []
-    current: list[int] = []
-    for index, line in enumerate(source_lines):
-        current.append(index)
-        if _SENTENCE_END.search(line) or len(current) >= max_segment_lines:
-            units.append(current)
-            current = []
-    if current:
-        units.append(current)
-    return units
-
-
-def newline_token_ids(tokenizer: Any) -> tuple[int, ...]:
-    """Every non-special token id whose text contains a newline (``"\\n"``, ``".\\n"``, ``"\\n\\n"``, ...).
-
-    Byte-level BPE vocabularies spell the newline byte ``"Ċ"``, SentencePiece ones ``"<0x0A>"``; candidates are
-    filtered on the vocabulary string and confirmed by decoding, so one pass over the vocabulary is enough.
-
-    Args:
-        tokenizer: A Hugging Face tokenizer (``get_vocab``, ``decode``).
-
-    Returns:
-        The sorted ids.
-
-    Raises:
-        ValueError: No token decodes to text with a newline.
-    """
-    special = set(getattr(tokenizer, "all_special_ids", None) or [])
-    found = []
-    for token, token_id in tokenizer.get_vocab().items():
-        if token_id in special or not ("\n" in token or "Ċ" in token or "0x0A" in token):
-            continue
-        if "\n" in tokenizer.decode([token_id]):
-            found.append(int(token_id))
-    if not found:
-        raise ValueError("the tokenizer has no token that decodes to a newline; ALPO candidates end at a newline")
-    return tuple(sorted(found))
-
-
-def document_batches(documents: Sequence[Document], size: int) -> list[list[Document]]:
-    """Split documents into lockstep batches of ``size``, in order (the same split on a resumed run)."""
-    if size < 1:
-        raise ValueError(f"documents_per_batch must be >= 1, got {size}")
-    return [list(documents[start : start + size]) for start in range(0, len(documents), size)]
-
-
-def derive_seed(*parts: Any) -> int:
-    """A 31-bit seed from any parts (stable across processes and Python versions)."""
-    digest = hashlib.sha256(repr(parts).encode("utf-8")).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
-
-
 @dataclass
 class _Row:
     """One of the ``k`` samples of one document's unit."""
@@ -266,7 +193,7 @@ class _DocState:
     units: list[list[int]]
     prompt: str
     prefix: list[str] = field(default_factory=list)
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[CandidateRecord] = field(default_factory=list)
     reference_units: set[int] = field(default_factory=set)
 
 
@@ -304,30 +231,25 @@ class SegmentwiseSampler:
         self.stop_ids = tuple(sorted({*self.newline_ids, *self.end_ids}))
 
     # ------------------------------------------------------------------ public API
-    def sample(self, documents: Sequence[Document]) -> list[list[dict[str, Any]]]:
+    def sample(self, documents: Sequence[Document]) -> list[list[CandidateRecord]]:
         """Run Alg. 1 on every document, ``config.documents_per_batch`` documents in lockstep at a time.
 
         Args:
             documents: The documents.
 
         Returns:
-            One list of unit records per document, in input order (record schema: see `sample_batch`).
+            One list of unit records per document, in input order.
         """
-        by_id: dict[int, list[dict[str, Any]]] = {}
+        by_id: dict[int, list[CandidateRecord]] = {}
         for batch in document_batches(documents, self.config.documents_per_batch):
             for document, records in self.sample_batch(batch):
                 by_id[id(document)] = records
         return [by_id[id(document)] for document in documents]
 
-    def sample_batch(self, documents: Sequence[Document]) -> Iterator[tuple[Document, list[dict[str, Any]]]]:
+    def sample_batch(self, documents: Sequence[Document]) -> Iterator[tuple[Document, list[CandidateRecord]]]:
         """Advance ``documents`` in lockstep, yielding each document with its records as soon as it is finished.
 
-        Each record is one unit: ``doc_id``, ``unit_index`` (0-based), ``line_ids``, ``source`` and ``reference``
-        (the unit's lines joined by ``"\\n"``; reference ``None`` without one), ``document_prompt``, ``prefix`` (the
-        chosen translations of the earlier lines, one string per line), ``candidates`` (``text``, ``origin``
-        ``"policy"``/``"reference"``, ``score`` or ``None``), ``judge_failed``, and the extras
-        ``unit``, ``num_units``, ``chosen_index``, ``num_samples``, ``num_distinct``, ``num_dropped``, ``votes``,
-        ``judge_error``.
+        Each record is one unit, a `CandidateRecord`.
 
         Args:
             documents: The documents of one lockstep batch (their ids seed the sampling).
@@ -364,9 +286,7 @@ class SegmentwiseSampler:
         config = self.config
         rows: list[_Row] = []
         for position, state in enumerate(active):
-            # len(prefix) == first line of the unit, so the prompt ends with that line's marker
-            text = render_line_prompt(state.document, state.prefix, config.source_language, config.target_language)
-            prompt_ids = self._encode(text)
+            prompt_ids = self._encode(line_prompt(state.prompt, state.prefix))
             rows.extend(_Row(position, list(prompt_ids)) for _ in range(config.num_candidates))
         step = 0
         while True:
@@ -418,13 +338,11 @@ class SegmentwiseSampler:
         if row.unterminated:
             self.stats.dropped_unterminated += 1
             return None
-        first, last = line_ids[0] + 1, line_ids[-1] + 1
         text = self.tokenizer.decode(row.generated, skip_special_tokens=True)
-        # exactly the unit's lines; a blank one among them is skipped by the parser and leaves a line missing
+        # exactly the unit's lines (the model writes their markers); a blank one leaves a line missing
         kept = text.split("\n")[: len(line_ids)]
-        parsed = parse_numbered_output(line_marker(first) + "\n".join(kept), expected_lines=last)
-        lines = [" ".join((line or "").split()) for line in parsed.lines[first - 1 : last]]
-        if not all(lines):
+        lines = [strip_line_marker(line, line_ids[0] + 1 + i) for i, line in enumerate(kept)]
+        if len(lines) < len(line_ids) or not all(lines):
             self.stats.dropped_unparsable += 1
             return None
         return "\n".join(lines)
@@ -465,10 +383,13 @@ class SegmentwiseSampler:
         self.stats.judged_units += len(requests)
         try:
             answers = self.judge.score_lines(requests, raise_if_unreachable=self.config.raise_if_unreachable)
-        except Exception as error:  # a judge problem gates these units out, it never stops sampling
+        except Exception as error:  # a judge problem gates these units out; a configuration error stops sampling
             from trl_seqpo.errors import UserInputError
+            from trl_seqpo.judge.client import JudgeRequestError
 
-            if self.config.raise_if_unreachable and isinstance(error, UserInputError):
+            if isinstance(error, JudgeRequestError) or (
+                self.config.raise_if_unreachable and isinstance(error, UserInputError)
+            ):
                 raise
             logger.warning("judge call for unit index %d failed: %s", unit_index, error)
             answers = [_FailedResult(f"judge call failed: {type(error).__name__}: {error}")] * len(requests)
@@ -509,32 +430,38 @@ class SegmentwiseSampler:
             self.stats.judge_failed_units += 1
         num_policy = len(texts) - has_reference
         targets = document.target_lines
-        record = {
-            "doc_id": document.doc_id,
-            "unit_index": unit_index,
-            "line_ids": list(line_ids),
-            "source": "\n".join(document.source_lines[i] for i in line_ids),
-            "reference": None if targets is None else "\n".join(targets[i] for i in line_ids),
-            "document_prompt": state.prompt,
-            "prefix": list(state.prefix),
-            "candidates": [
-                {
-                    "text": text,
-                    "origin": "reference" if has_reference and i == len(texts) - 1 else "policy",
-                    "score": None if scores is None else float(scores[i]),
-                }
+        requested = None
+        if result is not None:
+            requested = len(getattr(result, "votes", None) or []) or getattr(
+                getattr(self.judge, "config", None), "num_shuffles", None
+            )
+        record = CandidateRecord(
+            doc_id=document.doc_id,
+            unit_index=unit_index,
+            line_ids=list(line_ids),
+            source="\n".join(document.source_lines[i] for i in line_ids),
+            reference=None if targets is None else "\n".join(targets[i] for i in line_ids),
+            document_prompt=state.prompt,
+            prefix=list(state.prefix),
+            candidates=[
+                Candidate(
+                    text=text,
+                    origin="reference" if has_reference and i == len(texts) - 1 else "policy",
+                    score=None if scores is None else float(scores[i]),
+                )
                 for i, text in enumerate(texts)
             ],
-            "judge_failed": judge_failed,
-            "unit": config.unit,
-            "num_units": len(state.units),
-            "chosen_index": chosen,
-            "num_samples": config.num_candidates,
-            "num_distinct": num_policy,
-            "num_dropped": dropped,
-            "votes": getattr(result, "num_valid_votes", None) if result is not None else None,
-            "judge_error": getattr(result, "failed_reason", None) if result is not None else None,
-        }
+            judge_failed=judge_failed,
+            unit=config.unit,
+            num_units=len(state.units),
+            chosen_index=chosen,
+            num_samples=config.num_candidates,
+            num_distinct=num_policy,
+            num_dropped=dropped,
+            votes=getattr(result, "num_valid_votes", None) if result is not None else None,
+            votes_requested=requested,
+            judge_error=getattr(result, "failed_reason", None) if result is not None else None,
+        )
         state.records.append(record)
         self.stats.units += 1
         chosen_lines = [""] * len(line_ids) if chosen is None else texts[chosen].split("\n")

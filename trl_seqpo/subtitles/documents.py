@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from trl_seqpo.languages import language_name
@@ -29,6 +30,7 @@ __all__ = [
     "line_marker",
     "make_documents",
     "parse_numbered_output",
+    "read_documents",
     "render_document_prompt",
     "render_line_prompt",
     "render_numbered_lines",
@@ -395,3 +397,60 @@ def _place_unnumbered(
     else:
         lines[last - 1] = f"{lines[last - 1]} {' '.join(pending)}".strip()
         problems.append(f"joined unnumbered text to line {last}: {_clip(' / '.join(pending))}")
+
+
+def read_documents(path: str | Path) -> list[Document]:
+    """Read the documents JSONL of ``trl-seqpo subtitles documents``, naming the file, line and field of any problem.
+
+    The one reader of documents files (``alpo sample``, ``evaluate subtitles`` and the demo use it).
+
+    Args:
+        path: The file.
+
+    Returns:
+        The documents, in order.
+
+    Raises:
+        UserInputError: Missing or undecodable file, bad JSON, a missing or mistyped field, a duplicate ``doc_id``,
+            no documents.
+    """
+    from trl_seqpo.errors import UserInputError
+    from trl_seqpo.jsonl import read_json_objects
+
+    documents: list[Document] = []
+    seen: set[str] = set()
+    missing = "documents file not found; make it with `trl-seqpo subtitles documents`"
+    expected = "a JSON object (a document of `trl-seqpo subtitles documents`)"
+    for number, record in read_json_objects(path, missing=missing, expected=expected):
+        problem = _document_problem(record)
+        if problem is None and record["doc_id"] in seen:
+            problem = f"doc_id {record['doc_id']!r} appears twice"
+        if problem is None:
+            try:
+                documents.append(Document.from_dict(record))
+            except ValueError as exc:
+                problem = str(exc)
+        if problem is not None:
+            raise UserInputError(problem, path=str(path), line=number)
+        seen.add(record["doc_id"])
+    if not documents:
+        raise UserInputError("no documents in the file", path=str(path))
+    return documents
+
+
+def _document_problem(record: Mapping[str, Any]) -> str | None:
+    if not isinstance(record.get("doc_id"), str) or not record["doc_id"]:
+        found = ", ".join(sorted(record)) or "none"
+        return f"field 'doc_id' must be a non-empty string (fields found: {found})"
+    if "source_lines" not in record:
+        return f"field 'source_lines' is missing (fields found: {', '.join(sorted(record))})"
+    for name in ("source_lines", "context_before", "context_after"):
+        value = record.get(name, [] if name != "source_lines" else None)
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            return f"field {name!r} must be a list of strings"
+    if not record["source_lines"]:
+        return "field 'source_lines' is empty"
+    targets = record.get("target_lines")
+    if targets is not None and (not isinstance(targets, list) or not all(isinstance(t, str) for t in targets)):
+        return "field 'target_lines' must be a list of strings or null"
+    return None

@@ -16,18 +16,17 @@ Usage::
         JudgeConfig(base_url=server.base_url, model=server.model)   # then LLMJudge(...)
         server.request_count                                       # requests received so far
 
-    python -m trl_seqpo.synthetic.local_judge --port 8000 --prefer big=huge --prefer small=tiny
+    trl-seqpo judge-server --port 8000 --prefer big=huge --prefer small=tiny   # `trl_seqpo.cli.judge_server`
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -56,6 +55,8 @@ class Reply:
         delay: Seconds to wait before answering (more than the client's timeout simulates a timeout).
         close: Drop the connection without sending anything.
         headers: Extra response headers, e.g. ``{"Retry-After": "0.01"}``.
+        raw: Send these bytes as the body instead (a truncated or malformed answer).
+        error_message: The ``error.message`` of a non-200 reply (default ``"injected HTTP <status>"``).
     """
 
     status: int = 200
@@ -63,6 +64,8 @@ class Reply:
     delay: float = 0.0
     close: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None
+    error_message: str | None = None
 
 
 @dataclass
@@ -73,6 +76,7 @@ class ReceivedRequest:
     index: int
     body: dict
     arrived: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def messages(self) -> list[dict]:
@@ -196,15 +200,23 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError:
             self._send_json(400, {"error": {"message": "body is not JSON", "type": "invalid_request", "code": 400}})
             return
-        received = owner._record(body)
+        received = owner._record(body, {name.lower(): value for name, value in self.headers.items()})
         reply = (owner.fault(received) if owner.fault is not None else None) or Reply()
         if owner.delay + reply.delay > 0:
             time.sleep(owner.delay + reply.delay)
         if reply.close:
             self.close_connection = True
             return
+        if reply.raw is not None:  # a broken body, e.g. JSON cut short
+            self.send_response(reply.status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply.raw)))
+            self.end_headers()
+            self.wfile.write(reply.raw)
+            return
         if reply.status != 200:
-            error = {"message": f"injected HTTP {reply.status}", "type": "server_error", "code": reply.status}
+            message = reply.error_message or f"injected HTTP {reply.status}"
+            error = {"message": message, "type": "server_error", "code": reply.status}
             self._send_json(reply.status, {"error": error}, reply.headers)
             return
         content = reply.content
@@ -295,9 +307,9 @@ class JudgeServer:
         with self._lock:
             self._requests.clear()
 
-    def _record(self, body: dict) -> ReceivedRequest:
+    def _record(self, body: dict, headers: Mapping[str, str] | None = None) -> ReceivedRequest:
         with self._lock:
-            received = ReceivedRequest(index=len(self._requests), body=body, arrived=time.monotonic())
+            received = ReceivedRequest(len(self._requests), body, time.monotonic(), dict(headers or {}))
             self._requests.append(received)
         return received
 
@@ -336,46 +348,3 @@ def serve(
         yield server
     finally:
         server.stop()
-
-
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m trl_seqpo.synthetic.local_judge",
-        description="Local OpenAI-compatible judge with a hidden synonym preference (for demos and tests).",
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
-    parser.add_argument("--model", default="local-judge")
-    parser.add_argument("--delay", type=float, default=0.0, help="seconds added before each reply")
-    parser.add_argument(
-        "--prefer", action="append", default=[], metavar="PLAIN=PREFERRED", help="hidden preference (repeatable)"
-    )
-    parser.add_argument("--preferences", help="JSON file {plain word: preferred synonym}")
-    return parser.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Serve until interrupted; without preferences the scorer is `length_scorer`."""
-    args = _parse_args(argv)
-    preferred: dict[str, str] = {}
-    if args.preferences:
-        with open(args.preferences, encoding="utf-8") as handle:
-            preferred.update(json.load(handle))
-    for item in args.prefer:
-        plain, sep, liked = item.partition("=")
-        if not sep or not plain or not liked:
-            raise SystemExit(f"--prefer expects PLAIN=PREFERRED, got {item!r}")
-        preferred[plain] = liked
-    scorer = SynonymPreferenceScorer(preferred) if preferred else None
-    with serve(scorer, delay=args.delay, host=args.host, port=args.port, model=args.model) as server:
-        print(f"judge server on {server.base_url} (model {server.model!r}); Ctrl-C to stop", flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

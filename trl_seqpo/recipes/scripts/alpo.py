@@ -3,7 +3,7 @@
 
 The pairs come either from ``pairs_file`` (written by ``trl-seqpo alpo pairs``, with its ``.stats.json`` beside it)
 or from ``candidates_file`` (written by ``trl-seqpo alpo sample``), in which case they are built here with the
-config's prefix-mixing schedule (``prefix_mix_start``, ``prefix_mix_end``, ``prefix_mix_stages``).
+prefix-mixing schedule of the script arguments (``prefix_mix_start``, ``prefix_mix_end``, ``prefix_mix_stages``).
 
 With ``synthetic: true`` the script is self-contained: when missing, it builds a tiny Qwen2-style model at
 ``model_name_or_path`` (nothing is downloaded) and a small candidates file of the synthetic language pair whose
@@ -71,6 +71,9 @@ class ALPOScriptArguments:
     synthetic_documents: int = field(default=16, metadata={"help": "Synthetic documents to write."})
     synthetic_lines_per_document: int = field(default=4, metadata={"help": "Lines per synthetic document."})
     synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic corpus and scores."})
+    prefix_mix_start: float = field(default=0.2, metadata={"help": "Lambda of the first prefix-mixing stage (Eq. 6)."})
+    prefix_mix_end: float = field(default=0.6, metadata={"help": "Lambda of the last prefix-mixing stage."})
+    prefix_mix_stages: int = field(default=5, metadata={"help": "Stages of the lambda schedule; 0 = continuous."})
 
 
 def synthetic_candidate_records(documents: int, lines_per_document: int, seed: int) -> list[dict]:
@@ -147,14 +150,14 @@ def load_pairs(script_args: ALPOScriptArguments, training_args: ALPOConfig):
     """The training pairs and their build counts (or None)."""
     if script_args.candidates_file is not None:
         records = read_candidate_records(script_args.candidates_file)
-        dataset = build_preference_pairs(
+        dataset, stats = build_preference_pairs(
             records,
-            prefix_mix_start=training_args.prefix_mix_start,
-            prefix_mix_end=training_args.prefix_mix_end,
-            prefix_mix_stages=training_args.prefix_mix_stages,
+            prefix_mix_start=script_args.prefix_mix_start,
+            prefix_mix_end=script_args.prefix_mix_end,
+            prefix_mix_stages=script_args.prefix_mix_stages,
             seed=training_args.seed,
         )
-        return dataset, None  # the trainer reads the counts stored in dataset.info
+        return dataset, stats.to_dict()
     if script_args.pairs_file is None:
         raise ValueError("set pairs_file (from `trl-seqpo alpo pairs`) or candidates_file (from `alpo sample`)")
     dataset = load_dataset("json", data_files=script_args.pairs_file, split="train")

@@ -1,0 +1,423 @@
+"""ALPO's candidate sampling as a resumable job (Alg. 1 over a rollout backend and the LLM judge).
+
+`sample_candidates` reads the documents, samples and judges ``num_candidates`` candidates per unit with
+`trl_seqpo.rollout.segmentwise.SegmentwiseSampler`, and appends one `CandidateRecord` per unit to the output as each
+document finishes (flushed and synced). ``trl-seqpo alpo sample`` and the demo call it.
+
+What a resumed run does (same command again):
+
+- it refuses to touch an existing output that has no settings file beside it (``OUTPUT.run.json``, written by the
+  first run): the file is not this command's own output;
+- it refuses, naming the option, when any setting that changes the output differs from the first run's;
+- it keeps the complete, fully judged documents and re-does the rest: a line cut by a kill, a document with missing
+  units, and a document with a unit whose judge failed or returned fewer valid votes than asked. The judge's cache
+  answers every vote that was validated before, so nothing already paid for is asked again;
+- when every document is complete, the file is rewritten (atomically) in input order, so an interrupted and resumed
+  run ends byte-identical to an uninterrupted one.
+
+A run that leaves units without their votes reports them (`SampleReport.unjudged_units`); the CLI exits 1 with the
+count, and the next run re-judges them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from trl_seqpo.alpo.records import CandidateRecord
+from trl_seqpo.errors import UserInputError, check_output_path
+from trl_seqpo.jsonl import ResumableJsonl, atomic_write, atomic_write_json, parse_json_lines
+
+__all__ = ["AlpoSampleConfig", "RESUME_SETTINGS", "SampleReport", "read_candidates", "sample_candidates"]
+
+COMMAND = "trl-seqpo alpo sample"
+
+
+def _help(text: str, **extra: Any) -> Any:
+    return field(metadata={"help": text}, **extra)
+
+
+@dataclass
+class AlpoSampleConfig:
+    """Settings of `sample_candidates` (ALPO Alg. 1, Table 9; sampling values from the authors' code).
+
+    Every field is a flag of ``trl-seqpo alpo sample`` (``num_candidates`` -> ``--num-candidates``).
+    """
+
+    documents: str = _help("documents .jsonl from `trl-seqpo subtitles documents`", default="")
+    output: str = _help("candidates .jsonl (appended, resumable; settings in OUTPUT.run.json)", default="")
+    model: str = _help("the SFT policy: a local checkpoint directory", default="")
+    source_lang: str = _help("source language, as used for SFT (e.g. en)", default="en")
+    target_lang: str = _help("target language, as used for SFT (e.g. zh)", default="zh")
+    backend: Literal["hf", "vllm"] = _help("generation backend", default="hf")
+    dtype: str = _help("hf backend: torch dtype of the model (auto, float32, bfloat16, float16)", default="auto")
+    max_batch_size: int | None = _help("hf backend: rows per generate call (default: all)", default=None)
+    num_candidates: int = _help("candidates sampled per unit (paper: 15)", default=15)
+    unit: Literal["line", "segment"] = _help("preference unit", default="line")
+    max_segment_lines: int = _help("most lines in one segment", default=4)
+    temperature: float = _help("sampling temperature (authors' code 0.7, paper Table 9: 1.0)", default=0.7)
+    top_p: float = _help("nucleus sampling", default=0.9)
+    top_k: int = _help("top-k sampling", default=40)
+    max_new_tokens: int = _help("token budget of one line", default=128)
+    seed: int = _help("seed of sampling, prefix choices and judge votes", default=0)
+    documents_per_batch: int = _help("documents sampled in lockstep", default=8)
+    add_reference: bool = _help("add the reference translation as a candidate (Alg. 1, line 7)", default=True)
+    context_window: int = _help("source lines shown to the judge on each side", default=2)
+    judge_min_candidates: int = _help(
+        "judge only units with at least this many distinct candidates (4: skip what the pair gate drops)", default=4
+    )
+    judge_base_url: str | None = _help("OpenAI-compatible base URL (default: $TRL_SEQPO_JUDGE_BASE_URL)", default=None)
+    judge_model: str = _help("model name sent to the judge", default="Qwen/Qwen3-14B")
+    judge_aspect: str = _help("vividness (the ALPO reward), accuracy or naturalness", default="vividness")
+    judge_num_shuffles: int = _help("shuffled votes per unit (paper: 4)", default=4)
+    judge_temperature: float = _help("sampling temperature of the judge (authors: 0.3)", default=0.3)
+    judge_max_tokens: int | None = _help("answer length limit of the judge", default=1024)
+    judge_extra_body: str | None = _help(
+        'extra JSON fields of each judge request, e.g. \'{"chat_template_kwargs": {"enable_thinking": false}}\'',
+        default=None,
+    )
+    judge_seed: bool = _help("send each vote's seed (--no-judge-seed for endpoints that refuse it)", default=True)
+    judge_max_retries: int = _help("extra tries per vote", default=3)
+    judge_max_concurrency: int = _help("judge requests in flight", default=8)
+    judge_timeout: float = _help("seconds per judge request", default=60.0)
+    judge_backoff_max: float = _help("longest wait between tries, Retry-After included (seconds)", default=30.0)
+    judge_api_key_env: str | None = _help("environment variable holding the judge's key", default=None)
+    judge_api_key_file: str | None = _help("file holding the judge's key", default=None)
+    cache: str | None = _help("judge sqlite cache (default: OUTPUT.judge-cache.sqlite)", default=None)
+
+    def __post_init__(self) -> None:
+        for name in ("num_candidates", "documents_per_batch", "judge_num_shuffles", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.judge_extra_body is not None:
+            try:
+                body = json.loads(self.judge_extra_body)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"judge_extra_body is not valid JSON ({exc.msg})") from None
+            if not isinstance(body, dict):
+                raise ValueError("judge_extra_body must be a JSON object")
+
+    def cache_path(self) -> Path:
+        """The judge cache file."""
+        if self.cache:
+            return Path(self.cache)
+        output = Path(self.output)
+        return output.with_name(output.name.removesuffix(".jsonl") + ".judge-cache.sqlite")
+
+    def settings_path(self) -> Path:
+        """The file beside the output that records this run's settings (what makes the output resumable)."""
+        output = Path(self.output)
+        return output.with_name(output.name.removesuffix(".jsonl") + ".run.json")
+
+
+# the fields that change the output: a resumed run must use the same values
+RESUME_SETTINGS: tuple[str, ...] = (
+    "model", "source_lang", "target_lang", "backend", "dtype", "max_batch_size", "num_candidates", "unit",
+    "max_segment_lines", "temperature", "top_p", "top_k", "max_new_tokens", "seed", "documents_per_batch",
+    "add_reference", "context_window", "judge_min_candidates", "judge_model", "judge_aspect", "judge_num_shuffles",
+    "judge_temperature", "judge_max_tokens", "judge_extra_body", "judge_seed",
+)  # fmt: skip
+
+
+@dataclass
+class SampleReport:
+    """What a `sample_candidates` call did."""
+
+    documents: int = 0
+    written: int = 0
+    skipped: int = 0
+    units: int = 0
+    unjudged_units: int = 0
+    unjudged_documents: int = 0
+    http_requests: int = 0
+    cache_hits: int = 0
+    sampler_summary: str = ""
+
+    def summary(self, output: str) -> str:
+        """One human-readable line."""
+        return (
+            f"wrote {self.written} documents to {output} ({self.skipped} were already there); {self.sampler_summary}; "
+            f"judge: {self.http_requests} HTTP requests, {self.cache_hits} cache hits"
+        )
+
+
+def _settings(config: AlpoSampleConfig, digest: str) -> dict[str, Any]:
+    values = {name: getattr(config, name) for name in RESUME_SETTINGS}
+    return {"command": COMMAND, "documents_sha256": digest, "settings": values}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_settings(path: Path, current: dict[str, Any], output: Path) -> None:
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        message = f"unreadable settings of an earlier run ({exc}); write to a new output"
+        raise UserInputError(message, path=str(path)) from None
+    if not isinstance(previous, dict) or previous.get("command") != COMMAND:
+        raise UserInputError(f"not the settings of `{COMMAND}`; write to a new output", path=str(path))
+    old = previous.get("settings") or {}
+    for name, value in current["settings"].items():
+        if name in old and old[name] != value:
+            raise UserInputError(
+                f"{_flag(name)} is {value!r} but {output} was written with {old[name]!r}; resume with the same "
+                "options or write to a new output",
+                path=str(output),
+            )
+    if previous.get("documents_sha256") != current["documents_sha256"]:
+        raise UserInputError(
+            "the documents file changed since this output was started; resume with the same documents or write "
+            "to a new output",
+            path=str(output),
+        )
+
+
+def read_candidates(path: str | os.PathLike[str], text: str | None = None) -> list[tuple[int, str, CandidateRecord]]:
+    """Parse a candidates file into ``(line number, line, record)``; the text after the last newline is ignored.
+
+    Raises:
+        UserInputError: Not UTF-8, a line that is not JSON, or a record with a missing or mistyped field
+            (file, line and field named).
+    """
+    if text is None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            message = "not UTF-8 text; not a candidates file of `trl-seqpo alpo sample`"
+            raise UserInputError(message, path=str(path)) from None
+    lines = text.split("\n")[:-1]  # the part after the last newline was cut short by a kill
+    parsed = []
+    hint = f"not a candidates file of `{COMMAND}`?"
+    for number, value in parse_json_lines(lines, path, hint=hint):
+        try:
+            parsed.append((number, lines[number - 1], CandidateRecord.from_dict(value)))
+        except ValueError as exc:
+            raise UserInputError(str(exc), path=str(path), line=number) from None
+    return parsed
+
+
+def _complete(records: Sequence[CandidateRecord]) -> bool:
+    indices = {record.unit_index for record in records}
+    expected = records[0].num_units
+    judged = all(not record.judge_failed and not record.under_voted for record in records)
+    return indices == set(range(expected)) and judged
+
+
+def _prepare_output(config: AlpoSampleConfig, digest: str) -> ResumableJsonl:
+    """Check the output and resume it: every check runs before anything is written."""
+    output, settings_path = Path(config.output), config.settings_path()
+    current = _settings(config, digest)
+    if output.exists() and not settings_path.exists():
+        raise UserInputError(
+            f"exists and is not a resumable output of `{COMMAND}` (no {settings_path.name} beside it); "
+            "choose a new output path",
+            path=str(output),
+        )
+    if settings_path.exists():
+        _check_settings(settings_path, current, output)
+    for _, _, record in read_candidates(output) if output.exists() else []:
+        if record.unit != config.unit:
+            raise UserInputError(f"written with --unit {record.unit}; resume with the same options", path=str(output))
+    atomic_write_json(settings_path, current)
+
+    def complete(rows: list[dict[str, Any]]) -> bool:
+        return _complete([CandidateRecord.from_dict(row) for row in rows])
+
+    # drops a line cut by a kill and the documents to re-do (unfinished or under-voted), all or nothing
+    return ResumableJsonl(output, resume=True, key="doc_id", complete=complete)
+
+
+def build_judge(config: AlpoSampleConfig) -> Any:
+    """The `LLMJudge` of a sampling run, its cache beside the output."""
+    from trl_seqpo.judge.client import JudgeConfig, LLMJudge
+    from trl_seqpo.languages import language_name
+
+    judge_config = JudgeConfig(
+        base_url=config.judge_base_url,
+        model=config.judge_model,
+        aspect=config.judge_aspect,
+        num_shuffles=config.judge_num_shuffles,
+        temperature=config.judge_temperature,
+        max_tokens=config.judge_max_tokens,
+        extra_body=None if config.judge_extra_body is None else json.loads(config.judge_extra_body),
+        send_seed=config.judge_seed,
+        max_retries=config.judge_max_retries,
+        max_concurrency=config.judge_max_concurrency,
+        timeout=config.judge_timeout,
+        backoff_max=config.judge_backoff_max,
+        api_key_env=config.judge_api_key_env,
+        api_key_file=config.judge_api_key_file,
+        source_language=language_name(config.source_lang),
+        target_language=language_name(config.target_lang),
+        seed=config.seed,
+        cache_path=str(config.cache_path()),
+    )
+    return LLMJudge(judge_config)
+
+
+def sample_candidates(
+    config: AlpoSampleConfig,
+    *,
+    backend: Any = None,
+    tokenizer: Any = None,
+    stop_token_ids: Sequence[int] = (),
+    judge: Any = None,
+    progress: bool | None = None,
+) -> SampleReport:
+    """Run (or resume) ALPO's Alg. 1 over ``config.documents`` into ``config.output``.
+
+    Args:
+        config: The settings.
+        backend, tokenizer, stop_token_ids: A ready generation backend; ``None`` loads ``config.model``.
+        judge: A ready judge; ``None`` builds the `LLMJudge` of ``config``.
+        progress: Show a progress bar (``None``: when stderr is a terminal).
+
+    Returns:
+        A `SampleReport`; ``unjudged_units > 0`` means some units have no or too few valid votes (run again).
+
+    Raises:
+        UserInputError: Bad documents, an output that is an input or not this command's own, a setting that differs
+            from the run being resumed, a corrupt candidates file or cache, an unreachable or refusing judge.
+    """
+    from trl_seqpo.rollout.segmentwise import SegmentwiseConfig, SegmentwiseSampler, document_batches
+    from trl_seqpo.subtitles.documents import read_documents
+
+    check_output_path(config.output, config.documents, config.cache, config.model or None)
+    check_output_path(config.cache_path(), config.documents, config.output)
+    check_output_path(config.settings_path(), config.documents)
+    documents = read_documents(config.documents)
+    digest = hashlib.sha256(Path(config.documents).read_bytes()).hexdigest()
+    sampler_config = SegmentwiseConfig(
+        **{name: getattr(config, name) for name in ("num_candidates", "unit", "max_segment_lines", "temperature")},
+        **{name: getattr(config, name) for name in ("top_p", "top_k", "max_new_tokens", "add_reference", "seed")},
+        source_language=config.source_lang,
+        target_language=config.target_lang,
+        context_window=config.context_window,
+        judge_min_candidates=config.judge_min_candidates,
+        raise_if_unreachable=True,
+        documents_per_batch=config.documents_per_batch,
+    )
+    store = _prepare_output(config, digest)
+    report = SampleReport(documents=len(documents), skipped=sum(d.doc_id in store.done for d in documents))
+    if report.skipped == len(documents):
+        _write_in_input_order(store, documents)
+        return report
+    own_judge = judge is None
+    judge = build_judge(config) if judge is None else judge
+    try:
+        if backend is None:
+            backend, tokenizer, stop_token_ids = load_backend(config)
+        sampler_config.stop_token_ids = tuple(stop_token_ids)
+        sampler = SegmentwiseSampler(backend, tokenizer, sampler_config, judge)
+        _run(sampler, documents, store, report, progress, document_batches)
+    finally:
+        if own_judge:
+            judge.close()
+    stats = getattr(judge, "stats", None)
+    report.http_requests = getattr(stats, "http_requests", 0)
+    report.cache_hits = getattr(stats, "cache_hits", 0)
+    report.sampler_summary = sampler.stats.summary()
+    if report.unjudged_units == 0:
+        _write_in_input_order(store, documents)
+    return report
+
+
+def _run(sampler, documents, store: ResumableJsonl, report: SampleReport, progress, document_batches) -> None:
+    from tqdm.auto import tqdm
+
+    done = set(store.done)
+    disable = not sys.stderr.isatty() if progress is None else not progress
+    bar = tqdm(total=len(documents), initial=report.skipped, desc="alpo sample", unit="doc", disable=disable)
+    try:
+        # batches are cut from the full input so a resumed run samples each batch exactly as the first run did
+        for batch in document_batches(documents, sampler.config.documents_per_batch):
+            if all(document.doc_id in done for document in batch):
+                continue
+            for document, records in sampler.sample_batch(batch):
+                if document.doc_id in done:
+                    continue
+                store.append([record.to_dict() for record in records])  # flushed and synced
+                report.written += 1
+                report.units += len(records)
+                missing = sum(record.judge_failed or record.under_voted for record in records)
+                report.unjudged_units += missing
+                report.unjudged_documents += missing > 0
+                bar.update(1)
+    finally:
+        bar.close()
+
+
+def _write_in_input_order(store: ResumableJsonl, documents: Sequence[Any]) -> None:
+    """Rewrite the finished file in input order (an interrupted run appended documents in another order)."""
+    text = "".join(
+        json.dumps(row, ensure_ascii=False) + "\n"
+        for document in documents
+        for row in store.groups.get(document.doc_id, [])
+    )
+    if store.path.read_text(encoding="utf-8") != text:
+        atomic_write(store.path, text)
+
+
+def load_backend(config: AlpoSampleConfig) -> tuple[Any, Any, list[int]]:
+    """The generation backend, the tokenizer and the model's own end-of-generation ids, from ``config.model``."""
+    model_path = Path(config.model)
+    if not model_path.is_dir():
+        raise UserInputError("model not found: give a local checkpoint directory", path=config.model)
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # the command has its own progress bar
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+    except (OSError, ValueError) as exc:
+        raise UserInputError(f"cannot load a tokenizer from the model folder ({exc})", path=config.model) from None
+    if config.backend == "vllm":
+        from transformers import GenerationConfig
+
+        from trl_seqpo.rollout.vllm import VLLMGenerationBackend
+
+        try:
+            generation_config = GenerationConfig.from_pretrained(model_path)
+        except OSError:  # no generation_config.json: the tokenizer's EOS only
+            generation_config = None
+        # vLLM requests ignore EOS (stop ids are exact), so the model's end-of-generation ids go in as stop ids
+        backend = VLLMGenerationBackend.from_model(model_path, seed=config.seed)
+        return backend, tokenizer, _eos_ids(tokenizer, generation_config)
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from trl_seqpo.rollout.hf import HFGenerationBackend
+
+    dtype = config.dtype if config.dtype == "auto" else getattr(torch, config.dtype, None)
+    if dtype is None:
+        raise UserInputError(f"--dtype {config.dtype!r} is not a torch dtype (use auto, float32, bfloat16, float16)")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+    except (OSError, ValueError) as exc:
+        raise UserInputError(f"cannot load the model ({exc})", path=config.model) from None
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    backend = HFGenerationBackend(model, tokenizer, max_batch_size=config.max_batch_size)
+    return backend, tokenizer, _eos_ids(tokenizer, getattr(model, "generation_config", None))
+
+
+def _eos_ids(tokenizer: Any, generation_config: Any) -> list[int]:
+    ids = []
+    for source in (generation_config, tokenizer):
+        value = getattr(source, "eos_token_id", None)
+        ids.extend(value if isinstance(value, list | tuple) else [] if value is None else [value])
+    return sorted({int(i) for i in ids})
+
+
+def config_fields() -> list[str]:
+    """The names of `AlpoSampleConfig`'s fields (the flags of ``trl-seqpo alpo sample``)."""
+    return [f.name for f in dataclasses.fields(AlpoSampleConfig)]
