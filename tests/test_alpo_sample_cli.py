@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import threading
-import time
 
 import pytest
 
 from trl_seqpo.alpo.pairs import build_pair_rows, read_candidate_records
 from trl_seqpo.cli.main import main
 from trl_seqpo.subtitles.documents import Document, render_document_prompt
-from trl_seqpo.synthetic.local_judge import Reply, SynonymPreferenceScorer, serve
+from trl_seqpo.synthetic.local_judge import SynonymPreferenceScorer, serve
 from trl_seqpo.synthetic.subtitles import (
     SOURCE_LANGUAGE,
     TARGET_LANGUAGE,
@@ -132,58 +126,4 @@ def test_bad_input_exits_2_with_one_line_naming_the_problem(tmp_path, model_dir,
     assert "could not be reached" in message and "9/v1" in message
 
 
-def test_kill_and_resume_reproduces_the_uninterrupted_run(tmp_path, model_dir):
-    docs_path, docs = documents(tmp_path)
-    # 1. uninterrupted reference run
-    with serve(SynonymPreferenceScorer(hidden_preference())) as server:
-        reference_out = tmp_path / "reference.jsonl"
-        assert main(sample_args(docs_path, reference_out, model_dir, server.base_url)) == 0
-        uninterrupted = {body_key(r) for r in server.requests}
-    expected = read_records(reference_out)
-
-    # 2. a run killed while the judge holds the requests of the third line of the second document
-    hold_line = docs[1].source_lines[2]
-    holding, release = threading.Event(), threading.Event()
-    held = []
-
-    def hold(request):
-        if not release.is_set() and request.evaluated == [hold_line]:
-            held.append(body_key(request))
-            holding.set()
-            release.wait(60)
-            return Reply(close=True)
-        return None
-
-    output = tmp_path / "candidates.jsonl"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    with serve(SynonymPreferenceScorer(hidden_preference()), fault=hold) as server:
-        args = sample_args(docs_path, output, model_dir, server.base_url)
-        command = [sys.executable, "-m", "trl_seqpo.cli.main", *args]
-        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            deadline = time.monotonic() + 120
-            while not (holding.is_set() and output.exists() and output.read_text().count("\n") >= 2):
-                assert process.poll() is None, process.stderr.read().decode()[-2000:]
-                assert time.monotonic() < deadline, "the sampler never reached the held judge request"
-                time.sleep(0.05)
-            process.send_signal(signal.SIGKILL)
-            process.wait(30)
-        finally:
-            if process.poll() is None:
-                process.kill()
-            release.set()
-        answered_before_kill = {body_key(r) for r in server.requests} - set(held)
-        killed_records = read_records(output)
-        # the first document (2 lines) was finished and written before the kill; the second was not
-        assert [(r["doc_id"], r["unit_index"]) for r in killed_records] == [(docs[0].doc_id, 0), (docs[0].doc_id, 1)]
-        with output.open("a") as handle:  # as if the kill had cut a write short
-            handle.write('{"doc_id": "' + docs[1].doc_id + '", "unit_ind')
-
-        # 3. resume with the same command: reproduce the rest, never ask the judge again for what it answered
-        server.reset()
-        assert main(sample_args(docs_path, output, model_dir, server.base_url)) == 0
-        resumed_requests = {body_key(r) for r in server.requests}
-    assert read_records(output) == expected  # same records, same order, no duplicates, no partial line
-    assert not resumed_requests & answered_before_kill
-    assert answered_before_kill | resumed_requests == uninterrupted
-    assert set(held) <= resumed_requests
+# kill -9 and resume: tests/test_alpo_chaos.py

@@ -31,7 +31,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from trl_seqpo.errors import UserInputError
+from trl_seqpo.errors import UserInputError, check_output_path
 from trl_seqpo.jsonl import parse_json_lines
 from trl_seqpo.subtitles.align import AlignmentResult, align_dialogue
 from trl_seqpo.subtitles.bilingual import split_bilingual, split_output_paths
@@ -174,6 +174,7 @@ def run_align(args: argparse.Namespace) -> int:
         raise UserInputError("is a folder but SOURCE is a file; give two files or two folders", path=str(args.target))
     if args.output.is_dir():
         raise UserInputError("is a folder; give an output .jsonl file", path=str(args.output))
+    check_output_path(args.output, args.source, args.target)
     result = _align_pair(args.source, args.target, args.output, args, args.source_lang, args.target_lang)
     names = f"{args.source.name} + {args.target.name}" if args.target else f"{args.source.name} (bilingual)"
     print(f"{names}: {result.summary()}", file=sys.stderr)
@@ -266,6 +267,7 @@ def run_documents(args: argparse.Namespace) -> int:
             raise UserInputError("file not found", path=str(path))
         else:
             files.append(path)
+    check_output_path(args.output, *files)
     all_documents = []
     filtered: Counter[str] = Counter()
     for path in files:
