@@ -320,3 +320,19 @@ def test_peft_adapter_trains_without_a_reference_model(tmp_path, tokenizer, base
     trainer.train()
     after = dict(trainer.model.named_parameters())
     assert any(not torch.equal(before[n], after[n].detach()) for n in before)
+
+
+def test_simpo_loads_no_reference_model(tmp_path, tokenizer, base_model):
+    args = ALPOConfig(str(tmp_path), alpo_loss_type="simpo", per_device_train_batch_size=2, **COMMON)
+    trainer = ALPOTrainer(
+        model=copy.deepcopy(base_model), args=args, train_dataset=pairs(2), processing_class=tokenizer
+    )
+    assert trainer.ref_model is None and args.precompute_ref_log_probs is False
+    assert "ref_chosen_logps" not in trainer.train_dataset.column_names
+    trainer.model.train()
+    loss = trainer.compute_loss(trainer.model, collate(trainer, 2))
+    assert torch.isfinite(loss)
+    # the sigmoid loss does load a reference (here it fails: the in-memory test model has no checkpoint to load from)
+    sigmoid = ALPOConfig(str(tmp_path), per_device_train_batch_size=2, **COMMON)
+    with pytest.raises(OSError):
+        ALPOTrainer(model=copy.deepcopy(base_model), args=sigmoid, train_dataset=pairs(2), processing_class=tokenizer)

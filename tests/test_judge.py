@@ -244,7 +244,10 @@ def test_keys_go_only_where_configured(server, monkeypatch, tmp_path):
     assert JudgeConfig(base_url="http://x/v1", api_key_env="MY_JUDGE_KEY").resolve_api_key() == "sk-env"
     assert JudgeConfig(base_url="https://api.openai.com/v1").resolve_api_key() == "sk-leak"
     config = JudgeConfig(base_url="http://user:pw@host/v1", api_key="sk-secret")
-    for text in (repr(config), str(config.to_dict()), str(pickle.dumps(config))):
+    from trl_seqpo.rewards.judge import JudgeReward
+
+    reward = JudgeReward(config)
+    for text in (repr(config), str(config.to_dict()), str(pickle.dumps(config)), str(pickle.dumps(reward))):
         assert "sk-secret" not in text
     assert "pw" not in str(config.to_dict()) and "pw" not in redact_url(config.base_url)
 

@@ -138,6 +138,8 @@ def test_fused_reward_uses_the_translation_not_the_raw_completion(tiny, dataset,
         ({"top_p": 0.9}, "top_p=0.9"),
         ({"top_k": 20}, "top_k=20"),
         ({"generation_kwargs": {"no_repeat_ngram_size": 2}}, "generation_kwargs"),
+        ({"temperature": 0.0}, "temperature must be > 0"),
+        ({"fusion_lambda": float("nan")}, "fusion_lambda"),
     ],
 )
 def test_config_validation(tmp_path, overrides, message):

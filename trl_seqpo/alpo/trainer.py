@@ -152,6 +152,8 @@ class ALPOTrainer(DPOTrainer):
       ``remove_unused_columns=True``; a `DataCollatorForWeightedPreference` carries them into the batch.
     - ``_get_train_sampler``: with ``prefix_mix_order="stages"``, trains the prefix-mixing stages in order.
     - ``compute_ref_log_probs``: drops the ALPO batch keys before calling DPOTrainer's.
+    - ``_precompute_ref_logps``: computes nothing for a reference-free loss (``simpo``), so that no reference model is
+      loaded for it.
 
     Args:
         model: Model id/path or a model instance, as for DPOTrainer.
@@ -204,8 +206,17 @@ class ALPOTrainer(DPOTrainer):
         self.pair_stats = dict(pair_stats) if pair_stats is not None else None
         self.loss_settings = LossSettings(args.simpo_gamma, args.grpo_epsilon, args.grpo_kl_coef)
         self.loss_function = ALPO_LOSSES[args.alpo_loss_type]
-        super().__init__(model, ref_model=ref_model, args=args, data_collator=data_collator,
-                         train_dataset=train_dataset, **kwargs)  # fmt: skip
+        # a reference-free loss (SimPO) needs no reference model: DPOTrainer builds none when it is told the reference
+        # log-probs are precomputed, and `_precompute_ref_logps` below then computes nothing
+        reference_free = args.alpo_loss_type in REFERENCE_FREE_LOSSES and ref_model is None
+        precompute = args.precompute_ref_log_probs
+        if reference_free:
+            args.precompute_ref_log_probs = True
+        try:
+            super().__init__(model, ref_model=ref_model, args=args, data_collator=data_collator,
+                             train_dataset=train_dataset, **kwargs)  # fmt: skip
+        finally:
+            args.precompute_ref_log_probs = precompute
         self.data_collator = DataCollatorForWeightedPreference(self.data_collator, self._extra_columns(args))
         self.mean_weight = self._dataset_mean_weight()
 
@@ -296,6 +307,11 @@ class ALPOTrainer(DPOTrainer):
         return super()._get_train_sampler(train_dataset)
 
     # ----- loss ------------------------------------------------------------------------------------------------------
+
+    def _precompute_ref_logps(self, dataset, name, batch_size):
+        if self.args.alpo_loss_type in REFERENCE_FREE_LOSSES:
+            return dataset  # the loss reads no reference log-probs
+        return super()._precompute_ref_logps(dataset, name, batch_size)
 
     def compute_ref_log_probs(self, model, inputs):
         """DPOTrainer's reference pass, without the ALPO-only batch keys (they are not model inputs)."""

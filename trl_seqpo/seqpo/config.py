@@ -166,7 +166,9 @@ class SeqPOConfig(GRPOConfig):
             raise ValueError(f"latency_truncation must be one of {TRUNCATION_MODES}, got {self.latency_truncation!r}")
         if self.latency_floor != self.latency_floor or abs(self.latency_floor) == float("inf"):
             raise ValueError(f"latency_floor must be a finite number of source units, got {self.latency_floor}")
-        if self.fusion_lambda < 0:
+        if not self.temperature > 0:  # also NaN; GRPO divides the logits by it, so 0 (greedy) cannot train
+            raise ValueError(f"temperature must be > 0 to train (greedy is for evaluation), got {self.temperature}")
+        if not self.fusion_lambda >= 0:  # also NaN
             raise ValueError(
                 f"fusion_lambda must be >= 0 (it weighs quality against latency), got {self.fusion_lambda}"
             )
