@@ -323,6 +323,12 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, corpus, model_dir, capsys):
         (sample_args(docs_path, tmp_path / "b.jsonl", model_dir, "http://127.0.0.1:9/v1", "--cache", str(cache)),
          "not a usable judge cache"),
         (["alpo", "pairs", str(docs_path), "-o", str(tmp_path / "p.jsonl")], f"{docs_path}:1: missing field"),
+        (["alpo", "pairs", str(utf16), "-o", str(tmp_path / "p.jsonl")], f"{utf16}: not UTF-8"),
+        (["evaluate", "simt", "--model", model_dir, "--data", str(utf16), "--output-dir", str(tmp_path / "e1")],
+         f"{utf16}: not UTF-8"),
+        (["evaluate", "subtitles", "--model", model_dir, "--documents", str(utf16), "--output-dir",
+          str(tmp_path / "e2")], f"{utf16}: not UTF-8"),
+        (["plot", str(utf16), "-o", str(tmp_path / "plot.png")], f"{utf16}: not UTF-8"),
         (["alpo", "sample", str(docs_path), "-o", str(tmp_path / "c.jsonl"), "--model", model_dir,
           "--judge-extra-body", "[1]"], "--judge-extra-body must be a JSON object"),
     ]  # fmt: skip
@@ -336,3 +342,4 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, corpus, model_dir, capsys):
     finally:
         readonly.chmod(0o700)
     assert cache.read_bytes() == b"this is not sqlite" * 100
+    assert not any((tmp_path / name).exists() for name in ("a.jsonl", "p.jsonl", "plot.png"))

@@ -52,7 +52,14 @@ def parse_json_lines(lines: Iterable[str], path: str | os.PathLike[str], hint: s
         >>> list(parse_json_lines(['{"a": 1}', "", "[2]"], "x.jsonl"))
         [(1, {'a': 1}), (3, [2])]
     """
-    for number, line in enumerate(lines, start=1):
+    numbered = enumerate(lines, start=1)
+    while True:
+        try:
+            number, line = next(numbered)
+        except StopIteration:
+            return
+        except UnicodeDecodeError:  # reading a UTF-16, Latin-1 or binary file through a UTF-8 handle
+            raise UserInputError("not UTF-8 text; convert the file to UTF-8 JSON lines", path=str(path)) from None
         if not line.strip():
             continue
         try:
@@ -84,16 +91,10 @@ def read_json_objects(
     if not path.is_file():
         raise UserInputError(missing, path=str(path))
     with path.open(encoding="utf-8") as handle:
-        try:
-            for number, record in parse_json_lines(handle, path, hint):
-                if not isinstance(record, dict):
-                    raise UserInputError(f"expected {expected}", path=str(path), line=number)
-                yield number, record
-        except UnicodeDecodeError as exc:  # UTF-16, Latin-1 or a binary file
-            raise UserInputError(
-                f"not UTF-8 text (undecodable byte {exc.start} of a chunk); convert the file to UTF-8 JSON lines",
-                path=str(path),
-            ) from None
+        for number, record in parse_json_lines(handle, path, hint):
+            if not isinstance(record, dict):
+                raise UserInputError(f"expected {expected}", path=str(path), line=number)
+            yield number, record
 
 
 def read_jsonl(path: str | os.PathLike[str], *, missing_ok: bool = False, hint: str = "") -> list[Any]:

@@ -47,6 +47,8 @@ def load_results(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
             document = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as error:
             raise UserInputError(f"not valid JSON ({error.msg})", path=path, line=error.lineno) from error
+        except UnicodeDecodeError:
+            raise UserInputError("not UTF-8 text; give a results.json of trl-seqpo evaluate", path=path) from None
         if not isinstance(document, dict) or not isinstance(document.get("runs"), list):
             raise UserInputError("not a results file of trl-seqpo evaluate (no 'runs' list)", path=path)
         documents.append(document)
