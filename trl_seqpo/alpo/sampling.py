@@ -57,7 +57,7 @@ class AlpoSampleConfig:
     source_lang: str = _help("source language, as used for SFT (e.g. en)", default="en")
     target_lang: str = _help("target language, as used for SFT (e.g. zh)", default="zh")
     backend: Literal["hf", "vllm"] = _help("generation backend", default="hf")
-    dtype: str = _help("hf backend: torch dtype of the model (auto, float32, bfloat16, float16)", default="auto")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = _help("torch dtype of the model", default="auto")
     max_batch_size: int | None = _help("hf backend: rows per generate call (default: all)", default=None)
     num_candidates: int = _help("candidates sampled per unit (paper: 15)", default=15)
     unit: Literal["line", "segment"] = _help("preference unit", default="line")
@@ -313,15 +313,25 @@ def sample_candidates(
         return report
     own_judge = judge is None
     judge = build_judge(config) if judge is None else judge
+    loaded = None
     try:
         if backend is None:
-            backend, tokenizer, stop_token_ids = load_backend(config)
+            from transformers.utils import logging as transformers_logging
+
+            from trl_seqpo.rollout.loading import load_backend
+
+            transformers_logging.disable_progress_bar()  # the job has its own progress bar
+            loaded = load_backend(config.model, config.backend, dtype=config.dtype, seed=config.seed,
+                                  max_batch_size=config.max_batch_size)  # fmt: skip
+            backend, tokenizer, stop_token_ids = loaded.backend, loaded.tokenizer, loaded.stop_token_ids
         sampler_config.stop_token_ids = tuple(stop_token_ids)
         sampler = SegmentwiseSampler(backend, tokenizer, sampler_config, judge)
         _run(sampler, documents, store, report, progress, document_batches)
     finally:
         if own_judge:
             judge.close()
+        if loaded is not None:
+            loaded.close()
     stats = getattr(judge, "stats", None)
     report.http_requests = getattr(stats, "http_requests", 0)
     report.cache_hits = getattr(stats, "cache_hits", 0)
@@ -365,57 +375,6 @@ def _write_in_input_order(store: ResumableJsonl, documents: Sequence[Any]) -> No
     )
     if store.path.read_text(encoding="utf-8") != text:
         atomic_write(store.path, text)
-
-
-def load_backend(config: AlpoSampleConfig) -> tuple[Any, Any, list[int]]:
-    """The generation backend, the tokenizer and the model's own end-of-generation ids, from ``config.model``."""
-    model_path = Path(config.model)
-    if not model_path.is_dir():
-        raise UserInputError("model not found: give a local checkpoint directory", path=config.model)
-    from transformers import AutoTokenizer
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.disable_progress_bar()  # the command has its own progress bar
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model_path)
-    except (OSError, ValueError) as exc:
-        raise UserInputError(f"cannot load a tokenizer from the model folder ({exc})", path=config.model) from None
-    if config.backend == "vllm":
-        from transformers import GenerationConfig
-
-        from trl_seqpo.rollout.vllm import VLLMGenerationBackend
-
-        try:
-            generation_config = GenerationConfig.from_pretrained(model_path)
-        except OSError:  # no generation_config.json: the tokenizer's EOS only
-            generation_config = None
-        # vLLM requests ignore EOS (stop ids are exact), so the model's end-of-generation ids go in as stop ids
-        backend = VLLMGenerationBackend.from_model(model_path, seed=config.seed)
-        return backend, tokenizer, _eos_ids(tokenizer, generation_config)
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from trl_seqpo.rollout.hf import HFGenerationBackend
-
-    dtype = config.dtype if config.dtype == "auto" else getattr(torch, config.dtype, None)
-    if dtype is None:
-        raise UserInputError(f"--dtype {config.dtype!r} is not a torch dtype (use auto, float32, bfloat16, float16)")
-    try:
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
-    except (OSError, ValueError) as exc:
-        raise UserInputError(f"cannot load the model ({exc})", path=config.model) from None
-    if torch.cuda.is_available():
-        model = model.to("cuda")
-    backend = HFGenerationBackend(model, tokenizer, max_batch_size=config.max_batch_size)
-    return backend, tokenizer, _eos_ids(tokenizer, getattr(model, "generation_config", None))
-
-
-def _eos_ids(tokenizer: Any, generation_config: Any) -> list[int]:
-    ids = []
-    for source in (generation_config, tokenizer):
-        value = getattr(source, "eos_token_id", None)
-        ids.extend(value if isinstance(value, list | tuple) else [] if value is None else [value])
-    return sorted({int(i) for i in ids})
 
 
 def config_fields() -> list[str]:
