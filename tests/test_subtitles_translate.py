@@ -127,7 +127,7 @@ def test_interrupted_run_resumes_and_bilingual_keeps_the_original(model_dir, tmp
         ("missing", "file not found"),
         ("bad", "timestamp does not parse"),
         ("format", "cannot tell the output format"),
-        ("model", "--model"),
+        ("model", "model checkpoint not found"),
     ],
 )
 def test_bad_input_exits_2(tmp_path, capsys, setup, message, model_dir):

@@ -270,10 +270,11 @@ def load_translator(
         UserInputError: The model cannot be loaded or the backend is unknown.
         MissingDependencyError: ``backend="vllm"`` without vLLM.
     """
-    from trl_seqpo.evaluate.common import load_backend
     from trl_seqpo.evaluate.subtitles import _translate_by_line, _translate_whole, newline_stop_ids
+    from trl_seqpo.rollout.loading import load_backend
 
-    tokenizer, engine = load_backend(model, backend, device=device, dtype=dtype)
+    loaded = load_backend(model, backend, device=device, dtype=dtype)
+    tokenizer, engine = loaded.tokenizer, loaded.backend
     settings = _Settings(src_lang, tgt_lang, max_new_tokens_per_line)
     stop_ids = newline_stop_ids(tokenizer)
 
