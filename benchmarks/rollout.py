@@ -3,7 +3,8 @@
 1. Lockstep: all sources x B trajectories advance together, one batched ``generate`` per step, versus a naive loop
    that rolls out one trajectory at a time (same model, same sources, same budgets).
 2. Multi-step overhead: the lockstep rollout versus ONE batched ``generate`` call per trajectory that produces the
-   same number of policy tokens (what a non-simultaneous GRPO step would cost).
+   same number of policy tokens (what a non-simultaneous GRPO step would cost); with the key/value states kept
+   between steps (the default) and, for comparison, re-encoding the growing prefix at every step.
 3. Training tokens per trajectory: the ``chat`` format trains one sequence per trajectory, the ``paper`` format one
    sequence per step (prompt re-rendered each time).
 
@@ -78,6 +79,13 @@ def main() -> None:
 
     naive_time, _ = _timed(naive, 1)
 
+    no_reuse = SimultaneousRollout(HFGenerationBackend(model, tokenizer, reuse_cache=False), tokenizer, config)
+    no_reuse_time, no_reuse_trajectories = _timed(
+        lambda: no_reuse.run(sources, num_generations=B, seed=0), args.repeats
+    )
+    if [t.step_token_ids for t in no_reuse_trajectories] != [t.step_token_ids for t in trajectories]:
+        print("WARNING: the rollouts with and without key/value reuse sampled different tokens")
+
     # one-shot: every trajectory's prompt, one generate producing as many tokens as the longest policy output
     policy_tokens = [sum(t.env_mask) for t in trajectories]
     budget = max(policy_tokens)
@@ -108,6 +116,10 @@ def main() -> None:
     print(
         f"| multi-step rollout vs one-shot generate ({budget} tokens) | {lockstep_time:.3f} | {oneshot_time:.3f} | "
         f"{lockstep_time / oneshot_time:.2f}x the one-shot time |"
+    )
+    print(
+        f"| multi-step rollout without key/value reuse vs one-shot generate ({budget} tokens) | {no_reuse_time:.3f} | "
+        f"{oneshot_time:.3f} | {no_reuse_time / oneshot_time:.2f}x the one-shot time |"
     )
     print()
     print("| format | training tokens per trajectory | forward passes per trajectory |")
