@@ -39,6 +39,17 @@ def _timed(function, repeats: int) -> tuple[float, object]:
     return statistics.median(times), result
 
 
+def _interleaved(functions: dict, repeats: int) -> dict:
+    """Median time of each function, the runs interleaved (A B C A B C ...) so that load changes hit all alike."""
+    times = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="model directory (default: a tiny random model)")
@@ -47,8 +58,9 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=2)
     parser.add_argument("--max-new-tokens-per-step", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(args.threads or max(1, torch.get_num_threads()))
 
     model_dir = args.model
     if model_dir is None:
@@ -72,7 +84,7 @@ def main() -> None:
     rollout = SimultaneousRollout(backend, tokenizer, config)
     B = args.generations
 
-    lockstep_time, trajectories = _timed(lambda: rollout.run(sources, num_generations=B, seed=0), args.repeats)
+    trajectories = rollout.run(sources, num_generations=B, seed=0)
 
     def naive():
         return [t for s in sources for _ in range(B) for t in rollout.run([s], num_generations=1, seed=0)]
@@ -80,9 +92,7 @@ def main() -> None:
     naive_time, _ = _timed(naive, 1)
 
     no_reuse = SimultaneousRollout(HFGenerationBackend(model, tokenizer, reuse_cache=False), tokenizer, config)
-    no_reuse_time, no_reuse_trajectories = _timed(
-        lambda: no_reuse.run(sources, num_generations=B, seed=0), args.repeats
-    )
+    no_reuse_trajectories = no_reuse.run(sources, num_generations=B, seed=0)
     if [t.step_token_ids for t in no_reuse_trajectories] != [t.step_token_ids for t in trajectories]:
         print("WARNING: the rollouts with and without key/value reuse sampled different tokens")
 
@@ -91,7 +101,15 @@ def main() -> None:
     budget = max(policy_tokens)
     prompts = [t.prompt_ids for t in trajectories]
     params = GenerationParams(max_new_tokens=budget, temperature=1.0, stop_token_ids=())
-    oneshot_time, _ = _timed(lambda: backend.generate(prompts, params), args.repeats)
+    median = _interleaved(
+        {
+            "lockstep": lambda: rollout.run(sources, num_generations=B, seed=0),
+            "no_reuse": lambda: no_reuse.run(sources, num_generations=B, seed=0),
+            "oneshot": lambda: backend.generate(prompts, params),
+        },
+        args.repeats,
+    )
+    lockstep_time, no_reuse_time, oneshot_time = median["lockstep"], median["no_reuse"], median["oneshot"]
 
     paper = SimultaneousRollout(
         backend, tokenizer, SimultaneousRolloutConfig(**{**config.__dict__, "prompt_format": "paper"})

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -35,12 +36,13 @@ class _CachedRows:
     Attributes:
         layers: Per layer ``(keys, values)``, each ``[rows, heads, width, head_dim]``.
         columns: Per row, the columns (``[tokens]``, increasing) of ``width`` holding that row's real tokens.
-        tokens: Per row, those tokens' ids, ``-1``-padded to one matrix ``[rows, max_tokens]``.
+        tokens: Per row, those tokens' ids, ``-1``-padded to one matrix ``[rows, max_tokens]`` (numpy, for fast
+            prefix matching).
     """
 
     layers: list[tuple[torch.Tensor, torch.Tensor]]
     columns: list[torch.Tensor]
-    tokens: torch.Tensor
+    tokens: np.ndarray
 
 
 def _reusable(cache: object) -> bool:
@@ -91,13 +93,13 @@ class PrefixKVCache:
     def _longest_prefix(self, prompt: list[int]) -> tuple[int, int, int]:
         """``(group, row, length)`` of the cached row sharing the longest token prefix with ``prompt``."""
         best = (-1, -1, 0)
-        query = torch.tensor(prompt, dtype=torch.long)
+        query = np.asarray(prompt, dtype=np.int64)
         for group_index, group in enumerate(self._previous):
             width = min(group.tokens.shape[1], len(prompt))
             if width == 0:
                 continue
-            same = (group.tokens[:, :width] == query[:width]).to(torch.long)
-            shared = same.cumprod(dim=1).sum(dim=1)  # length of the common prefix with every row
+            same = group.tokens[:, :width] == query[:width]
+            shared = np.cumprod(same, axis=1).sum(axis=1)  # length of the common prefix with every row
             row = int(shared.argmax())
             if int(shared[row]) > best[2]:
                 best = (group_index, row, int(shared[row]))
@@ -187,8 +189,8 @@ class PrefixKVCache:
             row_columns = torch.cat([prompt_columns, new_columns])
             columns.append(row_columns)
             token_rows.append(sequences[row, row_columns])
-        tokens = torch.full((len(columns), max(len(c) for c in columns)), -1, dtype=torch.long)
+        tokens = np.full((len(columns), max(len(c) for c in columns)), -1, dtype=np.int64)
         for row, ids in enumerate(token_rows):
-            tokens[row, : len(ids)] = ids
+            tokens[row, : len(ids)] = ids.numpy()
         layers = [(layer.keys, layer.values) for layer in cache.layers]
         self._current.append(_CachedRows(layers=layers, columns=columns, tokens=tokens))
