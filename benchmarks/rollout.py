@@ -3,7 +3,8 @@
 1. Lockstep: all sources x B trajectories advance together, one batched ``generate`` per step, versus a naive loop
    that rolls out one trajectory at a time (same model, same sources, same budgets).
 2. Multi-step overhead: the lockstep rollout versus ONE batched ``generate`` call per trajectory that produces the
-   same number of policy tokens (what a non-simultaneous GRPO step would cost).
+   same number of policy tokens (what a non-simultaneous GRPO step would cost); with the key/value states kept
+   between steps (the default) and, for comparison, re-encoding the growing prefix at every step.
 3. Training tokens per trajectory: the ``chat`` format trains one sequence per trajectory, the ``paper`` format one
    sequence per step (prompt re-rendered each time).
 
@@ -38,6 +39,17 @@ def _timed(function, repeats: int) -> tuple[float, object]:
     return statistics.median(times), result
 
 
+def _interleaved(functions: dict, repeats: int) -> dict:
+    """Median time of each function, the runs interleaved (A B C A B C ...) so that load changes hit all alike."""
+    times = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="model directory (default: a tiny random model)")
@@ -46,8 +58,9 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=2)
     parser.add_argument("--max-new-tokens-per-step", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(args.threads or max(1, torch.get_num_threads()))
 
     model_dir = args.model
     if model_dir is None:
@@ -71,19 +84,32 @@ def main() -> None:
     rollout = SimultaneousRollout(backend, tokenizer, config)
     B = args.generations
 
-    lockstep_time, trajectories = _timed(lambda: rollout.run(sources, num_generations=B, seed=0), args.repeats)
+    trajectories = rollout.run(sources, num_generations=B, seed=0)
 
     def naive():
         return [t for s in sources for _ in range(B) for t in rollout.run([s], num_generations=1, seed=0)]
 
     naive_time, _ = _timed(naive, 1)
 
+    no_reuse = SimultaneousRollout(HFGenerationBackend(model, tokenizer, reuse_cache=False), tokenizer, config)
+    no_reuse_trajectories = no_reuse.run(sources, num_generations=B, seed=0)
+    if [t.step_token_ids for t in no_reuse_trajectories] != [t.step_token_ids for t in trajectories]:
+        print("WARNING: the rollouts with and without key/value reuse sampled different tokens")
+
     # one-shot: every trajectory's prompt, one generate producing as many tokens as the longest policy output
     policy_tokens = [sum(t.env_mask) for t in trajectories]
     budget = max(policy_tokens)
     prompts = [t.prompt_ids for t in trajectories]
     params = GenerationParams(max_new_tokens=budget, temperature=1.0, stop_token_ids=())
-    oneshot_time, _ = _timed(lambda: backend.generate(prompts, params), args.repeats)
+    median = _interleaved(
+        {
+            "lockstep": lambda: rollout.run(sources, num_generations=B, seed=0),
+            "no_reuse": lambda: no_reuse.run(sources, num_generations=B, seed=0),
+            "oneshot": lambda: backend.generate(prompts, params),
+        },
+        args.repeats,
+    )
+    lockstep_time, no_reuse_time, oneshot_time = median["lockstep"], median["no_reuse"], median["oneshot"]
 
     paper = SimultaneousRollout(
         backend, tokenizer, SimultaneousRolloutConfig(**{**config.__dict__, "prompt_format": "paper"})
@@ -108,6 +134,10 @@ def main() -> None:
     print(
         f"| multi-step rollout vs one-shot generate ({budget} tokens) | {lockstep_time:.3f} | {oneshot_time:.3f} | "
         f"{lockstep_time / oneshot_time:.2f}x the one-shot time |"
+    )
+    print(
+        f"| multi-step rollout without key/value reuse vs one-shot generate ({budget} tokens) | {no_reuse_time:.3f} | "
+        f"{oneshot_time:.3f} | {no_reuse_time / oneshot_time:.2f}x the one-shot time |"
     )
     print()
     print("| format | training tokens per trajectory | forward passes per trajectory |")

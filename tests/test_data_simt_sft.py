@@ -1,21 +1,15 @@
-"""Partial-translation SFT data: gold-alignment policy, both prompt formats, the LLM aligner over real HTTP."""
+"""Partial-translation SFT data: gold-alignment policy, both prompt formats, units from the languages."""
 
 from __future__ import annotations
-
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from trl_seqpo.seqpo.sft_data import (
-    LLMAligner,
     build_sft_dataset,
     chat_messages,
     gold_sft_dataset,
     gold_step_outputs,
-    parse_aligner_answer,
-    validate_prefixes,
+    paper_rows,
 )
 from trl_seqpo.simt.chunking import split_into_chunks
 from trl_seqpo.simt.templates import CONTINUE_MARKER, END_OF_SOURCE
@@ -103,98 +97,6 @@ def test_extra_wait_list_mixes_policies_reproducibly():
         gold_sft_dataset(examples, 2, *LANGS, extra_wait=[-1])
 
 
-def test_validate_prefixes_rules():
-    ref = "lo hundo grava vidas"
-    assert validate_prefixes(["lo", "lo", "lo hundo grava", "whatever"], ref, 4) == [1, 1, 3, 4]
-    for bad, message in [
-        (["lo", "lo hundo grava vidas"], "expected 3"),
-        (["lo hun", "lo hundo", "x"], "not a beginning"),
-        (["lo hundo", "lo", "x"], "shorter"),
-        ([1, 2, 3], "list of strings"),
-    ]:
-        with pytest.raises(ValueError, match=message):
-            validate_prefixes(bad, ref, 3)
-    assert parse_aligner_answer('```json\n{"prefixes": ["a"]}\n```') == ["a"]
-    with pytest.raises(ValueError):
-        parse_aligner_answer("no json here")
-
-
-class _AlignerHandler(BaseHTTPRequestHandler):
-    """Answers like an aligner LLM: eager prefixes from the synthetic gold alignment, or garbage for some sources."""
-
-    def do_POST(self):  # noqa: N802 - http.server API
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.requests.append(body)
-        prompt = body["messages"][-1]["content"]
-        pieces = [line.split(". ", 1)[1] for line in prompt.splitlines() if line[:1].isdigit() and ". " in line]
-        source = " ".join(pieces)
-        if "cat" in source:
-            content = "Sure! Here is the alignment."  # no JSON: counted as invalid
-        else:
-            reference, alignment = synthetic.translate(source)
-            outputs = gold_step_outputs(source, reference, alignment, chunk_size=2)
-            prefixes = ["".join(outputs[: k + 1]) for k in range(len(outputs))]
-            content = json.dumps({"prefixes": prefixes})
-        answer = {
-            "id": "x",
-            "object": "chat.completion",
-            "created": 0,
-            "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        }
-        data = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def aligner_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _AlignerHandler)
-    server.requests = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-def test_llm_aligner_over_http_validates_caches_and_resumes(aligner_server, tmp_path):
-    examples = [e for e in synthetic.generate_corpus(12, seed=3)]
-    rows = [{"source": e.source, "reference": e.reference} for e in examples]
-    n_bad = sum("cat" in e.source for e in examples)
-    assert 0 < n_bad < len(examples)
-    aligner = LLMAligner(
-        model="aligner",
-        base_url=f"http://127.0.0.1:{aligner_server.server_port}/v1",
-        api_key="test",
-        chunk_size=2,
-        src_lang=LANGS[0],
-        tgt_lang=LANGS[1],
-        max_concurrency=4,
-        max_retries=0,
-    )
-    cache = tmp_path / "align.jsonl"
-    aligned, stats = aligner.align_rows(rows, cache_path=cache, progress=False)
-    assert (stats.aligned, stats.invalid, stats.failed, stats.cached) == (len(rows) - n_bad, n_bad, 0, 0)
-    gold = {e.source: gold_step_outputs(e.source, e.reference, e.alignment, 2) for e in examples}
-    assert [r["source"] for r in aligned] == [e.source for e in examples if "cat" not in e.source]
-    assert all(r["step_outputs"] == gold[r["source"]] for r in aligned)
-    assert len(aligner_server.requests) == len(rows)
-
-    again, stats = aligner.align_rows(rows, cache_path=cache, progress=False)
-    assert again == aligned and stats.cached == len(rows) and stats.aligned == 0
-    assert len(aligner_server.requests) == len(rows)  # nothing paid twice
-
-    dataset = build_sft_dataset(aligned, 2, *LANGS)
-    assert len(dataset) == len(aligned) and "messages" in dataset.column_names
-
-
 @pytest.mark.slow
 def test_sft_trainer_accepts_both_formats_and_trains_only_policy_tokens(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -227,3 +129,39 @@ def test_sft_trainer_accepts_both_formats_and_trains_only_policy_tokens(tmp_path
         assert "<|endoftext|>" in trained
         trainer.train()
         assert not (model.model.layers[0].mlp.up_proj.weight == before).all()
+
+
+# ---------------------------------------------------------------------------- Zh->En: units from the languages
+ZH_SOURCE = "我们明天去北京开会"  # 9 characters: 3 chunks of 3
+ZH_OUTPUTS = ["We", " will go to Beijing", " for a meeting tomorrow"]
+
+
+def test_chinese_source_is_chunked_by_characters_by_default():
+    messages = chat_messages(ZH_SOURCE, ZH_OUTPUTS, 3, "Chinese", "English")
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    assert len(users) == 3 and "我们明" in users[0] and "开会" in users[-1]
+    rows = paper_rows(ZH_SOURCE, ZH_OUTPUTS, 3, "zh", "en")
+    assert len(rows) == 3 and rows[-1]["completion"].startswith(" for a meeting")
+    dataset = build_sft_dataset([{"source": ZH_SOURCE, "step_outputs": ZH_OUTPUTS}], 3, "Chinese", "English")
+    assert len(dataset) == 1
+    # words would give one chunk for a Chinese sentence: the error says what to check
+    with pytest.raises(ValueError, match="3 step outputs for 1 chunks of 3 words"):
+        build_sft_dataset([{"source": ZH_SOURCE, "step_outputs": ZH_OUTPUTS}], 3, "zh", "en", source_unit="word")
+
+
+def test_gold_data_in_both_directions_uses_each_languages_unit():
+    # Zh->En: alignment over source characters and target words
+    reference = "We will go to Beijing for a meeting tomorrow"
+    alignment = [(0, 0), (1, 0), (4, 1), (4, 2), (4, 3), (5, 4), (6, 4), (7, 5), (8, 6), (8, 7), (2, 8), (3, 8)]
+    zh_en = gold_sft_dataset([{"source": ZH_SOURCE, "reference": reference, "alignment": alignment}], 3, "zh", "en")
+    turns = [m["content"] for m in zh_en[0]["messages"] if m["role"] == "assistant"]
+    assert turns == ["We", " will go to", " Beijing for a meeting tomorrow<|endoftext|>"]
+    # En->Zh: source words, target characters written without spaces
+    en_zh = gold_sft_dataset(
+        [{"source": "we meet tomorrow", "reference": "我们明天开会", "alignment": [(0, 0), (0, 1), (2, 2), (1, 4)]}],
+        1,
+        "English",
+        "Chinese",
+    )
+    turns = [m["content"] for m in en_zh[0]["messages"] if m["role"] == "assistant"]
+    assert turns == ["我们", "", "明天开会<|endoftext|>"]

@@ -312,3 +312,92 @@ def test_hf_backend_ignores_the_checkpoints_generation_config(tokenizer):
             torch.tensor(out.logprobs), torch.full((6,), float(np.log(0.25))), atol=1e-4, rtol=0
         )
     assert model.generation_config.repetition_penalty == 1e4  # restored after the call
+
+
+# ---------------------------------------------------------------------------- key/value reuse across steps
+KV_SOURCES = ["the big dog sees a red tree", "a cat runs", "the small cat sees a big red dog"]
+
+
+def _rollout_pair(model, tokenizer, **config):
+    """The same rollout with and without key/value reuse; returns both trajectories and the encoded token counts."""
+    results = []
+    for reuse in (False, True):
+        backend = HFGenerationBackend(model, tokenizer, reuse_cache=reuse)
+        rollout = SimultaneousRollout(backend, tokenizer, _config(**config))
+        trajectories = rollout.run(KV_SOURCES, num_generations=3, seed=1)
+        results.append((trajectories, backend.encoded_prompt_tokens))
+    return results
+
+
+def _assert_same_rollout(plain, reused):
+    assert [t.step_token_ids for t in reused] == [t.step_token_ids for t in plain]
+    assert [t.completion_ids for t in reused] == [t.completion_ids for t in plain]
+    assert [t.finished_by for t in reused] == [t.finished_by for t in plain]
+    for a, b in zip(plain, reused):
+        flat_a = torch.tensor([x for step in a.step_logprobs for x in step])
+        flat_b = torch.tensor([x for step in b.step_logprobs for x in step])
+        torch.testing.assert_close(flat_b, flat_a, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("prompt_format", ["chat", "paper"])
+@pytest.mark.parametrize("temperature", [0.0, 0.7])
+def test_kv_reuse_gives_the_same_rollout(model, tokenizer, prompt_format, temperature):
+    (plain, plain_tokens), (reused, reused_tokens) = _rollout_pair(
+        model, tokenizer, prompt_format=prompt_format, temperature=temperature
+    )
+    _assert_same_rollout(plain, reused)
+    # the short source's group finishes first: its rows leave the batch (and the cache) while the others go on
+    steps = [len(t.step_outputs) for t in plain]
+    assert min(steps[3:6]) < min(steps[:3] + steps[6:])
+    assert reused_tokens < plain_tokens / 2 if prompt_format == "chat" else reused_tokens < plain_tokens
+
+
+def test_kv_reuse_logprobs_stay_temperature_scaled(model, tokenizer):
+    (trajectory, *_), _ = _rollout_pair(model, tokenizer, temperature=0.5)[1]
+    ids = torch.tensor([trajectory.prompt_ids + trajectory.completion_ids])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0, len(trajectory.prompt_ids) - 1 : -1].float() / 0.5
+    completion = torch.tensor(trajectory.completion_ids)
+    expected = torch.log_softmax(logits, dim=-1).gather(-1, completion.unsqueeze(-1)).squeeze(-1)
+    mask = torch.tensor(trajectory.env_mask, dtype=torch.bool)
+    torch.testing.assert_close(torch.tensor(trajectory.completion_logprobs)[mask], expected[mask], atol=1e-5, rtol=0)
+
+
+def test_kv_reuse_drops_the_rows_of_finished_trajectories(model, tokenizer):
+    backend = HFGenerationBackend(model, tokenizer)
+    seen = []
+    hook = model.register_forward_pre_hook(
+        lambda _, args, kwargs: seen.append((kwargs["input_ids"].shape[0], kwargs.get("past_key_values"))),
+        with_kwargs=True,
+    )
+    try:
+        rollout = SimultaneousRollout(backend, tokenizer, _config(temperature=0.7))
+        trajectories = rollout.run(KV_SOURCES, num_generations=3, seed=1)
+    finally:
+        hook.remove()
+    live_per_step = [sum(len(t.step_outputs) > step for t in trajectories) for step in range(6)]
+    assert live_per_step[0] == 9 and live_per_step[-1] < 9
+    # every forward pass (prefill and decoding) runs exactly the live rows, cache included
+    batch_sizes = {rows for rows, _ in seen}
+    assert batch_sizes == set(live_per_step)
+    for rows, cache in seen:
+        if cache is not None and cache.get_seq_length() > 0:
+            assert cache.layers[0].keys.shape[0] == rows
+
+
+def test_kv_reuse_outside_a_session_and_across_sessions_starts_from_scratch(model, tokenizer):
+    backend = HFGenerationBackend(model, tokenizer)
+    params = GenerationParams(max_new_tokens=4, temperature=0)
+    first = backend.generate([[5, 6, 7]], params)[0]
+    before = backend.encoded_prompt_tokens
+    backend.generate([[5, 6, 7, *first.token_ids, 8]], params)
+    assert backend.encoded_prompt_tokens - before == 3 + len(first.token_ids) + 1  # no session: nothing kept
+    with backend.cache_session():
+        backend.generate([[5, 6, 7]], params)
+        before = backend.encoded_prompt_tokens
+        second = backend.generate([[5, 6, 7, *first.token_ids, 8]], params)[0]
+        assert backend.encoded_prompt_tokens - before == 2  # the last sampled token (never fed back) and the new one
+    with backend.cache_session():  # a new session (e.g. after an optimiser step) keeps nothing from the last one
+        before = backend.encoded_prompt_tokens
+        assert backend.generate([[5, 6, 7, *first.token_ids, 8]], params)[0].token_ids == second.token_ids
+        assert backend.encoded_prompt_tokens - before == 3 + len(first.token_ids) + 1

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "subtitles": ("read, align and cut subtitle files into documents", "trl_seqpo.cli.subtitles:add_parser"),
     "alpo": ("ALPO data pipeline: sample candidates, judge them, build pairs", "trl_seqpo.cli.alpo:add_parser"),
     "judge-server": ("serve the local OpenAI-compatible test judge", "trl_seqpo.cli.judge_server:add_parser"),
+    "simt": ("SeqPO-SiMT data: the LLM aligner for partial-translation SFT data", "trl_seqpo.cli.simt:add_parser"),
     "evaluate": ("evaluate simultaneous or subtitle translation", "trl_seqpo.cli.evaluate:add_parser"),
     "plot": ("draw quality-latency curves", "trl_seqpo.cli.plot:add_parser"),
     "train": ("train with a shipped recipe (seqpo, alpo, sft-simt)", "trl_seqpo.cli.train:add_parser"),

@@ -9,6 +9,10 @@ Sampling is on-policy: the checkpoint's own ``generation_config`` (e.g. Qwen2.5-
 ``repetition_penalty=1.05``, its ``top_p``/``top_k``) is set aside for the call, so the only logits processors are
 the ones `GenerationParams` asks for and, at ``top_p=1, top_k=0``, tokens are drawn from exactly the
 ``softmax(logits / temperature)`` whose log-probabilities are recorded.
+
+Inside `HFGenerationBackend.cache_session` the backend keeps the key/value states of every row between calls
+(`trl_seqpo.rollout.prefix_cache`): a prompt that extends an earlier prompt + its output only encodes its new
+tokens. The lockstep SiMT rollout opens one session per rollout, so step t does not re-encode steps < t.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from trl_seqpo.rollout.engine import GenerationOutput, GenerationParams
+from trl_seqpo.rollout.prefix_cache import PrefixKVCache
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -37,6 +42,8 @@ class HFGenerationBackend:
             calls, an idle one with a one-token dummy prompt. ``None`` (default) decides as transformers does:
             on when ZeRO-3 or FSDP shards the model and more than one process runs. Rollouts that loop until every
             row is done ask `any_rank` whether any process still has work.
+        reuse_cache: Keep key/value states between calls made inside `cache_session` (``False``: every call
+            encodes its prompts from scratch, as outside a session).
 
     Example:
         >>> backend = HFGenerationBackend(model, tokenizer)  # doctest: +SKIP
@@ -49,6 +56,7 @@ class HFGenerationBackend:
         tokenizer: PreTrainedTokenizerBase,
         max_batch_size: int | None = None,
         synced_gpus: bool | None = None,
+        reuse_cache: bool = True,
     ) -> None:
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         if pad_id is None:
@@ -60,6 +68,25 @@ class HFGenerationBackend:
         self.pad_token_id = int(pad_id)
         self.max_batch_size = max_batch_size
         self.synced_gpus = _needs_synced_gpus(model) if synced_gpus is None else synced_gpus
+        self.reuse_cache = reuse_cache
+        self._prefix_cache: PrefixKVCache | None = None
+        self.encoded_prompt_tokens = 0  # prompt tokens the model encoded (cached ones excluded), for benchmarks/tests
+
+    @contextmanager
+    def cache_session(self) -> Iterator[HFGenerationBackend]:
+        """Reuse key/value states across the `generate` calls made inside the ``with`` block.
+
+        Each call keeps the states of its rows (prompt + output); the next call starts every prompt from the
+        cached row sharing its longest token prefix and encodes only the rest. Rows not asked for again are dropped
+        at the next call, and everything is freed when the block ends. The states belong to the current weights:
+        never let a session span an optimiser step.
+        """
+        outer = self._prefix_cache
+        self._prefix_cache = PrefixKVCache() if self.reuse_cache else None
+        try:
+            yield self
+        finally:
+            self._prefix_cache = outer
 
     def any_rank(self, flag: bool) -> bool:
         """`flag` of this process or-ed over all processes (just `flag` when not in lockstep)."""
@@ -80,6 +107,8 @@ class HFGenerationBackend:
             torch.distributed.all_reduce(count, op=torch.distributed.ReduceOp.MAX)
             calls = int(count.item())
         outputs: list[GenerationOutput] = []
+        if self._prefix_cache is not None:
+            self._prefix_cache.next_call()
         for call in range(calls):
             if call < len(starts):
                 outputs.extend(self._generate_batch(prompts[starts[call] : starts[call] + step], params))
@@ -90,12 +119,21 @@ class HFGenerationBackend:
     @torch.no_grad()
     def _generate_batch(self, prompts: list[list[int]], params: GenerationParams) -> list[GenerationOutput]:
         device = self.model.device
-        width = max(len(p) for p in prompts)
-        input_ids = torch.full((len(prompts), width), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, ids in enumerate(prompts):
-            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[row, width - len(ids) :] = 1
+        past_key_values = None
+        if self._prefix_cache is not None:
+            prepared = self._prefix_cache.prepare(prompts, self.pad_token_id)
+            input_ids, attention_mask = prepared.input_ids, prepared.attention_mask
+            past_key_values = prepared.past_key_values
+            self.encoded_prompt_tokens += prepared.encoded_tokens
+        else:
+            width = max(len(p) for p in prompts)
+            input_ids = torch.full((len(prompts), width), self.pad_token_id, dtype=torch.long)
+            attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+            for row, ids in enumerate(prompts):
+                input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+                attention_mask[row, width - len(ids) :] = 1
+            self.encoded_prompt_tokens += sum(len(p) for p in prompts)
+        width = input_ids.shape[1]
         stop_ids = list(params.stop_token_ids)
         generation_kwargs = {
             "max_new_tokens": params.max_new_tokens,
@@ -113,6 +151,10 @@ class HFGenerationBackend:
         if not stop_ids:
             # no stop token: the budget ends every row (otherwise generate falls back to the model's own eos ids)
             generation_kwargs["min_new_tokens"] = params.max_new_tokens
+        if past_key_values is not None:
+            generation_kwargs.update(past_key_values=past_key_values, use_cache=True)
+        elif self._prefix_cache is not None:
+            generation_kwargs["use_cache"] = True
         if params.seed is not None:
             torch.manual_seed(params.seed)
         was_training = self.model.training
@@ -143,6 +185,10 @@ class HFGenerationBackend:
                 GenerationOutput(
                     token_ids=ids[:end], logprobs=token_logprobs[row, :end].tolist(), finish_reason=reason
                 )
+            )
+        if self._prefix_cache is not None:
+            self._prefix_cache.remember(
+                result.sequences, attention_mask, [len(o.token_ids) for o in outputs], result.past_key_values
             )
         return outputs
 

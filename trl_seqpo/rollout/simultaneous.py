@@ -35,6 +35,7 @@ after the last chunk get ``n``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -282,14 +283,18 @@ class SimultaneousRollout:
                 )
         self.reset()
         step = 0
-        while True:
-            live = [t for t in trajectories if not t.finished]
-            if not self._any_rank(bool(live)):  # in lockstep, a finished process keeps stepping (idle) until all are
-                break
-            step += 1
-            self._step(live, step, policy, None if seed is None else seed + step)
-            if on_step is not None:
-                on_step(step)
+        # a backend that can keep key/value states between steps (HF) does so for this rollout only
+        session = getattr(self.backend, "cache_session", None)
+        with session() if session is not None else nullcontext():
+            while True:
+                live = [t for t in trajectories if not t.finished]
+                # in lockstep, a finished process keeps stepping (idle) until all are
+                if not self._any_rank(bool(live)):
+                    break
+                step += 1
+                self._step(live, step, policy, None if seed is None else seed + step)
+                if on_step is not None:
+                    on_step(step)
         return trajectories
 
     def _any_rank(self, flag: bool) -> bool:

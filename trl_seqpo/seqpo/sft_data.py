@@ -9,7 +9,7 @@ This module builds that data in two ways:
   longest target prefix whose aligned source units have all been read. ``extra_wait`` delays every decision by that
   many source units, giving a *conservative* policy that waits later than it needs to, so that RL has latency to
   cut (``DESIGN.md``, "Demo calibration");
-- **with an LLM aligner** (`LLMAligner`) through any
+- **with an LLM aligner** (`trl_seqpo.seqpo.aligner.LLMAligner`, command ``trl-seqpo simt align``) through any
   OpenAI-compatible endpoint, for real data (App. A.2 prompts an LLM to pair source and target chunks).
 
 Either way the result is a list of *step outputs* ``y_1..y_T`` (one per source chunk, ``""`` = wait) that
@@ -31,6 +31,10 @@ How the model learns to stop (what `SimultaneousRollout` expects):
   chunk (``[END]`` in the prompt) the completion is the rest of the translation, and the rollout ends the trajectory
   on a non-empty step once the source is complete.
 
+Units follow the languages unless given (`trl_seqpo.languages.default_unit`): a Chinese, Japanese or Thai source
+is chunked by characters and a target in those languages is written character by character, so En->Zh and Zh->En
+both work with the defaults (``source_unit``/``target_unit`` override them).
+
 Step outputs follow the rollout's spacing: the first non-empty output has no leading space and each later non-empty
 output starts with one space, so ``"".join(outputs)`` is the translation and the paper-format prompt of step
 ``t + 1`` is exactly the prompt of step ``t`` plus its output.
@@ -38,17 +42,11 @@ output starts with one space, so ``"".join(outputs)`` is the translation and the
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import re
-import threading
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from trl_seqpo.languages import default_unit
 from trl_seqpo.simt.chunking import Unit, count_units, split_into_chunks, split_units
 from trl_seqpo.simt.templates import build_chat_messages, render_paper_prompt
 
@@ -57,6 +55,18 @@ if TYPE_CHECKING:  # pragma: no cover
 
 PromptFormat = Literal["chat", "paper"]
 END_OF_TRANSLATION = "<|endoftext|>"
+
+
+def resolve_units(
+    src_lang: str, tgt_lang: str, source_unit: Unit | None = None, target_unit: Unit | None = None
+) -> tuple[Unit, Unit]:
+    """``(source_unit, target_unit)``: the given ones, else each language's default (characters for zh/ja/th).
+
+    Example:
+        >>> resolve_units("Chinese", "English"), resolve_units("en", "zh", target_unit="word")
+        (('char', 'word'), ('word', 'word'))
+    """
+    return source_unit or default_unit(src_lang), target_unit or default_unit(tgt_lang)
 
 
 def join_with_spacing(pieces: Sequence[str], written_before: bool, unit: Unit) -> str:
@@ -143,13 +153,23 @@ def gold_step_outputs(
     return prefixes_to_step_outputs(lengths, target, target_unit)
 
 
+def _chunks_for(source: str, step_outputs: Sequence[str], chunk_size: int, source_unit: Unit) -> list[str]:
+    chunks = split_into_chunks(source, chunk_size, source_unit)
+    if len(chunks) != len(step_outputs):
+        raise ValueError(
+            f"{len(step_outputs)} step outputs for {len(chunks)} chunks of {chunk_size} {source_unit}s of "
+            f"{source!r}: give one output per chunk (were they built with another chunk_size or source_unit?)"
+        )
+    return chunks
+
+
 def chat_messages(
     source: str,
     step_outputs: Sequence[str],
     chunk_size: int,
     src_lang: str,
     tgt_lang: str,
-    source_unit: Unit = "word",
+    source_unit: Unit | None = None,
     system_prompt: str | None = None,
     end_of_translation: str = END_OF_TRANSLATION,
 ) -> list[dict[str, str]]:
@@ -161,16 +181,14 @@ def chat_messages(
         chunk_size: Source units per chunk.
         src_lang: Source language name shown to the model.
         tgt_lang: Target language name.
-        source_unit: Unit of the source.
+        source_unit: Unit of the source; ``None`` picks from ``src_lang``.
         system_prompt: Optional system message.
         end_of_translation: Text appended to the last assistant turn (the tokenizer's end-of-translation token).
 
     Returns:
         The messages list for ``tokenizer.apply_chat_template``.
     """
-    chunks = split_into_chunks(source, chunk_size, source_unit)
-    if len(chunks) != len(step_outputs):
-        raise ValueError(f"{len(step_outputs)} step outputs for {len(chunks)} chunks: give one output per chunk")
+    chunks = _chunks_for(source, step_outputs, chunk_size, source_unit or default_unit(src_lang))
     outputs = list(step_outputs)
     outputs[-1] = outputs[-1] + end_of_translation
     return build_chat_messages(
@@ -184,7 +202,7 @@ def paper_rows(
     chunk_size: int,
     src_lang: str,
     tgt_lang: str,
-    source_unit: Unit = "word",
+    source_unit: Unit | None = None,
     eos_token: str = END_OF_TRANSLATION,
 ) -> list[dict[str, str]]:
     """Paper-format training rows (SeqPO-SiMT Fig. 2), one ``{"prompt", "completion"}`` per step.
@@ -195,15 +213,13 @@ def paper_rows(
         chunk_size: Source units per chunk.
         src_lang: Source language name.
         tgt_lang: Target language name.
-        source_unit: Unit of the source.
+        source_unit: Unit of the source; ``None`` picks from ``src_lang``.
         eos_token: Appended to every completion: the paper format's step end.
 
     Returns:
         ``T`` rows; the prompt of step ``t`` shows chunks ``1..t`` and ``y_1..y_{t-1}``.
     """
-    chunks = split_into_chunks(source, chunk_size, source_unit)
-    if len(chunks) != len(step_outputs):
-        raise ValueError(f"{len(step_outputs)} step outputs for {len(chunks)} chunks: give one output per chunk")
+    chunks = _chunks_for(source, step_outputs, chunk_size, source_unit or default_unit(src_lang))
     rows = []
     for step, output in enumerate(step_outputs, start=1):
         prompt = render_paper_prompt(
@@ -223,7 +239,7 @@ def build_sft_dataset(
     src_lang: str,
     tgt_lang: str,
     prompt_format: PromptFormat = "chat",
-    source_unit: Unit = "word",
+    source_unit: Unit | None = None,
     system_prompt: str | None = None,
     end_of_translation: str = END_OF_TRANSLATION,
 ) -> Dataset:
@@ -236,7 +252,8 @@ def build_sft_dataset(
         tgt_lang: Target language name.
         prompt_format: ``"chat"`` (a ``messages`` column, one conversation per sentence) or ``"paper"``
             (``prompt``/``completion`` columns, one row per step).
-        source_unit: Unit of the source.
+        source_unit: Unit of the source (must be the one the step outputs were built with); ``None`` picks from
+            ``src_lang`` (characters for zh/ja/th).
         system_prompt: Optional system message (chat format).
         end_of_translation: The end-of-translation token: after the last chat turn, after every paper completion.
 
@@ -247,6 +264,7 @@ def build_sft_dataset(
 
     if prompt_format not in ("chat", "paper"):
         raise ValueError(f"prompt_format must be 'chat' or 'paper', got {prompt_format!r}")
+    source_unit = source_unit or default_unit(src_lang)
     records: list[dict[str, Any]] = []
     for row in rows:
         source, outputs = row["source"], list(row["step_outputs"])
@@ -272,8 +290,8 @@ def gold_sft_dataset(
     prompt_format: PromptFormat = "chat",
     extra_wait: int | Sequence[int] = 0,
     seed: int = 0,
-    source_unit: Unit = "word",
-    target_unit: Unit = "word",
+    source_unit: Unit | None = None,
+    target_unit: Unit | None = None,
     system_prompt: str | None = None,
     end_of_translation: str = END_OF_TRANSLATION,
 ) -> Dataset:
@@ -290,8 +308,8 @@ def gold_sft_dataset(
             draws one value per sentence from it (seeded), which mixes eager and late waiting in the SFT policy and
             keeps its timing stochastic for RL.
         seed: Seed for drawing ``extra_wait`` values.
-        source_unit: Unit of the source.
-        target_unit: Unit of the target.
+        source_unit: Unit of the source (alignment indices count it); ``None`` picks from ``src_lang``.
+        target_unit: Unit of the target; ``None`` picks from ``tgt_lang``.
         system_prompt: Optional system message (chat format).
         end_of_translation: The end-of-translation token.
 
@@ -301,6 +319,7 @@ def gold_sft_dataset(
     waits = [extra_wait] if isinstance(extra_wait, int) else list(extra_wait)
     if not waits or any(not isinstance(w, int) or w < 0 for w in waits):
         raise ValueError(f"extra_wait must be an integer >= 0 or a non-empty list of them, got {extra_wait!r}")
+    source_unit, target_unit = resolve_units(src_lang, tgt_lang, source_unit, target_unit)
     rng = random.Random(seed)
     rows = []
     for example in examples:
@@ -312,250 +331,3 @@ def gold_sft_dataset(
     return build_sft_dataset(
         rows, chunk_size, src_lang, tgt_lang, prompt_format, source_unit, system_prompt, end_of_translation
     )
-
-
-# ---------------------------------------------------------------------------------------------- LLM aligner
-ALIGNER_SYSTEM_PROMPT = "You prepare training data for simultaneous interpreting. You answer with JSON only."
-ALIGNER_PROMPT = """An interpreter hears a {src_lang} sentence one numbered piece at a time and must speak the \
-{tgt_lang} translation below as early as possible, but never say anything that depends on a piece not heard yet.
-
-Pieces of the {src_lang} sentence:
-{numbered_chunks}
-
-{tgt_lang} translation:
-{reference}
-
-For every piece k (1 to {num_chunks}), write the beginning of the translation that can already be spoken after \
-hearing pieces 1 to k. Copy the translation's text exactly; each answer must start with the previous answer; the \
-answer for piece {num_chunks} is the whole translation; an answer may repeat the previous one (wait) or be empty.
-Reply with one JSON object and nothing else: {{"prefixes": [<{num_chunks} strings>]}}"""
-
-
-def validate_prefixes(prefixes: Any, reference: str, num_chunks: int, target_unit: Unit = "word") -> list[int]:
-    """Check an aligner's answer and turn it into target-unit prefix lengths.
-
-    Rules: exactly ``num_chunks`` strings; each (whitespace-normalised) is a prefix of the reference ending on a unit
-    boundary; each extends the previous one. The last step always writes the whole reference (the policy has read
-    everything), whatever the answer says for it.
-
-    Args:
-        prefixes: The ``prefixes`` value of the parsed JSON answer.
-        reference: The full translation.
-        num_chunks: Number of source chunks ``T``.
-        target_unit: Unit of the target.
-
-    Returns:
-        Target units written after each step, non-decreasing, the last one the reference length.
-
-    Raises:
-        ValueError: The answer breaks a rule (the message says which).
-    """
-    if not isinstance(prefixes, list) or not all(isinstance(p, str) for p in prefixes):
-        raise ValueError("'prefixes' must be a list of strings")
-    if len(prefixes) != num_chunks:
-        raise ValueError(f"expected {num_chunks} prefixes, got {len(prefixes)}")
-    ref_units = split_units(reference, target_unit)
-    lengths, previous = [], 0
-    for k, prefix in enumerate(prefixes[:-1], start=1):
-        units = split_units(prefix, target_unit)
-        if units != ref_units[: len(units)]:
-            raise ValueError(f"prefix {k} is not a beginning of the translation: {prefix!r}")
-        if len(units) < previous:
-            raise ValueError(f"prefix {k} is shorter than prefix {k - 1}")
-        lengths.append(previous := len(units))
-    lengths.append(len(ref_units))
-    return lengths
-
-
-def parse_aligner_answer(content: str) -> Any:
-    """Extract the ``prefixes`` value from an answer that should be a JSON object (code fences tolerated)."""
-    text = content.strip()
-    fenced = re.search(r"```(?:json)?\s*(.*?)```", text, flags=re.DOTALL)
-    if fenced:
-        text = fenced.group(1).strip()
-    start, end = text.find("{"), text.rfind("}")
-    if start < 0 or end < start:
-        raise ValueError("answer holds no JSON object")
-    data = json.loads(text[start : end + 1])
-    if not isinstance(data, dict) or "prefixes" not in data:
-        raise ValueError("JSON answer has no 'prefixes' key")
-    return data["prefixes"]
-
-
-@dataclass
-class AlignerStats:
-    """Counts of one `LLMAligner.align_rows` run: ``aligned`` new, ``cached`` reused, ``invalid`` answers
-    that broke a rule, ``failed`` requests (HTTP errors after the client's retries)."""
-
-    aligned: int = 0
-    cached: int = 0
-    invalid: int = 0
-    failed: int = 0
-    errors: list[str] = field(default_factory=list)
-
-
-@dataclass
-class LLMAligner:
-    """Partial translations from an LLM through any OpenAI-compatible endpoint (SeqPO-SiMT App. A.2).
-
-    The LLM sees the source cut into the chunks the policy will read, and the full reference, and lists for every
-    chunk the prefix of the reference that can be written by then (`ALIGNER_PROMPT`, our wording of the
-    paper's idea of pairing semantically equivalent source and target chunks). Answers are validated
-    (`validate_prefixes`); invalid ones are skipped and counted, never guessed.
-
-    Args:
-        model: Model name on the endpoint.
-        base_url: Endpoint URL (``OPENAI_BASE_URL`` when ``None``).
-        api_key: Key (``OPENAI_API_KEY``, else ``"EMPTY"`` for local servers).
-        chunk_size: Source units per chunk.
-        src_lang: Source language name.
-        tgt_lang: Target language name.
-        source_unit: Unit of the source.
-        target_unit: Unit of the target.
-        temperature: Sampling temperature of the aligner.
-        max_concurrency: Requests in flight at once.
-        timeout: Seconds per request.
-        max_retries: Retries of the ``openai`` client (exponential back-off on 429/5xx/timeouts).
-    """
-
-    model: str
-    base_url: str | None = None
-    api_key: str | None = None
-    chunk_size: int = 3
-    src_lang: str = "English"
-    tgt_lang: str = "Chinese"
-    source_unit: Unit = "word"
-    target_unit: Unit = "word"
-    temperature: float = 0.0
-    max_concurrency: int = 8
-    timeout: float = 60.0
-    max_retries: int = 3
-
-    def __post_init__(self) -> None:
-        try:
-            import openai
-        except ImportError as exc:  # pragma: no cover - openai is a core dependency
-            from trl_seqpo.errors import MissingDependencyError
-
-            raise MissingDependencyError("the LLM aligner needs the openai package: pip install openai") from exc
-        self._client = openai.OpenAI(
-            base_url=self.base_url or os.environ.get("OPENAI_BASE_URL"),
-            api_key=self.api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY",
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-        )
-
-    def messages(self, source: str, reference: str) -> list[dict[str, str]]:
-        """The chat messages sent to the aligner for one sentence pair."""
-        chunks = split_into_chunks(source, self.chunk_size, self.source_unit)
-        numbered = "\n".join(f"{k}. {chunk.strip()}" for k, chunk in enumerate(chunks, start=1))
-        user = ALIGNER_PROMPT.format(
-            src_lang=self.src_lang,
-            tgt_lang=self.tgt_lang,
-            numbered_chunks=numbered,
-            reference=reference.strip(),
-            num_chunks=len(chunks),
-        )
-        return [{"role": "system", "content": ALIGNER_SYSTEM_PROMPT}, {"role": "user", "content": user}]
-
-    def align(self, source: str, reference: str) -> list[str]:
-        """Ask the LLM for one sentence pair's partial translations.
-
-        Returns:
-            Step outputs ``y_1..y_T``.
-
-        Raises:
-            ValueError: The answer is not valid JSON or breaks a rule of `validate_prefixes`.
-            openai.OpenAIError: The request failed after the client's retries.
-        """
-        response = self._client.chat.completions.create(
-            model=self.model, messages=self.messages(source, reference), temperature=self.temperature
-        )
-        content = response.choices[0].message.content or ""
-        num_chunks = len(split_into_chunks(source, self.chunk_size, self.source_unit))
-        lengths = validate_prefixes(parse_aligner_answer(content), reference, num_chunks, self.target_unit)
-        return prefixes_to_step_outputs(lengths, split_units(reference, self.target_unit), self.target_unit)
-
-    def align_rows(
-        self,
-        rows: Iterable[Mapping[str, Any]],
-        cache_path: str | os.PathLike[str] | None = None,
-        progress: bool = True,
-    ) -> tuple[list[dict[str, Any]], AlignerStats]:
-        """Align many ``source``/``reference`` rows concurrently, resumably.
-
-        Every answer (valid or not) is appended to ``cache_path`` (JSON lines) as soon as it arrives; a rerun with
-        the same cache reuses those lines and asks only for the rest, so a killed job loses nothing and never pays
-        twice. Failed requests are not cached (a rerun retries them).
-
-        Args:
-            rows: Mappings with ``source`` and ``reference``.
-            cache_path: JSON-lines file for results; ``None`` keeps nothing on disk.
-            progress: Show a tqdm progress bar.
-
-        Returns:
-            ``(aligned_rows, stats)``: rows with ``source``, ``reference`` and ``step_outputs`` in input order
-            (skipped pairs left out), ready for `build_sft_dataset`.
-        """
-        from openai import OpenAIError
-        from tqdm.auto import tqdm
-
-        rows = [{"source": r["source"], "reference": r["reference"]} for r in rows]
-        stats = AlignerStats()
-        cache: dict[str, dict[str, Any]] = {}
-        if cache_path is not None and Path(cache_path).exists():
-            for line in Path(cache_path).read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    entry = json.loads(line)
-                    cache[entry["key"]] = entry
-        lock = threading.Lock()
-        handle = open(cache_path, "a", encoding="utf-8") if cache_path is not None else None  # noqa: SIM115
-        keys = [self._key(row) for row in rows]
-        results: dict[int, list[str] | None] = {}
-
-        def work(index: int) -> None:
-            row = rows[index]
-            try:
-                outputs: list[str] | None = self.align(row["source"], row["reference"])
-                entry = {"key": keys[index], "step_outputs": outputs}
-                with lock:
-                    stats.aligned += 1
-            except OpenAIError as exc:
-                with lock:
-                    stats.failed += 1
-                    stats.errors.append(f"row {index}: request failed: {exc}")
-                results[index] = None
-                return
-            except ValueError as exc:  # bad JSON or a broken rule
-                outputs, entry = None, {"key": keys[index], "error": str(exc)}
-                with lock:
-                    stats.invalid += 1
-                    stats.errors.append(f"row {index}: invalid answer: {exc}")
-            results[index] = outputs
-            if handle is not None:
-                with lock:
-                    handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
-                    handle.flush()
-
-        todo = []
-        for index, key in enumerate(keys):
-            if key in cache:
-                stats.cached += 1
-                results[index] = cache[key].get("step_outputs")
-            else:
-                todo.append(index)
-        try:
-            with ThreadPoolExecutor(max_workers=max(1, self.max_concurrency)) as pool:
-                for _ in tqdm(pool.map(work, todo), total=len(todo), disable=not progress, desc="aligning"):
-                    pass
-        finally:
-            if handle is not None:
-                handle.close()
-        aligned = [{**rows[i], "step_outputs": results[i]} for i in range(len(rows)) if results.get(i) is not None]
-        return aligned, stats
-
-    def _key(self, row: Mapping[str, Any]) -> str:
-        return json.dumps(
-            [self.model, self.chunk_size, self.source_unit, self.target_unit, row["source"], row["reference"]],
-            ensure_ascii=False,
-        )

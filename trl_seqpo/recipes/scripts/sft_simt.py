@@ -5,9 +5,10 @@ The policy learns, for each source prefix, which prefix of the translation it ma
 ``dataset_name: synthetic`` the data comes from the synthetic language pair's gold alignments
 (`trl_seqpo.seqpo.sft_data.gold_sft_dataset`); with a JSON-lines file, each row holds ``source`` and
 ``reference`` plus either ``alignment`` (gold ``[source_index, target_index]`` pairs) or ``step_outputs`` (e.g. from
-`trl_seqpo.seqpo.sft_data.LLMAligner`). When ``model_name_or_path`` is a local directory that does not exist
-yet and ``build_tiny_model`` is true, a tiny Qwen2-style model and tokenizer for the synthetic pair are built there
-first (nothing is downloaded).
+``trl-seqpo simt align``). Source and target units default from the languages (characters for zh/ja/th), so
+``--src_lang Chinese --tgt_lang English`` trains Zh->En. When ``model_name_or_path`` is a local directory that does
+not exist yet and ``build_tiny_model`` is true, a tiny Qwen2-style model and tokenizer for the synthetic pair are
+built there first (nothing is downloaded).
 
 Usage (CPU, the tiny synthetic setup, a few minutes):
 
@@ -63,6 +64,12 @@ class SimtSFTScriptArguments:
     prompt_format: str = field(default="chat", metadata={"help": "'chat' (messages) or 'paper' (prompt/completion)."})
     src_lang: str = field(default=synthetic.SOURCE_LANGUAGE, metadata={"help": "Source language name."})
     tgt_lang: str = field(default=synthetic.TARGET_LANGUAGE, metadata={"help": "Target language name."})
+    source_unit: str | None = field(
+        default=None, metadata={"help": "'word' or 'char' for source chunks; default from src_lang (char: zh/ja/th)."}
+    )
+    target_unit: str | None = field(
+        default=None, metadata={"help": "'word' or 'char' for the target (gold alignments); default from tgt_lang."}
+    )
     end_of_translation: str = field(
         default=END_OF_TRANSLATION, metadata={"help": "Token that ends the whole translation."}
     )
@@ -91,14 +98,16 @@ def build_dataset(script_args: SimtSFTScriptArguments, dataset_name: str | None 
     seed = script_args.synthetic_seed + seed_offset
     common = {"chunk_size": script_args.chunk_size, "src_lang": script_args.src_lang, "tgt_lang": script_args.tgt_lang}
     common.update(prompt_format=script_args.prompt_format, end_of_translation=script_args.end_of_translation)
+    common.update(source_unit=script_args.source_unit)
+    gold = {"extra_wait": script_args.extra_wait, "seed": seed, "target_unit": script_args.target_unit}
     if dataset_name == "synthetic":
         count = script_args.num_train_examples if seed_offset == 0 else script_args.num_eval_examples
         examples = synthetic.generate_corpus(count, seed=seed)
-        return gold_sft_dataset(examples, extra_wait=script_args.extra_wait, seed=seed, **common)
+        return gold_sft_dataset(examples, **gold, **common)
     rows = load_rows(dataset_name)
     if all("step_outputs" in row for row in rows):
         return build_sft_dataset(rows, **common)
-    return gold_sft_dataset(rows, extra_wait=script_args.extra_wait, seed=seed, **common)
+    return gold_sft_dataset(rows, **gold, **common)
 
 
 def main(script_args: SimtSFTScriptArguments, training_args: SFTConfig, model_args: ModelConfig):
