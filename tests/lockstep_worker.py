@@ -2,7 +2,8 @@
 
 Rank 0 gets a one-chunk source, rank 1 a four-chunk source with two rows per step and one row per `generate` call,
 so the two processes need different numbers of rollout steps and of `generate` calls. The backend runs with
-`synced_gpus=True` (every decoding step is a collective, as under ZeRO-3/FSDP); without lockstep the ranks block.
+`synced_gpus=True` (every decoding step is a collective, as under ZeRO-3/FSDP) and every forward pass makes a
+collective as ZeRO-3's parameter gathering does; without lockstep the ranks block or fail.
 Also checks the fused reward's per-rank slice with groups split across the two processes.
 """
 
@@ -39,8 +40,12 @@ def main(out_dir: Path) -> None:
     )
     sources = ["a cat"] if rank == 0 else ["the big dog sees a red tree"]
     generations = 1 if rank == 0 else 2
+    # ZeRO-3 gathers the parameters in every forward pass: a collective of its own shape, which must pair with the
+    # same collective on the other process (a mismatch with generate's one-float flags fails or hangs)
+    gather = model.register_forward_pre_hook(lambda module, args: torch.distributed.all_reduce(torch.zeros(3)))
     synced = HFGenerationBackend(model, tokenizer, max_batch_size=1, synced_gpus=True)
     trajectories = SimultaneousRollout(synced, tokenizer, config).run(sources, num_generations=generations)
+    gather.remove()
     alone = HFGenerationBackend(model, tokenizer, max_batch_size=1, synced_gpus=False)
     expected = SimultaneousRollout(alone, tokenizer, config).run(sources, num_generations=generations)
 

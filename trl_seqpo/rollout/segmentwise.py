@@ -35,6 +35,7 @@ lists temperature 1.0.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 from collections.abc import Iterator, Sequence
@@ -267,7 +268,12 @@ class SegmentwiseSampler:
             prompt = render_document_prompt(document, config.source_language, config.target_language)
             states.append(_DocState(document, units, prompt))
         batch_key = tuple(document.doc_id for document in documents)
-        for unit_index in range(max((len(state.units) for state in states), default=0)):
+        num_units = max((len(state.units) for state in states), default=0)
+        for unit_index in itertools.count():
+            # in lockstep (ZeRO-3/FSDP, `HFGenerationBackend.any_rank`) a process out of units samples nothing until
+            # every process is done, so all make the same generate calls
+            if not _any_rank(self.backend, unit_index < num_units):
+                break
             active = [state for state in states if unit_index < len(state.units)]
             candidates = self._sample_unit(active, unit_index, batch_key)
             results = self._judge_unit(active, unit_index, candidates)
@@ -291,7 +297,7 @@ class SegmentwiseSampler:
         step = 0
         while True:
             live = [row for row in rows if row.live]
-            if not live:
+            if not _any_rank(self.backend, bool(live)):
                 break
             params = config.generation_params(derive_seed(config.seed, batch_key, unit_index, step), self.stop_ids)
             outputs = self.backend.generate([row.prompt_ids + row.generated for row in live], params)
@@ -475,3 +481,9 @@ class _FailedResult:
     failed_reason: str
     scores: None = None
     num_valid_votes: int = 0
+
+
+def _any_rank(backend: object, flag: bool) -> bool:
+    """`flag` or-ed over the processes when the backend keeps them in lockstep, else `flag`."""
+    any_rank = getattr(backend, "any_rank", None)
+    return any_rank(flag) if any_rank is not None else flag
