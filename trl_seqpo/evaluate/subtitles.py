@@ -89,7 +89,8 @@ class SubtitleEvalConfig(EvalConfig):
     )
     batch_size: int = field(default=8, metadata={"help": "documents translated together"})
     max_new_tokens_per_line: int = field(
-        default=64, metadata={"help": "token budget of one line (document mode: times the number of lines)"}
+        default=128,
+        metadata={"help": "token budget of one line, as ALPO sampling (document mode: times the number of lines)"},
     )
     judge_aspects: tuple[str, ...] = field(default=ASPECTS, metadata={"help": "judge aspects to score"})
 
