@@ -54,7 +54,7 @@ def qwen2_style_tokenizer():
 
 
 def document() -> Document:
-    sources = [f"source line {n}." for n in range(LINES)]
+    sources = [f"line {n} says what the people on screen say to one another, word by word." for n in range(LINES)]
     return Document("film-0001", sources, [translation(n, 0) for n in range(LINES)])
 
 
@@ -83,16 +83,16 @@ def make_trainer(tmp_path, tokenizer, dataset, **config):
     model = build_tiny_model(tokenizer, hidden_size=32, num_layers=1, num_heads=1, head_dim=32,
                              intermediate_size=64, max_position_embeddings=4096)  # fmt: skip
     args = ALPOConfig(str(tmp_path), per_device_train_batch_size=8, num_train_epochs=1, **COMMON, **config)
-    return ALPOTrainer(model=model, ref_model=copy.deepcopy(model), args=args, train_dataset=dataset,
-                       processing_class=tokenizer)  # fmt: skip
+    reference = None if args.alpo_loss_type == "simpo" else copy.deepcopy(model)
+    return ALPOTrainer(model=model, ref_model=reference, args=args, train_dataset=dataset, processing_class=tokenizer)
 
 
 def test_a_35_line_document_trains_with_all_35_rows(tmp_path, qwen2_style_tokenizer):
     dataset, stats = pairs()
     assert len(dataset) == LINES and stats.kept == LINES
     longest = max(len(qwen2_style_tokenizer(p + c)["input_ids"]) for p, c in zip(dataset["prompt"], dataset["chosen"]))
-    assert longest > 1024 // 2  # a real document-length row (TRL's DPO default max_length is 1024)
-    trainer = make_trainer(tmp_path, qwen2_style_tokenizer, dataset)
+    assert longest > 1024  # TRL's DPO default max_length (1024) would drop or cut these rows
+    trainer = make_trainer(tmp_path, qwen2_style_tokenizer, dataset, alpo_loss_type="simpo")  # no reference pass
     assert len(trainer.train_dataset) == LINES
     assert sum(trainer.train_dataset["ends_document"]) == 1  # the only row that keeps its EOS is still there
     result = trainer.train()
