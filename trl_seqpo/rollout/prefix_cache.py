@@ -133,29 +133,35 @@ class PrefixKVCache:
         """A ``DynamicCache`` whose row i holds the first ``length_i`` cached tokens of its match, right-aligned."""
         from transformers.cache_utils import DynamicCache
 
-        reference = self._previous[next(g for g, _, length in matches if length > 0)].layers
+        # one gather plan per group of cached rows: which new rows, from which cached rows and columns
+        plans = []
+        for group_index, group in enumerate(self._previous):
+            targets = [i for i, (g, _, length) in enumerate(matches) if g == group_index and length > 0]
+            if not targets:
+                continue
+            columns = torch.zeros((len(targets), width), dtype=torch.long)  # pads read column 0 (masked anyway)
+            for slot, i in enumerate(targets):
+                _, row, length = matches[i]
+                columns[slot, width - length :] = group.columns[row][:length]
+            device = group.layers[0][0].device
+            sources = torch.tensor([matches[i][1] for i in targets], dtype=torch.long, device=device)
+            plans.append((group, torch.tensor(targets, device=device), sources[:, None], columns.to(device)))
+        whole = len(plans) == 1 and len(plans[0][1]) == len(matches)  # every new row from one group, in order
         layers = []
-        for layer_index, (ref_keys, ref_values) in enumerate(reference):
-            shape = (len(matches), ref_keys.shape[1], width, ref_keys.shape[3])
-            keys = ref_keys.new_zeros(shape)
-            values = ref_values.new_zeros((*shape[:3], ref_values.shape[3]))
-            for group_index, group in enumerate(self._previous):
-                targets = [i for i, (g, _, length) in enumerate(matches) if g == group_index and length > 0]
-                if not targets:
+        for layer_index in range(len(plans[0][0].layers)):
+            pair = []
+            for part in (0, 1):  # keys, values
+                if whole:
+                    group, _, sources, columns = plans[0]
+                    # advanced indexing on dims 0 and 2 puts them first: [rows, width, heads, head_dim]
+                    pair.append(group.layers[layer_index][part][sources, :, columns].transpose(1, 2))
                     continue
-                sources = torch.tensor([matches[i][1] for i in targets], dtype=torch.long)
-                columns = torch.zeros((len(targets), width), dtype=torch.long)
-                for slot, i in enumerate(targets):
-                    length = matches[i][2]
-                    columns[slot, width - length :] = group.columns[matches[i][1]][:length]
-                group_keys, group_values = group.layers[layer_index]
-                device = group_keys.device
-                sources, columns = sources.to(device), columns.to(device)
-                # advanced indexing on dims 0 and 2 puts them first: [targets, width, heads, head_dim]
-                target_index = torch.tensor(targets, dtype=torch.long, device=device)
-                keys[target_index] = group_keys[sources[:, None], :, columns].transpose(1, 2)
-                values[target_index] = group_values[sources[:, None], :, columns].transpose(1, 2)
-            layers.append((keys, values))
+                reference = plans[0][0].layers[layer_index][part]
+                states = reference.new_zeros((len(matches), reference.shape[1], width, reference.shape[3]))
+                for group, targets, sources, columns in plans:
+                    states[targets] = group.layers[layer_index][part][sources, :, columns].transpose(1, 2)
+                pair.append(states)
+            layers.append(tuple(pair))
         return DynamicCache(ddp_cache_data=layers)
 
     # ------------------------------------------------------------------ remembering
