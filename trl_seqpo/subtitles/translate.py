@@ -55,8 +55,8 @@ Translator = Callable[[list[Document]], list[list[str]]]
 class _Settings:
     """The fields `trl_seqpo.evaluate.subtitles`' generation functions read from their config."""
 
-    src_lang: str
-    tgt_lang: str
+    source_lang: str
+    target_lang: str
     max_new_tokens_per_line: int
 
 
@@ -278,8 +278,11 @@ def load_translator(
     settings = _Settings(src_lang, tgt_lang, max_new_tokens_per_line)
     stop_ids = newline_stop_ids(tokenizer)
 
+    end_ids = tuple(loaded.stop_token_ids)
+
     def translate(documents: list[Document]) -> list[list[str]]:
-        return [row["hypothesis_lines"] for row in _translate_whole(documents, tokenizer, engine, settings)]
+        rows = _translate_whole(documents, tokenizer, engine, settings, end_ids)
+        return [row["hypothesis_lines"] for row in rows]
 
     def regenerate(documents: list[Document]) -> list[list[str]]:
         rows = _translate_by_line(documents, tokenizer, engine, settings, stop_ids)
