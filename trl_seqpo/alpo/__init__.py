@@ -6,8 +6,7 @@ sampling of Alg. 1. Importing this package is light; the trainer pulls in TRL on
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from trl_seqpo.lazy import lazy_getattr
 
 _LAZY = {
     "ALPOConfig": "trl_seqpo.alpo.config",
@@ -16,8 +15,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'trl_seqpo.alpo' has no attribute {name!r}")
-    return getattr(importlib.import_module(_LAZY[name]), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)
