@@ -9,6 +9,9 @@ The recipes (``trl_seqpo/recipes/scripts/*.py``) call these three functions so t
   installed is an error before anything is loaded (transformers would otherwise fail late, or a user would find out
   from the speed of the run).
 * `run_recipe` - a mistake the user can fix ends the run with one line and exit code 2.
+* `ensure_tiny_model` - a smoke-test model built once (on the main process) where the configured one is missing.
+* `train_and_save` - the tokenizer, the trainer (with TRL's PEFT and quantisation configs), training from the
+  resume checkpoint, and the final save, identical for every recipe.
 * `model_init_kwargs` - ``model_revision``, ``trust_remote_code``, ``attn_implementation`` and ``dtype`` as
   ``from_pretrained`` keyword arguments; quantisation (``load_in_4bit``/``load_in_8bit``) reaches the trainer through
   TRL's ``get_quantization_config``.
@@ -150,6 +153,72 @@ def load_tokenizer(model_args: Any, training_args: Any) -> Any:
         revision=model_args.model_revision,
         trust_remote_code=bool(getattr(training_args, "trust_remote_code", False)),
     )
+
+
+def ensure_tiny_model(enabled: bool, model_args: Any, training_args: Any, **tiny_model_kwargs: Any) -> None:
+    """Build an untrained tiny model at ``model_name_or_path`` when ``enabled`` and that directory is missing.
+
+    Only the main process writes it; every process waits for it when ``enabled``.
+
+    Args:
+        enabled: The recipe's ``build_tiny_model`` option.
+        model_args: TRL's ``ModelConfig``.
+        training_args: The TRL config (gives ``process_index``, ``distributed_state`` and ``seed``).
+        **tiny_model_kwargs: Passed to `trl_seqpo.synthetic.tiny_models.save_tiny_model` (e.g. ``kind``).
+    """
+    if not enabled:
+        return
+    from trl_seqpo.synthetic.tiny_models import save_tiny_model
+
+    model_path = Path(model_args.model_name_or_path)
+    if not model_path.exists() and training_args.process_index == 0:
+        save_tiny_model(model_path, seed=training_args.seed, **tiny_model_kwargs)
+    training_args.distributed_state.wait_for_everyone()
+
+
+def train_and_save(
+    trainer_class: type,
+    model_args: Any,
+    training_args: Any,
+    train_dataset: Any,
+    eval_dataset: Any,
+    checkpoint: str | None,
+    **trainer_kwargs: Any,
+) -> Any:
+    """Build ``trainer_class`` on the configured model, train (resuming from ``checkpoint``) and save it.
+
+    Sets ``training_args.model_init_kwargs`` from `model_init_kwargs`, loads the tokenizer with `load_tokenizer` and
+    passes TRL's ``get_peft_config``/``get_quantization_config`` of ``model_args``.
+
+    Args:
+        trainer_class: A TRL trainer class (``SFTTrainer``, ``SeqPOTrainer``, ``ALPOTrainer``).
+        model_args: TRL's ``ModelConfig``.
+        training_args: The trainer's config.
+        train_dataset: The training rows.
+        eval_dataset: The evaluation rows, or ``None``.
+        checkpoint: What `resume_checkpoint` returned.
+        **trainer_kwargs: Further keyword arguments of the trainer (e.g. ``pair_stats``).
+
+    Returns:
+        The trainer, after ``train()`` and ``save_model(output_dir)``.
+    """
+    from trl import get_peft_config, get_quantization_config
+
+    training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
+    tokenizer = load_tokenizer(model_args, training_args)
+    trainer = trainer_class(
+        model=model_args.model_name_or_path,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+        quantization_config=get_quantization_config(model_args),
+        **trainer_kwargs,
+    )
+    trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(training_args.output_dir)
+    return trainer
 
 
 def run_recipe(main: Callable[..., None], *args: Any) -> None:

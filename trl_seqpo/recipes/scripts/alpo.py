@@ -36,17 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import load_dataset
-from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
+from trl import ModelConfig, TrlParser
 
 from trl_seqpo import ALPOConfig, ALPOTrainer
 from trl_seqpo.alpo.pairs import build_preference_pairs, read_candidate_records, stats_path_for
-from trl_seqpo.recipes.runtime import (
-    check_model_backends,
-    load_tokenizer,
-    model_init_kwargs,
-    resume_checkpoint,
-    run_recipe,
-)
+from trl_seqpo.recipes import runtime
 
 
 @dataclass
@@ -167,8 +161,8 @@ def load_pairs(script_args: ALPOScriptArguments, training_args: ALPOConfig):
 
 
 def main(script_args: ALPOScriptArguments, training_args: ALPOConfig, model_args: ModelConfig):
-    check_model_backends(model_args)
-    checkpoint = resume_checkpoint(training_args)
+    runtime.check_model_backends(model_args)
+    checkpoint = runtime.resume_checkpoint(training_args)
     if script_args.synthetic:
         prepare_synthetic(script_args, model_args)
     train_dataset, stats = load_pairs(script_args, training_args)
@@ -179,23 +173,11 @@ def main(script_args: ALPOScriptArguments, training_args: ALPOConfig, model_args
                 f"eval_strategy={training_args.eval_strategy!r} needs evaluation pairs: set eval_pairs_file"
             )
         eval_dataset = load_dataset("json", data_files=script_args.eval_pairs_file, split="train")
-    training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
-    tokenizer = load_tokenizer(model_args, training_args)
-    trainer = ALPOTrainer(
-        model=model_args.model_name_or_path,
-        args=training_args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        processing_class=tokenizer,
-        peft_config=get_peft_config(model_args),
-        quantization_config=get_quantization_config(model_args),
-        pair_stats=stats,
+    return runtime.train_and_save(
+        ALPOTrainer, model_args, training_args, train_dataset, eval_dataset, checkpoint, pair_stats=stats
     )
-    trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_model(training_args.output_dir)
-    return trainer
 
 
 if __name__ == "__main__":
     parser = TrlParser((ALPOScriptArguments, ALPOConfig, ModelConfig))
-    run_recipe(main, *parser.parse_args_and_config())
+    runtime.run_recipe(main, *parser.parse_args_and_config())

@@ -35,18 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import load_dataset
-from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
+from trl import ModelConfig, TrlParser
 
 from trl_seqpo import SeqPOConfig, SeqPOTrainer
-from trl_seqpo.recipes.runtime import (
-    check_model_backends,
-    load_tokenizer,
-    model_init_kwargs,
-    resume_checkpoint,
-    run_recipe,
-)
+from trl_seqpo.recipes import runtime
 from trl_seqpo.synthetic import language_pair as synthetic
-from trl_seqpo.synthetic.tiny_models import save_tiny_model
 
 
 @dataclass
@@ -105,31 +98,14 @@ def load_datasets(script_args: SeqPOScriptArguments, training_args: SeqPOConfig)
 
 
 def main(script_args: SeqPOScriptArguments, training_args: SeqPOConfig, model_args: ModelConfig):
-    check_model_backends(model_args)
-    checkpoint = resume_checkpoint(training_args)
-    model_path = Path(model_args.model_name_or_path)
-    if script_args.build_tiny_model and not model_path.exists() and training_args.process_index == 0:
-        save_tiny_model(model_path, seed=training_args.seed)
-    if script_args.build_tiny_model:
-        training_args.distributed_state.wait_for_everyone()
-    tokenizer = load_tokenizer(model_args, training_args)
-    training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
+    runtime.check_model_backends(model_args)
+    checkpoint = runtime.resume_checkpoint(training_args)
+    runtime.ensure_tiny_model(script_args.build_tiny_model, model_args, training_args)
     with training_args.main_process_first(desc="load data"):
         train_dataset, eval_dataset = load_datasets(script_args, training_args)
-    trainer = SeqPOTrainer(
-        model=model_args.model_name_or_path,
-        args=training_args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        processing_class=tokenizer,
-        peft_config=get_peft_config(model_args),
-        quantization_config=get_quantization_config(model_args),
-    )
-    trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_model(training_args.output_dir)
-    return trainer
+    return runtime.train_and_save(SeqPOTrainer, model_args, training_args, train_dataset, eval_dataset, checkpoint)
 
 
 if __name__ == "__main__":
     parser = TrlParser((SeqPOScriptArguments, SeqPOConfig, ModelConfig))
-    run_recipe(main, *parser.parse_args_and_config())
+    runtime.run_recipe(main, *parser.parse_args_and_config())

@@ -25,20 +25,12 @@ end-of-turn token.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser, get_peft_config, get_quantization_config
+from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser
 
-from trl_seqpo.recipes.runtime import (
-    check_model_backends,
-    load_tokenizer,
-    model_init_kwargs,
-    resume_checkpoint,
-    run_recipe,
-)
+from trl_seqpo.recipes import runtime
 from trl_seqpo.seqpo.sft_data import END_OF_TRANSLATION, build_sft_dataset, gold_sft_dataset
 from trl_seqpo.synthetic import language_pair as synthetic
-from trl_seqpo.synthetic.tiny_models import save_tiny_model
 
 
 @dataclass
@@ -115,15 +107,11 @@ def main(script_args: SimtSFTScriptArguments, training_args: SFTConfig, model_ar
         raise ValueError(f"prompt_format must be 'chat' or 'paper', got {script_args.prompt_format!r}")
     if script_args.prompt_format == "paper" and training_args.assistant_only_loss:
         raise ValueError("prompt_format 'paper' has no assistant turns: set assistant_only_loss: false")
-    check_model_backends(model_args)
-    checkpoint = resume_checkpoint(training_args)
-    model_path = Path(model_args.model_name_or_path)
-    if script_args.build_tiny_model and not model_path.exists() and training_args.process_index == 0:
-        save_tiny_model(model_path, kind=script_args.tiny_tokenizer_kind, seed=training_args.seed)
-    if script_args.build_tiny_model:
-        training_args.distributed_state.wait_for_everyone()
-    tokenizer = load_tokenizer(model_args, training_args)
-    training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
+    runtime.check_model_backends(model_args)
+    checkpoint = runtime.resume_checkpoint(training_args)
+    runtime.ensure_tiny_model(
+        script_args.build_tiny_model, model_args, training_args, kind=script_args.tiny_tokenizer_kind
+    )
     with training_args.main_process_first(desc="build partial-translation data"):
         train_dataset = build_dataset(script_args)
         eval_dataset = None
@@ -133,20 +121,9 @@ def main(script_args: SimtSFTScriptArguments, training_args: SFTConfig, model_ar
                     f"eval_strategy={training_args.eval_strategy!r} needs evaluation rows: set eval_dataset_name"
                 )
             eval_dataset = build_dataset(script_args, script_args.eval_dataset_name, seed_offset=10_000)
-    trainer = SFTTrainer(
-        model=model_args.model_name_or_path,
-        args=training_args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        processing_class=tokenizer,
-        peft_config=get_peft_config(model_args),
-        quantization_config=get_quantization_config(model_args),
-    )
-    trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_model(training_args.output_dir)
-    return trainer
+    return runtime.train_and_save(SFTTrainer, model_args, training_args, train_dataset, eval_dataset, checkpoint)
 
 
 if __name__ == "__main__":
     parser = TrlParser((SimtSFTScriptArguments, SFTConfig, ModelConfig))
-    run_recipe(main, *parser.parse_args_and_config())
+    runtime.run_recipe(main, *parser.parse_args_and_config())
