@@ -12,7 +12,7 @@ import importlib.metadata
 import importlib.util
 import os
 import platform
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -216,3 +216,57 @@ def check_resume(run_dir: Path, settings: dict[str, Any], resume: bool) -> None:
                 "--output-dir or drop --resume to start over"
             )
     atomic_write_json(path, settings)
+
+
+def decode_pending(
+    items: Sequence[Any],
+    key: Callable[[Any], str],
+    store: Any,
+    batch_size: int,
+    decode: Callable[[int, list[Any]], list[dict]],
+    *,
+    desc: str,
+    unit: str,
+    progress: bool,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
+    """Decode, batch by batch, the items whose `key` is not yet in `store`, appending each batch's records to it.
+
+    Batches are cut from `items` before the finished ones are dropped, so a resumed run groups rows (and seeds them
+    by `start`) exactly as an uninterrupted one.
+
+    Args:
+        items: Everything to decode, in order.
+        key: The id of an item, as `store.done` holds it.
+        store: A `trl_seqpo.jsonl.ResumableJsonl` (its `done` ids and `append`).
+        batch_size: Items per batch.
+        decode: `decode(start, batch)` -> one record per item of `batch`; `start` is the batch's offset in `items`.
+        desc: Progress-bar label.
+        unit: Progress-bar unit.
+        progress: Whether to show the progress bar.
+        on_batch: Called with the number decoded so far after each batch.
+
+    Returns:
+        How many items were decoded now.
+    """
+    from tqdm.auto import tqdm
+
+    done, generated = store.done, 0
+    with tqdm(
+        total=len(items),
+        initial=sum(key(item) in done for item in items),
+        desc=desc,
+        unit=unit,
+        disable=not progress,
+        dynamic_ncols=True,
+    ) as bar:
+        for start in range(0, len(items), batch_size):
+            batch = [item for item in items[start : start + batch_size] if key(item) not in done]
+            if not batch:
+                continue
+            store.append(decode(start, batch))
+            generated += len(batch)
+            bar.update(len(batch))
+            if on_batch is not None:
+                on_batch(generated)
+    return generated

@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +155,25 @@ class ScoreFile:
         """Set ``name`` for the given ids."""
         for key, value in values.items():
             self.rows[key][name] = value
+
+    def fill(
+        self, name: str, rows_by_id: Mapping[str, Mapping[str, Any]], score: Callable[[list[Any]], Sequence[Any]]
+    ) -> list[Any]:
+        """Score the rows still missing ``name`` with ``score(rows)``, save the file, and return `values(name)`.
+
+        Args:
+            name: The score's key in the file.
+            rows_by_id: The output rows by id (each has an ``id``).
+            score: One value per row it is given, in order (``None`` where a row could not be scored).
+
+        Returns:
+            Every row's value of ``name``, in row order.
+        """
+        todo = [rows_by_id[key] for key in self.missing(name)]
+        if todo:
+            self.update(name, {row["id"]: value for row, value in zip(todo, score(todo))})
+            self.save()
+        return self.values(name)
 
     def update_row(self, key: str, values: Mapping[str, Any]) -> None:
         """Set several values of one row."""

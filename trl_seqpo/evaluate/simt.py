@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from trl_seqpo.errors import UserInputError
-from trl_seqpo.evaluate.common import EvalConfig, check_resume, split_names
+from trl_seqpo.evaluate.common import EvalConfig, check_resume, decode_pending, split_names
 from trl_seqpo.evaluate.records import ScoreFile, load_pairs, text_digest, write_simuleval_log
 from trl_seqpo.jsonl import ResumableJsonl, atomic_write_json
 from trl_seqpo.languages import default_unit
@@ -224,47 +224,31 @@ def _decode(
     on_batch: Callable[[int], None] | None,
 ) -> int:
     """Decode the rows not yet in `store`, batch by batch; returns how many were decoded now."""
-    from tqdm.auto import tqdm
 
-    done = store.done
-    generated = 0
-    with tqdm(
-        total=len(rows),
-        initial=sum(row["id"] in done for row in rows),
-        desc=f"simt {label}",
-        unit="sent",
-        disable=not config.progress,
-        dynamic_ncols=True,
-    ) as bar:
-        for start in range(0, len(rows), config.batch_size):
-            batch = [row for row in rows[start : start + config.batch_size] if row["id"] not in done]
-            if not batch:
-                continue
-            sources = [" ".join(row["source"].split()) for row in batch]
-            clock = _StepClock()
-            trajectories = rollout.run(sources, 1, policy, seed=config.seed + start, on_step=clock.tick)
-            store.append(
-                [
-                    {
-                        "id": row["id"],
-                        "source": source,
-                        "reference": row["reference"],
-                        "translation": trajectory.translation,
-                        "chunks": trajectory.chunks,
-                        "step_outputs": trajectory.step_outputs,
-                        "delays": trajectory.delays,
-                        "source_length": trajectory.source_length,
-                        "finished_by": trajectory.finished_by,
-                        "step_seconds": [round(s, 6) for s in clock.seconds[: len(trajectory.step_outputs)]],
-                    }
-                    for row, source, trajectory in zip(batch, sources, trajectories)
-                ]
-            )
-            generated += len(batch)
-            bar.update(len(batch))
-            if on_batch is not None:
-                on_batch(generated)
-    return generated
+    def decode(start: int, batch: list[dict]) -> list[dict]:
+        sources = [" ".join(row["source"].split()) for row in batch]
+        clock = _StepClock()
+        trajectories = rollout.run(sources, 1, policy, seed=config.seed + start, on_step=clock.tick)
+        return [
+            {
+                "id": row["id"],
+                "source": source,
+                "reference": row["reference"],
+                "translation": trajectory.translation,
+                "chunks": trajectory.chunks,
+                "step_outputs": trajectory.step_outputs,
+                "delays": trajectory.delays,
+                "source_length": trajectory.source_length,
+                "finished_by": trajectory.finished_by,
+                "step_seconds": [round(s, 6) for s in clock.seconds[: len(trajectory.step_outputs)]],
+            }
+            for row, source, trajectory in zip(batch, sources, trajectories)
+        ]
+
+    return decode_pending(
+        rows, lambda row: row["id"], store, config.batch_size, decode,
+        desc=f"simt {label}", unit="sent", progress=config.progress, on_batch=on_batch,
+    )  # fmt: skip
 
 
 def computation_aware_delays(
@@ -331,20 +315,18 @@ def _score(hypotheses: list[dict], run_dir: Path, config: SimTEvalConfig) -> tup
         # cached under the scoring model too: a folder re-scored with another checkpoint or judge never mixes them
         scorer = {"judge": getattr(config.judge, "model", None), "bleurt": config.bleurt_model}
         key = f"{name}@{scorer.get(metric, config.comet_model)}"
-        todo = [by_id[row_id] for row_id in scores.missing(key)]
-        if todo:
+
+        def score(todo: list[dict], metric: str = metric) -> list:
             hyps, refs, srcs = ([row[column] for row in todo] for column in ("translation", "reference", "source"))
             if metric in ("comet", "xcomet"):
-                new = quality.comet_scores(
+                return quality.comet_scores(
                     srcs, hyps, refs, config.comet_model, kind=metric, batch_size=config.comet_batch_size
                 )
-            elif metric == "bleurt":
-                new = quality.bleurt_scores(hyps, refs, str(config.bleurt_model))
-            else:
-                new = quality.judge_scores(srcs, hyps, config.judge, progress=config.progress)
-            scores.update(key, {row["id"]: value for row, value in zip(todo, new)})
-            scores.save()
-        values = scores.values(key)
+            if metric == "bleurt":
+                return quality.bleurt_scores(hyps, refs, str(config.bleurt_model))
+            return quality.judge_scores(srcs, hyps, config.judge, progress=config.progress)
+
+        values = scores.fill(key, by_id, score)
         summary[name] = quality.mean_or_none(values)
         counts[f"unscored_{metric}"] = sum(value is None for value in values)
     scores.save()

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from trl_seqpo.errors import UserInputError
-from trl_seqpo.evaluate.common import EvalConfig, check_resume, split_names
+from trl_seqpo.evaluate.common import EvalConfig, check_resume, decode_pending, split_names
 from trl_seqpo.evaluate.records import ScoreFile, text_digest
 from trl_seqpo.jsonl import ResumableJsonl, atomic_write_json
 from trl_seqpo.subtitles.documents import Document, read_documents
@@ -50,6 +50,7 @@ _MARKER = r"\s*[.)．、:：]"
 def load_documents(path: str | Path) -> list[Document]:
     """Read a documents JSONL: `trl_seqpo.subtitles.documents.read_documents` (kept under this name)."""
     return read_documents(path)
+
 
 def line_format_problems(lines: Sequence[str]) -> dict[str, int]:
     """Count empty lines and lines that swallowed the next line (``"... 5. next line"`` in line 4).
@@ -190,39 +191,23 @@ def _decode(
     config: SubtitleEvalConfig,
     on_batch: Callable[[int], None] | None,
 ) -> int:
-    from tqdm.auto import tqdm
-
     tokenizer, backend = loaded.tokenizer, loaded.backend
-
-    done, generated = store.done, 0
     stop_ids = newline_stop_ids(tokenizer) if config.mode == "line" else ()
-    with tqdm(
-        total=len(documents),
-        initial=sum(d.doc_id in done for d in documents),
-        desc=f"subtitles {config.mode}",
-        unit="doc",
-        disable=not config.progress,
-        dynamic_ncols=True,
-    ) as bar:
-        for start in range(0, len(documents), config.batch_size):
-            batch = [d for d in documents[start : start + config.batch_size] if d.doc_id not in done]
-            if not batch:
-                continue
-            if config.mode == "line":
-                outputs = _translate_by_line(batch, tokenizer, backend, config, stop_ids)
-            else:
-                outputs = _translate_whole(batch, tokenizer, backend, config, tuple(loaded.stop_token_ids))
-            store.append(
-                [
-                    {"id": d.doc_id, "source_lines": d.source_lines, "reference_lines": d.target_lines, **output}
-                    for d, output in zip(batch, outputs)
-                ]
-            )
-            generated += len(batch)
-            bar.update(len(batch))
-            if on_batch is not None:
-                on_batch(generated)
-    return generated
+
+    def decode(start: int, batch: list[Document]) -> list[dict]:
+        if config.mode == "line":
+            outputs = _translate_by_line(batch, tokenizer, backend, config, stop_ids)
+        else:
+            outputs = _translate_whole(batch, tokenizer, backend, config, tuple(loaded.stop_token_ids))
+        return [
+            {"id": d.doc_id, "source_lines": d.source_lines, "reference_lines": d.target_lines, **output}
+            for d, output in zip(batch, outputs)
+        ]
+
+    return decode_pending(
+        documents, lambda d: d.doc_id, store, config.batch_size, decode,
+        desc=f"subtitles {config.mode}", unit="doc", progress=config.progress, on_batch=on_batch,
+    )  # fmt: skip
 
 
 def _score(rows: list[dict], run_dir: Path, config: SubtitleEvalConfig) -> tuple[dict, dict, dict]:
@@ -278,18 +263,16 @@ def _score(rows: list[dict], run_dir: Path, config: SubtitleEvalConfig) -> tuple
         for aspect in config.judge_aspects:
             name = aspect.capitalize()
             key = f"{name}@{config.judge.model}"  # re-judging with another model never reuses these scores
-            todo = [by_id[row_id] for row_id in scores.missing(key)]
-            if todo:
-                judge = dataclasses.replace(config.judge, aspect=aspect)
-                new = quality.judge_scores(
+
+            def score(todo: list[dict], aspect: str = aspect) -> list:
+                return quality.judge_scores(
                     [row["source_lines"] for row in todo],
                     ["\n".join(row["hypothesis_lines"]) for row in todo],
-                    judge,
+                    dataclasses.replace(config.judge, aspect=aspect),
                     progress=config.progress,
                 )
-                scores.update(key, {row["id"]: value for row, value in zip(todo, new)})
-                scores.save()
-            values = scores.values(key)
+
+            values = scores.fill(key, by_id, score)
             summary[name] = quality.mean_or_none(values)
             counts[f"unscored_{aspect}"] = sum(value is None for value in values)
     scores.save()
