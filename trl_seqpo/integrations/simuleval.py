@@ -123,6 +123,18 @@ class IncrementalTranslator:
         return " ".join(trajectory.step_outputs[-1].split()), trajectory.finished
 
 
+# agent options passed unchanged to `SimultaneousRolloutConfig` (same names on both sides)
+_ROLLOUT_OPTIONS = (
+    "chunk_size",
+    "source_unit",
+    "target_unit",
+    "prompt_format",
+    "max_new_tokens_per_step",
+    "max_steps_after_source",
+    "temperature",
+)
+
+
 class SeqPOAgent(TextToTextAgent):
     """SimulEval text-to-text agent for a trl_seqpo SiMT model (module docstring); options: ``--help``."""
 
@@ -139,19 +151,11 @@ class SeqPOAgent(TextToTextAgent):
             args.model_path, args.backend, device=getattr(args, "device", None), dtype=args.dtype, seed=args.seed
         )
         tokenizer, backend = loaded.tokenizer, loaded.backend
-        languages = {
-            key: value for key, value in (("src_lang", args.source_lang), ("tgt_lang", args.target_lang)) if value
-        }
-        config = SimultaneousRolloutConfig(
-            chunk_size=args.chunk_size,
-            source_unit=args.source_unit,
-            target_unit=args.target_unit,
-            prompt_format=args.prompt_format,
-            max_new_tokens_per_step=args.max_new_tokens_per_step,
-            max_steps_after_source=args.max_steps_after_source,
-            temperature=args.temperature,
-            **{key: value for key, value in languages.items() if value},
-        )
+        options = {name: getattr(args, name) for name in _ROLLOUT_OPTIONS}
+        for key, value in (("src_lang", args.source_lang), ("tgt_lang", args.target_lang)):
+            if value:
+                options[key] = value
+        config = SimultaneousRolloutConfig(**options)
         point = OperatingPoint(args.policy, args.chunk_size, args.wait_k if args.policy == "wait-k" else None)
         rollout = SimultaneousRollout(backend, tokenizer, config)
         self.translator = IncrementalTranslator(rollout, point.schedule(args.wait_k_rate), seed=args.seed)
