@@ -238,7 +238,7 @@ def test_console_script_in_a_subprocess(tmp_path):
     )
     assert ok.returncode == 0 and "9 aligned groups" in ok.stderr and len(groups_in(out)) == 9
     bad = subprocess.run(
-        [*command, "subtitles", "align", str(tmp_path / "nope.srt"), str(out), "-o", str(out)],
+        [*command, "subtitles", "align", str(tmp_path / "nope.srt"), str(out), "-o", str(tmp_path / "new.jsonl")],
         capture_output=True,
         text=True,
         env=env,

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from trl_seqpo.errors import UserInputError
-from trl_seqpo.subtitles.io import Cue, atomic_output, read_subtitles, write_subtitles
+from trl_seqpo.jsonl import atomic_output
+from trl_seqpo.subtitles.io import Cue, read_subtitles, write_subtitles
 
 DATA = Path(__file__).parent / "data" / "subtitles"
 

@@ -32,12 +32,12 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from trl_seqpo.errors import UserInputError, check_output_path
-from trl_seqpo.jsonl import parse_json_lines
+from trl_seqpo.jsonl import atomic_output, parse_json_lines
 from trl_seqpo.subtitles.align import AlignmentResult, align_dialogue
 from trl_seqpo.subtitles.bilingual import split_bilingual, split_output_paths
 from trl_seqpo.subtitles.documents import make_documents, sft_examples
 from trl_seqpo.subtitles.hygiene import HYGIENE_REASONS, clean_pairs
-from trl_seqpo.subtitles.io import Cue, SubtitleFile, atomic_output, read_subtitle_file
+from trl_seqpo.subtitles.io import Cue, SubtitleFile, read_subtitle_file
 from trl_seqpo.subtitles.translate import load_translator, translate_file
 
 SUBTITLE_EXTENSIONS = (".srt", ".ass", ".ssa", ".vtt", ".sub")

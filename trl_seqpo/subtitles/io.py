@@ -13,20 +13,18 @@ Encodings are detected per file by `encoding`.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
 
 import pysubs2
 from pysubs2.formats import get_format_class
 
 from trl_seqpo.errors import UserInputError
+from trl_seqpo.jsonl import atomic_output
 from trl_seqpo.subtitles.encoding import decode_subtitle_bytes
 from trl_seqpo.subtitles.webvtt import clean_vtt_payload, parse_webvtt
 
@@ -306,33 +304,6 @@ def write_subtitles(
     content = subs.to_string(fmt, fps=fps)
     with atomic_output(path) as handle:
         handle.write(content)
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike[str], encoding: str = "utf-8") -> Iterator[TextIO]:
-    """Open ``path`` for writing through a temporary file in the same folder, renamed over ``path`` on success.
-
-    If the block raises, the temporary file is removed and ``path`` is left as it was (absent or old), so a
-    failed or interrupted run never leaves a partial output file.
-
-    Args:
-        path: Final output path; its parent folder is created if needed.
-        encoding: Text encoding of the output.
-
-    Returns:
-        A context manager yielding a text handle.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding=encoding, newline="\n") as handle:
-            yield handle
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
 
 
 def detect_format(text: str, *, path: str = "<text>") -> str:

@@ -208,8 +208,8 @@ def translate_file(
             belong to this input.
     """
     from trl_seqpo.errors import UserInputError
-    from trl_seqpo.jsonl import ResumableJsonl
-    from trl_seqpo.subtitles.io import atomic_output, read_subtitle_file
+    from trl_seqpo.jsonl import ResumableJsonl, atomic_output
+    from trl_seqpo.subtitles.io import read_subtitle_file
 
     output = Path(output)
     fmt = _OUTPUT_FORMATS.get(output.suffix.lower())
