@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from trl_seqpo.cli.options import add_dataclass_arguments, config_from_args
+from trl_seqpo.cli.options import add_command_group, add_dataclass_arguments, config_from_args
 from trl_seqpo.errors import UserInputError
 
 __all__ = ["add_parser"]
@@ -64,12 +64,12 @@ def add_parser(subparsers: Any) -> None:
     from trl_seqpo.evaluate.simt import SimTEvalConfig
     from trl_seqpo.evaluate.subtitles import SubtitleEvalConfig
 
-    parser = subparsers.add_parser(
+    actions = add_command_group(
+        subparsers,
         "evaluate",
         help="evaluate simultaneous or subtitle translation",
         description="Translate an evaluation set with a model and report quality (and latency) tables.",
     )
-    actions = parser.add_subparsers(dest="evaluate_action", metavar="ACTION")
     simt = actions.add_parser(
         "simt",
         help="simultaneous translation: BLEU/chrF/COMET/BLEURT/judge and AL/LAAL/DAL/AP",
@@ -88,7 +88,6 @@ def add_parser(subparsers: Any) -> None:
     )
     _add_judge_arguments(subtitles, aspect=False)
     subtitles.set_defaults(func=run_subtitles)
-    parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
 def run_simt(args: argparse.Namespace) -> int:

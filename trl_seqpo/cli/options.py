@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
+import sys
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -31,7 +32,22 @@ from trl_seqpo.errors import UserInputError
 
 T = TypeVar("T")
 
-__all__ = ["add_dataclass_arguments", "config_from_args", "flag_name", "reword"]
+__all__ = ["add_command_group", "add_dataclass_arguments", "config_from_args", "flag_name", "reword"]
+
+
+def add_command_group(subparsers: Any, name: str, help: str, description: str) -> Any:
+    """Register a command that only groups actions (`trl-seqpo NAME ACTION ...`) and return its sub-parsers.
+
+    Run without an action, the command prints its help on stderr and exits 2.
+    """
+    parser = subparsers.add_parser(name, help=help, description=description)
+
+    def missing_action(args: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return 2
+
+    parser.set_defaults(func=missing_action)
+    return parser.add_subparsers(dest=f"{name.replace('-', '_')}_action", metavar="ACTION")
 
 
 def flag_name(field_name: str) -> str:

@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from trl_seqpo.cli.options import add_dataclass_arguments, config_from_args
+from trl_seqpo.cli.options import add_command_group, add_dataclass_arguments, config_from_args
 from trl_seqpo.errors import UserInputError
 
 _SHOWN_ERRORS = 5
@@ -26,13 +26,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``trl-seqpo simt`` with its ``align`` action."""
     from trl_seqpo.seqpo.aligner import AlignerConfig
 
-    parser = subparsers.add_parser(
+    actions = add_command_group(
+        subparsers,
         "simt",
         help="SeqPO-SiMT data preparation: the LLM aligner for partial-translation SFT data",
         description="SeqPO-SiMT data preparation (paper App. A.2).",
     )
-    parser.set_defaults(func=lambda args: _missing_action(parser))
-    actions = parser.add_subparsers(dest="simt_action", metavar="ACTION")
     align = actions.add_parser(
         "align",
         help="partial translations of sentence pairs from an LLM (resumable)",
@@ -49,10 +48,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_dataclass_arguments(align, AlignerConfig, required=("model",))
     align.set_defaults(func=run_align)
 
-
-def _missing_action(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
 
 
 def run_align(args: argparse.Namespace) -> int:

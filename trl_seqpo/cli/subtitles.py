@@ -31,6 +31,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from trl_seqpo.cli.options import add_command_group
 from trl_seqpo.errors import UserInputError, check_output_path
 from trl_seqpo.jsonl import atomic_output, parse_json_lines
 from trl_seqpo.subtitles.align import AlignmentResult, align_dialogue
@@ -46,13 +47,12 @@ _LANGUAGE_SUFFIX = re.compile(r"^[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``trl-seqpo subtitles`` with its ``align`` and ``documents`` actions."""
-    parser = subparsers.add_parser(
+    actions = add_command_group(
+        subparsers,
         "subtitles",
         help="read, align and cut subtitle files into documents",
         description="Bilingual subtitle data for ALPO: align two subtitle files by time, build documents.",
     )
-    parser.set_defaults(func=lambda args: _missing_action(parser))
-    actions = parser.add_subparsers(dest="subtitles_action", metavar="ACTION")
 
     align = actions.add_parser(
         "align",
@@ -321,10 +321,6 @@ def programme_key(path: Path, lang: str | None = None) -> tuple[str, str | None]
         return base, suffix
     return stem, None
 
-
-def _missing_action(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
 
 
 def _align_pair(
