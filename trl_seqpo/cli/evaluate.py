@@ -59,17 +59,16 @@ def _judge_config(args: argparse.Namespace, aspect: str) -> Any:
         raise UserInputError(f"judge settings: {error}") from None
 
 
+_EVALUATE_HELP = "evaluate simultaneous or subtitle translation"
+_EVALUATE_DESCRIPTION = "Translate an evaluation set with a model and report quality (and latency) tables."
+
+
 def add_parser(subparsers: Any) -> None:
     """Register `trl-seqpo evaluate` with its `simt` and `subtitles` actions."""
     from trl_seqpo.evaluate.simt import SimTEvalConfig
     from trl_seqpo.evaluate.subtitles import SubtitleEvalConfig
 
-    actions = add_command_group(
-        subparsers,
-        "evaluate",
-        help="evaluate simultaneous or subtitle translation",
-        description="Translate an evaluation set with a model and report quality (and latency) tables.",
-    )
+    actions = add_command_group(subparsers, "evaluate", help=_EVALUATE_HELP, description=_EVALUATE_DESCRIPTION)
     simt = actions.add_parser(
         "simt",
         help="simultaneous translation: BLEU/chrF/COMET/BLEURT/judge and AL/LAAL/DAL/AP",

@@ -22,16 +22,15 @@ from trl_seqpo.errors import UserInputError
 _SHOWN_ERRORS = 5
 
 
+_SIMT_HELP = "SeqPO-SiMT data preparation: the LLM aligner for partial-translation SFT data"
+_SIMT_DESCRIPTION = "SeqPO-SiMT data preparation (paper App. A.2)."
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``trl-seqpo simt`` with its ``align`` action."""
     from trl_seqpo.seqpo.aligner import AlignerConfig
 
-    actions = add_command_group(
-        subparsers,
-        "simt",
-        help="SeqPO-SiMT data preparation: the LLM aligner for partial-translation SFT data",
-        description="SeqPO-SiMT data preparation (paper App. A.2).",
-    )
+    actions = add_command_group(subparsers, "simt", help=_SIMT_HELP, description=_SIMT_DESCRIPTION)
     align = actions.add_parser(
         "align",
         help="partial translations of sentence pairs from an LLM (resumable)",
@@ -47,7 +46,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     align.add_argument("--quiet", action="store_true", help="no progress bar")
     add_dataclass_arguments(align, AlignerConfig, required=("model",))
     align.set_defaults(func=run_align)
-
 
 
 def run_align(args: argparse.Namespace) -> int:

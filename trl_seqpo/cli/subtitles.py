@@ -45,14 +45,13 @@ SUBTITLE_EXTENSIONS = (".srt", ".ass", ".ssa", ".vtt", ".sub")
 _LANGUAGE_SUFFIX = re.compile(r"^[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
 
 
+_SUBTITLES_HELP = "read, align and cut subtitle files into documents"
+_SUBTITLES_DESCRIPTION = "Bilingual subtitle data for ALPO: align two subtitle files by time, build documents."
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``trl-seqpo subtitles`` with its ``align`` and ``documents`` actions."""
-    actions = add_command_group(
-        subparsers,
-        "subtitles",
-        help="read, align and cut subtitle files into documents",
-        description="Bilingual subtitle data for ALPO: align two subtitle files by time, build documents.",
-    )
+    actions = add_command_group(subparsers, "subtitles", help=_SUBTITLES_HELP, description=_SUBTITLES_DESCRIPTION)
 
     align = actions.add_parser(
         "align",
@@ -320,7 +319,6 @@ def programme_key(path: Path, lang: str | None = None) -> tuple[str, str | None]
     if dot and base and (suffix == lang if lang else _LANGUAGE_SUFFIX.match(suffix)):
         return base, suffix
     return stem, None
-
 
 
 def _align_pair(
