@@ -147,6 +147,20 @@ def test_config_validation(tmp_path, overrides, message):
         _config(tmp_path, **overrides)
 
 
+def test_config_dump_redacts_secrets_in_reward_kwargs(tmp_path):
+    """What logging integrations record (`to_dict`, `to_json_string`) never carries a reward's credentials."""
+    config = _config(
+        tmp_path,
+        quality_reward="judge",
+        quality_reward_kwargs={"api_key": "sk-live-123", "base_url": "http://bob:pw@judge:8000/v1", "aspect": "x"},
+    )
+    dumped = config.to_json_string()
+    assert "sk-live-123" not in dumped and "pw@" not in dumped
+    kwargs = config.to_dict()["quality_reward_kwargs"]
+    assert kwargs["api_key"] == "<redacted>" and kwargs["aspect"] == "x" and "judge:8000" in kwargs["base_url"]
+    assert config.quality_reward_kwargs["api_key"] == "sk-live-123"  # the trainer still gets the key
+
+
 def test_dataset_without_source_column_is_rejected(tiny, tmp_path):
     from datasets import Dataset
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from trl import GRPOConfig
@@ -183,6 +184,30 @@ class SeqPOConfig(GRPOConfig):
             )
         if self.max_steps_after_source < 0:
             raise ValueError(f"max_steps_after_source must be >= 0, got {self.max_steps_after_source}")
+
+    def to_dict(self) -> dict:
+        """TRL's config dump (what logging integrations record), with secrets in `quality_reward_kwargs` redacted.
+
+        A judge or COMET reward may take an `api_key` (or another credential) through `quality_reward_kwargs`;
+        like `hub_token` in TRL's own dump, its value is replaced, and URLs lose their user:password part.
+        """
+        from trl_seqpo.judge.config import redact_url
+
+        data = super().to_dict()
+        kwargs = data.get("quality_reward_kwargs")
+        if isinstance(kwargs, dict):
+            data["quality_reward_kwargs"] = {
+                key: "<redacted>"
+                if _SECRET_KEY.search(key) and value is not None
+                else redact_url(value)
+                if isinstance(value, str) and "://" in value
+                else value
+                for key, value in kwargs.items()
+            }
+        return data
+
+
+_SECRET_KEY = re.compile(r"(api_?key|token|secret|password|credential)", re.IGNORECASE)
 
 
 def _check_on_policy_sampling(config: SeqPOConfig) -> None:
