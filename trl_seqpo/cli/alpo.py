@@ -16,19 +16,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from trl_seqpo.cli.options import add_dataclass_arguments, config_from_args
+from trl_seqpo.cli.options import add_command_group, add_dataclass_arguments, config_from_args
 from trl_seqpo.errors import UserInputError, check_output_path
 
+_ALPO_HELP = "ALPO data pipeline: sample candidates, judge them, build pairs"
+_ALPO_DESCRIPTION = "ALPO data pipeline (paper Sec. 3): sample and judge candidates, then build preference pairs."
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``trl-seqpo alpo`` with its ``sample`` and ``pairs`` actions."""
-    parser = subparsers.add_parser(
-        "alpo",
-        help="ALPO data pipeline: sample candidates, judge them, build pairs",
-        description="ALPO data pipeline (paper Sec. 3): sample and judge candidates, then build preference pairs.",
-    )
-    parser.set_defaults(func=lambda args: _missing_action(parser))
-    actions = parser.add_subparsers(dest="alpo_action", metavar="ACTION")
+    actions = add_command_group(subparsers, "alpo", help=_ALPO_HELP, description=_ALPO_DESCRIPTION)
     _add_sample_parser(actions)
     _add_pairs_parser(actions)
 
@@ -103,7 +99,3 @@ def run_pairs(args: argparse.Namespace) -> int:
         print("warning: no unit passed the gate; check the judge scores or loosen --min-score-spread")
     return 0
 
-
-def _missing_action(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
