@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 # Enough vocabulary for short English / German test sentences; any other character falls back to single
 # characters (BERT: "##x" pieces; XLM-R: unigram characters) or to the unknown token.
@@ -49,15 +49,7 @@ def _build_encoder(directory: Path, encoder: EncoderKind, hidden_size: int, num_
         specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
         pieces = specials + _WORDS + _CHARACTERS + ["##" + c for c in _CHARACTERS]
         tokenizer = BertTokenizer(vocab={piece: i for i, piece in enumerate(dict.fromkeys(pieces))})
-        config = BertConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=hidden_size,
-            num_hidden_layers=num_layers,
-            num_attention_heads=2,
-            intermediate_size=2 * hidden_size,
-            max_position_embeddings=130,
-            pad_token_id=tokenizer.pad_token_id,
-        )
+        config = BertConfig(**_sizes(tokenizer, hidden_size, num_layers))
         model = BertModel(config, add_pooling_layer=False)
     elif encoder == "xlm-roberta":
         # Unigram scores: whole words are cheaper than spelling them out, so they win the segmentation.
@@ -66,13 +58,7 @@ def _build_encoder(directory: Path, encoder: EncoderKind, hidden_size: int, num_
         vocab += [(c, -4.0) for c in _CHARACTERS] + [("▁" + c, -4.5) for c in _CHARACTERS]
         tokenizer = XLMRobertaTokenizer(vocab=vocab)
         config = XLMRobertaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=hidden_size,
-            num_hidden_layers=num_layers,
-            num_attention_heads=2,
-            intermediate_size=2 * hidden_size,
-            max_position_embeddings=130,
-            pad_token_id=tokenizer.pad_token_id,
+            **_sizes(tokenizer, hidden_size, num_layers),
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
         )
@@ -164,3 +150,16 @@ def build_tiny_comet_checkpoint(
         ckpt,
     )
     return ckpt
+
+
+def _sizes(tokenizer: Any, hidden_size: int, num_layers: int) -> dict[str, int]:
+    """The encoder shape shared by the BERT and XLM-R stand-ins (2 heads, 130 positions)."""
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": hidden_size,
+        "num_hidden_layers": num_layers,
+        "num_attention_heads": 2,
+        "intermediate_size": 2 * hidden_size,
+        "max_position_embeddings": 130,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
