@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from trl_seqpo.judge.prompts import parse_candidates, parse_evaluated_lines
 
@@ -329,21 +330,13 @@ class JudgeServer:
 
 
 @contextlib.contextmanager
-def serve(
-    scorer: Scorer | None = None,
-    *,
-    fault: FaultHook | None = None,
-    delay: float = 0.0,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    model: str = "local-judge",
-) -> Iterator[JudgeServer]:
+def serve(scorer: Scorer | None = None, **options: Any) -> Iterator[JudgeServer]:
     """Run a `JudgeServer` for the duration of a ``with`` block (arguments as in `JudgeServer`).
 
     Yields:
         The running server; ``server.base_url`` goes into ``JudgeConfig(base_url=...)``.
     """
-    server = JudgeServer(scorer, fault=fault, delay=delay, host=host, port=port, model=model).start()
+    server = JudgeServer(scorer, **options).start()
     try:
         yield server
     finally:
