@@ -147,3 +147,34 @@ def test_bad_locations_raise_clear_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ValueError, match="HF_HUB_OFFLINE is set"):
         comet_model_module.resolve_checkpoint("Unbabel/not-a-cached-model")
+
+
+# ------------------------------------------------------------------------------ unbabel-comet's own predict as oracle
+
+
+def _comet_predict(checkpoint, sources, translations, references):
+    """Scores from unbabel-comet's own entry points: `load_from_checkpoint` + `model.predict` (Lightning loop)."""
+    from comet import load_from_checkpoint
+
+    from trl_seqpo.rewards.comet_compat import apply_comet_compat
+
+    apply_comet_compat()  # the installed transformers needs it for COMET's encoders (see the compat test above)
+    model = load_from_checkpoint(str(checkpoint), reload_hparams=False, local_files_only=True)
+    samples = [{"src": s, "mt": t, "ref": r} for s, t, r in zip(sources, translations, references)]
+    prediction = model.predict(samples, batch_size=2, gpus=0, accelerator="cpu", progress_bar=False, num_workers=0)
+    return [float(score) for score in prediction.scores]
+
+
+@pytest.mark.parametrize("kind", ["regression", "unified"])
+def test_reward_equals_unbabel_comet_predict_and_is_not_symmetric(kind, regression_checkpoint, unified_checkpoint):
+    checkpoint = regression_checkpoint if kind == "regression" else unified_checkpoint
+    oracle = _comet_predict(checkpoint, SOURCES, TRANSLATIONS, REFERENCES)
+    reward = get_reward("xcomet" if kind == "unified" else "comet", model=checkpoint, batch_size=3)
+    tolerance = 2e-6  # float32 noise between batchings; the random tiny unified model moves by ~1e-5 to 1e-4
+    assert _score(reward) == pytest.approx(oracle, abs=tolerance)
+    # the oracle tells the roles apart on these rows, so the equality above pins which column is which:
+    # scoring the reference as the hypothesis, or the reference as the source, moves some score well past it
+    swapped_mt_ref = _comet_predict(checkpoint, SOURCES, REFERENCES, TRANSLATIONS)
+    swapped_src_ref = _comet_predict(checkpoint, REFERENCES, TRANSLATIONS, SOURCES)
+    for swapped in (swapped_mt_ref, swapped_src_ref):
+        assert max(abs(a - b) for a, b in zip(swapped, oracle)) > 10 * tolerance

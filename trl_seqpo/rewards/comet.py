@@ -252,8 +252,9 @@ def score_rows(
     """
     needs_reference = bool(comet_model.requires_references()) if hasattr(comet_model, "requires_references") else True
     scores: list[float | None] = [None] * len(translations)
-    rows: list[int] = []
-    samples: list[dict[str, str]] = []
+    # a reference is used whenever the row has one (a unified/XCOMET model then averages its src+mt, ref+mt and
+    # src+ref+mt scores, as `model.predict` does); rows with and without one are batched apart
+    groups: dict[bool, tuple[list[int], list[dict[str, str]]]] = {True: ([], []), False: ([], [])}
     for i, (source, translation, reference) in enumerate(zip(sources, translations, references)):
         if not isinstance(source, str) or not isinstance(translation, str):
             continue
@@ -261,11 +262,24 @@ def score_rows(
             warn_once(f"{reward_name}-no-reference", f"Reward '{reward_name}': rows without a reference get None.")
             continue
         sample = {"src": source, "mt": translation}
-        if needs_reference:
+        if isinstance(reference, str):
             sample["ref"] = reference
+        rows, samples = groups["ref" in sample]
         rows.append(i)
         samples.append(sample)
+    for rows, samples in groups.values():
+        _score_group(comet_model, rows, samples, batch_size, reward_name, scores)
+    return scores
 
+
+def _score_group(
+    comet_model: Any,
+    rows: list[int],
+    samples: list[dict[str, str]],
+    batch_size: int,
+    reward_name: str,
+    scores: list[float | None],
+) -> None:
     for start in range(0, len(samples), batch_size):
         batch_rows, batch_samples = rows[start : start + batch_size], samples[start : start + batch_size]
         try:
@@ -284,4 +298,3 @@ def score_rows(
                     batch_scores.append(None)
         for row, score in zip(batch_rows, batch_scores):
             scores[row] = score if score is not None and score == score and abs(score) != float("inf") else None
-    return scores
