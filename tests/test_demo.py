@@ -26,9 +26,15 @@ def test_quick_demo_writes_every_stage_and_the_table(demo_dir, capsys):
     assert (demo_dir / "data" / "train.jsonl").exists()
     report = json.loads((demo_dir / "results.json").read_text())
     rows = {row["system"]: row for row in report["results"]}
-    assert set(rows) == {"oracle", "sft", "sft+wait-1", "sft+wait-3", "seqpo"}
+    assert set(rows) == {"oracle", "sft", "sft_eager", "sft+wait-1", "sft+wait-3", "seqpo"}
     assert (demo_dir / "models" / "seqpo" / "DONE").exists()
-    assert "al_reduction_pct" in report["seqpo_vs_sft"] and "chrf_change" in report["seqpo_vs_sft"]
+    summary = report["seqpo_vs_sft"]
+    assert summary["al_reduction_pct"] == pytest.approx(
+        100 * (rows["sft"]["al"] - rows["seqpo"]["al"]) / rows["sft"]["al"]
+    )
+    assert summary["chrf_change"] == pytest.approx(rows["seqpo"]["chrf"] - rows["sft"]["chrf"])
+    assert summary["al_minus_sft_eager"] == pytest.approx(rows["seqpo"]["al"] - rows["sft_eager"]["al"])
+    assert summary["al_minus_oracle"] == pytest.approx(rows["seqpo"]["al"] - rows["oracle"]["al"])
     # the ALPO stages ran too and their SFT-vs-ALPO table is part of the report
     assert "alpo" in report and "## ALPO" in (demo_dir / "results.md").read_text()
     assert rows["oracle"]["chrf"] == pytest.approx(100.0)
@@ -37,7 +43,7 @@ def test_quick_demo_writes_every_stage_and_the_table(demo_dir, capsys):
     # a schedule can only delay the SFT policy's writes: wait-3 is never earlier than wait-1 on the same model
     assert rows["sft+wait-3"]["al"] >= rows["sft+wait-1"]["al"] - 1e-9
     markdown = (demo_dir / "results.md").read_text()
-    assert markdown.startswith("| system | chrF | BLEU | AL | LAAL |") and "SFT + wait-3" in markdown
+    assert markdown.startswith("| system | chrF | BLEU | AL | LAAL |") and "SFT (delayed start) + wait-3" in markdown
     test_rows = (demo_dir / "data" / "test.jsonl").read_text().splitlines()
     translations = (demo_dir / "translations" / "sft.jsonl").read_text().splitlines()
     assert len(translations) == len(test_rows) == report["settings"]["num_test"]
@@ -60,7 +66,7 @@ def test_rerun_resumes_without_retraining_or_duplicates(demo_dir):
     assert model_file.stat().st_mtime_ns == mtime  # the SFT stage was skipped
     assert seqpo_file.stat().st_mtime_ns == seqpo_mtime  # and so was SeqPO
     systems = _systems(demo_dir)
-    assert len(systems) == len(set(systems)) == 5
+    assert len(systems) == len(set(systems)) == 6
 
 
 def test_other_settings_in_the_same_dir_is_a_user_error(tmp_path, capsys):
@@ -71,3 +77,30 @@ def test_other_settings_in_the_same_dir_is_a_user_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "other settings" in err and "--output-dir" in err and "Traceback" not in err
     assert main(["demo", "--output-dir", str(tmp_path / "x"), "--quick", "--sft-steps", "0"]) == 2
+    assert main(["demo", "--output-dir", str(tmp_path / "y"), "--quick", "--stages", "data,sfft"]) == 2
+    assert "--stages" in capsys.readouterr().err
+    assert main(["demo", "--claims-table", str(tmp_path / "nothing")]) == 2
+    assert "no claims.json" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_claims_json_holds_the_values_and_a_verdict_per_claim(demo_dir, capsys):
+    claims = json.loads((demo_dir / "claims.json").read_text())
+    rows = {row["system"]: row for row in json.loads((demo_dir / "results.json").read_text())["results"]}
+    alpo = {row["system"]: row for row in json.loads((demo_dir / "alpo_results.json").read_text())["results"]}
+    assert claims["seqpo_al_reduction_pct"] == pytest.approx(
+        100 * (rows["sft"]["al"] - rows["seqpo"]["al"]) / rows["sft"]["al"]
+    )
+    assert claims["seqpo_chrf_delta"] == pytest.approx(rows["seqpo"]["chrf"] - rows["sft"]["chrf"])
+    assert claims["alpo_preference_before"] == alpo["sft"]["preference"]
+    assert claims["alpo_preference_after"] == alpo["alpo"]["preference"]
+    delta = alpo["alpo"]["chrf_synonyms_merged"] - alpo["sft"]["chrf_synonyms_merged"]
+    assert claims["alpo_accuracy_delta"] == pytest.approx(delta)
+    verdicts = {check["name"]: check["holds"] for check in claims["checks"]}
+    assert verdicts["seqpo_latency"] == (claims["seqpo_al_reduction_pct"] >= 30)
+    assert verdicts["alpo_accuracy"] == (delta >= -1)
+    assert set(verdicts) == {"seqpo_latency", "seqpo_quality", "waitk_curve", "alpo_preference", "alpo_accuracy"}
+    # the claims table of the docs is generated from runs
+    assert main(["demo", "--claims-table", str(demo_dir), str(demo_dir / "claims.json")]) == 0
+    table = capsys.readouterr().out
+    assert "Measured over 2 run(s)" in table and "`seqpo_al_reduction_pct`" in table

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from trl_seqpo.demo.alpo import ALPO_STAGES, AlpoDemoSettings, alpo_settings, preferred_share
+from trl_seqpo.demo.alpo import AlpoDemoSettings, alpo_settings, held_out_documents, judging_stats
+from trl_seqpo.demo.alpo_evaluate import ALPO_STAGES, preferred_share
 from trl_seqpo.errors import UserInputError
 
 
@@ -58,9 +60,18 @@ def test_quick_alpo_demo_writes_the_table_of_both_systems(demo_dir):
         assert row["judge_score"] is not None and 0.0 <= row["judge_score"] <= 100.0
         assert row["unscored_documents"] == 0
     assert report["judge_score_gain"] == pytest.approx(rows["alpo"]["judge_score"] - rows["sft"]["judge_score"])
+    for row in rows.values():  # the preference is the exact synonym count, a measure training never saw
+        slots = row["preferred_synonyms"] + row["plain_synonyms"]
+        if slots:
+            assert row["preference"] == pytest.approx(100 * row["preferred_synonyms"] / slots)
+        assert 0.0 <= row["chrf_synonyms_merged"] <= 100.0
     markdown = (demo_dir / "alpo_results.md").read_text()
-    assert markdown.startswith("| system | judge score (0-100) | lines parsed / expected |")
+    assert markdown.startswith("| system | preference (held-out) | accuracy: chrF, synonyms merged |")
     assert "| SFT |" in markdown and "| ALPO |" in markdown
+    # judge failures and gate counts are reported, not hidden
+    judging = report["judging"]
+    assert judging["units"] > 0 and 0 <= judging["failed"] <= judging["units"]
+    assert "failed votes" in markdown and "Gate:" in markdown and "units kept" in markdown
     for name in ("init", "sft", "alpo"):
         assert (demo_dir / "alpo" / "models" / name / "DONE").exists()
 
@@ -97,8 +108,38 @@ def test_other_settings_in_the_same_dir_is_a_user_error(tmp_path):
         ALPO_STAGES[0][1](_context(tmp_path))
 
 
+def test_held_out_documents_share_no_line_with_training(demo_dir):
+    def lines(split):
+        path = demo_dir / "alpo" / "data" / f"{split}.jsonl"
+        return [line for row in path.read_text().splitlines() for line in json.loads(row)["source_lines"]]
+
+    training = set(lines("sft")) | set(lines("sample"))
+    assert lines("test") and not training & set(lines("test"))
+
+
+def test_held_out_documents_drop_every_document_with_a_training_line():
+    settings = AlpoDemoSettings.quick()
+    everything = held_out_documents(settings, seed=5, seen=set())
+    seen = {everything[1].source_lines[2], everything[3].source_lines[0]}  # one line of documents 1 and 3
+    kept = held_out_documents(settings, seed=5, seen=seen)
+    assert len(kept) == settings.num_test_documents
+    assert not seen & {line for document in kept for line in document.source_lines}
+    assert kept[0].source_lines == everything[0].source_lines and kept[1].source_lines == everything[2].source_lines
+    # a training set that already holds every sentence start leaves nothing to hold out: a clear error
+    starts = {line for d in everything for line in d.source_lines}
+    bigger = dataclasses.replace(settings, num_test_documents=4 * settings.num_test_documents)
+    many = held_out_documents(bigger, 5, set())
+    with pytest.raises(ValueError, match="share no line"):
+        held_out_documents(settings, seed=5, seen=starts | {line for d in many for line in d.source_lines})
+
+
+def test_judging_stats_count_failed_votes():
+    stats = judging_stats([{"judge_failed": True}, {"judge_failed": False}, {}, {"judge_failed": True}])
+    assert stats == {"units": 4, "failed": 2, "failed_pct": 50.0}
+
+
 def test_settings_follow_the_demo_quick_flag():
-    from trl_seqpo.demo.seqpo import DemoSettings
+    from trl_seqpo.demo.common import DemoSettings
 
     quick = SimpleNamespace(settings=DemoSettings.quick(), paths=None)
     full = SimpleNamespace(settings=DemoSettings(seed=3), paths=None)

@@ -21,7 +21,7 @@ from trl_seqpo.errors import MissingDependencyError, UserInputError
 
 # subcommand name -> (help, "module:add_parser")
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("run the synthetic-language demo end to end", "trl_seqpo.demo.seqpo:add_parser"),
+    "demo": ("run the synthetic-language demo end to end", "trl_seqpo.cli.demo:add_parser"),
     "subtitles": ("read, align and cut subtitle files into documents", "trl_seqpo.cli.subtitles:add_parser"),
     "alpo": ("ALPO data pipeline: sample candidates, judge them, build pairs", "trl_seqpo.cli.alpo:add_parser"),
     "judge-server": ("serve the local OpenAI-compatible test judge", "trl_seqpo.cli.judge_server:add_parser"),

@@ -23,10 +23,14 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
+from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 from trl_seqpo.subtitles.documents import Document, make_documents, render_document_prompt
 from trl_seqpo.synthetic.language_pair import (
+    DICTIONARY,
     SOURCE_LANGUAGE,
     TARGET_LANGUAGE,
     TARGET_SYNONYMS,
@@ -35,6 +39,7 @@ from trl_seqpo.synthetic.language_pair import (
 )
 
 __all__ = [
+    "AccuracyTasteScorer",
     "SOURCE_LANGUAGE",
     "TARGET_LANGUAGE",
     "hidden_preference",
@@ -55,6 +60,85 @@ def hidden_preference() -> dict[str, str]:
         A copy of `TARGET_SYNONYMS`.
     """
     return dict(TARGET_SYNONYMS)
+
+
+_WORD_RE = re.compile(r"[^\W\d_]+")
+
+
+class AccuracyTasteScorer:
+    """A scripted judge for the synthetic subtitles: mostly accuracy, plus a hidden taste for some synonyms.
+
+    For a candidate translating the source line(s) of a judge request (``[Evaluate]`` lines of
+    `trl_seqpo.judge.prompts`), the judge translates those lines itself with the synthetic dictionary (`translate`,
+    plain words) and scores
+
+    ``accuracy_points * (F1 of words + F1 of adjacent word pairs) / 2 + taste_points * (1 + taste) / 2``
+
+    rounded to an integer, where both F1s count each synonym pair as one word, and ``taste`` in ``[-1, 1]`` is
+    ``(#preferred - #plain) / #slots`` with ``#slots`` the words of the judge's translation that have a synonym
+    (``taste = 0`` without slots). The scores are fine-grained, so candidates that differ rarely tie, and a
+    candidate cannot gain by inserting preferred words: every inserted word costs precision and the taste term is
+    capped at the slots the source offers.
+
+    Args:
+        preferred: ``{plain word: preferred synonym}`` (`hidden_preference`).
+        accuracy_points: Points for a perfect word and word-pair match.
+        taste_points: Points for the preferred word in every slot (half of them for none or no slot).
+
+    >>> judge = AccuracyTasteScorer({"domo": "kaso"})
+    >>> messages = [{"role": "user", "content": "[Evaluate] the dog sees the house."}]
+    >>> judge.expected(["the dog sees the house."])
+    ['lo', 'hundo', 'lo', 'domo', 'vidas']
+    >>> judge(["lo hundo lo domo vidas.", "lo hundo lo kaso vidas.", "lo hundo lo kaso kaso vidas."], messages)
+    [70, 100, 93]
+    """
+
+    def __init__(self, preferred: Mapping[str, str], *, accuracy_points: float = 70.0, taste_points: float = 30.0):
+        if accuracy_points < 0 or taste_points < 0 or accuracy_points + taste_points > 100:
+            raise ValueError(f"points must be >= 0 and sum to <= 100, got {accuracy_points} + {taste_points}")
+        self.preferred = dict(preferred)
+        self.accuracy_points, self.taste_points = accuracy_points, taste_points
+        self._plain_of = {liked: plain for plain, liked in self.preferred.items()}
+
+    def __repr__(self) -> str:
+        return f"AccuracyTasteScorer(accuracy_points={self.accuracy_points:g}, taste_points={self.taste_points:g})"
+
+    def expected(self, source_lines: list[str]) -> list[str]:
+        """The judge's own translation of source lines, as words (plain synonyms; unknown words are left out)."""
+        words: list[str] = []
+        for line in source_lines:
+            known = [word for word in _WORD_RE.findall(line.lower()) if word in DICTIONARY]
+            if known:
+                words.extend(translate(known)[0].split())
+        return words
+
+    def score(self, candidate: str, expected: list[str]) -> int:
+        """Score of one candidate against the judge's translation ``expected`` (from `expected`)."""
+        words = _WORD_RE.findall(candidate.lower())
+        merged = [self._plain_of.get(word, word) for word in words]
+        accuracy = (_f1(merged, expected) + _f1(_pairs(merged), _pairs(expected))) / 2
+        slots = sum(word in self.preferred for word in expected)
+        liked = sum(word in self._plain_of for word in words)
+        plain = sum(word in self.preferred for word in words)
+        taste = max(-1.0, min(1.0, (liked - plain) / slots)) if slots else 0.0
+        return max(0, min(100, round(self.accuracy_points * accuracy + self.taste_points * (1 + taste) / 2)))
+
+    def __call__(self, candidates: list[str], messages: list[dict]) -> list[int]:
+        from trl_seqpo.judge.prompts import parse_evaluated_lines
+
+        expected = self.expected(parse_evaluated_lines(messages))
+        return [self.score(text, expected) for text in candidates]
+
+
+def _pairs(words: list[str]) -> list[str]:
+    return [f"{a} {b}" for a, b in zip(words, words[1:])]
+
+
+def _f1(found: list[str], wanted: list[str]) -> float:
+    if not found or not wanted:
+        return float(found == wanted)
+    overlap = sum((Counter(found) & Counter(wanted)).values())
+    return 2 * overlap / (len(found) + len(wanted))
 
 
 def subtitle_lines(

@@ -1,0 +1,173 @@
+"""What every stage of `trl-seqpo demo` shares: settings, paths, the context, and small file helpers.
+
+The demo is an app on top of the library (`CONTRIBUTING.md`, "apps on top"): nothing in `trl_seqpo` outside
+`demo/` and `cli/` imports it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trl_seqpo.errors import UserInputError
+
+__all__ = [
+    "DemoContext",
+    "DemoPaths",
+    "DemoSettings",
+    "check_saved_settings",
+    "done_marker",
+    "say",
+]
+
+
+@dataclass
+class DemoSettings:
+    """Sizes and hyper-parameters of the SeqPO part of the demo (the full run; `quick` for tests).
+
+    SFT values start from ``DESIGN.md`` "Demo calibration" (hidden 128, 2 layers, batch 64) with a higher constant
+    learning rate (3e-3 after 20 warm-up steps): the chat format with delayed writes learned slowly under lr 2e-3
+    with cosine decay. One SFT step costs ~0.7 CPU-seconds (1 thread, ~140-token conversations).
+
+    ``extra_wait`` delays the SFT start's writes on purpose (room for SeqPO to cut latency, and histories that lag
+    behind the source as wait-k's do); ``eager_sft`` trains a second, undelayed SFT model (``extra_wait=(0,)``) as a
+    reference point.
+    """
+
+    seed: int = 0
+    num_train: int = 4000
+    num_test: int = 200
+    min_words: int = 4
+    max_words: int = 14
+    chunk_size: int = 2
+    extra_wait: tuple[int, ...] = (0, 2, 2, 4)
+    eager_sft: bool = True
+    tokenizer_kind: str = "wordlevel"
+    sft_steps: int = 600
+    sft_batch_size: int = 64
+    sft_learning_rate: float = 3e-3
+    sft_lr_scheduler: str = "constant_with_warmup"
+    seqpo_steps: int = 300
+    seqpo_batch_size: int = 32
+    seqpo_num_generations: int = 8
+    seqpo_learning_rate: float = 5e-4
+    seqpo_temperature: float = 1.0
+    seqpo_beta: float = 0.02
+    seqpo_max_new_tokens_per_step: int = 12
+    wait_k: tuple[int, ...] = (1, 2, 3, 4, 5)
+    max_new_tokens_per_step: int = 24
+    max_steps_after_source: int = 2
+    eval_batch_size: int = 64
+
+    @classmethod
+    def quick(cls) -> DemoSettings:
+        """Tiny sizes for tests: the whole demo in well under a minute."""
+        return cls(
+            num_train=256,
+            num_test=12,
+            sft_steps=8,
+            sft_batch_size=16,
+            seqpo_steps=2,
+            seqpo_batch_size=8,
+            seqpo_num_generations=4,
+            wait_k=(1, 3),
+            eval_batch_size=12,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    """Where every stage writes, under the output directory."""
+
+    root: Path
+
+    @property
+    def settings(self) -> Path:
+        return self.root / "settings.json"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def train(self) -> Path:
+        return self.data / "train.jsonl"
+
+    @property
+    def test(self) -> Path:
+        return self.data / "test.jsonl"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    def model(self, name: str) -> Path:
+        return self.models / name
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results.jsonl"
+
+    @property
+    def translations(self) -> Path:
+        return self.root / "translations"
+
+    @property
+    def claims(self) -> Path:
+        return self.root / "claims.json"
+
+    @property
+    def timings(self) -> Path:
+        return self.root / "timings.json"
+
+
+@dataclass
+class DemoContext:
+    """What every stage receives: settings, paths, a rich console (or ``None``), stage timings, ALPO settings."""
+
+    settings: DemoSettings
+    paths: DemoPaths
+    console: Any
+    timings: dict[str, float] = field(default_factory=dict)
+    alpo: Any = None
+
+
+def say(ctx: Any, message: str) -> None:
+    """Print on the context's console, if it has one."""
+    console = getattr(ctx, "console", None)
+    if console is not None:
+        console.print(message)
+
+
+def done_marker(directory: Path) -> Path:
+    """The file whose presence marks a stage's output directory as complete."""
+    return directory / "DONE"
+
+
+def check_saved_settings(directory: Path, wanted: dict[str, Any], what: str = "a demo run") -> None:
+    """Save ``wanted`` as ``directory/settings.json``, or check it equals the saved one (resuming other settings
+    would mix two runs).
+
+    Raises:
+        UserInputError: The directory holds a run with other settings (the differing keys are named).
+    """
+    path = directory / "settings.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved != wanted:
+            changed = sorted(k for k in {*wanted, *saved} if saved.get(k) != wanted.get(k))
+            raise UserInputError(
+                f"{directory} holds {what} with other settings ({', '.join(changed)}); "
+                "use another --output-dir or delete this one",
+                path=str(path),
+            )
+    else:
+        directory.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(wanted, indent=2))
