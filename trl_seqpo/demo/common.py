@@ -57,6 +57,8 @@ class DemoSettings:
     seqpo_temperature: float = 1.0
     seqpo_beta: float = 0.02
     seqpo_max_new_tokens_per_step: int = 12
+    seqpo_latency_truncation: str = "floor"
+    seqpo_latency_floor: float = 0.0
     wait_k: tuple[int, ...] = (1, 2, 3, 4, 5)
     max_new_tokens_per_step: int = 24
     max_steps_after_source: int = 2

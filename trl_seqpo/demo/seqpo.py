@@ -147,6 +147,8 @@ def stage_seqpo(ctx: DemoContext) -> None:
         max_steps_after_source=s.max_steps_after_source,
         quality_reward="chrf",
         latency_reward="average_lagging",
+        latency_truncation=s.seqpo_latency_truncation,
+        latency_floor=s.seqpo_latency_floor,
         logging_steps=max(1, s.seqpo_steps // 10),
         save_strategy="no",
         report_to="none",
