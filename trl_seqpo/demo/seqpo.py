@@ -23,9 +23,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from trl_seqpo.demo.common import DemoContext, done_marker
+from trl_seqpo.demo.common import DemoContext, done_marker, say
 from trl_seqpo.jsonl import atomic_write_jsonl, read_jsonl
 
 __all__ = ["EVALUATED_MODELS", "SEQPO_STAGES", "evaluate_model", "seqpo_summary"]
@@ -58,8 +59,31 @@ def stage_data(ctx: DemoContext) -> None:
 
 
 def stage_sft(ctx: DemoContext) -> None:
-    """SFT warm-up on exact, conservatively delayed partial translations (chat format, assistant-only loss)."""
-    _train_sft(ctx, "sft", ctx.settings.extra_wait)
+    """SFT warm-up on exact, conservatively delayed partial translations (chat format, assistant-only loss).
+
+    The undelayed SFT of ``sft_eager`` trains at the same time in a second process (one torch thread each: the
+    two-core machine the demo is sized for runs both in the time of one); if that process fails, the ``sft_eager``
+    stage trains it again in this process.
+    """
+    paths = ctx.paths
+    child = None
+    if (
+        ctx.settings.eager_sft
+        and not done_marker(paths.model("sft")).exists()
+        and not done_marker(paths.model("sft_eager")).exists()
+    ):
+        import multiprocessing
+
+        child = multiprocessing.get_context("spawn").Process(
+            target=_train_sft_in_child, args=(ctx.settings, str(paths.root), "sft_eager", (0,)), daemon=True
+        )
+        child.start()
+        say(ctx, "  training sft_eager beside it in process " + str(child.pid))
+    try:
+        _train_sft(ctx, "sft", ctx.settings.extra_wait)
+    finally:
+        if child is not None:
+            child.join()
 
 
 def stage_sft_eager(ctx: DemoContext) -> None:
@@ -68,7 +92,16 @@ def stage_sft_eager(ctx: DemoContext) -> None:
         _train_sft(ctx, "sft_eager", (0,))
 
 
-def _train_sft(ctx: DemoContext, name: str, extra_wait: tuple[int, ...]) -> None:
+def _train_sft_in_child(settings: Any, root: str, name: str, extra_wait: tuple[int, ...]) -> None:
+    import torch
+
+    from trl_seqpo.demo.common import DemoPaths
+
+    torch.set_num_threads(1)
+    _train_sft(DemoContext(settings, DemoPaths(Path(root)), None), name, extra_wait, quiet=True)
+
+
+def _train_sft(ctx: DemoContext, name: str, extra_wait: tuple[int, ...], quiet: bool = False) -> None:
     s, paths = ctx.settings, ctx.paths
     out = paths.model(name)
     if done_marker(out).exists():
@@ -101,6 +134,8 @@ def _train_sft(ctx: DemoContext, name: str, extra_wait: tuple[int, ...]) -> None
         assistant_only_loss=True,
         max_length=256,
         logging_steps=max(1, s.sft_steps // 8),
+        disable_tqdm=quiet or None,
+        log_level="warning" if quiet else "passive",
         save_strategy="no",
         report_to="none",
         use_cpu=True,
