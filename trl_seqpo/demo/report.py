@@ -155,7 +155,8 @@ def stage_report(ctx: DemoContext) -> None:
         say(ctx, f"claim: {check['statement']}: {verdict}")
     (paths.root / "results.md").write_text("\n".join(lines) + "\n")
     (paths.root / "results.json").write_text(json.dumps(report, indent=2))
-    _plot(results, paths.root / "quality_latency.png", ctx)
+    if results:
+        _plot(results, paths.root / "quality_latency.png", ctx)
 
 
 def claims_table(claim_files: Sequence[str | Path]) -> str:
