@@ -173,7 +173,7 @@ def run_align(args: argparse.Namespace) -> int:
         raise UserInputError("is a folder but SOURCE is a file; give two files or two folders", path=str(args.target))
     if args.output.is_dir():
         raise UserInputError("is a folder; give an output .jsonl file", path=str(args.output))
-    if args.source.exists() and args.target.exists():  # a missing input is reported by the reader, before any write
+    if args.source.exists() and (args.target is None or args.target.exists()):  # a missing input: the reader says so
         check_output_path(args.output, args.source, args.target)
     result = _align_pair(args.source, args.target, args.output, args, args.source_lang, args.target_lang)
     names = f"{args.source.name} + {args.target.name}" if args.target else f"{args.source.name} (bilingual)"
