@@ -161,7 +161,8 @@ def test_alpo_candidate_sampling_through_the_vllm_backend(tmp_path):
     output = tmp_path / "candidates.jsonl"
     args = ["alpo", "sample", str(docs_path), "-o", str(output), "--model", model_dir, "--backend", "vllm",
             "--source-lang", SOURCE_LANGUAGE, "--target-lang", TARGET_LANGUAGE, "--judge-model", "local",
-            "--judge-shuffles", "2", "--k", "3", "--max-new-tokens", "12", "--seed", "7"]  # fmt: skip
+            "--judge-num-shuffles", "2", "--num-candidates", "3", "--max-new-tokens", "12", "--seed", "7",
+            "--judge-min-candidates", "1"]  # fmt: skip
     with serve(SynonymPreferenceScorer(hidden_preference())) as server:
         assert main([*args, "--judge-base-url", server.base_url]) == 0
     records = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
