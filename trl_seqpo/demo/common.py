@@ -43,7 +43,7 @@ class DemoSettings:
     min_words: int = 4
     max_words: int = 14
     chunk_size: int = 2
-    extra_wait: tuple[int, ...] = (0, 2, 2, 4)
+    extra_wait: tuple[int, ...] = (0, 2, 2)
     eager_sft: bool = True
     tokenizer_kind: str = "wordlevel"
     sft_steps: int = 600
@@ -57,7 +57,7 @@ class DemoSettings:
     seqpo_temperature: float = 1.0
     seqpo_beta: float = 0.02
     seqpo_max_new_tokens_per_step: int = 12
-    seqpo_latency_truncation: str = "floor"
+    seqpo_latency_truncation: str = "clamp_then_normalize"
     seqpo_latency_floor: float = 0.0
     wait_k: tuple[int, ...] = (1, 2, 3, 4, 5)
     max_new_tokens_per_step: int = 24

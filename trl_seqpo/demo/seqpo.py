@@ -7,10 +7,9 @@ Stages (`SEQPO_STAGES`; each skipped when its output exists, so a killed demo re
    (`trl_seqpo.synthetic.tiny_models`);
 2. ``sft``: SFT warm-up with TRL's ``SFTTrainer`` on exact partial translations (`trl_seqpo.seqpo.sft_data`,
    SeqPO-SiMT App. A.2) in the chat format. Each training conversation delays its writes by a number of source
-   words drawn from ``extra_wait`` (default ``(0, 2, 2, 4)``): the greedy SFT policy waits later than it needs to
-   (room for SeqPO to cut latency) while sampling still explores the eager timing, and the model has seen
-   histories that lag up to 4 words behind the source, which is what a wait-k schedule produces (see
-   ``docs/demo.md``, "SFT + wait-k");
+   words drawn from ``extra_wait`` (default ``(0, 2, 2)``): the greedy SFT policy waits later than it needs to
+   (room for SeqPO to cut latency) while sampling still explores the eager timing (a lag-4 mix that would cover
+   wait-k's histories trained far worse, see ``docs/demo.md``, "SFT + wait-k");
 3. ``sft_eager``: the same SFT without any delay (``extra_wait=(0,)``), a reference point for SeqPO;
 4. ``seqpo``: SeqPO-SiMT from the delayed SFT model with `SeqPOTrainer` on the fused chrF + AL reward;
 5. ``evaluate``: greedy simultaneous decoding of the test set (`SimultaneousRollout`) by every model with its own
