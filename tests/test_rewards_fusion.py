@@ -129,3 +129,42 @@ def test_output_shape_follows_input_and_groups_do_not_mix():
     np.testing.assert_allclose(r[0], [-2.0, 2.0])  # latency tied: quality only
     np.testing.assert_allclose(r[1], [-1.0, 1.0])  # quality tied: latency only
     np.testing.assert_allclose(fuse_rewards(quality.ravel(), latency.ravel(), 2, chunk_size=3), r.ravel())
+
+
+def test_eager_floor_is_per_trajectory_and_keeps_honest_differences():
+    # Two sources in one batch of two groups; each trajectory carries its own floor (its source's eager AL).
+    latency = [[-1.0, 1.0, 1.9, 2.7], [0.5, 1.2, 3.0, 3.0]]
+    floors = [[1.9] * 4, [1.0] * 4]
+    eager = truncate_latency(latency, chunk_size=3, truncation="eager", floor=floors)
+    np.testing.assert_allclose(eager, group_normalize([[1.9, 1.9, 1.9, 2.7], [1.0, 1.2, 3.0, 3.0]]))
+    assert eager[0, 0] == eager[0, 1] == eager[0, 2] < eager[0, 3]  # nothing earned below the eager pace
+    assert eager[1, 0] < eager[1, 1]  # the second group's floor is its own, lower one
+    # a NaN floor leaves that trajectory unfloored; a scalar is refused (the floor depends on the sentence)
+    unfloored = truncate_latency([-1.0, 1.0], None, "eager", group_size=2, floor=[float("nan"), 0.0])
+    np.testing.assert_allclose(unfloored, [-1.0, 1.0])
+    with pytest.raises(ValueError, match="one floor per trajectory"):
+        truncate_latency([1.0, 2.0], None, "eager", group_size=2, floor=0.0)
+
+
+def test_fused_reward_computes_each_rows_eager_floor_from_its_source_and_reference(tmp_path):
+    from trl_seqpo import SeqPOConfig
+    from trl_seqpo.seqpo.reward import FusedSimultaneousReward
+
+    args = SeqPOConfig(
+        output_dir=str(tmp_path), num_generations=2, per_device_train_batch_size=4, chunk_size=2,
+        src_lang="English", tgt_lang="German", latency_truncation="eager", use_cpu=True, report_to="none",
+    )  # fmt: skip
+    latency = [-2.0, 1.0, -2.0, 1.0]
+    reward = FusedSimultaneousReward(lambda **kw: [0.5, 0.5, 0.5, 0.5], lambda **kw: latency, args)
+    long, short = " ".join(["w"] * 10), "w w"
+    columns = {"source": [long, long, short, short], "reference": [long, long, short, short]}
+    # 10 words at m = 2: eager AL 14/9 floors both junk (-2) and 1.0; 2 words: eager AL 2.0 floors both too
+    np.testing.assert_allclose(reward.eager_floors(reward.reward_columns(columns, 4), 4), [14 / 9] * 2 + [2.0] * 2)
+    np.testing.assert_allclose(reward(prompts=["p"] * 4, completions=["c"] * 4, **columns), 0.0)
+    # the trainer's source_length column wins over counting the source; the floor then follows the lengths
+    columns["source_length"] = [20, 20, 20, 20]
+    floors = reward.eager_floors(reward.reward_columns(columns, 4), 4)
+    np.testing.assert_allclose(floors, [2.0, 2.0, 10.0, 10.0])  # 20 source words: 2 per target word, or 10
+    args.latency_truncation = "floor"  # at 0: the junk row now wins the latency term
+    rewards = reward(prompts=["p"] * 4, completions=["c"] * 4, **columns)
+    assert rewards[0] == rewards[2] == pytest.approx(1.0) and rewards[1] == pytest.approx(-1.0)

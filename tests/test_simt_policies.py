@@ -86,3 +86,20 @@ def test_simulated_policies_with_chunks():
     outputs = simulate_policy(WaitKPolicy(2), source, 3, "word", "word", word_by_word)
     assert len(outputs) == 3  # one output per chunk
     assert [len(o.split()) for o in outputs] == [2, 3, 2]  # read 3 -> 2 words, read 6 -> 5 words, then the rest
+
+
+def test_eager_delays_never_write_ahead_of_the_source_read():
+    from trl_seqpo.simt.latency import average_lagging
+    from trl_seqpo.simt.policies import eager_delays
+
+    for n, y, m in [(10, 10, 2), (7, 12, 3), (9, 4, 2), (5, 5, 5), (3, 8, 1)]:
+        delays = eager_delays(n, y, m)
+        assert len(delays) == y and delays == sorted(delays) and delays[-1] == n
+        for i, delay in enumerate(delays, start=1):
+            due = -(-i * n // y)  # the source unit target unit i corresponds to, proportionally
+            assert delay >= due and (delay % m == 0 or delay == n)  # read it, and only at a chunk's end
+            assert delay - due < m  # and no later than that chunk's end
+    assert average_lagging(eager_delays(10, 10, 3), 10, 10) == pytest.approx(1.9)
+    assert average_lagging(eager_delays(10, 10, 2), 10, 10) == pytest.approx(14 / 9)
+    with pytest.raises(ValueError, match="positive"):
+        eager_delays(0, 3, 2)

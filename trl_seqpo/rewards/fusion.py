@@ -21,6 +21,12 @@ going negative without it).
   only reachable by writing more target units than the source read so far can justify, so flooring at 0 removes that
   incentive while every honest difference above the floor is kept: a policy that translates each chunk on arrival
   (AL about (m + 1) / 2, 1.91 at m = 3 on the demo task) still beats a slower one (2.73).
+- ``"eager"``: the same with a floor per trajectory, the latency of the proportional eager schedule for its source
+  and reference (`trl_seqpo.simt.policies.eager_delays`: target unit i written once the chunk holding source unit
+  ceil(i n / |Y*|) has arrived; 1.56 for n = |Y*| = 10 at m = 2, 1.9 at m = 3). That is as early as a policy can
+  write on a monotone pair without writing what it has not read, so latency below it is bought with guessed or
+  meaningless output; a floor at 0 still pays up to that much for it. `fuse_rewards` takes the floors as ``floor``
+  (one per trajectory); `trl_seqpo.seqpo.reward.FusedSimultaneousReward` computes them.
 - ``"clamp_then_normalize"``: the same with the floor at the chunk size m, :math:`z(\max(m, \hat L_i))`. It also
   erases honest differences below m (the two policies above tie at m = 3), which is where SeqPO should act; kept
   for comparison with earlier runs.
@@ -45,12 +51,13 @@ from typing import Literal
 
 import numpy as np
 
-Truncation = Literal["floor", "clamp_then_normalize", "paper", "none"]
-TRUNCATION_MODES: tuple[str, ...] = ("floor", "clamp_then_normalize", "paper", "none")
+Truncation = Literal["floor", "eager", "clamp_then_normalize", "paper", "none"]
+TRUNCATION_MODES: tuple[str, ...] = ("floor", "eager", "clamp_then_normalize", "paper", "none")
 DEFAULT_TRUNCATION = "floor"
 DEFAULT_LATENCY_FLOOR = 0.0
 
 ArrayLike = np.ndarray | Sequence[float | None] | Sequence[Sequence[float | None]]
+Floor = float | ArrayLike
 
 
 def _as_groups(values: ArrayLike, group_size: int | None) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -102,19 +109,20 @@ def truncate_latency(
     truncation: Truncation = DEFAULT_TRUNCATION,
     group_size: int | None = None,
     eps: float = 1e-8,
-    floor: float = DEFAULT_LATENCY_FLOOR,
+    floor: Floor = DEFAULT_LATENCY_FLOOR,
 ) -> np.ndarray:
     r"""Normalised, truncated latency `L_i` of Eq. 2 under one of the truncation readings.
 
     Args:
         latency: Raw latencies `L^` (e.g. AL in source units), `[num_groups, B]` or flat.
         chunk_size: m, in source units; required for `"clamp_then_normalize"` and `"paper"`.
-        truncation: `"floor"` (`z(max(floor, L^))`), `"clamp_then_normalize"` (`z(max(m, L^))`), `"paper"`
-            (`max(m, z(L^))`) or `"none"` (`z(L^)`). See the module docstring for why the default is not the
-            literal one.
+        truncation: `"floor"` (`z(max(floor, L^))`), `"eager"` (the same with one floor per trajectory),
+            `"clamp_then_normalize"` (`z(max(m, L^))`), `"paper"` (`max(m, z(L^))`) or `"none"` (`z(L^)`). See the
+            module docstring for why the default is not the literal one.
         group_size: B, for flat input.
         eps: Zero-variance threshold of `group_normalize`.
-        floor: The floor of `"floor"`, in source units (default 0: AL below zero is junk output).
+        floor: The floor of `"floor"`, in source units (default 0: AL below zero is junk output): one number, or
+            one per trajectory (the shape of `latency`; required for `"eager"`). A NaN floor means no floor there.
 
     Returns:
         Float array with the shape of `latency`; NaN where the input was `None`/NaN.
@@ -128,10 +136,19 @@ def truncate_latency(
     if truncation == "none":
         return group_normalize(latency, group_size, eps)
     raw = np.array(latency, dtype=np.float64)
-    if truncation == "floor":
-        if not np.isfinite(floor):
+    if truncation in ("floor", "eager"):
+        floors = np.array(floor, dtype=np.float64)
+        if truncation == "eager" and floors.shape != raw.shape:
+            raise ValueError(
+                f"truncation='eager' needs one floor per trajectory (shape {raw.shape}), got shape {floors.shape}; "
+                "see trl_seqpo.simt.policies.eager_delays."
+            )
+        if floors.ndim == 0 and not np.isfinite(floors):
             raise ValueError(f"floor must be a finite number of source units, got {floor!r}.")
-        return group_normalize(np.maximum(raw, floor), group_size, eps)  # np.maximum keeps NaN as NaN
+        if np.isinf(floors).any():
+            raise ValueError("floors must be finite numbers of source units (NaN = no floor for that row).")
+        floors = np.where(np.isnan(floors), -np.inf, floors)
+        return group_normalize(np.maximum(raw, floors), group_size, eps)  # np.maximum keeps NaN as NaN
     if chunk_size is None or not np.isfinite(chunk_size) or chunk_size <= 0:
         raise ValueError(f"chunk_size must be a positive number for truncation={truncation!r}, got {chunk_size!r}.")
     if truncation == "clamp_then_normalize":
@@ -147,7 +164,7 @@ def fuse_rewards(
     chunk_size: float | None = None,
     truncation: Truncation = DEFAULT_TRUNCATION,
     eps: float = 1e-8,
-    floor: float = DEFAULT_LATENCY_FLOOR,
+    floor: Floor = DEFAULT_LATENCY_FLOOR,
 ) -> np.ndarray:
     r"""SeqPO-SiMT's fused reward :math:`r_i = \lambda q_i - L_i` (Sec. 2.3, Eq. 2).
 
@@ -157,9 +174,10 @@ def fuse_rewards(
         group_size: B, the trajectories per source (``num_generations``); may be ``None`` for 2-D input.
         lambda_: :math:`\lambda`, the weight of quality against latency (paper: 2).
         chunk_size: m, the chunk size in source units; required unless ``truncation="none"``.
-        truncation: `"floor"` (default), `"clamp_then_normalize"`, `"paper"` or `"none"`; see `truncate_latency`.
+        truncation: `"floor"` (default), `"eager"`, `"clamp_then_normalize"`, `"paper"` or `"none"`; see
+            `truncate_latency`.
         eps: Zero-variance threshold of `group_normalize`.
-        floor: The floor of `truncation="floor"`, in source units.
+        floor: The floor of `truncation="floor"` or the per-trajectory floors of `"eager"`, in source units.
 
     Returns:
         Float array with the shape of ``quality``; NaN for a row whose quality or latency is ``None``/NaN (such a

@@ -57,7 +57,10 @@ class SeqPOConfig(GRPOConfig):
             `lambda` in `r = lambda * q - L`.
         latency_truncation (`str`, *optional*, defaults to `"floor"`):
             `"floor"`: raw latency floored at `latency_floor` before group normalisation (Sec. 4.4: AL below zero
-            only comes from junk output, honest differences above the floor are kept); `"clamp_then_normalize"`:
+            only comes from junk output, honest differences above the floor are kept); `"eager"`: floored per
+            trajectory at the AL of the proportional eager schedule for its source and reference (as early as a
+            policy can write without writing what it has not read; `trl_seqpo.simt.policies.eager_delays`);
+            `"clamp_then_normalize"`:
             floored at `chunk_size` instead (erases honest differences below m); `"paper"`: the literal
             `max(m, normalised L)`; `"none"`: no truncation. See `docs/rewards.md`.
         latency_floor (`float`, *optional*, defaults to `0.0`):
@@ -140,7 +143,8 @@ class SeqPOConfig(GRPOConfig):
     latency_truncation: str = field(
         default=DEFAULT_TRUNCATION,
         metadata={
-            "help": "'floor' (default: raw AL floored at latency_floor), 'clamp_then_normalize' (floored at m), "
+            "help": "'floor' (default: raw AL floored at latency_floor), 'eager' (floored per trajectory at the AL "
+            "of the proportional eager schedule), 'clamp_then_normalize' (floored at m), "
             "'paper' (literal max(m, z)) or 'none'."
         },
     )

@@ -23,8 +23,9 @@ from accelerate.utils import gather_object
 from trl_seqpo.rewards.fusion import fuse_rewards
 from trl_seqpo.rewards.registry import get_reward
 from trl_seqpo.seqpo.config import SeqPOConfig
-from trl_seqpo.simt.chunking import default_unit
-from trl_seqpo.simt.latency import reference_length, sentence_latency
+from trl_seqpo.simt.chunking import count_units, default_unit
+from trl_seqpo.simt.latency import average_lagging, reference_length, sentence_latency
+from trl_seqpo.simt.policies import eager_delays
 
 if TYPE_CHECKING:  # pragma: no cover
     from trl import GRPOTrainer
@@ -61,6 +62,9 @@ class FusedSimultaneousReward:
         latency = _safe_scores(self.latency, prompts, completions, columns)
         all_quality = gather_object(quality)
         all_latency = gather_object(latency)
+        floor = self.args.latency_floor
+        if self.args.latency_truncation == "eager":
+            floor = np.array(gather_object(self.eager_floors(columns, len(prompts))), dtype=float)
         fused = fuse_rewards(
             np.array([np.nan if q is None else q for q in all_quality], dtype=float),
             np.array([np.nan if v is None else v for v in all_latency], dtype=float),
@@ -68,7 +72,7 @@ class FusedSimultaneousReward:
             lambda_=self.args.fusion_lambda,
             chunk_size=self.args.chunk_size,
             truncation=self.args.latency_truncation,
-            floor=self.args.latency_floor,
+            floor=floor,
         )
         rank = self.trainer.accelerator.process_index if self.trainer is not None else 0
         local = fused[rank * len(prompts) : (rank + 1) * len(prompts)]
@@ -87,6 +91,24 @@ class FusedSimultaneousReward:
             reference_length(reference, unit) if isinstance(reference, str) else None for reference in references
         ]
         return columns
+
+    def eager_floors(self, columns: dict[str, Any], num_rows: int) -> list[float]:
+        """Per-row floors of `latency_truncation="eager"`: the AL of `eager_delays` for the row's source and reference.
+
+        A row without a reference (or an empty source) gets NaN: no floor.
+        """
+        lengths = columns.get("source_length")
+        if lengths is None:  # called outside the trainer's rollout: count the source as the rollout does
+            unit = self.args.source_unit or default_unit(self.args.src_lang)
+            lengths = [count_units(s, unit) if isinstance(s, str) else None for s in columns.get("source") or []]
+        floors = []
+        for length, ref_len in zip(list(lengths)[:num_rows], columns["reference_length"][:num_rows]):
+            if not length or not ref_len:
+                floors.append(float("nan"))
+                continue
+            delays = eager_delays(int(length), int(ref_len), self.args.chunk_size)
+            floors.append(average_lagging(delays, length, ref_len))
+        return floors + [float("nan")] * (num_rows - len(floors))
 
     def _group_size(self) -> int:
         if self.trainer is None:

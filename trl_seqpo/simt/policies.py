@@ -228,3 +228,33 @@ def simulate_policy(
         translation += kept
         written = count_units(translation, target_unit)
     return outputs
+
+
+def eager_delays(source_length: int, target_length: int, chunk_size: int) -> list[int]:
+    """Delays of the *proportional eager* schedule: the fastest pace that never writes ahead of what was read.
+
+    Target unit ``i`` (1-based) of ``target_length`` is due at source unit ``ceil(i * n / target_length)`` and is
+    written as soon as the chunk holding that unit has arrived, so its delay is that chunk's end,
+    ``min(n, chunk_size * ceil(due / chunk_size))``. On a monotone pair this is how early an honest policy can write
+    when the source arrives ``chunk_size`` units at a time; writing earlier means writing what has not been read.
+
+    Args:
+        source_length: ``n``, source units (> 0).
+        target_length: Target units to place (the reference length; > 0).
+        chunk_size: Source units per chunk (the paper's ``m``).
+
+    Returns:
+        ``target_length`` non-decreasing delays for `trl_seqpo.simt.latency.average_lagging`.
+
+    Example:
+        >>> eager_delays(5, 5, 2), eager_delays(4, 8, 2)
+        ([2, 2, 4, 4, 5], [2, 2, 2, 2, 4, 4, 4, 4])
+    """
+    _check_chunk_size(chunk_size)
+    if not (source_length > 0 and target_length > 0):
+        raise ValueError(f"source_length and target_length must be positive, got {source_length}, {target_length}")
+    delays = []
+    for i in range(1, target_length + 1):
+        due = -(-i * source_length // target_length)  # ceil without floats
+        delays.append(min(source_length, chunk_size * -(-due // chunk_size)))
+    return delays
