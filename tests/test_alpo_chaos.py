@@ -19,54 +19,32 @@ import threading
 import time
 
 import pytest
+from alpo_sample_helpers import documents, line_writer_model
+from alpo_sample_helpers import sample_args as base_sample_args
 
 from trl_seqpo.cli.main import main
-from trl_seqpo.subtitles.documents import Document
 from trl_seqpo.synthetic.local_judge import Reply, SynonymPreferenceScorer, serve
-from trl_seqpo.synthetic.subtitles import (
-    SOURCE_LANGUAGE,
-    TARGET_LANGUAGE,
-    hidden_preference,
-    make_subtitle_documents,
-    save_line_writer_model,
-    write_documents,
-)
+from trl_seqpo.synthetic.subtitles import hidden_preference
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TIMEOUT = 1.0  # seconds per judge request: a hang of 1.5 s times out
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    return str(save_line_writer_model(tmp_path_factory.mktemp("line-writer"), lines_per_document=3))
+    return line_writer_model(tmp_path_factory.mktemp("line-writer"))
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("chaos")
-    docs = make_subtitle_documents(4, 3, seed=5)
-    docs = [Document(d.doc_id, d.source_lines[:n], d.target_lines[:n]) for d, n in zip(docs, (2, 3, 3, 2))]
-    return write_documents(docs, folder / "docs.jsonl"), docs
+    return documents(tmp_path_factory.mktemp("chaos"))
 
 
 def sample_args(docs_path, output, model_dir, base_url, *extra):
-    return [
-        "alpo", "sample", str(docs_path), "-o", str(output), "--model", model_dir,
-        "--source-lang", SOURCE_LANGUAGE, "--target-lang", TARGET_LANGUAGE,
-        "--judge-base-url", base_url, "--judge-model", "local", "--judge-num-shuffles", "2",
-        "--num-candidates", "3", "--max-new-tokens", "12", "--documents-per-batch", "2", "--seed", "7",
-        "--judge-min-candidates", "1", "--judge-timeout", str(TIMEOUT), "--judge-backoff-max", "0.05",
-        "--judge-max-concurrency", "4", *extra,
-    ]  # fmt: skip
+    """The sampling command of `alpo_sample_helpers` with a short judge timeout and back-off."""
+    judge = ["--judge-timeout", str(TIMEOUT), "--judge-backoff-max", "0.05", "--judge-max-concurrency", "4"]
+    return base_sample_args(docs_path, output, model_dir, base_url, *judge, *extra)
 
 
 def free_port() -> int:

@@ -5,54 +5,22 @@ from __future__ import annotations
 import json
 
 import pytest
+from alpo_sample_helpers import documents, line_writer_model, sample_args
 
 from trl_seqpo.alpo.pairs import build_pair_rows, read_candidate_records
 from trl_seqpo.cli.main import main
-from trl_seqpo.subtitles.documents import Document, render_document_prompt
+from trl_seqpo.subtitles.documents import render_document_prompt
 from trl_seqpo.synthetic.local_judge import SynonymPreferenceScorer, serve
-from trl_seqpo.synthetic.subtitles import (
-    SOURCE_LANGUAGE,
-    TARGET_LANGUAGE,
-    hidden_preference,
-    make_subtitle_documents,
-    save_line_writer_model,
-    write_documents,
-)
+from trl_seqpo.synthetic.subtitles import SOURCE_LANGUAGE, TARGET_LANGUAGE, hidden_preference
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 REQUIRED = {"doc_id", "unit_index", "line_ids", "source", "reference", "document_prompt", "prefix", "candidates"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a busy shared CPU this is many times faster, and runs stay bit-identical."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    return str(save_line_writer_model(tmp_path_factory.mktemp("line-writer"), lines_per_document=3))
-
-
-def documents(tmp_path, lengths=(2, 3, 3, 2)):
-    """Documents of different lengths, so that in a batch of two the first one finishes first."""
-    docs = make_subtitle_documents(len(lengths), 3, seed=5)
-    docs = [Document(d.doc_id, d.source_lines[:n], d.target_lines[:n]) for d, n in zip(docs, lengths, strict=True)]
-    return write_documents(docs, tmp_path / "docs.jsonl"), docs
-
-
-def sample_args(docs_path, output, model_dir, base_url, *extra):
-    return [
-        "alpo", "sample", str(docs_path), "-o", str(output), "--model", model_dir,
-        "--source-lang", SOURCE_LANGUAGE, "--target-lang", TARGET_LANGUAGE,
-        "--judge-base-url", base_url, "--judge-model", "local", "--judge-num-shuffles", "2",
-        "--num-candidates", "3", "--max-new-tokens", "12", "--documents-per-batch", "2", "--seed", "7",
-        "--judge-min-candidates", "1", *extra,
-    ]  # fmt: skip
+    return line_writer_model(tmp_path_factory.mktemp("line-writer"))
 
 
 def read_records(path):
@@ -127,3 +95,32 @@ def test_bad_input_exits_2_with_one_line_naming_the_problem(tmp_path, model_dir,
 
 
 # kill -9 and resume: tests/test_alpo_chaos.py
+
+
+def test_every_judge_option_reaches_the_judge_config(tmp_path):
+    from trl_seqpo.alpo.sampling import AlpoSampleConfig, build_judge
+
+    config = AlpoSampleConfig(
+        output=str(tmp_path / "c.jsonl"), source_lang="en", target_lang="zh", seed=5,
+        judge_base_url="http://127.0.0.1:1/v1", judge_model="m", judge_aspect="accuracy", judge_num_shuffles=3,
+        judge_temperature=0.1, judge_max_tokens=64, judge_extra_body='{"top_k": 2}', judge_seed=False,
+        judge_max_retries=1, judge_max_concurrency=2, judge_timeout=9.0, judge_backoff_max=4.0,
+        judge_api_key_env="KEY_VAR", judge_api_key_file="key.txt", judge_min_candidates=2,
+    )  # fmt: skip
+    judge = build_judge(config).config
+    assert (judge.base_url, judge.model, judge.aspect, judge.num_shuffles) == (
+        "http://127.0.0.1:1/v1",
+        "m",
+        "accuracy",
+        3,
+    )
+    assert (judge.temperature, judge.max_tokens, judge.extra_body) == (0.1, 64, {"top_k": 2})
+    assert (judge.send_seed, judge.seed, judge.max_retries, judge.max_concurrency) == (False, 5, 1, 2)
+    assert (judge.timeout, judge.backoff_max, judge.api_key_env, judge.api_key_file) == (
+        9.0,
+        4.0,
+        "KEY_VAR",
+        "key.txt",
+    )
+    assert (judge.source_language, judge.target_language) == ("English", "Chinese")
+    assert judge.cache_path == str(tmp_path / "c.judge-cache.sqlite")

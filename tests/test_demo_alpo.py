@@ -148,5 +148,23 @@ def test_settings_follow_the_demo_quick_flag():
     assert full.alpo is alpo_settings(full)  # cached on the context
 
 
+def test_quick_settings_shrink_only_the_sizes():
+    from trl_seqpo.demo.common import DemoSettings
+
+    def changed(settings_class):
+        full, quick = settings_class().to_json(), settings_class.quick().to_json()
+        return {name: quick[name] for name in full if quick[name] != full[name]}
+
+    assert changed(DemoSettings) == {
+        "num_train": 256, "num_test": 12, "sft_steps": 8, "sft_batch_size": 16, "seqpo_steps": 2,
+        "seqpo_batch_size": 8, "seqpo_num_generations": 4, "wait_k": [1, 3], "eval_batch_size": 12,
+    }  # fmt: skip
+    assert changed(AlpoDemoSettings) == {
+        "num_sft_documents": 64, "num_sample_documents": 4, "num_test_documents": 4, "sft_steps": 8,
+        "sft_batch_size": 8, "num_candidates": 4, "judge_shuffles": 2, "documents_per_batch": 4, "alpo_steps": 2,
+        "alpo_batch_size": 2, "eval_batch_size": 4,
+    }  # fmt: skip
+
+
 def test_preferred_share_counts_whole_words():
     assert preferred_share(["lo domo grava.", "un kaso miras", "lo megahundo"]) == (2, 2)

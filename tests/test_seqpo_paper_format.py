@@ -4,41 +4,25 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_models import save_seqpo_tiny_model, seqpo_config, seqpo_train_rows
 
-from trl_seqpo import SeqPOConfig, SeqPOTrainer
-from trl_seqpo.synthetic.language_pair import generate_corpus, language_names, to_dataset, vocabulary
-from trl_seqpo.synthetic.tiny_models import build_tiny_model, build_tokenizer
+from trl_seqpo import SeqPOTrainer
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """A saved tiny model (TRL builds the reference model from the policy's path)."""
-    tokenizer = build_tokenizer([*vocabulary(), *language_names()])
-    model = build_tiny_model(tokenizer, hidden_size=64, num_layers=1, num_heads=2, head_dim=32, intermediate_size=128)
-    path = tmp_path_factory.mktemp("tiny")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path), tokenizer
+    return save_seqpo_tiny_model(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="module")
 def dataset():
-    return to_dataset(generate_corpus(8, seed=0, min_words=4, max_words=7)).remove_columns("alignment")
+    return seqpo_train_rows()
 
 
 def _config(tmp_path, **overrides):
-    src, tgt = language_names()[:2]
-    values = dict(
-        output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, num_generations=2, max_steps=1,
-        learning_rate=1e-2, chunk_size=2, src_lang=src, tgt_lang=tgt, latency_unit="word", source_unit="word",
-        max_new_tokens_per_step=4, max_steps_after_source=1, quality_reward="chrf", beta=0.02, use_cpu=True,
-        report_to="none", logging_steps=1, save_strategy="no", bf16=False, seed=0, prompt_format="paper",
-        temperature=0.7,
-    )  # fmt: skip
-    values.update(overrides)
-    return SeqPOConfig(**values)
+    return seqpo_config(tmp_path, **{"max_steps": 1, "prompt_format": "paper", "temperature": 0.7, **overrides})
 
 
 def _batch(trainer, sources):

@@ -113,6 +113,7 @@ def test_implausible_decodings_are_refused():
     assert "Chinese characters are common" in implausible_reason(garbage)
     assert implausible_reason("都已经三周了 我们还是毫无头绪") is None
     assert implausible_reason("都已經三週了 我們還是毫無頭緒") is None
+    assert implausible_reason("聽說與畫對嗎") is None  # common in Big5 only (not in GB2312 or JIS level 1)
     assert "control characters" in implausible_reason("a\x01b\x02c\x03d\x04")
     with pytest.raises(UserInputError, match="source-encoding"):  # decodes in every code page, never plausibly
         decode_subtitle_bytes("Café \x01\x02\x03\x04\x05\x06".encode("cp1252"), path="x.srt")

@@ -33,6 +33,26 @@ class UserInputError(ValueError):
         return f"{where}{self.message}"
 
 
+def check_at_least(config: object, minimum: int, *names: str) -> None:
+    """Refuse the first of the fields ``names`` of ``config`` whose value is below ``minimum`` (the shared check
+    of the config dataclasses' ``__post_init__``).
+
+    Raises:
+        ValueError: ``"{name} must be >= {minimum}, got {value}"``.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> check_at_least(SimpleNamespace(chunk_size=2, max_concurrency=0), 1, "chunk_size", "max_concurrency")
+        Traceback (most recent call last):
+        ...
+        ValueError: max_concurrency must be >= 1, got 0
+    """
+    for name in names:
+        value = getattr(config, name)
+        if value < minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
 class MissingDependencyError(ImportError):
     """An optional dependency is missing; the message says which extra to install."""
 

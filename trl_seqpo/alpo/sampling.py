@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from trl_seqpo.alpo.records import CandidateRecord
-from trl_seqpo.errors import UserInputError, check_output_path
+from trl_seqpo.errors import UserInputError, check_at_least, check_output_path
 from trl_seqpo.jsonl import ResumableJsonl, atomic_write, atomic_write_json, parse_json_lines
 
 __all__ = ["AlpoSampleConfig", "RESUME_SETTINGS", "SampleReport", "read_candidates", "sample_candidates"]
@@ -93,9 +93,7 @@ class AlpoSampleConfig:
     cache: str | None = _help("judge sqlite cache (default: OUTPUT.judge-cache.sqlite)", default=None)
 
     def __post_init__(self) -> None:
-        for name in ("num_candidates", "documents_per_batch", "judge_num_shuffles", "max_new_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_at_least(self, 1, "num_candidates", "documents_per_batch", "judge_num_shuffles", "max_new_tokens")
         if self.judge_extra_body is not None:
             try:
                 body = json.loads(self.judge_extra_body)
@@ -236,26 +234,29 @@ def _prepare_output(config: AlpoSampleConfig, digest: str) -> ResumableJsonl:
     return ResumableJsonl(output, resume=True, key="doc_id", complete=complete)
 
 
+#: `AlpoSampleConfig` judge options whose `JudgeConfig` field has another name than the option without ``judge_``.
+JUDGE_RENAMED: dict[str, str] = {"judge_seed": "send_seed"}
+
+
 def build_judge(config: AlpoSampleConfig) -> Any:
-    """The `LLMJudge` of a sampling run, its cache beside the output."""
+    """The `LLMJudge` of a sampling run, its cache beside the output.
+
+    Every ``judge_*`` option that names a `JudgeConfig` field (without its prefix, or as `JUDGE_RENAMED` says) is
+    passed on; ``judge_extra_body`` is parsed from JSON.
+    """
     from trl_seqpo.judge.client import JudgeConfig, LLMJudge
     from trl_seqpo.languages import language_name
 
+    judge_fields = {f.name for f in dataclasses.fields(JudgeConfig)}
+    options: dict[str, Any] = {}
+    for option in (f.name for f in dataclasses.fields(config) if f.name.startswith("judge_")):
+        name = JUDGE_RENAMED.get(option, option.removeprefix("judge_"))
+        if name in judge_fields:
+            options[name] = getattr(config, option)
+    if config.judge_extra_body is not None:
+        options["extra_body"] = json.loads(config.judge_extra_body)
     judge_config = JudgeConfig(
-        base_url=config.judge_base_url,
-        model=config.judge_model,
-        aspect=config.judge_aspect,
-        num_shuffles=config.judge_num_shuffles,
-        temperature=config.judge_temperature,
-        max_tokens=config.judge_max_tokens,
-        extra_body=None if config.judge_extra_body is None else json.loads(config.judge_extra_body),
-        send_seed=config.judge_seed,
-        max_retries=config.judge_max_retries,
-        max_concurrency=config.judge_max_concurrency,
-        timeout=config.judge_timeout,
-        backoff_max=config.judge_backoff_max,
-        api_key_env=config.judge_api_key_env,
-        api_key_file=config.judge_api_key_file,
+        **options,
         source_language=language_name(config.source_lang),
         target_language=language_name(config.target_lang),
         seed=config.seed,

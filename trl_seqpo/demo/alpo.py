@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trl_seqpo.demo.common import check_saved_settings, done_marker, say
+from trl_seqpo.demo.common import CPU_RUN, QuickSettings, check_saved_settings, done_marker, say, setting, train_sft
 
 __all__ = [
     "AlpoDemoSettings",
@@ -69,7 +69,7 @@ JUDGE_MODEL = "local-synonym-judge"
 
 
 @dataclass
-class AlpoDemoSettings:
+class AlpoDemoSettings(QuickSettings):
     """Sizes and hyper-parameters of the ALPO demo (the full run; `quick` for tests).
 
     The SFT steps dominate (~0.5 s each on an idle 2-core CPU). ALPO at learning rate 1e-3 gained as much as at 2e-4
@@ -98,38 +98,21 @@ class AlpoDemoSettings:
     lines_per_document: int = 4
     max_words: int = 5
     synonym_prob: float = 0.3
-    num_sft_documents: int = 600
-    num_sample_documents: int = 48
-    num_test_documents: int = 40
-    sft_steps: int = 300
-    sft_batch_size: int = 32
+    num_sft_documents: int = setting(600, quick=64)
+    num_sample_documents: int = setting(48, quick=4)
+    num_test_documents: int = setting(40, quick=4)
+    sft_steps: int = setting(300, quick=8)
+    sft_batch_size: int = setting(32, quick=8)
     sft_learning_rate: float = 5e-3
-    num_candidates: int = 8
+    num_candidates: int = setting(8, quick=4)
     temperature: float = 1.0
-    judge_shuffles: int = 4
-    documents_per_batch: int = 8
-    alpo_steps: int = 60
-    alpo_batch_size: int = 8
+    judge_shuffles: int = setting(4, quick=2)
+    documents_per_batch: int = setting(8, quick=4)
+    alpo_steps: int = setting(60, quick=2)
+    alpo_batch_size: int = setting(8, quick=2)
     alpo_learning_rate: float = 2e-4
     alpo_beta: float = 2.0
-    eval_batch_size: int = 40
-
-    @classmethod
-    def quick(cls) -> AlpoDemoSettings:
-        """Tiny sizes for tests: every stage runs, in well under a minute (no gain is expected)."""
-        return cls(
-            num_sft_documents=64,
-            num_sample_documents=4,
-            num_test_documents=4,
-            sft_steps=8,
-            sft_batch_size=8,
-            num_candidates=4,
-            judge_shuffles=2,
-            documents_per_batch=4,
-            alpo_steps=2,
-            alpo_batch_size=2,
-            eval_batch_size=4,
-        )
+    eval_batch_size: int = setting(40, quick=4)
 
     def to_json(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict."""
@@ -264,17 +247,16 @@ def stage_alpo_sft(ctx: Any) -> None:
     if done_marker(out).exists():
         return
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
 
     from trl_seqpo.subtitles.documents import read_documents, sft_examples
     from trl_seqpo.synthetic.subtitles import SOURCE_LANGUAGE, TARGET_LANGUAGE
 
     documents = read_documents(paths.documents("sft"))
     dataset = Dataset.from_list(sft_examples(documents, SOURCE_LANGUAGE, TARGET_LANGUAGE))
-    tokenizer = AutoTokenizer.from_pretrained(paths.model("init"))
-    model = AutoModelForCausalLM.from_pretrained(paths.model("init"))
-    config = SFTConfig(
+    train_sft(
+        dataset,
+        paths.model("init"),
+        out,
         output_dir=str(paths.root / "sft_run"),
         max_steps=settings.sft_steps,
         per_device_train_batch_size=settings.sft_batch_size,
@@ -284,20 +266,9 @@ def stage_alpo_sft(ctx: Any) -> None:
         completion_only_loss=True,
         max_length=512,
         logging_steps=max(1, settings.sft_steps // 6),
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
+        **CPU_RUN,
         seed=settings.seed,
-        dataset_num_proc=None,
     )
-    trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
-    result = trainer.train()
-    trainer.save_model(str(out))
-    tokenizer.save_pretrained(out)
-    metrics = {"train_runtime_s": result.metrics.get("train_runtime"), "train_loss": result.training_loss}
-    (out / "sft_metrics.json").write_text(json.dumps(metrics, indent=2))
-    done_marker(out).write_text("ok\n")
 
 
 def training_judge() -> Any:
@@ -386,10 +357,7 @@ def stage_alpo_train(ctx: Any) -> None:
         beta=settings.alpo_beta,
         max_length=512,
         logging_steps=max(1, settings.alpo_steps // 5),
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
+        **CPU_RUN,
         seed=settings.seed,
         dataset_num_proc=None,
     )

@@ -15,17 +15,39 @@ from typing import Any
 from trl_seqpo.errors import UserInputError
 
 __all__ = [
+    "CPU_RUN",
     "DemoContext",
     "DemoPaths",
     "DemoSettings",
+    "QuickSettings",
     "check_saved_settings",
     "done_marker",
     "say",
+    "setting",
+    "train_sft",
 ]
 
 
+#: `TrainingArguments` of every demo training run: CPU, float32, no checkpoints, no reports.
+CPU_RUN: dict[str, Any] = {"save_strategy": "no", "report_to": "none", "use_cpu": True, "bf16": False}
+
+
+def setting(default: Any, *, quick: Any) -> Any:
+    """A settings field whose quick run (`QuickSettings.quick`) uses ``quick`` instead of ``default``."""
+    return field(default=default, metadata={"quick": quick})
+
+
+class QuickSettings:
+    """Base of the demo's settings dataclasses: `quick` builds the tiny variant from the fields' `setting` values."""
+
+    @classmethod
+    def quick(cls) -> Any:
+        """Tiny sizes for tests: every stage runs, in well under a minute (no gain is expected)."""
+        return cls(**{f.name: f.metadata["quick"] for f in dataclasses.fields(cls) if "quick" in f.metadata})
+
+
 @dataclass
-class DemoSettings:
+class DemoSettings(QuickSettings):
     """Sizes and hyper-parameters of the SeqPO part of the demo (the full run; `quick` for tests).
 
     SFT values start from ``DESIGN.md`` "Demo calibration" (hidden 128, 2 layers, batch 64) with a higher constant
@@ -38,46 +60,31 @@ class DemoSettings:
     """
 
     seed: int = 0
-    num_train: int = 4000
-    num_test: int = 200
+    num_train: int = setting(4000, quick=256)
+    num_test: int = setting(200, quick=12)
     min_words: int = 4
     max_words: int = 14
     chunk_size: int = 2
     extra_wait: tuple[int, ...] = (0, 2, 2)
     eager_sft: bool = True
     tokenizer_kind: str = "wordlevel"
-    sft_steps: int = 600
-    sft_batch_size: int = 64
+    sft_steps: int = setting(600, quick=8)
+    sft_batch_size: int = setting(64, quick=16)
     sft_learning_rate: float = 3e-3
     sft_lr_scheduler: str = "constant_with_warmup"
-    seqpo_steps: int = 300
-    seqpo_batch_size: int = 32
-    seqpo_num_generations: int = 8
+    seqpo_steps: int = setting(300, quick=2)
+    seqpo_batch_size: int = setting(32, quick=8)
+    seqpo_num_generations: int = setting(8, quick=4)
     seqpo_learning_rate: float = 5e-4
     seqpo_temperature: float = 1.0
     seqpo_beta: float = 0.02
     seqpo_max_new_tokens_per_step: int = 12
     seqpo_latency_truncation: str = "clamp_then_normalize"
     seqpo_latency_floor: float = 0.0
-    wait_k: tuple[int, ...] = (1, 2, 3, 4, 5)
+    wait_k: tuple[int, ...] = setting((1, 2, 3, 4, 5), quick=(1, 3))
     max_new_tokens_per_step: int = 24
     max_steps_after_source: int = 2
-    eval_batch_size: int = 64
-
-    @classmethod
-    def quick(cls) -> DemoSettings:
-        """Tiny sizes for tests: the whole demo in well under a minute."""
-        return cls(
-            num_train=256,
-            num_test=12,
-            sft_steps=8,
-            sft_batch_size=16,
-            seqpo_steps=2,
-            seqpo_batch_size=8,
-            seqpo_num_generations=4,
-            wait_k=(1, 3),
-            eval_batch_size=12,
-        )
+    eval_batch_size: int = setting(64, quick=12)
 
     def to_json(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict (tuples as lists)."""
@@ -173,3 +180,27 @@ def check_saved_settings(directory: Path, wanted: dict[str, Any], what: str = "a
     else:
         directory.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(wanted, indent=2))
+
+
+def train_sft(dataset: Any, init: Path, out: Path, **arguments: Any) -> None:
+    """Train the model and tokenizer saved in ``init`` on ``dataset`` with TRL's ``SFTTrainer``, save both to
+    ``out`` with ``sft_metrics.json``, and mark ``out`` done.
+
+    Args:
+        dataset: The SFT rows (a `datasets.Dataset`).
+        init: Directory of the starting model and tokenizer.
+        out: Directory of the trained model.
+        **arguments: The run's `SFTConfig` fields (`CPU_RUN`, steps, batch size, loss, lengths, ...).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(init)
+    model = AutoModelForCausalLM.from_pretrained(init)
+    config = SFTConfig(dataset_num_proc=None, **arguments)
+    trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
+    result = trainer.train()
+    trainer.save_model(str(out))  # saves the tokenizer too (the trainer's processing class)
+    metrics = {"train_runtime_s": result.metrics.get("train_runtime"), "train_loss": result.training_loss}
+    (out / "sft_metrics.json").write_text(json.dumps(metrics, indent=2))
+    done_marker(out).write_text("ok\n")

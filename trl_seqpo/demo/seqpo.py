@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trl_seqpo.demo.common import DemoContext, done_marker, say
+from trl_seqpo.demo.common import CPU_RUN, DemoContext, done_marker, say, train_sft
 from trl_seqpo.jsonl import atomic_write_jsonl, read_jsonl
 
 __all__ = ["EVALUATED_MODELS", "SEQPO_STAGES", "evaluate_model", "seqpo_summary"]
@@ -105,9 +105,6 @@ def _train_sft(ctx: DemoContext, name: str, extra_wait: tuple[int, ...], quiet: 
     out = paths.model(name)
     if done_marker(out).exists():
         return
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
-
     from trl_seqpo.seqpo.sft_data import gold_sft_dataset
     from trl_seqpo.synthetic import language_pair as synthetic
 
@@ -121,9 +118,10 @@ def _train_sft(ctx: DemoContext, name: str, extra_wait: tuple[int, ...], quiet: 
         extra_wait=list(extra_wait),
         seed=s.seed,
     )
-    tokenizer = AutoTokenizer.from_pretrained(paths.model("init"))
-    model = AutoModelForCausalLM.from_pretrained(paths.model("init"))
-    config = SFTConfig(
+    train_sft(
+        dataset,
+        paths.model("init"),
+        out,
         output_dir=str(paths.root / f"{name}_run"),
         max_steps=s.sft_steps,
         per_device_train_batch_size=s.sft_batch_size,
@@ -135,19 +133,9 @@ def _train_sft(ctx: DemoContext, name: str, extra_wait: tuple[int, ...], quiet: 
         logging_steps=max(1, s.sft_steps // 8),
         disable_tqdm=quiet or None,
         log_level="warning" if quiet else "passive",
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
+        **CPU_RUN,
         seed=s.seed,
-        dataset_num_proc=None,
     )
-    trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
-    result = trainer.train()
-    trainer.save_model(str(out))
-    metrics = {"train_runtime_s": result.metrics.get("train_runtime"), "train_loss": result.training_loss}
-    (out / "sft_metrics.json").write_text(json.dumps(metrics, indent=2))
-    done_marker(out).write_text("ok\n")
 
 
 def stage_seqpo(ctx: DemoContext) -> None:
@@ -184,10 +172,7 @@ def stage_seqpo(ctx: DemoContext) -> None:
         latency_truncation=s.seqpo_latency_truncation,
         latency_floor=s.seqpo_latency_floor,
         logging_steps=max(1, s.seqpo_steps // 10),
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
+        **CPU_RUN,
         gradient_checkpointing=False,
         seed=s.seed,
     )

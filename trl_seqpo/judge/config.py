@@ -7,7 +7,7 @@ import os
 import urllib.parse
 from dataclasses import asdict, dataclass, field
 
-from trl_seqpo.errors import UserInputError
+from trl_seqpo.errors import UserInputError, check_at_least
 from trl_seqpo.judge.prompts import ASPECTS
 
 __all__ = ["JudgeConfig", "redact_url"]
@@ -100,12 +100,8 @@ class JudgeConfig:
             self.base_url = os.environ.get("TRL_SEQPO_JUDGE_BASE_URL") or os.environ.get("OPENAI_BASE_URL") or None
         if self.aspect not in ASPECTS:
             raise ValueError(f"aspect must be one of {sorted(ASPECTS)}, got {self.aspect!r}")
-        for name in ("num_shuffles", "max_concurrency"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_retries", "backoff_base", "backoff_max", "temperature"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        check_at_least(self, 1, "num_shuffles", "max_concurrency")
+        check_at_least(self, 0, "max_retries", "backoff_base", "backoff_max", "temperature")
         if self.timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {self.timeout}")
         if not 0 <= self.min_distinct_ratio <= 1:

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from trl_seqpo.alpo.records import Candidate, CandidateRecord
+from trl_seqpo.errors import check_at_least
 from trl_seqpo.rollout.engine import GenerationBackend, GenerationOutput, GenerationParams
 from trl_seqpo.rollout.segments import (
     UNITS,
@@ -66,7 +67,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
 
 
 class Judge(Protocol):
@@ -124,9 +124,9 @@ class SegmentwiseConfig:
     def __post_init__(self) -> None:
         if self.unit not in UNITS:
             raise ValueError(f"unit must be one of {UNITS}, got {self.unit!r}")
-        for name in ("num_candidates", "max_segment_lines", "max_new_tokens", "chosen_top_k", "documents_per_batch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_at_least(
+            self, 1, "num_candidates", "max_segment_lines", "max_new_tokens", "chosen_top_k", "documents_per_batch"
+        )
         if self.context_window < 0 or self.judge_min_candidates < 0:
             raise ValueError("context_window and judge_min_candidates must be >= 0")
         self.stop_token_ids = tuple(int(i) for i in self.stop_token_ids)

@@ -39,6 +39,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from trl_seqpo.errors import check_at_least
 from trl_seqpo.rollout.engine import GenerationBackend, GenerationOutput, GenerationParams
 from trl_seqpo.simt.chunking import Unit, count_units, default_unit, split_into_chunks
 from trl_seqpo.simt.latency import delays_from_steps
@@ -92,14 +93,11 @@ class SimultaneousRolloutConfig:
     end_of_translation_token: str | None = None
 
     def __post_init__(self) -> None:
-        if self.chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+        check_at_least(self, 1, "chunk_size")
         if self.prompt_format not in ("chat", "paper"):
             raise ValueError(f"prompt_format must be 'chat' or 'paper', got {self.prompt_format!r}")
-        if self.max_new_tokens_per_step < 1:
-            raise ValueError(f"max_new_tokens_per_step must be >= 1, got {self.max_new_tokens_per_step}")
-        if self.max_steps_after_source < 0:
-            raise ValueError(f"max_steps_after_source must be >= 0, got {self.max_steps_after_source}")
+        check_at_least(self, 1, "max_new_tokens_per_step")
+        check_at_least(self, 0, "max_steps_after_source")
 
     @property
     def resolved_source_unit(self) -> Unit:

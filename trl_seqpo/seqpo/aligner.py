@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from trl_seqpo.errors import check_at_least
 from trl_seqpo.languages import Unit, default_unit, language_name
 from trl_seqpo.seqpo.sft_data import prefixes_to_step_outputs
 from trl_seqpo.simt.chunking import UNITS, split_into_chunks, split_units
@@ -155,15 +156,12 @@ class AlignerConfig:
     def __post_init__(self) -> None:
         if not self.model:
             raise ValueError("model is required: the model name the endpoint serves")
-        if self.chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+        check_at_least(self, 1, "chunk_size")
         for name in ("source_unit", "target_unit"):
             if getattr(self, name) not in (None, *UNITS):
                 raise ValueError(f"{name} must be one of {UNITS} or None, got {getattr(self, name)!r}")
-        if self.max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be >= 1, got {self.max_concurrency}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        check_at_least(self, 1, "max_concurrency")
+        check_at_least(self, 0, "temperature")
 
     @property
     def resolved_source_unit(self) -> Unit:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from trl_seqpo.errors import check_at_least
 from trl_seqpo.rewards.fusion import DEFAULT_LATENCY_FLOOR, DEFAULT_TRUNCATION, TRUNCATION_MODES
 
 
@@ -177,8 +178,7 @@ class SeqPOConfig(GRPOConfig):
             raise ValueError(
                 f"fusion_lambda must be >= 0 (it weighs quality against latency), got {self.fusion_lambda}"
             )
-        if self.max_new_tokens_per_step < 1:
-            raise ValueError(f"max_new_tokens_per_step must be >= 1, got {self.max_new_tokens_per_step}")
+        check_at_least(self, 1, "max_new_tokens_per_step")
         _check_on_policy_sampling(self)
         if self.loss_type == "dr_grpo" and self.max_completion_length is None:
             raise ValueError(
@@ -186,8 +186,7 @@ class SeqPOConfig(GRPOConfig):
                 "leaves None (the step budget bounds trajectories); set max_completion_length to a bound on "
                 "trajectory tokens, e.g. (chunks + max_steps_after_source) * (max_new_tokens_per_step + ~10)"
             )
-        if self.max_steps_after_source < 0:
-            raise ValueError(f"max_steps_after_source must be >= 0, got {self.max_steps_after_source}")
+        check_at_least(self, 0, "max_steps_after_source")
 
     def to_dict(self) -> dict:
         """TRL's config dump (what logging integrations record), with secrets in `quality_reward_kwargs` redacted.

@@ -165,25 +165,24 @@ def _is_latin(char: str) -> bool:
     return char.isascii() or "LATIN" in unicodedata.name(char, "")
 
 
+#: the frequently used han block of each legacy encoding: (encoding, lead bytes compared, first and last code).
+_FREQUENT_HAN_BLOCKS: tuple[tuple[str, int, int, int], ...] = (
+    ("gb2312", 1, 0xB0, 0xD7),  # GB2312 level 1 (rows 16-55)
+    ("shift_jis", 1, 0x88, 0x98),  # JIS X 0208 level 1
+    ("big5", 2, 0xA440, 0xC67E),  # Big5's frequently used characters
+)
+
+
 def _is_frequent_han(char: str) -> bool:
     """In GB2312 level 1 (rows 16-55), JIS X 0208 level 1 or Big5's frequently used block (A440-C67E)."""
-    try:
-        gb = char.encode("gb2312")
-        if 0xB0 <= gb[0] <= 0xD7:
+    for encoding, width, first, last in _FREQUENT_HAN_BLOCKS:
+        try:
+            code = int.from_bytes(char.encode(encoding)[:width], "big")
+        except UnicodeEncodeError:
+            continue
+        if first <= code <= last:
             return True
-    except UnicodeEncodeError:
-        pass
-    try:
-        sjis = char.encode("shift_jis")
-        if 0x88 <= sjis[0] <= 0x98:
-            return True
-    except UnicodeEncodeError:
-        pass
-    try:
-        big5 = char.encode("big5")
-    except UnicodeEncodeError:
-        return False
-    return 0xA440 <= (big5[0] << 8 | big5[1]) <= 0xC67E
+    return False
 
 
 def _encodes(char: str, encoding: str) -> bool:
