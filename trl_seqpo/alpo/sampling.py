@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from trl_seqpo.alpo.parts import assign_batches, merge_parts, part_path
 from trl_seqpo.alpo.records import CandidateRecord
 from trl_seqpo.errors import UserInputError, check_at_least, check_output_path
 from trl_seqpo.jsonl import ResumableJsonl, atomic_write, atomic_write_json, parse_json_lines
@@ -137,6 +138,7 @@ class SampleReport:
     http_requests: int = 0
     cache_hits: int = 0
     sampler_summary: str = ""
+    main_process: bool = True  # under `accelerate launch`: whether this process reports (the counts are the job's)
 
     def summary(self, output: str) -> str:
         """One human-readable line."""
@@ -210,8 +212,8 @@ def _complete(records: Sequence[CandidateRecord]) -> bool:
     return indices == set(range(expected)) and judged
 
 
-def _prepare_output(config: AlpoSampleConfig, digest: str) -> ResumableJsonl:
-    """Check the output and resume it: every check runs before anything is written."""
+def _check_output(config: AlpoSampleConfig, digest: str) -> dict[str, Any]:
+    """Refuse an output this run must not touch (read-only, so every process can check); return the settings."""
     output, settings_path = Path(config.output), config.settings_path()
     current = _settings(config, digest)
     if output.exists() and not settings_path.exists():
@@ -225,13 +227,20 @@ def _prepare_output(config: AlpoSampleConfig, digest: str) -> ResumableJsonl:
     for _, _, record in read_candidates(output) if output.exists() else []:
         if record.unit != config.unit:
             raise UserInputError(f"written with --unit {record.unit}; resume with the same options", path=str(output))
-    atomic_write_json(settings_path, current)
+    return current
 
-    def complete(rows: list[dict[str, Any]]) -> bool:
-        return _complete([CandidateRecord.from_dict(row) for row in rows])
 
+def _complete_rows(rows: list[dict[str, Any]]) -> bool:
+    return _complete([CandidateRecord.from_dict(row) for row in rows])
+
+
+def _prepare_output(config: AlpoSampleConfig, settings: dict[str, Any]) -> ResumableJsonl:
+    """Record the settings and resume the output, merging the part files a killed multi-process run left."""
+    atomic_write_json(config.settings_path(), settings)
     # drops a line cut by a kill and the documents to re-do (unfinished or under-voted), all or nothing
-    return ResumableJsonl(output, resume=True, key="doc_id", complete=complete)
+    store = ResumableJsonl(Path(config.output), resume=True, key="doc_id", complete=_complete_rows)
+    merge_parts(store, complete=_complete_rows)
+    return store
 
 
 #: `AlpoSampleConfig` judge options whose `JudgeConfig` field has another name than the option without ``judge_``.
@@ -289,7 +298,8 @@ def sample_candidates(
         UserInputError: Bad documents, an output that is an input or not this command's own, a setting that differs
             from the run being resumed, a corrupt candidates file or cache, an unreachable or refusing judge.
     """
-    from trl_seqpo.rollout.segmentwise import SegmentwiseConfig, SegmentwiseSampler, document_batches
+    from trl_seqpo.rollout.processes import current_processes
+    from trl_seqpo.rollout.segmentwise import SegmentwiseConfig, SegmentwiseSampler
     from trl_seqpo.subtitles.documents import read_documents
 
     check_output_path(config.output, config.documents, config.cache, config.model or None)
@@ -307,11 +317,26 @@ def sample_candidates(
         raise_if_unreachable=True,
         documents_per_batch=config.documents_per_batch,
     )
-    store = _prepare_output(config, digest)
-    report = SampleReport(documents=len(documents), skipped=sum(d.doc_id in store.done for d in documents))
+    processes = current_processes()
+    settings = _check_output(config, digest)  # every process checks, so all stop on a bad option
+    opened: list[ResumableJsonl] = []  # the output, on the main process only
+
+    def open_output() -> list[str]:
+        opened.append(_prepare_output(config, settings))
+        return sorted(opened[0].done)
+
+    # the main process writes the settings and merges what a killed run left; every process learns what is done
+    done = set(processes.on_main(open_output))
+    report = SampleReport(documents=len(documents), skipped=sum(d.doc_id in done for d in documents))
+    report.main_process = processes.is_main
     if report.skipped == len(documents):
-        _write_in_input_order(store, documents)
+        if opened:
+            _write_in_input_order(opened[0], documents)
         return report
+    # one process appends to the output; several each append to their own part, merged below
+    store = (
+        opened[0] if processes.count == 1 else ResumableJsonl(part_path(config.output, processes.index), key="doc_id")
+    )
     own_judge = judge is None
     judge = build_judge(config) if judge is None else judge
     loaded = None
@@ -323,11 +348,11 @@ def sample_candidates(
 
             transformers_logging.disable_progress_bar()  # the job has its own progress bar
             loaded = load_backend(config.model, config.backend, dtype=config.dtype, seed=config.seed,
-                                  max_batch_size=config.max_batch_size)  # fmt: skip
+                                  max_batch_size=config.max_batch_size, device=processes.device)  # fmt: skip
             backend, tokenizer, stop_token_ids = loaded.backend, loaded.tokenizer, loaded.stop_token_ids
         sampler_config.stop_token_ids = tuple(stop_token_ids)
         sampler = SegmentwiseSampler(backend, tokenizer, sampler_config, judge)
-        _run(sampler, documents, store, report, progress, document_batches)
+        _run(sampler, documents, done, store, report, progress, processes)
     finally:
         if own_judge:
             judge.close()
@@ -337,22 +362,32 @@ def sample_candidates(
     report.http_requests = getattr(stats, "http_requests", 0)
     report.cache_hits = getattr(stats, "cache_hits", 0)
     report.sampler_summary = sampler.stats.summary()
-    if report.unjudged_units == 0:
-        _write_in_input_order(store, documents)
+    if processes.count > 1:
+        report = _combine(processes.gather((report, sampler.stats)), processes.is_main)
+        processes.on_main(lambda: merge_parts(opened[0]))  # every whole document, judged or not
+    if report.unjudged_units == 0 and opened:
+        _write_in_input_order(opened[0], documents)
     return report
 
 
-def _run(sampler, documents, store: ResumableJsonl, report: SampleReport, progress, document_batches) -> None:
+def _run(sampler, documents, done: set[str], store: ResumableJsonl, report: SampleReport, progress, processes) -> None:
     from tqdm.auto import tqdm
 
-    done = set(store.done)
-    disable = not sys.stderr.isatty() if progress is None else not progress
-    bar = tqdm(total=len(documents), initial=report.skipped, desc="alpo sample", unit="doc", disable=disable)
+    from trl_seqpo.rollout.segmentwise import document_batches
+
+    # batches are cut from the full input so a resumed run samples each batch exactly as the first run did
+    pending = [
+        batch
+        for batch in document_batches(documents, sampler.config.documents_per_batch)
+        if not all(document.doc_id in done for document in batch)
+    ]
+    # the same number of batches on every process (empty ones at the end), so all stay in lockstep
+    mine = assign_batches(pending, processes.index, processes.count)
+    disable = (not sys.stderr.isatty() if progress is None else not progress) or not processes.is_main
+    total = sum(document.doc_id not in done for batch in mine for document in batch)
+    bar = tqdm(total=total, desc="alpo sample", unit="doc", disable=disable)
     try:
-        # batches are cut from the full input so a resumed run samples each batch exactly as the first run did
-        for batch in document_batches(documents, sampler.config.documents_per_batch):
-            if all(document.doc_id in done for document in batch):
-                continue
+        for batch in mine:
             for document, records in sampler.sample_batch(batch):
                 if document.doc_id in done:
                     continue
@@ -365,6 +400,19 @@ def _run(sampler, documents, store: ResumableJsonl, report: SampleReport, progre
                 bar.update(1)
     finally:
         bar.close()
+
+
+def _combine(reports: list[tuple[SampleReport, Any]], main_process: bool) -> SampleReport:
+    """One `SampleReport` for the job from each process's report and sampler counters."""
+    first = reports[0][0]
+    combined = SampleReport(documents=first.documents, skipped=first.skipped, main_process=main_process)
+    for name in ("written", "units", "unjudged_units", "unjudged_documents", "http_requests", "cache_hits"):
+        setattr(combined, name, sum(getattr(report, name) for report, _ in reports))
+    stats = type(reports[0][1])()
+    for field_ in dataclasses.fields(stats):
+        setattr(stats, field_.name, sum(getattr(counters, field_.name) for _, counters in reports))
+    combined.sampler_summary = f"{stats.summary()} ({len(reports)} processes)"
+    return combined
 
 
 def _write_in_input_order(store: ResumableJsonl, documents: Sequence[Any]) -> None:

@@ -22,6 +22,7 @@ from trl_seqpo.errors import UserInputError, check_output_path
 _ALPO_HELP = "ALPO data pipeline: sample candidates, judge them, build pairs"
 _ALPO_DESCRIPTION = "ALPO data pipeline (paper Sec. 3): sample and judge candidates, then build preference pairs."
 
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``trl-seqpo alpo`` with its ``sample`` and ``pairs`` actions."""
     actions = add_command_group(subparsers, "alpo", help=_ALPO_HELP, description=_ALPO_DESCRIPTION)
@@ -52,12 +53,14 @@ def run_sample(args: argparse.Namespace) -> int:
 
     config = config_from_args(AlpoSampleConfig, args)
     report = sample_candidates(config)
+    # under `accelerate launch` every process returns the job's counts; the main one prints them
+    say = print if report.main_process else (lambda *args, **kwargs: None)
     if report.skipped == report.documents:
-        print(f"all {report.documents} documents are already in {config.output}; nothing to do", file=sys.stderr)
+        say(f"all {report.documents} documents are already in {config.output}; nothing to do", file=sys.stderr)
         return 0
-    print(report.summary(config.output), file=sys.stderr)
+    say(report.summary(config.output), file=sys.stderr)
     if report.unjudged_units:
-        print(
+        say(
             f"trl-seqpo: {report.unjudged_units} units in {report.unjudged_documents} documents have no or too few "
             "valid judge votes; run the same command again to re-judge them",
             file=sys.stderr,
@@ -98,4 +101,3 @@ def run_pairs(args: argparse.Namespace) -> int:
     if not rows:
         print("warning: no unit passed the gate; check the judge scores or loosen --min-score-spread")
     return 0
-

@@ -24,6 +24,7 @@ __all__ = [
     "EvalConfig",
     "check_metric_dependencies",
     "check_resume",
+    "refuse_several_processes",
     "metric_models",
     "run_environment",
     "split_names",
@@ -133,6 +134,28 @@ class EvalConfig:
             "tensor_parallel_size": self.tensor_parallel_size,
             "max_model_len": self.max_model_len,
         }
+
+
+def refuse_several_processes(command: str) -> None:
+    """Stop before loading anything when a launcher (`accelerate launch`, `torchrun`) started several processes.
+
+    Evaluation runs in one process by design: every process would decode the whole set and write the same files
+    (hypotheses, scores, `results.json`), and the loader puts a whole model copy on each device, so ZeRO-3/FSDP
+    sharding never applies to it. A model too large for one GPU is split with `--backend vllm
+    --tensor-parallel-size N` inside that one process.
+
+    Raises:
+        UserInputError: More than one process runs this job.
+    """
+    from trl_seqpo.rollout.processes import launched_processes
+
+    count = launched_processes()
+    if count > 1:
+        raise UserInputError(
+            f"`{command}` runs in one process, but {count} were launched (accelerate launch / torchrun, WORLD_SIZE="
+            f"{count}): run it as a plain command; split a model too large for one GPU with --backend vllm "
+            "--tensor-parallel-size N"
+        )
 
 
 def check_metric_dependencies(metrics: Sequence[str], bleurt_model: str | None = None) -> None:

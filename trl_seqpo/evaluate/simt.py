@@ -380,10 +380,16 @@ def evaluate_simt(config: SimTEvalConfig, on_batch: Callable[[int], None] | None
         UserInputError: Bad data, model path, settings, or an unreachable judge.
         MissingDependencyError: A requested metric or backend is not installed.
     """
-    from trl_seqpo.evaluate.common import check_metric_dependencies, metric_models, run_environment
+    from trl_seqpo.evaluate.common import (
+        check_metric_dependencies,
+        metric_models,
+        refuse_several_processes,
+        run_environment,
+    )
     from trl_seqpo.evaluate.metrics import check_judge_reachable
     from trl_seqpo.evaluate.report import write_results
 
+    refuse_several_processes("trl-seqpo evaluate simt")
     rows = load_pairs(config.data, ("source", "reference"))[: config.limit]
     check_metric_dependencies(config.metrics, config.bleurt_model)
     if "judge" in config.metrics:

@@ -293,11 +293,17 @@ def evaluate_subtitles(config: SubtitleEvalConfig, on_batch: Callable[[int], Non
         UserInputError: Bad documents file, model path, settings, or an unreachable judge.
         MissingDependencyError: A requested metric or backend is not installed.
     """
-    from trl_seqpo.evaluate.common import check_metric_dependencies, metric_models, run_environment
+    from trl_seqpo.evaluate.common import (
+        check_metric_dependencies,
+        metric_models,
+        refuse_several_processes,
+        run_environment,
+    )
     from trl_seqpo.evaluate.metrics import check_judge_reachable
     from trl_seqpo.evaluate.report import write_results
     from trl_seqpo.rollout.loading import load_backend
 
+    refuse_several_processes("trl-seqpo evaluate subtitles")
     documents = load_documents(config.documents)[: config.limit]
     if {"comet", "xcomet"} & set(config.metrics) and not any(d.target_lines for d in documents):
         raise UserInputError(

@@ -276,7 +276,16 @@ class SegmentwiseSampler:
                 break
             active = [state for state in states if unit_index < len(state.units)]
             candidates = self._sample_unit(active, unit_index, batch_key)
-            results = self._judge_unit(active, unit_index, candidates)
+            error: Exception | None = None
+            try:
+                results = self._judge_unit(active, unit_index, candidates)
+            except Exception as exc:  # noqa: BLE001 - re-raised below, once every process knows
+                error = exc
+            # in lockstep a process stopped by its judge stops the others too, rather than leave them waiting
+            if _any_rank(self.backend, error is not None):
+                if error is not None:
+                    raise error
+                raise RuntimeError(f"another process stopped at unit index {unit_index} (see its error)")
             for state, texts, result in zip(active, candidates, results):
                 self._finish_unit(state, unit_index, texts, result)
             for state in active:

@@ -1,0 +1,99 @@
+"""`trl-seqpo alpo sample` in two processes (gloo on CPU) with ZeRO-3's per-forward collective emulated, and
+`trl-seqpo evaluate` refusing a multi-process launch."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alpo_lockstep_worker import sample
+
+from trl_seqpo.errors import UserInputError
+from trl_seqpo.subtitles.documents import Document
+from trl_seqpo.synthetic.subtitles import make_subtitle_documents, save_line_writer_model, write_documents
+
+ROOT = Path(__file__).resolve().parents[1]
+LENGTHS = (1, 2, 3, 1, 1)  # lines per document; one document per lockstep batch
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_two_processes_resume_a_killed_run_in_lockstep_and_write_each_document_once(tmp_path):
+    model_dir = str(save_line_writer_model(tmp_path / "model", lines_per_document=3))
+    docs = make_subtitle_documents(len(LENGTHS), 3, seed=5)
+    docs = [Document(d.doc_id, d.source_lines[:n], d.target_lines[:n]) for d, n in zip(docs, LENGTHS, strict=True)]
+    documents = str(write_documents(docs, tmp_path / "docs.jsonl"))
+    # the reference: one process, nothing interrupted
+    alone = tmp_path / "alone" / "candidates.jsonl"
+    assert sample(model_dir, documents, str(alone), synced=False)["written"] == len(docs)
+    rows = {doc.doc_id: [] for doc in docs}
+    for line in alone.read_text(encoding="utf-8").splitlines(keepends=True):
+        rows[json.loads(line)["doc_id"]].append(line)
+    # a two-process run killed mid-way: document 1 merged into the output, document 3 and the first line of
+    # document 2 in rank 1's part (its second line cut by the kill)
+    output = tmp_path / "run" / "candidates.jsonl"
+    output.parent.mkdir()
+    shutil.copy(alone.with_name("candidates.run.json"), output.with_name("candidates.run.json"))
+    output.write_text(rows[docs[1].doc_id][0] + rows[docs[1].doc_id][1], encoding="utf-8")
+    part = rows[docs[3].doc_id][0] + rows[docs[2].doc_id][0] + rows[docs[2].doc_id][1][:40]
+    output.with_name("candidates.part-1.jsonl").write_text(part, encoding="utf-8")
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "HF_HUB_OFFLINE": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        "OMP_NUM_THREADS": "1",
+    }
+    worker = ROOT / "tests" / "alpo_lockstep_worker.py"
+    failing = tmp_path / "down" / "candidates.jsonl"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(worker),
+               model_dir, documents, str(output), str(failing), str(tmp_path)]  # fmt: skip
+    result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+
+    for seen in ranks:
+        assert "error" not in seen, seen
+        assert seen["parts_left"] == []
+        # the job's counts: documents 1 and 3 were kept, 0, 2 and 4 sampled (2 again, from its first line)
+        assert (seen["skipped"], seen["written"], seen["unjudged"]) == (2, 3, 0)
+    # the work really was uneven (rank 0: two one-line documents; rank 1: one three-line document, then an empty
+    # batch) yet both made the same generate calls, the idle one with one-row dummies
+    assert [len(seen["generate_batches"]) for seen in ranks] == [len(ranks[0]["generate_batches"])] * 2
+    assert ranks[0]["generate_batches"] != ranks[1]["generate_batches"]
+    assert 1 in ranks[0]["generate_batches"] or 1 in ranks[1]["generate_batches"]
+    # each document exactly once, in input order, byte-identical to the uninterrupted one-process run
+    assert output.read_text(encoding="utf-8") == alone.read_text(encoding="utf-8")
+
+    # a judge that goes down on rank 1 only stops both processes instead of leaving rank 0 waiting
+    assert ranks[1]["judge_down"]["error"].startswith("UserInputError: judge endpoint unreachable")
+    assert ranks[0]["judge_down"]["error"].startswith("RuntimeError: another process stopped")
+
+
+@pytest.mark.parametrize("command", ["simt", "subtitles"])
+def test_evaluate_refuses_several_processes(command, tmp_path, monkeypatch):
+    from trl_seqpo.evaluate.simt import SimTEvalConfig, evaluate_simt
+    from trl_seqpo.evaluate.subtitles import SubtitleEvalConfig, evaluate_subtitles
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    if command == "simt":
+        run, config = evaluate_simt, SimTEvalConfig(model="m", data="missing.jsonl", output_dir=tmp_path / "out")
+    else:
+        run, config = evaluate_subtitles, SubtitleEvalConfig(model="m", documents="x.jsonl", output_dir=tmp_path)
+    with pytest.raises(UserInputError, match=f"`trl-seqpo evaluate {command}` runs in one process, but 2 were"):
+        run(config)
+    assert not (tmp_path / "out").exists()
