@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,38 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+def run_two_processes(argv: list, cwd: Path, timeout: float = 240) -> None:
+    """Start the worker as rank 0 and rank 1 of a gloo group (what torchrun sets, without its agent process)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "",
+        "OMP_NUM_THREADS": "1", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+    }  # fmt: skip
+    workers = [
+        subprocess.Popen(
+            [sys.executable, *map(str, argv)],
+            env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)},
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        for rank in (0, 1)
+    ]
+    try:
+        outputs = [worker.communicate(timeout=timeout)[0] for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    for worker, output in zip(workers, outputs):
+        assert worker.returncode == 0, output[-3000:]
+
+
 def test_two_processes_resume_a_killed_run_in_lockstep_and_write_each_document_once(tmp_path):
     model_dir = str(save_line_writer_model(tmp_path / "model", lines_per_document=3))
     docs = make_subtitle_documents(len(LENGTHS), 3, seed=5)
@@ -51,19 +84,9 @@ def test_two_processes_resume_a_killed_run_in_lockstep_and_write_each_document_o
     part = rows[docs[3].doc_id][0] + rows[docs[2].doc_id][0] + rows[docs[2].doc_id][1][:40]
     output.with_name("candidates.part-1.jsonl").write_text(part, encoding="utf-8")
 
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "HF_HUB_OFFLINE": "1",
-        "CUDA_VISIBLE_DEVICES": "",
-        "OMP_NUM_THREADS": "1",
-    }
     worker = ROOT / "tests" / "alpo_lockstep_worker.py"
     failing = tmp_path / "down" / "candidates.jsonl"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(worker),
-               model_dir, documents, str(output), str(failing), str(tmp_path)]  # fmt: skip
-    result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_two_processes([worker, model_dir, documents, output, failing, tmp_path], tmp_path)
     ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
 
     for seen in ranks:
