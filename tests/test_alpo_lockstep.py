@@ -120,3 +120,14 @@ def test_evaluate_refuses_several_processes(command, tmp_path, monkeypatch):
     with pytest.raises(UserInputError, match=f"`trl-seqpo evaluate {command}` runs in one process, but 2 were"):
         run(config)
     assert not (tmp_path / "out").exists()
+
+
+def test_alpo_sample_with_vllm_refuses_several_processes(tmp_path, monkeypatch):
+    from trl_seqpo.alpo.sampling import AlpoSampleConfig, sample_candidates
+
+    docs = write_documents(make_subtitle_documents(1, 2, seed=5), tmp_path / "docs.jsonl")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    config = AlpoSampleConfig(documents=str(docs), output=str(tmp_path / "c.jsonl"), model="m", backend="vllm")
+    with pytest.raises(UserInputError, match="--backend vllm runs in one process"):
+        sample_candidates(config)
+    assert list(tmp_path.iterdir()) == [docs]

@@ -15,6 +15,10 @@ What a resumed run does (same command again):
 - when every document is complete, the file is rewritten (atomically) in input order, so an interrupted and resumed
   run ends byte-identical to an uninterrupted one.
 
+Under `accelerate launch` / `torchrun` (`--backend hf`) the processes split the batches and each writes its own part
+file, which rank 0 merges into the output (`trl_seqpo.alpo.parts`); a resumed run first merges the parts a killed run
+left, whatever its number of processes.
+
 A run that leaves units without their votes reports them (`SampleReport.unjudged_units`); the CLI exits 1 with the
 count, and the next run re-judges them.
 """
@@ -298,7 +302,7 @@ def sample_candidates(
         UserInputError: Bad documents, an output that is an input or not this command's own, a setting that differs
             from the run being resumed, a corrupt candidates file or cache, an unreachable or refusing judge.
     """
-    from trl_seqpo.rollout.processes import current_processes
+    from trl_seqpo.rollout.processes import current_processes, launched_processes
     from trl_seqpo.rollout.segmentwise import SegmentwiseConfig, SegmentwiseSampler
     from trl_seqpo.subtitles.documents import read_documents
 
@@ -317,6 +321,11 @@ def sample_candidates(
         raise_if_unreachable=True,
         documents_per_batch=config.documents_per_batch,
     )
+    if backend is None and config.backend == "vllm" and launched_processes() > 1:
+        raise UserInputError(
+            "--backend vllm runs in one process (the engine batches every document itself; split a large model with "
+            "tensor parallelism there); several processes need --backend hf"
+        )
     processes = current_processes()
     settings = _check_output(config, digest)  # every process checks, so all stop on a bad option
     opened: list[ResumableJsonl] = []  # the output, on the main process only
