@@ -64,6 +64,7 @@ def run_two_processes(argv: list, cwd: Path, timeout: float = 240) -> None:
         assert worker.returncode == 0, output[-3000:]
 
 
+@pytest.mark.slow
 def test_two_processes_resume_a_killed_run_in_lockstep_and_write_each_document_once(tmp_path):
     model_dir = str(save_line_writer_model(tmp_path / "model", lines_per_document=3))
     docs = make_subtitle_documents(len(LENGTHS), 3, seed=5)
@@ -75,14 +76,15 @@ def test_two_processes_resume_a_killed_run_in_lockstep_and_write_each_document_o
     rows = {doc.doc_id: [] for doc in docs}
     for line in alone.read_text(encoding="utf-8").splitlines(keepends=True):
         rows[json.loads(line)["doc_id"]].append(line)
-    # a two-process run killed mid-way: document 1 merged into the output, document 3 and the first line of
-    # document 2 in rank 1's part (its second line cut by the kill)
+    # a two-process run killed mid-way: document 1 merged into the output (and still in rank 0's part: killed before
+    # the part was deleted), document 3 and the first line of document 2 in rank 1's part (its second line cut)
     output = tmp_path / "run" / "candidates.jsonl"
     output.parent.mkdir()
     shutil.copy(alone.with_name("candidates.run.json"), output.with_name("candidates.run.json"))
     output.write_text(rows[docs[1].doc_id][0] + rows[docs[1].doc_id][1], encoding="utf-8")
     part = rows[docs[3].doc_id][0] + rows[docs[2].doc_id][0] + rows[docs[2].doc_id][1][:40]
     output.with_name("candidates.part-1.jsonl").write_text(part, encoding="utf-8")
+    output.with_name("candidates.part-0.jsonl").write_text("".join(rows[docs[1].doc_id]), encoding="utf-8")
 
     worker = ROOT / "tests" / "alpo_lockstep_worker.py"
     failing = tmp_path / "down" / "candidates.jsonl"

@@ -328,6 +328,7 @@ def sample_candidates(
         )
     processes = current_processes()
     settings = _check_output(config, digest)  # every process checks, so all stop on a bad option
+    processes.gather(None)  # and none writes before all have read
     opened: list[ResumableJsonl] = []  # the output, on the main process only
 
     def open_output() -> list[str]:
