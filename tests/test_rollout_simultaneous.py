@@ -38,10 +38,11 @@ class ScriptedBackend:
     def __init__(self, tokenizer, script, finish="stop", stop_token="<|im_end|>"):
         self.tokenizer, self.script, self.finish = tokenizer, list(script), finish
         self.stop_id = tokenizer.convert_tokens_to_ids(stop_token)
-        self.calls = []
+        self.calls, self.prompts = [], []
 
     def generate(self, prompts, params):
         self.calls.append(len(prompts))
+        self.prompts.append([list(p) for p in prompts])
         text = self.script.pop(0)
         outputs = []
         for _ in prompts:
@@ -232,6 +233,25 @@ def test_wait_k_policy_limits_what_is_written(model, tokenizer):
     assert join_step_outputs(trajectory.step_outputs[:2], "word") == "le grand"
     assert backend.calls == [1, 1]  # step 1 needed no model call
     assert trajectory.policy_edited
+
+
+@pytest.mark.parametrize("prompt_format", ["chat", "paper"])
+def test_a_step_the_schedule_skips_still_shows_its_chunk_to_the_model(tokenizer, prompt_format):
+    from trl_seqpo.simt.policies import WaitKPolicy
+
+    # wait-3 at chunks of 2 skips step 1 without a model call; step 2's prompt must be the one a model that waited
+    # at step 1 by itself would see (instruction, first chunk, empty turn, second chunk), not a history without them
+    stop = "<|im_end|>" if prompt_format == "chat" else "<|endoftext|>"
+    waited = ScriptedBackend(tokenizer, ["", "le grand", "chien voit"], stop_token=stop)
+    config = _config(chunk_size=2, prompt_format=prompt_format, max_steps_after_source=0)
+    SimultaneousRollout(waited, tokenizer, config).run(["the big dog sees"])
+    skipped = ScriptedBackend(tokenizer, ["le grand", "chien voit"], stop_token=stop)
+    (trajectory,) = SimultaneousRollout(skipped, tokenizer, config).run(["the big dog sees"], policy=WaitKPolicy(3))
+    assert trajectory.step_outputs[0] == "" and len(skipped.calls) == len(waited.calls) - 1
+    assert skipped.prompts[0] == waited.prompts[1]
+    assert "the big" in tokenizer.decode(skipped.prompts[0][0])
+    if prompt_format == "chat":
+        assert trajectory.prompt_ids and trajectory.env_mask.count(1) == sum(map(len, trajectory.step_token_ids))
 
 
 def test_generation_params_validation():

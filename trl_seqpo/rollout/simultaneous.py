@@ -349,6 +349,7 @@ class SimultaneousRollout:
             self._record(trajectory, step, output)
         for trajectory in skipped:  # the schedule says wait: an empty step that costs no model call
             trajectory.policy_edited = True
+            self._prompt_for_step(trajectory, step)  # the chunk is still read: its user turn joins the history
             self._record(trajectory, step, GenerationOutput([self.step_end_token_id], [], "stop"))
 
     def _prompt_for_step(self, trajectory: Trajectory, step: int) -> list[int]:
