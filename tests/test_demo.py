@@ -99,7 +99,7 @@ def test_claims_json_holds_the_values_and_a_verdict_per_claim(demo_dir, capsys):
     verdicts = {check["name"]: check["holds"] for check in claims["checks"]}
     assert verdicts["seqpo_latency"] == (claims["seqpo_al_reduction_pct"] >= 30)
     assert verdicts["alpo_accuracy"] == (delta >= -1)
-    assert set(verdicts) == {"seqpo_latency", "seqpo_quality", "waitk_curve", "alpo_preference", "alpo_accuracy"}
+    assert set(verdicts) == {"seqpo_latency", "seqpo_quality", "seqpo_vs_waitk", "alpo_preference", "alpo_accuracy"}
     # the claims table of the docs is generated from runs
     assert main(["demo", "--claims-table", str(demo_dir), str(demo_dir / "claims.json")]) == 0
     table = capsys.readouterr().out
