@@ -35,13 +35,13 @@ class _CachedRows:
 
     Attributes:
         layers: Per layer ``(keys, values)``, each ``[rows, heads, width, head_dim]``.
-        columns: Per row, the columns (``[tokens]``, increasing) of ``width`` holding that row's real tokens.
-        tokens: Per row, those tokens' ids, ``-1``-padded to one matrix ``[rows, max_tokens]`` (numpy, for fast
-            prefix matching).
+        columns: ``[rows, max_tokens]`` (numpy): per row, the columns of ``width`` holding its real tokens, in
+            increasing order, ``0``-padded where ``tokens`` is ``-1``.
+        tokens: ``[rows, max_tokens]`` (numpy): those tokens' ids, ``-1``-padded (for fast prefix matching).
     """
 
     layers: list[tuple[torch.Tensor, torch.Tensor]]
-    columns: list[torch.Tensor]
+    columns: np.ndarray
     tokens: np.ndarray
 
 
@@ -90,63 +90,93 @@ class PrefixKVCache:
         self._previous, self._current = self._current, []
 
     # ------------------------------------------------------------------ matching
-    def _longest_prefix(self, prompt: list[int]) -> tuple[int, int, int]:
-        """``(group, row, length)`` of the cached row sharing the longest token prefix with ``prompt``."""
-        best = (-1, -1, 0)
-        query = np.asarray(prompt, dtype=np.int64)
+    def _longest_prefixes(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per prompt, ``(group, row, length)`` of the cached row sharing the longest token prefix with it.
+
+        Args:
+            queries: ``[prompts, max_length]`` token ids, ``-2``-padded (never equal to a cached id or its ``-1``).
+
+        Returns:
+            Three ``[prompts]`` arrays; ``length`` 0 (and group/row ``-1``) where nothing is shared. Ties go to the
+            first group, then the first row.
+        """
+        prompts = len(queries)
+        best_group = np.full(prompts, -1, dtype=np.int64)
+        best_row = np.full(prompts, -1, dtype=np.int64)
+        best_length = np.zeros(prompts, dtype=np.int64)
         for group_index, group in enumerate(self._previous):
-            width = min(group.tokens.shape[1], len(prompt))
+            width = min(group.tokens.shape[1], queries.shape[1])
             if width == 0:
                 continue
-            same = group.tokens[:, :width] == query[:width]
-            shared = np.cumprod(same, axis=1).sum(axis=1)  # length of the common prefix with every row
-            row = int(shared.argmax())
-            if int(shared[row]) > best[2]:
-                best = (group_index, row, int(shared[row]))
-        return best
+            cached = group.tokens[None, :, :width]
+            # compare in blocks of prompts so the [block, rows, width] comparison stays small
+            block = max(1, (1 << 22) // max(1, cached.shape[1] * width))
+            for start in range(0, prompts, block):
+                same = queries[start : start + block, None, :width] == cached
+                # common prefix length = index of the first mismatch (width when there is none)
+                shared = np.where(same.all(axis=2), width, np.argmin(same, axis=2))
+                rows = shared.argmax(axis=1)
+                length = shared[np.arange(len(rows)), rows]
+                better = length > best_length[start : start + block]
+                best_group[start : start + block][better] = group_index
+                best_row[start : start + block][better] = rows[better]
+                best_length[start : start + block][better] = length[better]
+        return best_group, best_row, best_length
 
     def prepare(self, prompts: list[list[int]], pad_token_id: int) -> PreparedBatch:
         """Split each prompt into a cached prefix and a new suffix and build the batch ``generate`` continues."""
-        matches = []
-        for prompt in prompts:
-            group, row, length = self._longest_prefix(prompt)
-            length = min(length, len(prompt) - 1)  # generate needs at least one new token per row
-            matches.append((group, row, length) if length > 0 else (-1, -1, 0))
-        width_cached = max(length for _, _, length in matches)
-        width_new = max(len(prompt) - length for prompt, (_, _, length) in zip(prompts, matches))
-        rows = len(prompts)
-        input_ids = torch.full((rows, width_cached + width_new), pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros_like(input_ids)
-        for index, (prompt, (_, _, length)) in enumerate(zip(prompts, matches)):
-            ids = torch.tensor(prompt, dtype=torch.long)
-            input_ids[index, width_cached - length : width_cached] = ids[:length]
-            attention_mask[index, width_cached - length : width_cached] = 1
-            suffix = ids[length:]
-            input_ids[index, input_ids.shape[1] - len(suffix) :] = suffix
-            attention_mask[index, input_ids.shape[1] - len(suffix) :] = 1
-        encoded = sum(len(prompt) - length for prompt, (_, _, length) in zip(prompts, matches))
+        lengths = np.fromiter((len(prompt) for prompt in prompts), dtype=np.int64, count=len(prompts))
+        real = np.arange(int(lengths.max())) < lengths[:, None]  # [prompts, max_length]
+        queries = np.full(real.shape, -2, dtype=np.int64)
+        queries[real] = np.fromiter((t for prompt in prompts for t in prompt), dtype=np.int64, count=int(real.sum()))
+        groups, rows, cached = self._longest_prefixes(queries)
+        cached = np.minimum(cached, lengths - 1)  # generate needs at least one new token per row
+        unmatched = cached <= 0
+        groups[unmatched], rows[unmatched], cached[unmatched] = -1, -1, 0
+        suffix = lengths - cached
+        width_cached, width_new = int(cached.max()), int(suffix.max())
+        # column j of the cached part holds prompt token j - (width_cached - cached); of the new part, token
+        # cached + j - (width_new - suffix); pads elsewhere
+        old = np.arange(width_cached)[None, :] - (width_cached - cached)[:, None]
+        new = np.arange(width_new)[None, :] - (width_new - suffix)[:, None]
+        position = np.concatenate([old, new + cached[:, None]], axis=1)
+        mask = np.concatenate([old >= 0, new >= 0], axis=1)
+        ids = np.take_along_axis(queries, np.clip(position, 0, queries.shape[1] - 1), axis=1)
+        input_ids = torch.from_numpy(np.where(mask, ids, pad_token_id))
+        attention_mask = torch.from_numpy(mask.astype(np.int64))
+        encoded = int(suffix.sum())
         if width_cached == 0:
             return PreparedBatch(input_ids, attention_mask, None, encoded)
-        return PreparedBatch(input_ids, attention_mask, self._gather(matches, width_cached), encoded)
+        return PreparedBatch(input_ids, attention_mask, self._gather(groups, rows, old), encoded)
 
-    def _gather(self, matches: list[tuple[int, int, int]], width: int) -> object:
-        """A ``DynamicCache`` whose row i holds the first ``length_i`` cached tokens of its match, right-aligned."""
+    def _gather(self, groups: np.ndarray, rows: np.ndarray, positions: np.ndarray) -> object:
+        """A ``DynamicCache`` whose row i holds the states of cached row ``rows[i]`` of group ``groups[i]``.
+
+        ``positions[i, j]`` is the index, among that cached row's real tokens, of the token in column j (negative:
+        a pad, which reads column 0 and is masked anyway).
+        """
         from transformers.cache_utils import DynamicCache
 
         # one gather plan per group of cached rows: which new rows, from which cached rows and columns
         plans = []
         for group_index, group in enumerate(self._previous):
-            targets = [i for i, (g, _, length) in enumerate(matches) if g == group_index and length > 0]
-            if not targets:
+            targets = np.flatnonzero(groups == group_index)
+            if len(targets) == 0:
                 continue
-            columns = torch.zeros((len(targets), width), dtype=torch.long)  # pads read column 0 (masked anyway)
-            for slot, i in enumerate(targets):
-                _, row, length = matches[i]
-                columns[slot, width - length :] = group.columns[row][:length]
+            sources = rows[targets]
+            index = np.clip(positions[targets], 0, group.columns.shape[1] - 1)
+            columns = np.where(positions[targets] >= 0, group.columns[sources[:, None], index], 0)
             device = group.layers[0][0].device
-            sources = torch.tensor([matches[i][1] for i in targets], dtype=torch.long, device=device)
-            plans.append((group, torch.tensor(targets, device=device), sources[:, None], columns.to(device)))
-        whole = len(plans) == 1 and len(plans[0][1]) == len(matches)  # every new row from one group, in order
+            plans.append(
+                (
+                    group,
+                    torch.from_numpy(targets).to(device),
+                    torch.from_numpy(sources[:, None]).to(device),
+                    torch.from_numpy(columns).to(device),
+                )
+            )
+        whole = len(plans) == 1 and len(plans[0][1]) == len(groups)  # every new row from one group, in order
+        width = positions.shape[1]
         layers = []
         for layer_index in range(len(plans[0][0].layers)):
             pair = []
@@ -157,7 +187,7 @@ class PrefixKVCache:
                     pair.append(group.layers[layer_index][part][sources, :, columns].transpose(1, 2))
                     continue
                 reference = plans[0][0].layers[layer_index][part]
-                states = reference.new_zeros((len(matches), reference.shape[1], width, reference.shape[3]))
+                states = reference.new_zeros((len(groups), reference.shape[1], width, reference.shape[3]))
                 for group, targets, sources, columns in plans:
                     states[targets] = group.layers[layer_index][part][sources, :, columns].transpose(1, 2)
                 pair.append(states)
@@ -187,16 +217,20 @@ class PrefixKVCache:
         cached_width = cache.get_seq_length()
         if cached_width != sequences.shape[1] - 1:  # the last sampled token is never fed back
             return
-        sequences, attention_mask = sequences.cpu(), attention_mask.cpu()
-        columns, token_rows = [], []
-        for row, generated in enumerate(generated_lengths):
-            prompt_columns = attention_mask[row].nonzero().squeeze(-1)
-            new_columns = torch.arange(input_width, min(input_width + generated, cached_width), dtype=torch.long)
-            row_columns = torch.cat([prompt_columns, new_columns])
-            columns.append(row_columns)
-            token_rows.append(sequences[row, row_columns])
-        tokens = np.full((len(columns), max(len(c) for c in columns)), -1, dtype=np.int64)
-        for row, ids in enumerate(token_rows):
-            tokens[row, : len(ids)] = ids.numpy()
+        sequences = sequences[:, :cached_width].cpu().numpy()
+        generated = np.minimum(np.asarray(generated_lengths, dtype=np.int64), cached_width - input_width)
+        real = np.concatenate(
+            [
+                attention_mask.cpu().numpy().astype(bool),
+                np.arange(cached_width - input_width)[None, :] < generated[:, None],
+            ],
+            axis=1,
+        )
+        lengths = real.sum(axis=1)
+        # the real columns of each row, in order, moved to the front (a stable sort puts True before False)
+        columns = np.argsort(~real, axis=1, kind="stable")[:, : int(lengths.max())]
+        filled = np.arange(columns.shape[1])[None, :] < lengths[:, None]
+        columns = np.where(filled, columns, 0)
+        tokens = np.where(filled, np.take_along_axis(sequences, columns, axis=1), -1)
         layers = [(layer.keys, layer.values) for layer in cache.layers]
         self._current.append(_CachedRows(layers=layers, columns=columns, tokens=tokens))
