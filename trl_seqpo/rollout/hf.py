@@ -22,8 +22,10 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import torch
+from transformers.cache_utils import DynamicCache
 
 from trl_seqpo.rollout.engine import GenerationOutput, GenerationParams
+from trl_seqpo.rollout.kv_buffer import reserved_cache
 from trl_seqpo.rollout.prefix_cache import PrefixKVCache
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -119,11 +121,11 @@ class HFGenerationBackend:
     @torch.no_grad()
     def _generate_batch(self, prompts: list[list[int]], params: GenerationParams) -> list[GenerationOutput]:
         device = self.model.device
-        past_key_values = None
+        past_states = None
         if self._prefix_cache is not None:
             prepared = self._prefix_cache.prepare(prompts, self.pad_token_id)
             input_ids, attention_mask = prepared.input_ids, prepared.attention_mask
-            past_key_values = prepared.past_key_values
+            past_states = prepared.past_states
             self.encoded_prompt_tokens += prepared.encoded_tokens
         else:
             width = max(len(p) for p in prompts)
@@ -133,6 +135,10 @@ class HFGenerationBackend:
                 input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
                 attention_mask[row, width - len(ids) :] = 1
             self.encoded_prompt_tokens += sum(len(p) for p in prompts)
+        # a cache with room for the whole call: no copy of the cache per generated token (`kv_buffer`)
+        past_key_values = reserved_cache(self.model.config, input_ids.shape[1] + params.max_new_tokens, past_states)
+        if past_key_values is None and past_states is not None:
+            past_key_values = DynamicCache(ddp_cache_data=past_states)
         width = input_ids.shape[1]
         stop_ids = list(params.stop_token_ids)
         generation_kwargs = {

@@ -46,11 +46,11 @@ class _CachedRows:
 
 
 def _reusable(cache: object) -> bool:
-    try:
-        from transformers.cache_utils import DynamicCache, DynamicLayer
-    except ImportError:  # pragma: no cover - transformers < 4.56
-        return False
-    return type(cache) is DynamicCache and all(type(layer) is DynamicLayer for layer in cache.layers)
+    from transformers.cache_utils import DynamicCache, DynamicLayer
+
+    from trl_seqpo.rollout.kv_buffer import ReservedLayer
+
+    return type(cache) is DynamicCache and all(type(layer) in (DynamicLayer, ReservedLayer) for layer in cache.layers)
 
 
 @dataclass
@@ -60,13 +60,14 @@ class PreparedBatch:
     Attributes:
         input_ids: ``[rows, width_cached + width_new]``: cached tokens then new tokens, each part left-padded.
         attention_mask: Same shape, 1 on real tokens.
-        past_key_values: A ``DynamicCache`` over the first ``width_cached`` columns, or ``None`` (nothing cached).
+        past_states: Per layer ``(keys, values)`` over the first ``width_cached`` columns, or ``None`` (nothing
+            cached).
         encoded_tokens: New tokens the model has to encode (rows x their suffix lengths), for reporting.
     """
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
-    past_key_values: object | None
+    past_states: list[tuple[torch.Tensor, torch.Tensor]] | None
     encoded_tokens: int
 
 
@@ -149,14 +150,14 @@ class PrefixKVCache:
             return PreparedBatch(input_ids, attention_mask, None, encoded)
         return PreparedBatch(input_ids, attention_mask, self._gather(groups, rows, old), encoded)
 
-    def _gather(self, groups: np.ndarray, rows: np.ndarray, positions: np.ndarray) -> object:
-        """A ``DynamicCache`` whose row i holds the states of cached row ``rows[i]`` of group ``groups[i]``.
+    def _gather(
+        self, groups: np.ndarray, rows: np.ndarray, positions: np.ndarray
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer ``(keys, values)`` whose row i holds the states of cached row ``rows[i]`` of group ``groups[i]``.
 
         ``positions[i, j]`` is the index, among that cached row's real tokens, of the token in column j (negative:
         a pad, which reads column 0 and is masked anyway).
         """
-        from transformers.cache_utils import DynamicCache
-
         # one gather plan per group of cached rows: which new rows, from which cached rows and columns
         plans = []
         for group_index, group in enumerate(self._previous):
@@ -191,8 +192,8 @@ class PrefixKVCache:
                 for group, targets, sources, columns in plans:
                     states[targets] = group.layers[layer_index][part][sources, :, columns].transpose(1, 2)
                 pair.append(states)
-            layers.append(tuple(pair))
-        return DynamicCache(ddp_cache_data=layers)
+            layers.append((pair[0], pair[1]))
+        return layers
 
     # ------------------------------------------------------------------ remembering
     def remember(
