@@ -104,6 +104,27 @@ def test_chat_sequence_equals_rendered_conversation(tokenizer):
     assert trajectory.translation == "le chien grand voit la"
 
 
+def test_chat_sequences_of_a_batch_equal_their_own_rendered_conversations(tokenizer):
+    from trl_seqpo.simt.templates import build_chat_messages, render_chat
+
+    # the first prompt and the inserted turns are rendered once per source and shared by its group
+    backend = ScriptedBackend(tokenizer, ["", "le chien", "grand voit", "la"])
+    rollout = SimultaneousRollout(backend, tokenizer, _config())
+    trajectories = rollout.run(["the big dog sees a red tree", "a cat runs"], num_generations=2)
+    assert backend.calls == [4, 4, 2, 2]  # the short source's group is done after its second step
+    for trajectory in trajectories:
+        outputs = [output.strip() for output in trajectory.step_outputs]
+        messages = build_chat_messages(
+            trajectory.chunks, outputs, "English", "French", source_complete=True, add_next_turn=False
+        )
+        rendered = tokenizer(render_chat(tokenizer, messages, add_generation_prompt=False), add_special_tokens=False)
+        sequence = trajectory.prompt_ids + trajectory.completion_ids
+        assert rendered["input_ids"][: len(sequence)] == sequence
+        first = build_chat_messages(trajectory.chunks[:1], [], "English", "French", source_complete=False)
+        expected_prompt = render_chat(tokenizer, first, add_generation_prompt=True)
+        assert trajectory.prompt_ids == tokenizer(expected_prompt, add_special_tokens=False)["input_ids"]
+
+
 def test_source_shorter_than_one_chunk(tokenizer):
     backend = ScriptedBackend(tokenizer, ["chat court"])
     rollout = SimultaneousRollout(backend, tokenizer, _config(chunk_size=5))

@@ -370,8 +370,13 @@ class SimultaneousRollout:
                 trajectory.prompt_ids = ids
             return ids
         if step == 1:
-            messages = self._messages(trajectory, step, outputs=[])
-            trajectory.prompt_ids = self._encode(render_chat(self.tokenizer, messages, add_generation_prompt=True))
+            # the first prompt depends only on the source: rendered once per source, shared by its group (key
+            # (source, 1); `_env_tokens` uses (source, step >= 2))
+            key = (trajectory.source_index, 1)
+            if key not in self._env_cache:
+                messages = self._messages(trajectory, step, outputs=[])
+                self._env_cache[key] = self._encode(render_chat(self.tokenizer, messages, add_generation_prompt=True))
+            trajectory.prompt_ids = list(self._env_cache[key])
             return list(trajectory.prompt_ids)
         # later steps: close the previous assistant turn if the budget cut it, then add the next user turn
         previous = trajectory.step_token_ids[-1]
