@@ -4,7 +4,12 @@
    that rolls out one trajectory at a time (same model, same sources, same budgets).
 2. Multi-step overhead: the lockstep rollout versus ONE batched ``generate`` call per trajectory that produces the
    same number of policy tokens (what a non-simultaneous GRPO step would cost); with the key/value states kept
-   between steps (the default) and, for comparison, re-encoding the growing prefix at every step.
+   between steps (the default) and, for comparison, re-encoding the growing prefix at every step. Both sides run
+   the same backend (`HFGenerationBackend`), model, dtype, threads and rows (every trajectory's first prompt); the
+   one-shot call generates the longest trajectory's policy-token count for every row. The script prints what each
+   side encodes and generates, and how many forward passes it makes: the rollout also encodes the tokens the
+   environment inserts at each step (end of turn, the next user turn with its chunk, the start of the assistant
+   turn), which one-shot generation never sees.
 3. Training tokens per trajectory: the ``chat`` format trains one sequence per trajectory, the ``paper`` format one
    sequence per step (prompt re-rendered each time).
 
@@ -48,6 +53,18 @@ def _interleaved(functions: dict, repeats: int) -> dict:
             function()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def _work(backend: HFGenerationBackend, function) -> tuple[int, int]:
+    """Prompt tokens the model encoded and forward passes it made while running ``function`` once."""
+    calls = []
+    hook = backend.model.register_forward_pre_hook(lambda *_: calls.append(1))
+    before = backend.encoded_prompt_tokens
+    try:
+        function()
+    finally:
+        hook.remove()
+    return backend.encoded_prompt_tokens - before, len(calls)
 
 
 def main() -> None:
@@ -101,6 +118,9 @@ def main() -> None:
     budget = max(policy_tokens)
     prompts = [t.prompt_ids for t in trajectories]
     params = GenerationParams(max_new_tokens=budget, temperature=1.0, stop_token_ids=())
+    rollout_work = _work(backend, lambda: rollout.run(sources, num_generations=B, seed=0))
+    no_reuse_work = _work(no_reuse.backend, lambda: no_reuse.run(sources, num_generations=B, seed=0))
+    oneshot_work = _work(backend, lambda: backend.generate(prompts, params))
     median = _interleaved(
         {
             "lockstep": lambda: rollout.run(sources, num_generations=B, seed=0),
@@ -122,8 +142,26 @@ def main() -> None:
     steps = statistics.mean(len(t.step_outputs) for t in trajectories)
 
     n = len(trajectories)
-    print(f"model: {model_dir}  sources: {len(sources)}  B: {B}  trajectories: {n}  mean steps: {steps:.1f}")
-    print(f"threads: {torch.get_num_threads()}  policy tokens per trajectory: {statistics.mean(policy_tokens):.1f}")
+    dtype = next(model.parameters()).dtype
+    print(f"model: {model_dir}  dtype: {dtype}  sources: {len(sources)}  B: {B}  trajectories: {n}")
+    print(f"threads: {torch.get_num_threads()}  mean steps: {steps:.1f}  rows per call: {n} (rollout: live ones)")
+    print()
+    print("| run | prompt tokens encoded | tokens generated | forward passes |")
+    print("|---|---|---|---|")
+    env_tokens = sum(len(t.env_mask) - sum(t.env_mask) for t in trajectories)
+    print(
+        f"| one-shot generate | {oneshot_work[0]} (first prompts) | {n} x {budget} = {n * budget} | "
+        f"{oneshot_work[1]} |"
+    )
+    print(
+        f"| multi-step rollout | {rollout_work[0]} (first prompts, then per step what the cache lacks: "
+        f"{env_tokens} tokens inserted by the environment in all, each row's last sampled token) | "
+        f"{sum(policy_tokens)} policy tokens | {rollout_work[1]} |"
+    )
+    print(
+        f"| multi-step rollout without key/value reuse | {no_reuse_work[0]} (every step's whole prompt) | "
+        f"{sum(policy_tokens)} policy tokens | {no_reuse_work[1]} |"
+    )
     print()
     print("| comparison | time (s) | baseline (s) | ratio |")
     print("|---|---|---|---|")
