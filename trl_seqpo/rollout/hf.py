@@ -13,6 +13,10 @@ the ones `GenerationParams` asks for and, at ``top_p=1, top_k=0``, tokens are dr
 Inside `HFGenerationBackend.cache_session` the backend keeps the key/value states of every row between calls
 (`trl_seqpo.rollout.prefix_cache`): a prompt that extends an earlier prompt + its output only encodes its new
 tokens. The lockstep SiMT rollout opens one session per rollout, so step t does not re-encode steps < t.
+
+Every call, in a session or not, hands ``generate`` a cache that reserves the call's whole width up front
+(`trl_seqpo.rollout.kv_buffer`), so decoding writes each token's states in place instead of copying the cache per
+token; models with other than full-attention layers keep transformers' own cache.
 """
 
 from __future__ import annotations

@@ -16,9 +16,13 @@ the result equals a fresh left-padded encoding of the whole prompt up to floatin
 by token ids, never by position in the batch: a row whose trajectory finished is simply not asked for again and its
 states are dropped with the call; a prompt that matches no cached row is encoded from scratch.
 
-Only ``DynamicCache`` objects made of full-attention ``DynamicLayer`` s are kept (sliding-window, static or
-quantized caches are not, and such models run as without reuse). The states belong to the weights that made them:
-callers scope reuse to one rollout (`HFGenerationBackend.cache_session`), never across an optimiser step.
+Only ``DynamicCache`` objects made of full-attention ``DynamicLayer`` s (or the backend's `ReservedLayer` s) are
+kept (sliding-window, static or quantized caches are not, and such models run as without reuse). The states belong
+to the weights that made them: callers scope reuse to one rollout (`HFGenerationBackend.cache_session`), never
+across an optimiser step.
+
+Matching and batch building are vectorised (numpy over all prompts and cached rows at once), so a step's
+bookkeeping does not grow with a Python loop per row.
 """
 
 from __future__ import annotations
