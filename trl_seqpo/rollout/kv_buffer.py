@@ -9,7 +9,9 @@ view of the filled part. The values are the ones ``torch.cat`` would have produc
 
 The HF backend passes such a cache to every ``generate`` call (`reserved_cache`), with or without reuse across
 steps; models whose cache is not made of full-attention layers only (sliding windows, linear attention, ...) keep
-transformers' own cache.
+transformers' own cache. Memory: the buffer holds the whole budget from the first token (prompt width +
+``max_new_tokens``), where a concatenated cache ends at the longest row's length but briefly needs the old and the
+new copy at every token.
 """
 
 from __future__ import annotations
