@@ -81,6 +81,13 @@ def test_other_settings_in_the_same_dir_is_a_user_error(tmp_path, capsys):
     assert "--stages" in capsys.readouterr().err
     assert main(["demo", "--claims-table", str(tmp_path / "nothing")]) == 2
     assert "no claims.json" in capsys.readouterr().err
+    # the truncation flags reach the SeqPO settings (and a run with other ones is another run)
+    other = tmp_path / "floor"
+    args = ["demo", "--output-dir", str(other), "--quick", "--latency-truncation", "floor", "--latency-floor", "1.5"]
+    assert main([*args, "--stages", "report"]) == 0
+    saved = json.loads((other / "settings.json").read_text())
+    assert saved["seqpo_latency_truncation"] == "floor" and saved["seqpo_latency_floor"] == 1.5
+    assert main(["demo", "--output-dir", str(other), "--quick", "--stages", "report"]) == 2
 
 
 @pytest.mark.slow

@@ -213,11 +213,32 @@ def test_model_options_reach_the_trained_model(tmp_path):
 
     parser = TrlParser((sft_simt.SimtSFTScriptArguments, SFTConfig, ModelConfig))
     args = parser.parse_args_and_config(
-        args=["--config", str(recipes.resolve_config("sft_simt_synthetic")), "--model_name_or_path",
-              str(tmp_path / "tiny"), "--output_dir", str(tmp_path / "out"), "--max_steps", "1",
-              "--num_train_examples", "16", "--per_device_train_batch_size", "8", "--dtype", "bfloat16",
-              "--attn_implementation", "eager", "--eval_strategy", "steps", "--eval_steps", "1",
-              "--eval_dataset_name", "synthetic", "--num_eval_examples", "8"]  # fmt: skip
+        args=[
+            "--config",
+            str(recipes.resolve_config("sft_simt_synthetic")),
+            "--model_name_or_path",
+            str(tmp_path / "tiny"),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--max_steps",
+            "1",
+            "--num_train_examples",
+            "16",
+            "--per_device_train_batch_size",
+            "8",
+            "--dtype",
+            "bfloat16",
+            "--attn_implementation",
+            "eager",
+            "--eval_strategy",
+            "steps",
+            "--eval_steps",
+            "1",
+            "--eval_dataset_name",
+            "synthetic",
+            "--num_eval_examples",
+            "8",
+        ]  # fmt: skip
     )
     trainer = sft_simt.main(*args)
     assert trainer.model.dtype == torch.bfloat16

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from trl_seqpo.errors import UserInputError
+from trl_seqpo.rewards.fusion import TRUNCATION_MODES
 
 __all__ = ["add_parser", "run"]
 
@@ -29,6 +30,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--sft-steps", type=int, default=None, help="override the number of SFT steps")
     parser.add_argument("--seed", type=int, default=None, help="override the random seed")
+    parser.add_argument(
+        "--latency-truncation",
+        choices=TRUNCATION_MODES,
+        default=None,
+        help="override SeqPO's latency truncation (default: the demo's, 'eager'; see docs/rewards.md)",
+    )
+    parser.add_argument("--latency-floor", type=float, default=None, help="the floor of --latency-truncation floor")
     parser.add_argument("--num-threads", type=int, default=1, help="torch CPU threads (0 = torch's default)")
     parser.add_argument(
         "--claims-table",
@@ -63,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
         settings.sft_steps = args.sft_steps
     if args.seed is not None:
         settings.seed = args.seed
+    if args.latency_truncation is not None:
+        settings.seqpo_latency_truncation = args.latency_truncation
+    if args.latency_floor is not None:
+        settings.seqpo_latency_floor = args.latency_floor
     if args.num_threads < 0:
         raise UserInputError(f"--num-threads must be >= 0, got {args.num_threads}")
     stages = None if args.stages is None else [name.strip() for name in args.stages.split(",") if name.strip()]

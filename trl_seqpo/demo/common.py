@@ -79,7 +79,7 @@ class DemoSettings(QuickSettings):
     seqpo_temperature: float = 1.0
     seqpo_beta: float = 0.02
     seqpo_max_new_tokens_per_step: int = 12
-    seqpo_latency_truncation: str = "clamp_then_normalize"
+    seqpo_latency_truncation: str = "eager"
     seqpo_latency_floor: float = 0.0
     wait_k: tuple[int, ...] = setting((1, 2, 3, 4, 5), quick=(1, 3))
     max_new_tokens_per_step: int = 24

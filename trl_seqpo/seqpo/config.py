@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from trl import GRPOConfig
 
 from trl_seqpo.errors import check_at_least
-from trl_seqpo.rewards.fusion import DEFAULT_LATENCY_FLOOR, DEFAULT_TRUNCATION, TRUNCATION_MODES
+from trl_seqpo.rewards.fusion import DEFAULT_LATENCY_FLOOR, TRUNCATION_MODES
 
 
 @dataclass
@@ -56,14 +56,14 @@ class SeqPOConfig(GRPOConfig):
             Compute AL with the reference length (SimulEval's default) instead of the hypothesis length.
         fusion_lambda (`float`, *optional*, defaults to `2.0`):
             `lambda` in `r = lambda * q - L`.
-        latency_truncation (`str`, *optional*, defaults to `"floor"`):
-            `"floor"`: raw latency floored at `latency_floor` before group normalisation (Sec. 4.4: AL below zero
-            only comes from junk output, honest differences above the floor are kept); `"eager"`: floored per
-            trajectory at the AL of the proportional eager schedule for its source and reference (as early as a
-            policy can write without writing what it has not read; `trl_seqpo.simt.policies.eager_delays`);
-            `"clamp_then_normalize"`:
-            floored at `chunk_size` instead (erases honest differences below m); `"paper"`: the literal
-            `max(m, normalised L)`; `"none"`: no truncation. See `docs/rewards.md`.
+        latency_truncation (`str`, *optional*, defaults to `"eager"`):
+            `"eager"`: each trajectory's raw latency floored, before group normalisation, at the AL of the
+            proportional eager schedule for its source and reference (as early as a policy can write without
+            writing what it has not read, `trl_seqpo.simt.policies.eager_delays`; Sec. 4.4: latency bought below
+            that comes from guessed or junk output, honest differences above it are kept); `"floor"`: floored at
+            `latency_floor` instead; `"clamp_then_normalize"`: floored at `chunk_size` (erases honest differences
+            below m); `"paper"`: the literal `max(m, normalised L)`; `"none"`: no truncation. See
+            `docs/rewards.md`.
         latency_floor (`float`, *optional*, defaults to `0.0`):
             The floor of `latency_truncation="floor"`, in source units.
 
@@ -142,10 +142,10 @@ class SeqPOConfig(GRPOConfig):
     )
     fusion_lambda: float = field(default=2.0, metadata={"help": "lambda in r = lambda * q - L (Eq. 2)."})
     latency_truncation: str = field(
-        default=DEFAULT_TRUNCATION,
+        default="eager",
         metadata={
-            "help": "'floor' (default: raw AL floored at latency_floor), 'eager' (floored per trajectory at the AL "
-            "of the proportional eager schedule), 'clamp_then_normalize' (floored at m), "
+            "help": "'eager' (default: raw AL floored per trajectory at the AL of the proportional eager schedule), "
+            "'floor' (raw AL floored at latency_floor), 'clamp_then_normalize' (floored at m), "
             "'paper' (literal max(m, z)) or 'none'."
         },
     )
