@@ -1,13 +1,13 @@
 r"""Fuse a quality and a latency score into one reward per trajectory (SeqPO-SiMT Sec. 2.3, Eq. 2).
 
-For the B trajectories sampled from one source (a *group*), with quality :math:`\hat q_i` and latency
-:math:`\hat L_i` (e.g. COMET and AL), the paper defines
+For the B trajectories sampled from one source (a *group*), with quality $\hat q_i$ and latency
+$\hat L_i$ (e.g. COMET and AL), the paper defines
 
-.. math::
-
-    q_i = \frac{\hat q_i - \mathrm{mean}(\hat q_{1..B})}{\mathrm{std}(\hat q_{1..B})}, \qquad
-    L_i = \max\Big(m,\ \frac{\hat L_i - \mathrm{mean}(\hat L_{1..B})}{\mathrm{std}(\hat L_{1..B})}\Big), \qquad
-    r_i = \lambda q_i - L_i \quad (\lambda = 2),
+$$
+q_i = \frac{\hat q_i - \mathrm{mean}(\hat q_{1..B})}{\mathrm{std}(\hat q_{1..B})}, \qquad
+L_i = \max\Big(m,\ \frac{\hat L_i - \mathrm{mean}(\hat L_{1..B})}{\mathrm{std}(\hat L_{1..B})}\Big), \qquad
+r_i = \lambda q_i - L_i \quad (\lambda = 2),
+$$
 
 where m is the chunk size in source units. Normalising puts quality and latency on one scale; truncating latency at m
 stops the policy from buying latency reward with junk output (the paper's ablation, Sec. 4.4 / Fig. 6, shows AL
@@ -16,7 +16,7 @@ going negative without it).
 **Readings of the truncation** (``truncation=``):
 
 - ``"floor"`` (default): floor the *raw* latency at ``floor`` (default 0 source units), then z-normalise in the
-  group: :math:`z(\max(f, \hat L_i))`. The paper's reason for truncating (Sec. 4.4, Fig. 6) is that without it AL
+  group: $z(\max(f, \hat L_i))$. The paper's reason for truncating (Sec. 4.4, Fig. 6) is that without it AL
   falls *below zero* while COMET falls: the policy buys latency reward with meaningless tokens. An AL below zero is
   only reachable by writing more target units than the source read so far can justify, so flooring at 0 removes that
   incentive while every honest difference above the floor is kept: a policy that translates each chunk on arrival
@@ -27,10 +27,10 @@ going negative without it).
   write on a monotone pair without writing what it has not read, so latency below it is bought with guessed or
   meaningless output; a floor at 0 still pays up to that much for it. `fuse_rewards` takes the floors as ``floor``
   (one per trajectory); `trl_seqpo.seqpo.reward.FusedSimultaneousReward` computes them.
-- ``"clamp_then_normalize"``: the same with the floor at the chunk size m, :math:`z(\max(m, \hat L_i))`. It also
+- ``"clamp_then_normalize"``: the same with the floor at the chunk size m, $z(\max(m, \hat L_i))$. It also
   erases honest differences below m (the two policies above tie at m = 3), which is where SeqPO should act; kept
   for comparison with earlier runs.
-- ``"paper"``: the formula as printed, :math:`\max(m, z_i)`. It compares a z-score (unit-free, within about
+- ``"paper"``: the formula as printed, $\max(m, z_i)$. It compares a z-score (unit-free, within about
   +-sqrt(B-1) for a group of B; +-2 for B = 5) with a count of source words, so for m >= 2 it is m for almost every
   trajectory and the latency term becomes a constant that carries no signal; only quality is left to learn from.
   Kept for reproducing the paper.
@@ -77,7 +77,7 @@ def _as_groups(values: ArrayLike, group_size: int | None) -> tuple[np.ndarray, t
 
 
 def group_normalize(values: ArrayLike, group_size: int | None = None, eps: float = 1e-8) -> np.ndarray:
-    r"""Z-normalise scores within each group: :math:`(x_i - \mathrm{mean}) / \mathrm{std}` (Eq. 2).
+    r"""Z-normalise scores within each group: $(x_i - \mathrm{mean}) / \mathrm{std}$ (Eq. 2).
 
     Args:
         values: ``[num_groups, B]`` scores, or flat ``[num_groups * B]`` with ``group_size``; ``None``/NaN allowed.
@@ -166,13 +166,13 @@ def fuse_rewards(
     eps: float = 1e-8,
     floor: Floor = DEFAULT_LATENCY_FLOOR,
 ) -> np.ndarray:
-    r"""SeqPO-SiMT's fused reward :math:`r_i = \lambda q_i - L_i` (Sec. 2.3, Eq. 2).
+    r"""SeqPO-SiMT's fused reward $r_i = \lambda q_i - L_i$ (Sec. 2.3, Eq. 2).
 
     Args:
-        quality: Raw quality :math:`\hat q` (higher is better, e.g. COMET), ``[num_groups, B]`` or flat.
-        latency: Raw latency :math:`\hat L` (lower is better, e.g. AL), same shape as ``quality``.
+        quality: Raw quality $\hat q$ (higher is better, e.g. COMET), ``[num_groups, B]`` or flat.
+        latency: Raw latency $\hat L$ (lower is better, e.g. AL), same shape as ``quality``.
         group_size: B, the trajectories per source (``num_generations``); may be ``None`` for 2-D input.
-        lambda_: :math:`\lambda`, the weight of quality against latency (paper: 2).
+        lambda_: $\lambda$, the weight of quality against latency (paper: 2).
         chunk_size: m, the chunk size in source units; required unless ``truncation="none"``.
         truncation: `"floor"` (default), `"eager"`, `"clamp_then_normalize"`, `"paper"` or `"none"`; see
             `truncate_latency`.

@@ -1,18 +1,18 @@
 r"""Latency metrics for simultaneous translation: AL, LAAL, DAL and AP, per sentence and batched.
 
 Notation: a hypothesis of ``|Y|`` target units, ``delays[i]`` = number of source units read when target unit
-``i + 1`` was written (:math:`d_i`, non-decreasing in practice), a source of :math:`n = |X|` units and, optionally,
+``i + 1`` was written ($d_i$, non-decreasing in practice), a source of $n = |X|$ units and, optionally,
 a reference of ``|Y*|`` units. The values agree with SimulEval 1.1.4's scorers
 (``simuleval/evaluator/scorers/latency_scorer.py``) on every input SimulEval accepts:
 
-* AL (Ma et al., 2019, STACL): :math:`AL = \frac{1}{\tau}\sum_{i=1}^{\tau} \big(d_i - \frac{i-1}{\gamma}\big)`,
-  :math:`\gamma = |Y| / |X|`, :math:`\tau` = the first index with :math:`d_i \ge |X|` (or :math:`|Y|` if none);
-  :math:`|Y|` is the reference length when given (SimulEval's default), the hypothesis length otherwise (its
-  ``--no-use-ref-len``). When :math:`d_1 > |X|` the value is :math:`d_1`.
-* LAAL (Papi et al., 2022): AL with :math:`|Y| = \max(|Y_{hyp}|, |Y^*|)`, so over-long hypotheses are not rewarded.
-* DAL (Cherry & Foster, 2019): :math:`d'_1 = d_1`, :math:`d'_i = \max(d_i, d'_{i-1} + 1/\gamma)`,
-  :math:`DAL = \frac{1}{|Y|}\sum_{i=1}^{|Y|} \big(d'_i - \frac{i-1}{\gamma}\big)`, always with the hypothesis length.
-* AP (Cho & Esipova, 2016): :math:`AP = \frac{1}{|X|\,|Y|}\sum_{i=1}^{|Y_{hyp}|} d_i`, :math:`|Y|` as for AL.
+* AL (Ma et al., 2019, STACL): $AL = \frac{1}{\tau}\sum_{i=1}^{\tau} \big(d_i - \frac{i-1}{\gamma}\big)$,
+  $\gamma = |Y| / |X|$, $\tau$ = the first index with $d_i \ge |X|$ (or $|Y|$ if none);
+  $|Y|$ is the reference length when given (SimulEval's default), the hypothesis length otherwise (its
+  ``--no-use-ref-len``). When $d_1 > |X|$ the value is $d_1$.
+* LAAL (Papi et al., 2022): AL with $|Y| = \max(|Y_{hyp}|, |Y^*|)$, so over-long hypotheses are not rewarded.
+* DAL (Cherry & Foster, 2019): $d'_1 = d_1$, $d'_i = \max(d_i, d'_{i-1} + 1/\gamma)$,
+  $DAL = \frac{1}{|Y|}\sum_{i=1}^{|Y|} \big(d'_i - \frac{i-1}{\gamma}\big)$, always with the hypothesis length.
+* AP (Cho & Esipova, 2016): $AP = \frac{1}{|X|\,|Y|}\sum_{i=1}^{|Y_{hyp}|} d_i$, $|Y|$ as for AL.
 
 An empty hypothesis (SimulEval skips it) is scored as an offline translation written after the whole source:
 AL = LAAL = DAL = ``source_length`` and AP = 1.0; no exception. See ``docs/latency.md``.
@@ -55,13 +55,13 @@ def _lagging(delays: Sequence[float], source_length: float, target_length: float
 def average_lagging(delays: Sequence[float], source_length: float, reference_length: float | None = None) -> float:
     r"""Average Lagging (Ma et al., 2019, Eq. 4), as SimulEval's ``AL`` scorer; SeqPO-SiMT Sec. 2.3 uses it.
 
-    :math:`AL = \frac{1}{\tau}\sum_{i=1}^{\tau}(d_i - (i-1)\frac{|X|}{|Y|})` with :math:`\tau` the first index whose
-    delay reaches :math:`|X|` (included); returns :math:`d_1` when :math:`d_1 > |X|`.
+    $AL = \frac{1}{\tau}\sum_{i=1}^{\tau}(d_i - (i-1)\frac{|X|}{|Y|})$ with $\tau$ the first index whose
+    delay reaches $|X|$ (included); returns $d_1$ when $d_1 > |X|$.
 
     Args:
         delays: ``delays[i]`` = source units read when target unit ``i + 1`` was written.
-        source_length: :math:`|X|`, source units (> 0).
-        reference_length: :math:`|Y|` = reference units when given (SimulEval's default); ``None`` uses the
+        source_length: $|X|$, source units (> 0).
+        reference_length: $|Y|$ = reference units when given (SimulEval's default); ``None`` uses the
             hypothesis length ``len(delays)`` (SimulEval's ``--no-use-ref-len``).
 
     Returns:
@@ -83,13 +83,13 @@ def length_adaptive_average_lagging(
 ) -> float:
     r"""Length-Adaptive Average Lagging (Papi et al., 2022), as SimulEval's ``LAAL`` scorer.
 
-    AL with :math:`\gamma = \max(|Y_{hyp}|, |Y^*|) / |X|`: a hypothesis longer than the reference cannot lower its
+    AL with $\gamma = \max(|Y_{hyp}|, |Y^*|) / |X|$: a hypothesis longer than the reference cannot lower its
     lagging by over-generating.
 
     Args:
         delays: ``delays[i]`` = source units read when target unit ``i + 1`` was written.
-        source_length: :math:`|X|` (> 0).
-        reference_length: :math:`|Y^*|`; ``None`` gives AL with the hypothesis length.
+        source_length: $|X|$ (> 0).
+        reference_length: $|Y^*|$; ``None`` gives AL with the hypothesis length.
 
     Returns:
         LAAL in source units; ``float(source_length)`` for an empty hypothesis.
@@ -104,13 +104,13 @@ def length_adaptive_average_lagging(
 def differentiable_average_lagging(delays: Sequence[float], source_length: float) -> float:
     r"""Differentiable Average Lagging (Cherry & Foster, 2019, Eq. 4-5), as SimulEval's ``DAL`` scorer.
 
-    :math:`d'_1 = d_1`, :math:`d'_i = \max(d_i, d'_{i-1} + |X|/|Y|)`,
-    :math:`DAL = \frac{1}{|Y|}\sum_i (d'_i - (i-1)|X|/|Y|)`, with :math:`|Y|` the hypothesis length (SimulEval
+    $d'_1 = d_1$, $d'_i = \max(d_i, d'_{i-1} + |X|/|Y|)$,
+    $DAL = \frac{1}{|Y|}\sum_i (d'_i - (i-1)|X|/|Y|)$, with $|Y|$ the hypothesis length (SimulEval
     ignores the reference here too).
 
     Args:
         delays: ``delays[i]`` = source units read when target unit ``i + 1`` was written.
-        source_length: :math:`|X|` (> 0).
+        source_length: $|X|$ (> 0).
 
     Returns:
         DAL in source units; ``float(source_length)`` for an empty hypothesis.
@@ -130,13 +130,13 @@ def differentiable_average_lagging(delays: Sequence[float], source_length: float
 def average_proportion(delays: Sequence[float], source_length: float, reference_length: float | None = None) -> float:
     r"""Average Proportion (Cho & Esipova, 2016), as SimulEval's ``AP`` scorer.
 
-    :math:`AP = \frac{1}{|X|\,|Y|}\sum_i d_i`, the sum over the hypothesis' delays, :math:`|Y|` the reference length
+    $AP = \frac{1}{|X|\,|Y|}\sum_i d_i$, the sum over the hypothesis' delays, $|Y|$ the reference length
     when given, else the hypothesis length.
 
     Args:
         delays: ``delays[i]`` = source units read when target unit ``i + 1`` was written.
-        source_length: :math:`|X|` (> 0).
-        reference_length: :math:`|Y|` when given; ``None`` uses ``len(delays)``.
+        source_length: $|X|$ (> 0).
+        reference_length: $|Y|$ when given; ``None`` uses ``len(delays)``.
 
     Returns:
         AP (1.0 = everything written after the whole source); 1.0 for an empty hypothesis.
