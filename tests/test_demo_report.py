@@ -52,22 +52,21 @@ def test_claim_values_and_verdicts():
     assert values["alpo_accuracy_delta"] == pytest.approx(-0.5)
     assert values["alpo_judge_failure_pct"] == 3.0
     assert values["waitk_chrf_rises_with_k"] is True  # 60 -> 66 -> 65.5: never more than 1 point down
-    assert values["seqpo_chrf_minus_waitk"] == pytest.approx(2.5)  # 68.5 against wait-3's 66 (AL 4.5 >= 2.5)
+    assert values["seqpo_al_minus_fastest_waitk"] == pytest.approx(-0.5)  # 2.5 against wait-1's 3.0
     verdicts = {c["name"]: c["holds"] for c in check_claims(values)}
     assert verdicts == dict.fromkeys(verdicts, True) and len(verdicts) == 5
 
     worse = claim_values(
-        [*RESULTS[:3], _row("sft+wait-3", 4.5, 70.0, "wait-3"), *RESULTS[4:6], _row("seqpo", 3.0, 66.0, "own")],
+        [*RESULTS[:3], _row("sft+wait-3", 4.5, 70.0, "wait-3"), *RESULTS[4:6], _row("seqpo", 3.2, 66.0, "own")],
         {"results": [{**ALPO["results"][0]}, {"system": "alpo", "preference": 29.0, "chrf_synonyms_merged": 78.9}]},
     )
     verdicts = {c["name"]: c["holds"] for c in check_claims(worse)}
     assert worse["waitk_chrf_rises_with_k"] is False  # 70 -> 65.5 at k = 5: recorded, not a claim
-    faster = claim_values([*RESULTS[:2], _row("sft+wait-1", 2.0, 90.0, "wait-1"), RESULTS[-1]], None)
-    assert faster["seqpo_chrf_minus_waitk"] is None  # a wait-k point faster than SeqPO is not compared
+    assert claim_values(RESULTS[:2] + RESULTS[-2:], None)["seqpo_al_minus_fastest_waitk"] is None  # no wait-k rows
     assert verdicts == {
-        "seqpo_latency": False,  # 25% < 30%
+        "seqpo_latency": False,  # 20% < 30%
         "seqpo_quality": False,  # -4 chrF
-        "seqpo_vs_waitk": False,  # wait-3 reaches chrF 70 at AL 4.5 >= 3.0
+        "seqpo_vs_waitk": False,  # wait-1 (AL 3.0) writes earlier than SeqPO (3.2)
         "alpo_preference": False,  # +9 < +10
         "alpo_accuracy": False,  # -1.1 < -1
     }
