@@ -5,25 +5,28 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny_models import rollout_tokenizer_and_model
 
 from trl_seqpo.rollout.engine import GenerationOutput, GenerationParams
 from trl_seqpo.rollout.hf import HFGenerationBackend
 from trl_seqpo.rollout.simultaneous import SimultaneousRollout, SimultaneousRolloutConfig, join_step_outputs
 from trl_seqpo.simt.latency import delays_from_steps
-from trl_seqpo.synthetic.tiny_models import build_tiny_model, build_tokenizer
-
-WORDS = "the a big small dog cat runs sees red tree English French".split()
-WORDS += "la le grand petit chien chat court voit rouge arbre".split()
+from trl_seqpo.synthetic.tiny_models import build_tiny_model
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    return build_tokenizer(WORDS)
+def tiny():
+    return rollout_tokenizer_and_model()
 
 
 @pytest.fixture(scope="module")
-def model(tokenizer):
-    return build_tiny_model(tokenizer, hidden_size=64, num_layers=2, num_heads=2, head_dim=32, intermediate_size=128)
+def tokenizer(tiny):
+    return tiny[0]
+
+
+@pytest.fixture(scope="module")
+def model(tiny):
+    return tiny[1]
 
 
 def _config(**overrides):

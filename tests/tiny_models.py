@@ -76,3 +76,19 @@ def seqpo_config(tmp_path: Path, **values: object):
         save_strategy="no", bf16=False, seed=0,
     )  # fmt: skip
     return SeqPOConfig(**{**defaults, **values})
+
+
+#: the English/French toy vocabulary of the rollout tests
+ROLLOUT_WORDS = [
+    *"the a big small dog cat runs sees red tree English French".split(),
+    *"la le grand petit chien chat court voit rouge arbre".split(),
+]
+
+
+def rollout_tokenizer_and_model() -> tuple[object, object]:
+    """A word-level tokenizer over `ROLLOUT_WORDS` and a 2-layer tiny model for it (random weights, seeded)."""
+    from trl_seqpo.synthetic.tiny_models import build_tiny_model, build_tokenizer
+
+    tokenizer = build_tokenizer(ROLLOUT_WORDS)
+    model = build_tiny_model(tokenizer, hidden_size=64, num_layers=2, num_heads=2, head_dim=32, intermediate_size=128)
+    return tokenizer, model
