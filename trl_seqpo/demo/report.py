@@ -82,8 +82,13 @@ CLAIMS: list[Claim] = [
 ]
 
 
+def _sft_waitk_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``results.jsonl`` rows of the SFT start decoded under wait-k schedules."""
+    return [r for r in results if r["system"].startswith("sft+wait-")]
+
+
 def _waitk_rises(results: list[dict[str, Any]]) -> bool | None:
-    rows = sorted((int(r["policy"].split("-")[1]), r["chrf"]) for r in results if r["system"].startswith("sft+wait-"))
+    rows = sorted((int(r["policy"].split("-")[1]), r["chrf"]) for r in _sft_waitk_rows(results))
     if len(rows) < 2:
         return None
     return all(later >= earlier - 1.0 for (_, earlier), (_, later) in zip(rows, rows[1:]))
@@ -91,7 +96,7 @@ def _waitk_rises(results: list[dict[str, Any]]) -> bool | None:
 
 def _seqpo_minus_fastest_waitk(results: list[dict[str, Any]]) -> float | None:
     seqpo = next((r for r in results if r["system"] == "seqpo"), None)
-    waitk = [r["al"] for r in results if r["system"].startswith("sft+wait-")]
+    waitk = [r["al"] for r in _sft_waitk_rows(results)]
     return seqpo["al"] - min(waitk) if seqpo and waitk else None
 
 
