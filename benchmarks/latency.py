@@ -19,13 +19,10 @@ import numpy as np
 
 from trl_seqpo.simt.latency import (
     average_lagging,
-    average_lagging_batch,
     average_proportion,
-    average_proportion_batch,
     differentiable_average_lagging,
-    differentiable_average_lagging_batch,
+    latency_batch,
     length_adaptive_average_lagging,
-    length_adaptive_average_lagging_batch,
 )
 
 
@@ -67,27 +64,15 @@ def main() -> None:
     lists = [delays[offsets[i] : offsets[i + 1]].tolist() for i in range(loop_n)]
     source_list, reference_list = source[:loop_n].tolist(), reference[:loop_n].tolist()
 
+    singles = {
+        "AL": lambda d, s, r: average_lagging(d, s, r),
+        "LAAL": lambda d, s, r: length_adaptive_average_lagging(d, s, r),
+        "DAL": lambda d, s, r: differentiable_average_lagging(d, s),
+        "AP": lambda d, s, r: average_proportion(d, s, r),
+    }
     metrics = [
-        (
-            "AL",
-            lambda: average_lagging_batch(delays, source, reference, offsets=offsets),
-            lambda d, s, r: average_lagging(d, s, r),
-        ),
-        (
-            "LAAL",
-            lambda: length_adaptive_average_lagging_batch(delays, source, reference, offsets=offsets),
-            lambda d, s, r: length_adaptive_average_lagging(d, s, r),
-        ),
-        (
-            "DAL",
-            lambda: differentiable_average_lagging_batch(delays, source, offsets=offsets),
-            lambda d, s, r: differentiable_average_lagging(d, s),
-        ),
-        (
-            "AP",
-            lambda: average_proportion_batch(delays, source, reference, offsets=offsets),
-            lambda d, s, r: average_proportion(d, s, r),
-        ),
+        (name, lambda name=name: latency_batch(delays, source, reference, metrics=name, offsets=offsets)[name], single)
+        for name, single in singles.items()
     ]
     mean_units = len(delays) / args.n
     print(f"{args.n:,} sentences, {mean_units:.1f} target units on average; loop measured on {loop_n:,}\n")

@@ -13,15 +13,13 @@ import numpy as np
 import pytest
 
 from trl_seqpo.simt.latency import (
+    LATENCY_METRICS,
     average_lagging,
-    average_lagging_batch,
     average_proportion,
-    average_proportion_batch,
     delays_from_steps,
     differentiable_average_lagging,
-    differentiable_average_lagging_batch,
+    latency_batch,
     length_adaptive_average_lagging,
-    length_adaptive_average_lagging_batch,
     reference_length,
     sentence_latency,
 )
@@ -189,7 +187,7 @@ def test_invalid_lengths_raise_value_error(bad):
     with pytest.raises(ValueError, match="reference_length"):
         average_lagging([1], 3, bad)
     with pytest.raises(ValueError, match="reference_length"):
-        average_proportion_batch([[1]], [3], [bad])
+        latency_batch([[1]], [3], [bad], metrics="AP")
 
 
 def test_accepts_numpy_and_float_delays():
@@ -207,37 +205,45 @@ def _random_corpus(seed: int, size: int):
     return delays, sources, references
 
 
-BATCHED = [
-    (average_lagging_batch, lambda d, n, r: average_lagging(d, n, r), True),
-    (length_adaptive_average_lagging_batch, lambda d, n, r: length_adaptive_average_lagging(d, n, r), True),
-    (differentiable_average_lagging_batch, lambda d, n, r: differentiable_average_lagging(d, n), False),
-    (average_proportion_batch, lambda d, n, r: average_proportion(d, n, r), True),
-]
+SINGLE = {
+    "AL": lambda d, n, r: average_lagging(d, n, r),
+    "LAAL": lambda d, n, r: length_adaptive_average_lagging(d, n, r),
+    "DAL": lambda d, n, r: differentiable_average_lagging(d, n),
+    "AP": lambda d, n, r: average_proportion(d, n, r),
+}
 
 
 @pytest.mark.parametrize("use_reference", [True, False])
-@pytest.mark.parametrize(("batched", "single", "takes_reference"), BATCHED)
-def test_batched_equals_per_sentence_in_every_layout(batched, single, takes_reference, use_reference):
+def test_batched_equals_per_sentence_in_every_layout(use_reference):
     delays, sources, references = _random_corpus(7, 500)
     reference = references if use_reference else None
-    expected = np.array(
-        [single(d, n, r) for d, n, r in zip(delays, sources, reference if use_reference else [None] * 500)]
-    )
+    rows = list(zip(delays, sources, reference if use_reference else [None] * 500))
+    expected = {metric: np.array([single(*row) for row in rows]) for metric, single in SINGLE.items()}
 
-    args = (sources, reference) if takes_reference else (sources,)
-    from_lists = batched(delays, *args)
+    from_lists = latency_batch(delays, sources, reference)
     lengths = np.array([len(d) for d in delays])
     flat = np.concatenate([np.asarray(d, dtype=float) for d in delays])
     offsets = np.concatenate([[0], np.cumsum(lengths)])
-    from_flat = batched(flat, *args, offsets=offsets)
+    from_flat = latency_batch(flat, sources, reference, offsets=offsets)
     padded = np.full((len(delays), lengths.max()), -99.0)  # padding values must not matter
     for row, d in enumerate(delays):
         padded[row, : len(d)] = d
-    from_padded = batched(padded, *args, lengths=lengths)
+    from_padded = latency_batch(padded, sources, reference, lengths=lengths)
 
     for got in (from_lists, from_flat, from_padded):
-        assert got.shape == (500,) and got.dtype == np.float64
-        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+        assert list(got) == list(LATENCY_METRICS)
+        for metric, values in got.items():
+            assert values.shape == (500,) and values.dtype == np.float64
+            np.testing.assert_allclose(values, expected[metric], rtol=1e-12, atol=1e-12, err_msg=metric)
+
+
+def test_batched_computes_only_the_metrics_asked_for():
+    delays, sources, references = _random_corpus(5, 50)
+    assert list(latency_batch(delays, sources, references, metrics=["DAL", "AL"])) == ["DAL", "AL"]
+    only_al = latency_batch(delays, sources, references, metrics="AL")
+    np.testing.assert_array_equal(only_al["AL"], latency_batch(delays, sources, references)["AL"])
+    with pytest.raises(ValueError, match="unknown latency metric.*BLEU"):
+        latency_batch(delays, sources, references, metrics=["AL", "BLEU"])
 
 
 def test_batched_spans_several_blocks(monkeypatch):
@@ -246,22 +252,22 @@ def test_batched_spans_several_blocks(monkeypatch):
     monkeypatch.setattr(latency, "_BLOCK_ELEMENTS", 1)
     delays, sources, references = _random_corpus(3, 300)
     expected = [average_lagging(d, n, r) for d, n, r in zip(delays, sources, references)]
-    np.testing.assert_allclose(latency.average_lagging_batch(delays, sources, references), expected, rtol=1e-12)
+    np.testing.assert_allclose(latency.latency_batch(delays, sources, references)["AL"], expected, rtol=1e-12)
 
 
 def test_batched_rejects_inconsistent_layouts():
     with pytest.raises(ValueError, match="offsets"):
-        average_lagging_batch(np.array([1.0, 2.0, 3.0]), [3, 3], offsets=[0, 2, 4])
+        latency_batch(np.array([1.0, 2.0, 3.0]), [3, 3], offsets=[0, 2, 4])
     with pytest.raises(ValueError, match="offsets"):
-        average_lagging_batch(np.array([1.0, 2.0]), [3])
+        latency_batch(np.array([1.0, 2.0]), [3])
     with pytest.raises(ValueError, match="one value per sentence"):
-        average_lagging_batch([[1, 2], [3]], [3, 3, 3])
+        latency_batch([[1, 2], [3]], [3, 3, 3])
     with pytest.raises(ValueError, match="lengths"):
-        average_lagging_batch(np.ones((2, 3)), [3, 3], lengths=[4, 1])
+        latency_batch(np.ones((2, 3)), [3, 3], lengths=[4, 1])
 
 
 def test_batched_empty_batch():
-    assert average_lagging_batch([], []).shape == (0,)
+    assert latency_batch([], [])["AL"].shape == (0,)
 
 
 def test_delays_from_steps_follow_the_chunk_schedule():

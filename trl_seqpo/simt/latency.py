@@ -28,6 +28,9 @@ from trl_seqpo.simt.chunking import Unit, _check_chunk_size, count_units
 
 _BLOCK_ELEMENTS = 1 << 17  # delays per vectorised block of the batched metrics
 
+LATENCY_METRICS = ("AL", "LAAL", "DAL", "AP")
+"""Names of the latency metrics, as keys of `sentence_latency` and `latency_batch`."""
+
 
 def _check_lengths(source_length: float, reference_length: float | None) -> None:
     if not source_length > 0:
@@ -351,26 +354,22 @@ def _differentiable_block(
         return np.where(lengths == 0, source, total / lengths)
 
 
-def _run_batch(
-    kind: str, delays: object, source_lengths: object, reference_lengths: object, lengths: object, offsets: object
+def _batched_metric(
+    metric: str,
+    flat: np.ndarray,
+    bounds: np.ndarray,
+    source: np.ndarray,
+    reference: np.ndarray | None,
 ) -> np.ndarray:
-    flat, bounds = _to_ragged(delays, lengths, offsets)
+    """One metric of `LATENCY_METRICS` for all sentences of a ragged batch (validated by `latency_batch`)."""
     num_rows = len(bounds) - 1
-    source = _as_float_array(source_lengths, "source_lengths", num_rows)
-    if not (source > 0).all():
-        raise ValueError("source_lengths must all be positive")
-    reference = None
-    if reference_lengths is not None:
-        reference = _as_float_array(reference_lengths, "reference_lengths", num_rows)
-        if not (reference > 0).all():
-            raise ValueError("reference_lengths must all be positive (or pass None to use hypothesis lengths)")
     all_lengths = np.diff(bounds)
     hypothesis = all_lengths.astype(np.float64)
     target = hypothesis if reference is None else reference
-    if kind == "laal":
+    if metric == "LAAL":
         target = np.maximum(hypothesis, target)
 
-    if kind == "ap":
+    if metric == "AP":
         nonempty = all_lengths > 0
         sums = np.zeros(num_rows)
         if nonempty.any():
@@ -387,22 +386,23 @@ def _run_batch(
             continue
         first, last = bounds[rows.start], bounds[rows.stop]
         block, starts = flat[first:last], bounds[rows.start : rows.stop] - first
-        if kind == "dal":
+        if metric == "DAL":
             out[rows] = _differentiable_block(block, starts, block_lengths, source[rows])
         else:
             out[rows] = _lagging_block(block, starts, block_lengths, source[rows], target[rows])
     return out
 
 
-def average_lagging_batch(
+def latency_batch(
     delays: object,
     source_lengths: object,
     reference_lengths: object = None,
     *,
+    metrics: Sequence[str] = LATENCY_METRICS,
     lengths: object = None,
     offsets: object = None,
-) -> np.ndarray:
-    """`average_lagging` for many sentences at once, vectorised with numpy (no per-sentence Python loop).
+) -> dict[str, np.ndarray]:
+    """`sentence_latency` for many sentences at once, vectorised with numpy (no per-sentence Python loop).
 
     Args:
         delays: One of three layouts: a padded ``[batch, max_len]`` array (``lengths`` gives each row's number of
@@ -410,78 +410,31 @@ def average_lagging_batch(
             ``offsets`` (``[batch + 1]``, sentence ``b`` is ``delays[offsets[b]:offsets[b + 1]]``), or a list of
             per-sentence delay lists.
         source_lengths: ``[batch]`` source lengths (or one number for all).
-        reference_lengths: ``[batch]`` reference lengths, or ``None`` for hypothesis lengths.
+        reference_lengths: ``[batch]`` reference lengths, or ``None`` for hypothesis lengths (DAL always uses the
+            hypothesis length, as `differentiable_average_lagging` does).
+        metrics: Which of `LATENCY_METRICS` to compute (a name or a list; default: all four).
         lengths: Valid delays per row of a padded ``delays``.
         offsets: Sentence boundaries of a flat ``delays``.
 
     Returns:
-        ``[batch]`` float64 array, equal to the per-sentence function row by row.
+        ``{metric: [batch] float64 array}`` for each requested metric, equal to `sentence_latency` row by row.
 
     Example:
-        >>> average_lagging_batch([[2, 3, 4, 4], [], [1, 2]], [4, 3, 2]).tolist()
+        >>> latency_batch([[2, 3, 4, 4], [], [1, 2]], [4, 3, 2], metrics=["AL"])["AL"].tolist()
         [2.0, 3.0, 1.0]
     """
-    return _run_batch("al", delays, source_lengths, reference_lengths, lengths, offsets)
-
-
-def length_adaptive_average_lagging_batch(
-    delays: object,
-    source_lengths: object,
-    reference_lengths: object,
-    *,
-    lengths: object = None,
-    offsets: object = None,
-) -> np.ndarray:
-    """`length_adaptive_average_lagging` for many sentences at once (vectorised).
-
-    Args:
-        delays: Padded ``[batch, max_len]``, flat ``[total]`` with ``offsets``, or a list of lists (see
-            `average_lagging_batch`).
-        source_lengths: ``[batch]`` source lengths (or one number for all).
-        reference_lengths: ``[batch]`` reference lengths (``None``: hypothesis lengths, i.e. AL).
-        lengths, offsets: See `average_lagging_batch`.
-
-    Returns:
-        ``[batch]`` float64 array.
-    """
-    return _run_batch("laal", delays, source_lengths, reference_lengths, lengths, offsets)
-
-
-def differentiable_average_lagging_batch(
-    delays: object, source_lengths: object, *, lengths: object = None, offsets: object = None
-) -> np.ndarray:
-    """`differentiable_average_lagging` for many sentences at once (vectorised).
-
-    Args:
-        delays: Padded ``[batch, max_len]``, flat ``[total]`` with ``offsets``, or a list of lists (see
-            `average_lagging_batch`).
-        source_lengths: ``[batch]`` source lengths (or one number for all).
-        lengths, offsets: See `average_lagging_batch`.
-
-    Returns:
-        ``[batch]`` float64 array.
-    """
-    return _run_batch("dal", delays, source_lengths, None, lengths, offsets)
-
-
-def average_proportion_batch(
-    delays: object,
-    source_lengths: object,
-    reference_lengths: object = None,
-    *,
-    lengths: object = None,
-    offsets: object = None,
-) -> np.ndarray:
-    """`average_proportion` for many sentences at once (vectorised).
-
-    Args:
-        delays: Padded ``[batch, max_len]``, flat ``[total]`` with ``offsets``, or a list of lists (see
-            `average_lagging_batch`).
-        source_lengths: ``[batch]`` source lengths (or one number for all).
-        reference_lengths: ``[batch]`` reference lengths, or ``None`` for hypothesis lengths.
-        lengths, offsets: See `average_lagging_batch`.
-
-    Returns:
-        ``[batch]`` float64 array.
-    """
-    return _run_batch("ap", delays, source_lengths, reference_lengths, lengths, offsets)
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    unknown = [metric for metric in metrics if metric not in LATENCY_METRICS]
+    if unknown:
+        raise ValueError(f"unknown latency metric(s) {unknown}; choose from {list(LATENCY_METRICS)}")
+    flat, bounds = _to_ragged(delays, lengths, offsets)
+    num_rows = len(bounds) - 1
+    source = _as_float_array(source_lengths, "source_lengths", num_rows)
+    if not (source > 0).all():
+        raise ValueError("source_lengths must all be positive")
+    reference = None
+    if reference_lengths is not None:
+        reference = _as_float_array(reference_lengths, "reference_lengths", num_rows)
+        if not (reference > 0).all():
+            raise ValueError("reference_lengths must all be positive (or pass None to use hypothesis lengths)")
+    return {metric: _batched_metric(metric, flat, bounds, source, reference) for metric in metrics}
