@@ -6,10 +6,9 @@ import pytest
 
 from trl_seqpo.seqpo.sft_data import (
     build_sft_dataset,
-    chat_messages,
     gold_sft_dataset,
     gold_step_outputs,
-    paper_rows,
+    sentence_records,
 )
 from trl_seqpo.simt.chunking import split_into_chunks
 from trl_seqpo.simt.templates import CONTINUE_MARKER, END_OF_SOURCE
@@ -55,7 +54,9 @@ def test_gold_policy_handles_sources_shorter_than_a_chunk_and_unaligned_target_w
 
 def test_chat_conversation_matches_the_rollout_format():
     outputs = gold_step_outputs(SOURCE, REFERENCE, _alignment(), chunk_size=3)
-    messages = chat_messages(SOURCE, outputs, 3, *LANGS)
+    [record] = sentence_records(SOURCE, outputs, 3, *LANGS, reference=REFERENCE)
+    assert record["source"] == SOURCE and record["reference"] == REFERENCE
+    messages = record["messages"]
     chunks = split_into_chunks(SOURCE, 3, "word")
     assert [m["role"] for m in messages] == ["user", "assistant"] * len(chunks)
     assert messages[0]["content"].endswith(chunks[0].strip())
@@ -137,10 +138,11 @@ ZH_OUTPUTS = ["We", " will go to Beijing", " for a meeting tomorrow"]
 
 
 def test_chinese_source_is_chunked_by_characters_by_default():
-    messages = chat_messages(ZH_SOURCE, ZH_OUTPUTS, 3, "Chinese", "English")
+    [record] = sentence_records(ZH_SOURCE, ZH_OUTPUTS, 3, "Chinese", "English")
+    messages = record["messages"]
     users = [m["content"] for m in messages if m["role"] == "user"]
     assert len(users) == 3 and "我们明" in users[0] and "开会" in users[-1]
-    rows = paper_rows(ZH_SOURCE, ZH_OUTPUTS, 3, "zh", "en")
+    rows = sentence_records(ZH_SOURCE, ZH_OUTPUTS, 3, "zh", "en", "paper")
     assert len(rows) == 3 and rows[-1]["completion"].startswith(" for a meeting")
     dataset = build_sft_dataset([{"source": ZH_SOURCE, "step_outputs": ZH_OUTPUTS}], 3, "Chinese", "English")
     assert len(dataset) == 1

@@ -153,27 +153,25 @@ def gold_step_outputs(
     return prefixes_to_step_outputs(lengths, target, target_unit)
 
 
-def _chunks_for(source: str, step_outputs: Sequence[str], chunk_size: int, source_unit: Unit) -> list[str]:
-    chunks = split_into_chunks(source, chunk_size, source_unit)
-    if len(chunks) != len(step_outputs):
-        raise ValueError(
-            f"{len(step_outputs)} step outputs for {len(chunks)} chunks of {chunk_size} {source_unit}s of "
-            f"{source!r}: give one output per chunk (were they built with another chunk_size or source_unit?)"
-        )
-    return chunks
-
-
-def chat_messages(
+def sentence_records(
     source: str,
     step_outputs: Sequence[str],
     chunk_size: int,
     src_lang: str,
     tgt_lang: str,
+    prompt_format: PromptFormat = "chat",
+    *,
+    reference: str = "",
     source_unit: Unit | None = None,
     system_prompt: str | None = None,
     end_of_translation: str = END_OF_TRANSLATION,
-) -> list[dict[str, str]]:
-    """One chat-format training conversation: user turn = chunk, assistant turn = ``y_t``, EOT after the last.
+) -> list[dict[str, Any]]:
+    """The SFT rows of one sentence, in either prompt format (SeqPO-SiMT Sec. 2.1, Fig. 2).
+
+    Chat format: one row, ``{"messages", "source", "reference"}``, a conversation whose user turn ``t`` is chunk
+    ``t`` and whose assistant turn ``t`` is ``y_t``; the end-of-translation token closes the last assistant turn.
+    Paper format: ``T`` rows ``{"prompt", "completion"}``; the prompt of step ``t`` shows chunks ``1..t`` and
+    ``y_1..y_{t-1}``, and every completion ends with the end-of-translation token (the paper format's step end).
 
     Args:
         source: Source sentence.
@@ -181,56 +179,43 @@ def chat_messages(
         chunk_size: Source units per chunk.
         src_lang: Source language name shown to the model.
         tgt_lang: Target language name.
+        prompt_format: ``"chat"`` or ``"paper"``.
+        reference: Kept in the chat row (the SeqPO reward's ``reference`` column).
         source_unit: Unit of the source; ``None`` picks from ``src_lang``.
-        system_prompt: Optional system message.
-        end_of_translation: Text appended to the last assistant turn (the tokenizer's end-of-translation token).
+        system_prompt: Optional system message (chat format).
+        end_of_translation: The end-of-translation token.
 
     Returns:
-        The messages list for ``tokenizer.apply_chat_template``.
+        The rows, ready for `datasets.Dataset.from_list`.
     """
-    chunks = _chunks_for(source, step_outputs, chunk_size, source_unit or default_unit(src_lang))
-    outputs = list(step_outputs)
-    outputs[-1] = outputs[-1] + end_of_translation
-    return build_chat_messages(
-        chunks, outputs, src_lang, tgt_lang, source_complete=True, system_prompt=system_prompt, add_next_turn=False
-    )
-
-
-def paper_rows(
-    source: str,
-    step_outputs: Sequence[str],
-    chunk_size: int,
-    src_lang: str,
-    tgt_lang: str,
-    source_unit: Unit | None = None,
-    eos_token: str = END_OF_TRANSLATION,
-) -> list[dict[str, str]]:
-    """Paper-format training rows (SeqPO-SiMT Fig. 2), one ``{"prompt", "completion"}`` per step.
-
-    Args:
-        source: Source sentence.
-        step_outputs: ``y_1..y_T``, one per chunk.
-        chunk_size: Source units per chunk.
-        src_lang: Source language name.
-        tgt_lang: Target language name.
-        source_unit: Unit of the source; ``None`` picks from ``src_lang``.
-        eos_token: Appended to every completion: the paper format's step end.
-
-    Returns:
-        ``T`` rows; the prompt of step ``t`` shows chunks ``1..t`` and ``y_1..y_{t-1}``.
-    """
-    chunks = _chunks_for(source, step_outputs, chunk_size, source_unit or default_unit(src_lang))
-    rows = []
-    for step, output in enumerate(step_outputs, start=1):
-        prompt = render_paper_prompt(
-            "".join(chunks[:step]),
-            "".join(step_outputs[: step - 1]),
-            src_lang,
-            tgt_lang,
-            source_complete=step == len(chunks),
+    unit = source_unit or default_unit(src_lang)
+    chunks = split_into_chunks(source, chunk_size, unit)
+    if len(chunks) != len(step_outputs):
+        raise ValueError(
+            f"{len(step_outputs)} step outputs for {len(chunks)} chunks of {chunk_size} {unit}s of "
+            f"{source!r}: give one output per chunk (were they built with another chunk_size or source_unit?)"
         )
-        rows.append({"prompt": prompt, "completion": output + eos_token})
-    return rows
+    if prompt_format == "chat":
+        outputs = [*step_outputs[:-1], step_outputs[-1] + end_of_translation]
+        messages = build_chat_messages(
+            chunks, outputs, src_lang, tgt_lang, source_complete=True, system_prompt=system_prompt, add_next_turn=False
+        )
+        return [{"messages": messages, "source": source, "reference": reference}]
+    if prompt_format != "paper":
+        raise ValueError(f"prompt_format must be 'chat' or 'paper', got {prompt_format!r}")
+    return [
+        {
+            "prompt": render_paper_prompt(
+                "".join(chunks[:step]),
+                "".join(step_outputs[: step - 1]),
+                src_lang,
+                tgt_lang,
+                source_complete=step == len(chunks),
+            ),
+            "completion": output + end_of_translation,
+        }
+        for step, output in enumerate(step_outputs, start=1)
+    ]
 
 
 def build_sft_dataset(
@@ -262,21 +247,15 @@ def build_sft_dataset(
     """
     from datasets import Dataset
 
-    if prompt_format not in ("chat", "paper"):
-        raise ValueError(f"prompt_format must be 'chat' or 'paper', got {prompt_format!r}")
-    source_unit = source_unit or default_unit(src_lang)
     records: list[dict[str, Any]] = []
     for row in rows:
-        source, outputs = row["source"], list(row["step_outputs"])
-        if prompt_format == "chat":
-            messages = chat_messages(
-                source, outputs, chunk_size, src_lang, tgt_lang, source_unit, system_prompt, end_of_translation
+        records.extend(
+            sentence_records(
+                row["source"], list(row["step_outputs"]), chunk_size, src_lang, tgt_lang, prompt_format,
+                reference=row.get("reference", ""), source_unit=source_unit, system_prompt=system_prompt,
+                end_of_translation=end_of_translation,
             )
-            records.append({"messages": messages, "source": source, "reference": row.get("reference", "")})
-        else:
-            records.extend(
-                paper_rows(source, outputs, chunk_size, src_lang, tgt_lang, source_unit, end_of_translation)
-            )
+        )  # fmt: skip
     if not records:
         raise ValueError("no rows to build an SFT dataset from")
     return Dataset.from_list(records)
