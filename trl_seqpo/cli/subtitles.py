@@ -346,7 +346,7 @@ def _align_pair(
         result = align_dialogue(
             source_cues,
             target_cues,
-            args.max_start_diff,
+            max_start_diff=args.max_start_diff,
             min_overlap=args.min_overlap,
             source_lang=source_lang,
             target_lang=target_lang,

@@ -33,6 +33,7 @@ import re
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from trl_seqpo.subtitles.classify import dialogue_only
 from trl_seqpo.subtitles.io import Cue
@@ -269,14 +270,10 @@ def align_cues(
 def align_dialogue(
     source: Sequence[Cue],
     target: Sequence[Cue],
-    max_start_diff: float = 0.7,
     *,
-    min_overlap: float = 0.5,
-    source_lang: str | None = None,
-    target_lang: str | None = None,
     keep: Collection[str] = (),
     strip_sdh: bool = True,
-    recover_start_diff: float = 1.0,
+    **options: Any,
 ) -> AlignmentResult:
     """Align the dialogue of two files: cues `dialogue_only` leaves out
     (signs, credits, songs, SDH descriptions, ...) take no part and are reported in ``excluded_*``.
@@ -284,31 +281,21 @@ def align_dialogue(
     Args:
         source: Source-language cues.
         target: Target-language cues.
-        max_start_diff: As in `align_cues`.
-        min_overlap: As in `align_cues`.
-        source_lang: As in `align_cues`.
-        target_lang: As in `align_cues`.
         keep: Reasons to keep anyway (``{"song"}``, or ``{"all"}`` to classify nothing away).
         strip_sdh: Remove SDH speaker labels, bracketed descriptions and furigana from the paired text.
-        recover_start_diff: As in `align_cues`.
+        **options: The alignment settings of `align_cues` (``max_start_diff``, ``min_overlap``, ``source_lang``,
+            ``target_lang``, ``recover_start_diff``), with its defaults.
 
     Returns:
         An `AlignmentResult` with ``excluded_source`` / ``excluded_target`` filled in.
 
     Raises:
         ValueError: Bad ``max_start_diff``/``min_overlap``, or ``keep`` names an unknown reason.
+        TypeError: An option `align_cues` does not take.
     """
     kept_source, excluded_source = dialogue_only(source, keep=keep, strip=strip_sdh)
     kept_target, excluded_target = dialogue_only(target, keep=keep, strip=strip_sdh)
-    result = align_cues(
-        kept_source,
-        kept_target,
-        max_start_diff,
-        min_overlap=min_overlap,
-        source_lang=source_lang,
-        target_lang=target_lang,
-        recover_start_diff=recover_start_diff,
-    )
+    result = align_cues(kept_source, kept_target, **options)
     result.excluded_source, result.excluded_target = excluded_source, excluded_target
     return result
 

@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pysubs2
 from pysubs2.formats import get_format_class
@@ -117,19 +118,13 @@ class SubtitleFile:
         ]
 
 
-def read_subtitles(
-    path: str | os.PathLike[str],
-    encoding: str | None = None,
-    *,
-    format: str | None = None,
-    fps: float | None = None,
-    strict: bool = False,
-) -> list[Cue]:
-    """Read a subtitle file's dialogue cues (ALPO App. A.1); see `read_subtitle_file`.
+def read_subtitles(path: str | os.PathLike[str], encoding: str | None = None, **options: Any) -> list[Cue]:
+    """Read a subtitle file's dialogue cues (ALPO App. A.1): `read_subtitle_file` without the parsed file.
 
-    Dropped inverted events are reported with `warn`.
+    Dropped inverted events are reported with `warn`. ``options`` are `read_subtitle_file`'s (``format``, ``fps``,
+    ``strict``).
     """
-    result = read_subtitle_file(path, encoding, format=format, fps=fps, strict=strict)
+    result = read_subtitle_file(path, encoding, **options)
     for message in result.warnings(path):
         warnings.warn(message, stacklevel=2)
     return result.cues
