@@ -82,3 +82,15 @@ def test_bad_arguments_raise_value_errors():
         SyntheticPair(min_words=8, max_words=5)
     with pytest.raises(ValueError, match="not in the synthetic dictionary"):
         translate("the dog eats")
+
+
+def test_subtitle_documents_take_every_line_setting_of_subtitle_lines():
+    from trl_seqpo.synthetic.subtitles import make_subtitle_documents, subtitle_lines
+
+    documents = make_subtitle_documents(2, 3, seed=4, synonym_prob=1.0, max_words=4, continue_prob=0.0)
+    lines = subtitle_lines(6, 4, synonym_prob=1.0, max_words=4, continue_prob=0.0)
+    assert [line for document in documents for line in document.source_lines] == [source for source, _ in lines]
+    assert [line for document in documents for line in document.target_lines] == [target for _, target in lines]
+    assert all(len(source.rstrip(".").split()) <= 4 for source, _ in lines)
+    with pytest.raises(TypeError, match="max_word"):
+        make_subtitle_documents(1, 2, max_word=4)

@@ -27,6 +27,7 @@ import re
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from trl_seqpo.subtitles.documents import Document, make_documents, render_document_prompt
 from trl_seqpo.synthetic.language_pair import (
@@ -197,10 +198,9 @@ def make_subtitle_documents(
     seed: int = 0,
     *,
     context: int = 0,
-    continue_prob: float = 0.4,
-    synonym_prob: float = 0.3,
     with_references: bool = True,
     doc_id_prefix: str = "synthetic",
+    **line_options: Any,
 ) -> list[Document]:
     """Documents of ``lines_per_document`` numbered lines from one synthetic programme (ALPO Sec. 4.1).
 
@@ -209,17 +209,15 @@ def make_subtitle_documents(
         lines_per_document: Lines per document (paper: 35; a few lines keep tests fast).
         seed: Seed of the programme.
         context: Untranslated source lines shown before and after each document.
-        continue_prob: See `subtitle_lines`.
-        synonym_prob: See `subtitle_lines`.
         with_references: Keep the reference translations (``target_lines``); ``False`` gives source-only documents.
         doc_id_prefix: Prefix of the document ids (``"<prefix>-0000"``, ...).
+        **line_options: How the programme's lines are drawn: the keyword settings of `subtitle_lines`
+            (``continue_prob``, ``synonym_prob``, ``min_words``, ...), with its defaults.
 
     Returns:
         The documents, as ``trl-seqpo subtitles documents`` would cut them.
     """
-    pairs = subtitle_lines(
-        num_documents * lines_per_document, seed, continue_prob=continue_prob, synonym_prob=synonym_prob
-    )
+    pairs = subtitle_lines(num_documents * lines_per_document, seed, **line_options)
     items: list = pairs if with_references else [source for source, _ in pairs]
     return make_documents(items, lines_per_document, context, doc_id_prefix=doc_id_prefix)
 
