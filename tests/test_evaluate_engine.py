@@ -11,6 +11,7 @@ from tiny_models import word_emitting_model
 from trl_seqpo.cli.main import main
 from trl_seqpo.evaluate import common
 from trl_seqpo.evaluate import metrics as quality
+from trl_seqpo.evaluate.simt import SimTEvalConfig
 from trl_seqpo.rollout import loading
 from trl_seqpo.synthetic import language_pair as synthetic
 
@@ -96,3 +97,13 @@ def test_subtitles_engine_is_freed_before_comet(events, tmp_path):
     assert main(args) == 0
     assert [name for name, _ in events] == ["load", "close", "comet"]
     assert events[0][1]["max_model_len"] == 64 and events[2][1]["batch_size"] == 5
+
+
+def test_engine_fields_are_the_loaders_own_options():
+    import inspect
+
+    parameters = inspect.signature(loading.load_backend).parameters
+    assert set(common.EvalConfig.engine_fields) <= set(parameters)
+    config = SimTEvalConfig(model="m", data="d", output_dir="o", seed=7, max_model_len=512, dtype="bfloat16")
+    assert config.engine_options() == {"device": None, "dtype": "bfloat16", "seed": 7, "gpu_memory_utilization": None,
+                                       "tensor_parallel_size": None, "max_model_len": 512}  # fmt: skip

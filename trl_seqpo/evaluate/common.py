@@ -124,16 +124,13 @@ class EvalConfig:
                     f"({', '.join(BLEU.TOKENIZERS)})"
                 )
 
+    engine_fields: ClassVar[tuple[str, ...]] = (
+        "device", "dtype", "seed", "gpu_memory_utilization", "tensor_parallel_size", "max_model_len",
+    )  # fmt: skip
+
     def engine_options(self) -> dict[str, Any]:
-        """Keyword arguments of `trl_seqpo.rollout.loading.load_backend` for this config."""
-        return {
-            "device": self.device,
-            "dtype": self.dtype,
-            "seed": self.seed,
-            "gpu_memory_utilization": self.gpu_memory_utilization,
-            "tensor_parallel_size": self.tensor_parallel_size,
-            "max_model_len": self.max_model_len,
-        }
+        """Keyword arguments of `trl_seqpo.rollout.loading.load_backend` for this config (its `engine_fields`)."""
+        return {name: getattr(self, name) for name in self.engine_fields}
 
 
 def refuse_several_processes(command: str) -> None:
