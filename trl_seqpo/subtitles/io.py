@@ -178,6 +178,17 @@ def read_subtitle_file(
         raise UserInputError(f"not a readable {fmt} subtitle file ({exc})", path=str(path)) from exc
     if timing_lines is not None and len(timing_lines) != len(subs.events):
         timing_lines = None  # the scan and pysubs2 disagree on what a cue is: keep the cues, drop the line numbers
+    result = _events_to_cues(subs, fmt, timing_lines, strict=strict, path=str(path))
+    if not result.cues:
+        raise UserInputError(f"no subtitle cues found (read as {fmt})", path=str(path))
+    return result
+
+
+def _events_to_cues(
+    subs: pysubs2.SSAFile, fmt: str, timing_lines: list[int] | None, *, strict: bool, path: str | None
+) -> SubtitleFile:
+    """The dialogue cues of parsed events; an inverted event is dropped (its line, else its 1-based position, is
+    recorded) or, with ``strict``, refused naming ``path`` and its line."""
     cues: list[Cue] = []
     dropped: list[int] = []
     for position, event in enumerate(subs.events):
@@ -186,7 +197,7 @@ def read_subtitle_file(
         line = None if timing_lines is None else timing_lines[position]
         if event.end < event.start:
             if strict:
-                raise UserInputError("cue ends before it starts", path=str(path), line=line)
+                raise UserInputError("cue ends before it starts", path=path, line=line)
             dropped.append(position + 1 if line is None else line)
             continue
         cues.append(
@@ -202,8 +213,6 @@ def read_subtitle_file(
                 event=position,
             )
         )
-    if not cues:
-        raise UserInputError(f"no subtitle cues found (read as {fmt})", path=str(path))
     return SubtitleFile(cues, fmt, subs, dropped)
 
 
@@ -217,27 +226,7 @@ def subtitle_file_from_events(subs: pysubs2.SSAFile, fmt: str) -> SubtitleFile:
     Returns:
         The dialogue cues of ``subs`` (comments and events that end before they start are left out).
     """
-    cues: list[Cue] = []
-    dropped: list[int] = []
-    for position, event in enumerate(subs.events):
-        if event.is_comment:
-            continue
-        if event.end < event.start:
-            dropped.append(position + 1)
-            continue
-        cues.append(
-            Cue(
-                len(cues),
-                event.start / 1000.0,
-                event.end / 1000.0,
-                _plain_text(event.text),
-                style=event.style if fmt in ("ass", "ssa") else "",
-                layer=event.layer,
-                raw=event.text,
-                event=position,
-            )
-        )
-    return SubtitleFile(cues, fmt, subs, dropped)
+    return _events_to_cues(subs, fmt, None, strict=False, path=None)
 
 
 def _read_vtt(text: str, path: str, strict: bool) -> SubtitleFile:
