@@ -37,8 +37,11 @@ from typing import Any, Literal
 
 from trl_seqpo.alpo.parts import assign_batches, merge_parts, part_path
 from trl_seqpo.alpo.records import CandidateRecord
+from trl_seqpo.counts import Counts, sum_counts
 from trl_seqpo.errors import UserInputError, check_at_least, check_output_path
 from trl_seqpo.jsonl import ResumableJsonl, atomic_write, atomic_write_json, parse_json_lines
+from trl_seqpo.judge.client import JudgeStats
+from trl_seqpo.rollout.segmentwise import SamplerStats
 
 __all__ = ["AlpoSampleConfig", "RESUME_SETTINGS", "SampleReport", "read_candidates", "sample_candidates"]
 
@@ -130,25 +133,40 @@ RESUME_SETTINGS: tuple[str, ...] = (
 
 
 @dataclass
-class SampleReport:
-    """What a `sample_candidates` call did."""
+class SampleReport(Counts):
+    """What a `sample_candidates` call did; under `accelerate launch`, the whole job's counts on every process.
+
+    Args:
+        documents: Documents in the input.
+        skipped: Documents already in the output when the call started.
+        written: Documents this call wrote.
+        units: Units (lines or segments) in the written documents.
+        sampler: The sampler's counters (generated, dropped, judged).
+        judge: The judge's counters (HTTP requests, cache hits, rejected answers).
+        unjudged_units: Units left without enough valid judge votes (run again to re-judge them).
+        unjudged_documents: Written documents holding such a unit.
+        processes: Processes that ran the job.
+        main_process: Whether this process reports (prints) the job's counts.
+    """
 
     documents: int = 0
-    written: int = 0
     skipped: int = 0
+    written: int = 0
     units: int = 0
+    sampler: SamplerStats = field(default_factory=SamplerStats)
+    judge: JudgeStats = field(default_factory=JudgeStats)
     unjudged_units: int = 0
     unjudged_documents: int = 0
-    http_requests: int = 0
-    cache_hits: int = 0
-    sampler_summary: str = ""
-    main_process: bool = True  # under `accelerate launch`: whether this process reports (the counts are the job's)
+    processes: int = 1
+    main_process: bool = True
 
     def summary(self, output: str) -> str:
         """One human-readable line."""
+        processes = f" ({self.processes} processes)" if self.processes > 1 else ""
         return (
-            f"wrote {self.written} documents to {output} ({self.skipped} were already there); {self.sampler_summary}; "
-            f"judge: {self.http_requests} HTTP requests, {self.cache_hits} cache hits"
+            f"wrote {self.written} documents to {output} ({self.skipped} were already there); "
+            f"{self.sampler.summary()}{processes}; "
+            f"judge: {self.judge.http_requests} HTTP requests, {self.judge.cache_hits} cache hits"
         )
 
 
@@ -368,12 +386,11 @@ def sample_candidates(
             judge.close()
         if loaded is not None:
             loaded.close()
-    stats = getattr(judge, "stats", None)
-    report.http_requests = getattr(stats, "http_requests", 0)
-    report.cache_hits = getattr(stats, "cache_hits", 0)
-    report.sampler_summary = sampler.stats.summary()
+    report.sampler = sampler.stats
+    stats = getattr(judge, "stats", None)  # an injected judge may keep no counters
+    report.judge = dataclasses.replace(stats) if isinstance(stats, JudgeStats) else JudgeStats()
     if processes.count > 1:
-        report = _combine(processes.gather((report, sampler.stats)), processes.is_main)
+        report = _combine(processes.gather(report), processes.is_main)
         processes.on_main(lambda: merge_parts(opened[0]))  # every whole document, judged or not
     if report.unjudged_units == 0 and opened:
         _write_in_input_order(opened[0], documents)
@@ -412,16 +429,11 @@ def _run(sampler, documents, done: set[str], store: ResumableJsonl, report: Samp
         bar.close()
 
 
-def _combine(reports: list[tuple[SampleReport, Any]], main_process: bool) -> SampleReport:
-    """One `SampleReport` for the job from each process's report and sampler counters."""
-    first = reports[0][0]
-    combined = SampleReport(documents=first.documents, skipped=first.skipped, main_process=main_process)
-    for name in ("written", "units", "unjudged_units", "unjudged_documents", "http_requests", "cache_hits"):
-        setattr(combined, name, sum(getattr(report, name) for report, _ in reports))
-    stats = type(reports[0][1])()
-    for field_ in dataclasses.fields(stats):
-        setattr(stats, field_.name, sum(getattr(counters, field_.name) for _, counters in reports))
-    combined.sampler_summary = f"{stats.summary()} ({len(reports)} processes)"
+def _combine(reports: list[SampleReport], main_process: bool) -> SampleReport:
+    """One `SampleReport` for the job: every process's counts added up (the input counts are the same on each)."""
+    combined = sum_counts(reports)
+    combined.documents, combined.skipped = reports[0].documents, reports[0].skipped
+    combined.processes, combined.main_process = len(reports), main_process
     return combined
 
 

@@ -41,6 +41,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from trl_seqpo.counts import Counts
 from trl_seqpo.errors import UserInputError
 from trl_seqpo.judge.cache import JudgeCache, request_key
 from trl_seqpo.judge.config import JudgeConfig, redact_url
@@ -109,8 +110,8 @@ class JudgeResult:
 
 
 @dataclass
-class JudgeStats:
-    """Counters accumulated over the judge's lifetime."""
+class JudgeStats(Counts):
+    """Counters accumulated over the judge's lifetime (they add up with ``+``)."""
 
     http_requests: int = 0
     cache_hits: int = 0

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from trl_seqpo.alpo.records import Candidate, CandidateRecord
+from trl_seqpo.counts import Counts
 from trl_seqpo.errors import check_at_least
 from trl_seqpo.rollout.engine import GenerationBackend, GenerationOutput, GenerationParams
 from trl_seqpo.rollout.segments import (
@@ -146,8 +147,8 @@ class SegmentwiseConfig:
 
 
 @dataclass
-class SamplerStats:
-    """Counters of a sampler's lifetime (how much was generated, dropped and judged)."""
+class SamplerStats(Counts):
+    """Counters of a sampler's lifetime (how much was generated, dropped and judged; they add up with ``+``)."""
 
     documents: int = 0
     units: int = 0
