@@ -20,7 +20,7 @@ MAX_LINES = 500
 ARGPARSE_ALLOWED = ("cli", "integrations")
 APPS = ("cli", "demo")
 PURE = ("simt", "subtitles")
-PURE_FILES = ("errors.py", "jsonl.py", "languages.py")
+PURE_FILES = ("counts.py", "errors.py", "jsonl.py", "languages.py")
 HEAVY = ("torch", "trl", "transformers", "vllm", "comet")
 
 
