@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from trl_seqpo.cli.options import add_command_group, add_dataclass_arguments, config_from_args
+from trl_seqpo.cli.options import add_action, add_command_group, add_dataclass_arguments, config_from_args
 from trl_seqpo.errors import UserInputError, check_output_path
 
 _ALPO_HELP = "ALPO data pipeline: sample candidates, judge them, build pairs"
@@ -33,22 +33,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _add_sample_parser(actions: argparse._SubParsersAction) -> None:
     from trl_seqpo.alpo.sampling import AlpoSampleConfig
 
-    sample = actions.add_parser(
-        "sample",
-        help="sample candidates per line/segment and judge them (ALPO Alg. 1); resumable",
-        description="ALPO Algorithm 1: for each document and unit, sample candidates conditioned on the chosen "
-        "translations of the earlier units, add the reference, score them with an LLM judge and pick the prefix "
-        "from the top 3. Re-run the same command to resume after an interruption or to re-judge failed units. "
-        "Exit 1: some units still lack valid judge votes; exit 2: bad input or settings.",
-    )
+    sample = add_action(actions, "sample", run_sample)
     sample.add_argument("documents", help="documents .jsonl from `trl-seqpo subtitles documents`")
     sample.add_argument("-o", "--output", required=True, help="candidates .jsonl (appended, resumable)")
     add_dataclass_arguments(sample, AlpoSampleConfig, exclude=("documents", "output"), required=("model",))
-    sample.set_defaults(func=run_sample)
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    """Run ``trl-seqpo alpo sample``."""
+    """sample candidates per line/segment and judge them (ALPO Alg. 1); resumable
+
+    ALPO Algorithm 1: for each document and unit, sample candidates conditioned on the chosen translations of the
+    earlier units, add the reference, score them with an LLM judge and pick the prefix from the top 3. Re-run the
+    same command to resume after an interruption or to re-judge failed units. Exit 1: some units still lack valid
+    judge votes; exit 2: bad input or settings.
+    """
     from trl_seqpo.alpo.sampling import AlpoSampleConfig, sample_candidates
 
     config = config_from_args(AlpoSampleConfig, args)
@@ -72,20 +70,18 @@ def run_sample(args: argparse.Namespace) -> int:
 def _add_pairs_parser(actions: argparse._SubParsersAction) -> None:
     from trl_seqpo.alpo.pairs import PairSettings
 
-    parser = actions.add_parser(
-        "pairs",
-        help="build ALPO preference pairs (gate, chosen/rejected, weights, betas, prefix mixing)",
-        description="Build ALPO's line-level preference pairs from judged candidates (paper Sec. 3.3-3.4). "
-        "Writes PAIRS.jsonl and the gating counts to PAIRS.stats.json.",
-    )
+    parser = add_action(actions, "pairs", run_pairs)
     parser.add_argument("candidates", help="candidates JSONL written by `trl-seqpo alpo sample`")
     parser.add_argument("-o", "--output", required=True, help="pairs JSONL to write")
     add_dataclass_arguments(parser, PairSettings)
-    parser.set_defaults(func=run_pairs)
 
 
 def run_pairs(args: argparse.Namespace) -> int:
-    """Run ``trl-seqpo alpo pairs``: read candidates, build pairs, write them and print the counts."""
+    """build ALPO preference pairs (gate, chosen/rejected, weights, betas, prefix mixing)
+
+    Build ALPO's line-level preference pairs from judged candidates (paper Sec. 3.3-3.4). Writes PAIRS.jsonl and
+    the gating counts to PAIRS.stats.json.
+    """
     from trl_seqpo.alpo.pairs import PairSettings, build_pair_rows, read_candidate_records, stats_path_for, write_pairs
 
     settings = config_from_args(PairSettings, args)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from trl_seqpo.cli.options import add_action
 from trl_seqpo.errors import UserInputError
 from trl_seqpo.rewards.fusion import TRUNCATION_MODES
 
@@ -13,12 +14,7 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``trl-seqpo demo``."""
-    parser = subparsers.add_parser(
-        "demo",
-        help="run the synthetic-language demo end to end",
-        description="Build a synthetic language pair and tiny models, train SFT, SeqPO and ALPO, compare them, and "
-        "check the documented claims (claims.json). Resumable: rerun with the same --output-dir.",
-    )
+    parser = add_action(subparsers, "demo", run)
     parser.add_argument("--output-dir", help="directory for data, models and results (resumable)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (for tests; under a minute)")
     parser.add_argument(
@@ -46,11 +42,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="instead of running: print the Markdown table of the claim values over these runs' claims.json "
         "(output directories or files)",
     )
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run (or resume) the demo, or print the claims table of finished runs."""
+    """run the synthetic-language demo end to end
+
+    Build a synthetic language pair and tiny models, train SFT, SeqPO and ALPO, compare them, and check the
+    documented claims (claims.json). Resumable: rerun with the same --output-dir.
+    """
     if args.claims_table:
         from trl_seqpo.demo.report import claims_table
 

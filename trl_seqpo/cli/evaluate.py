@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from trl_seqpo.cli.options import add_command_group, add_dataclass_arguments, config_from_args
+from trl_seqpo.cli.options import add_action, add_command_group, add_dataclass_arguments, config_from_args
 from trl_seqpo.errors import UserInputError
 
 __all__ = ["add_parser"]
@@ -69,28 +69,21 @@ def add_parser(subparsers: Any) -> None:
     from trl_seqpo.evaluate.subtitles import SubtitleEvalConfig
 
     actions = add_command_group(subparsers, "evaluate", help=_EVALUATE_HELP, description=_EVALUATE_DESCRIPTION)
-    simt = actions.add_parser(
-        "simt",
-        help="simultaneous translation: BLEU/chrF/COMET/BLEURT/judge and AL/LAAL/DAL/AP",
-        description="Decode chunk by chunk (SeqPO-SiMT Sec. 2.2) and report quality and latency (Sec. 3.1).",
-    )
+    simt = add_action(actions, "simt", run_simt)
     add_dataclass_arguments(simt, SimTEvalConfig, exclude=("judge",), required=("model", "data", "output_dir"))
     _add_judge_arguments(simt, aspect=True)
-    simt.set_defaults(func=run_simt)
-    subtitles = actions.add_parser(
-        "subtitles",
-        help="subtitle documents: line-format checks, BLEU/chrF/COMET, judge accuracy/naturalness/vividness",
-        description="Translate numbered-line documents (ALPO Sec. 4.1) and report quality (Sec. 4.2).",
-    )
+    subtitles = add_action(actions, "subtitles", run_subtitles)
     add_dataclass_arguments(
         subtitles, SubtitleEvalConfig, exclude=("judge",), required=("model", "documents", "output_dir")
     )
     _add_judge_arguments(subtitles, aspect=False)
-    subtitles.set_defaults(func=run_subtitles)
 
 
 def run_simt(args: argparse.Namespace) -> int:
-    """Entry point of `trl-seqpo evaluate simt`."""
+    """simultaneous translation: BLEU/chrF/COMET/BLEURT/judge and AL/LAAL/DAL/AP
+
+    Decode chunk by chunk (SeqPO-SiMT Sec. 2.2) and report quality and latency (Sec. 3.1).
+    """
     from trl_seqpo.evaluate.simt import SimTEvalConfig, evaluate_simt
 
     evaluate_simt(config_from_args(SimTEvalConfig, args, judge=_judge_config(args, args.judge_aspect)))
@@ -98,7 +91,10 @@ def run_simt(args: argparse.Namespace) -> int:
 
 
 def run_subtitles(args: argparse.Namespace) -> int:
-    """Entry point of `trl-seqpo evaluate subtitles`."""
+    """subtitle documents: line-format checks, BLEU/chrF/COMET, judge accuracy/naturalness/vividness
+
+    Translate numbered-line documents (ALPO Sec. 4.1) and report quality (Sec. 4.2).
+    """
     from trl_seqpo.evaluate.subtitles import SubtitleEvalConfig, evaluate_subtitles
 
     evaluate_subtitles(config_from_args(SubtitleEvalConfig, args, judge=_judge_config(args, "accuracy")))

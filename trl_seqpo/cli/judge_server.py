@@ -11,16 +11,13 @@ import json
 import time
 from collections.abc import Sequence
 
+from trl_seqpo.cli.options import add_action
 from trl_seqpo.errors import UserInputError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``trl-seqpo judge-server``."""
-    parser = subparsers.add_parser(
-        "judge-server",
-        help="serve the local OpenAI-compatible judge (hidden synonym preference) for demos and tests",
-        description="Local OpenAI-compatible judge with a hidden synonym preference (for demos and tests).",
-    )
+    parser = add_action(subparsers, "judge-server", run)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port (default: 8000)")
     parser.add_argument("--model", default="local-judge", help="model name the server answers as")
@@ -29,7 +26,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--prefer", action="append", default=[], metavar="PLAIN=PREFERRED", help="hidden preference (repeatable)"
     )
     parser.add_argument("--preferences", help="JSON file {plain word: preferred synonym}")
-    parser.set_defaults(func=run)
 
 
 def preferences_from(prefer: Sequence[str], path: str | None) -> dict[str, str]:
@@ -53,7 +49,10 @@ def preferences_from(prefer: Sequence[str], path: str | None) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve until interrupted."""
+    """serve the local OpenAI-compatible judge (hidden synonym preference) for demos and tests
+
+    Local OpenAI-compatible judge with a hidden synonym preference (for demos and tests).
+    """
     from trl_seqpo.synthetic.local_judge import SynonymPreferenceScorer, serve
 
     preferred = preferences_from(args.prefer, args.preferences)

@@ -2,8 +2,9 @@
 
 Each subcommand lives next to the code it drives and is registered here by ``"module:function"``; the module is
 imported only when its subcommand runs, so ``trl-seqpo --help`` does not import torch. A registered function has
-the signature ``add_parser(subparsers) -> None`` and sets ``func=`` on its parser through ``set_defaults``; the
-``func`` receives the parsed ``argparse.Namespace`` and returns an exit code (or ``None`` for 0).
+the signature ``add_parser(subparsers) -> None`` and registers each command or action with the function that runs
+it through `trl_seqpo.cli.options.add_action`; that function receives the parsed ``argparse.Namespace`` and returns
+an exit code (or ``None`` for 0).
 
 Mistakes a user can fix raise `UserInputError`: they are printed as one line on stderr
 and the command exits with code 2.

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import re
 import sys
 import types
@@ -32,7 +33,24 @@ from trl_seqpo.errors import UserInputError
 
 T = TypeVar("T")
 
-__all__ = ["add_command_group", "add_dataclass_arguments", "config_from_args", "flag_name", "reword"]
+__all__ = ["add_action", "add_command_group", "add_dataclass_arguments", "config_from_args", "flag_name", "reword"]
+
+
+def add_action(
+    subparsers: Any, name: str, run: Callable[[argparse.Namespace], int | None], **parser_kwargs: Any
+) -> argparse.ArgumentParser:
+    """Register the command or action ``name`` with the function that runs it; return its parser (for its arguments).
+
+    Every command and action is registered here, so none exists without its function: ``run`` receives the parsed
+    `argparse.Namespace` and returns the exit code (`None` for 0). Its docstring is what the user reads, as in
+    click and Typer: the first paragraph is the ``help`` line the parent command lists (lower case, no full stop,
+    like argparse's own), the rest the ``description`` atop ``--help``. ``parser_kwargs`` go to ``add_parser``
+    (e.g. ``epilog``).
+    """
+    summary, _, details = inspect.cleandoc(run.__doc__ or "").partition("\n\n")
+    parser = subparsers.add_parser(name, help=summary, description=details or None, **parser_kwargs)
+    parser.set_defaults(func=run)
+    return parser
 
 
 def add_command_group(subparsers: Any, name: str, help: str, description: str) -> Any:
@@ -40,12 +58,12 @@ def add_command_group(subparsers: Any, name: str, help: str, description: str) -
 
     Run without an action, the command prints its help on stderr and exits 2.
     """
-    parser = subparsers.add_parser(name, help=help, description=description)
 
     def missing_action(args: argparse.Namespace) -> int:
         parser.print_help(sys.stderr)
         return 2
 
+    parser = subparsers.add_parser(name, help=help, description=description)
     parser.set_defaults(func=missing_action)
     return parser.add_subparsers(dest=f"{name.replace('-', '_')}_action", metavar="ACTION")
 

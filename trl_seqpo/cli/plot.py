@@ -6,27 +6,27 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from trl_seqpo.cli.options import add_action
+
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers: Any) -> None:
     """Register ``trl-seqpo plot``."""
-    parser = subparsers.add_parser(
-        "plot",
-        help="draw quality-latency curves",
-        description="Quality vs latency curves from evaluate simt results (SeqPO-SiMT Fig. 3-4).",
-    )
+    parser = add_action(subparsers, "plot", run)
     parser.add_argument("results", nargs="+", help="results.json files or evaluate --output-dir folders")
     parser.add_argument("-o", "--output", required=True, type=Path, help="output .png or .svg")
     parser.add_argument("--x", default="AL", choices=("AL", "LAAL", "DAL", "AP"), help="latency axis (default AL)")
     parser.add_argument("--y", default=None, help="quality axis (default: COMET if present, else BLEURT, ... BLEU)")
     parser.add_argument("--title", default=None)
     parser.add_argument("--label", action="append", default=None, help="legend name per results file (repeat)")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Entry point of ``trl-seqpo plot``."""
+    """draw quality-latency curves
+
+    Quality vs latency curves from evaluate simt results (SeqPO-SiMT Fig. 3-4).
+    """
     from trl_seqpo.evaluate.plot import load_results, plot_curves
 
     path = plot_curves(

@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from trl_seqpo.cli.options import add_command_group, add_dataclass_arguments, config_from_args
+from trl_seqpo.cli.options import add_action, add_command_group, add_dataclass_arguments, config_from_args
 from trl_seqpo.errors import UserInputError
 
 _SHOWN_ERRORS = 5
@@ -31,12 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from trl_seqpo.seqpo.aligner import AlignerConfig
 
     actions = add_command_group(subparsers, "simt", help=_SIMT_HELP, description=_SIMT_DESCRIPTION)
-    align = actions.add_parser(
-        "align",
-        help="partial translations of sentence pairs from an LLM (resumable)",
-        description="Ask an LLM, through an OpenAI-compatible endpoint, which part of each reference can be written "
-        "after each source chunk (SeqPO-SiMT App. A.2). Re-run the same command to resume.",
-    )
+    align = add_action(actions, "align", run_align)
     align.add_argument("pairs", type=Path, help=".jsonl with 'source' and 'reference' per line")
     align.add_argument("-o", "--output", type=Path, required=True, help="aligned rows .jsonl (for sft_simt.py)")
     align.add_argument("--cache", type=Path, help="answers cache .jsonl (default: OUTPUT.aligner-cache.jsonl)")
@@ -45,11 +40,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     align.add_argument("--quiet", action="store_true", help="no progress bar")
     add_dataclass_arguments(align, AlignerConfig, required=("model",))
-    align.set_defaults(func=run_align)
 
 
 def run_align(args: argparse.Namespace) -> int:
-    """``trl-seqpo simt align``: align, cache, write the aligned rows, print the counts."""
+    """partial translations of sentence pairs from an LLM (resumable)
+
+    Ask an LLM, through an OpenAI-compatible endpoint, which part of each reference can be written after each
+    source chunk (SeqPO-SiMT App. A.2). Re-run the same command to resume.
+    """
     from trl_seqpo.jsonl import atomic_write_jsonl, read_json_objects
     from trl_seqpo.seqpo.aligner import AlignerConfig, LLMAligner
 

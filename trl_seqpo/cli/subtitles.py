@@ -31,7 +31,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from trl_seqpo.cli.options import add_command_group
+from trl_seqpo.cli.options import add_action, add_command_group
 from trl_seqpo.errors import UserInputError, check_output_path
 from trl_seqpo.jsonl import atomic_output, parse_json_lines
 from trl_seqpo.subtitles.align import AlignmentResult, align_dialogue
@@ -53,11 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``trl-seqpo subtitles`` with its ``align`` and ``documents`` actions."""
     actions = add_command_group(subparsers, "subtitles", help=_SUBTITLES_HELP, description=_SUBTITLES_DESCRIPTION)
 
-    align = actions.add_parser(
-        "align",
-        help="pair the cues of a source and a target subtitle file by time (ALPO App. A.2)",
-        description="Align SOURCE and TARGET subtitle files (or folders of them) by cue start time.",
-    )
+    align = add_action(actions, "align", run_align)
     align.add_argument(
         "source", type=Path, help="source subtitle file, a folder of them, or one file holding both languages"
     )
@@ -95,25 +91,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     align.add_argument("--overwrite", action="store_true", help="folder mode: redo programmes already aligned")
     align.add_argument("--skip-bad", action="store_true", help="folder mode: report unreadable files and go on")
-    align.set_defaults(func=run_align)
 
-    split = actions.add_parser(
-        "split",
-        help="split a subtitle file holding two languages into one file per language",
-        description="Split a bilingual subtitle file (two lines per cue, or separate events/styles) by script.",
-    )
+    split = add_action(actions, "split", run_split)
     split.add_argument("file", type=Path, help="bilingual subtitle file")
     split.add_argument("--langs", required=True, help="the two language codes, e.g. 'zh,en' or 'ja,zh'")
     split.add_argument("-o", "--output", type=Path, required=True, help="output folder (STEM.LANG.EXT per language)")
     split.add_argument("--encoding", help="force the file's text encoding")
     split.add_argument("--overwrite", action="store_true", help="replace output files that exist")
-    split.set_defaults(func=run_split)
 
-    translate = actions.add_parser(
-        "translate",
-        help="translate a subtitle file with a trained model, keeping times, styles and tags",
-        description="Translate INPUT into OUTPUT with a model trained on numbered-line documents (ALPO).",
-    )
+    translate = add_action(actions, "translate", run_translate)
     translate.add_argument("input", type=Path, help="subtitle file to translate")
     translate.add_argument("-o", "--output", type=Path, required=True, help="output subtitle file (.srt/.ass/.vtt)")
     translate.add_argument("--model", required=True, help="checkpoint directory of the translation model")
@@ -128,13 +114,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     translate.add_argument("--device", help="torch device for --backend hf (default: cuda if available)")
     translate.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
     translate.add_argument("--encoding", help="force the input's text encoding")
-    translate.set_defaults(func=run_translate)
 
-    documents = actions.add_parser(
-        "documents",
-        help="cut aligned programmes into numbered-line documents (ALPO Sec. 4.1)",
-        description="Cut aligned JSONL files (one programme each) into documents of --lines lines.",
-    )
+    documents = add_action(actions, "documents", run_documents)
     documents.add_argument("inputs", type=Path, nargs="+", help="aligned .jsonl files, or folders of them")
     documents.add_argument("-o", "--output", type=Path, required=True, help="output .jsonl")
     documents.add_argument("--lines", type=int, default=35, help="lines per document (paper: 35)")
@@ -152,11 +133,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     documents.add_argument("--source-lang", help="source language, needed for --format sft")
     documents.add_argument("--target-lang", help="target language, needed for --format sft")
-    documents.set_defaults(func=run_documents)
 
 
 def run_align(args: argparse.Namespace) -> int:
-    """Align one pair of files, or every programme of one or two folders."""
+    """pair the cues of a source and a target subtitle file by time (ALPO App. A.2)
+
+    Align SOURCE and TARGET subtitle files (or folders of them) by cue start time.
+    """
     if args.max_start_diff < 0:
         raise UserInputError(f"--max-start-diff must be >= 0 seconds, got {args.max_start_diff}")
     if not 0 < args.min_overlap <= 1:
@@ -182,7 +165,10 @@ def run_align(args: argparse.Namespace) -> int:
 
 
 def run_translate(args: argparse.Namespace) -> int:
-    """Translate one subtitle file (resumes from OUTPUT.partial.jsonl when a run was interrupted)."""
+    """translate a subtitle file with a trained model, keeping times, styles and tags
+
+    Translate INPUT into OUTPUT with a model trained on numbered-line documents (ALPO).
+    """
     if args.lines < 1 or args.context < 0 or args.batch_size < 1 or args.max_new_tokens_per_line < 1:
         raise UserInputError("--lines, --batch-size and --max-new-tokens-per-line must be >= 1, --context >= 0")
     if not args.input.is_file():
@@ -221,7 +207,10 @@ def run_translate(args: argparse.Namespace) -> int:
 
 
 def run_split(args: argparse.Namespace) -> int:
-    """Split one bilingual file into one file per language."""
+    """split a subtitle file holding two languages into one file per language
+
+    Split a bilingual subtitle file (two lines per cue, or separate events/styles) by script.
+    """
     langs = tuple(lang.strip() for lang in args.langs.split(",") if lang.strip())
     if len(langs) != 2:
         raise UserInputError(f"--langs needs two language codes such as 'zh,en', got {args.langs!r}")
@@ -249,7 +238,10 @@ def run_split(args: argparse.Namespace) -> int:
 
 
 def run_documents(args: argparse.Namespace) -> int:
-    """Build documents (or SFT examples) from aligned JSONL files."""
+    """cut aligned programmes into numbered-line documents (ALPO Sec. 4.1)
+
+    Cut aligned JSONL files (one programme each) into documents of --lines lines.
+    """
     if args.lines < 1:
         raise UserInputError(f"--lines must be >= 1, got {args.lines}")
     if args.context < 0:
