@@ -49,7 +49,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trl_seqpo.demo.common import CPU_RUN, QuickSettings, check_saved_settings, done_marker, say, setting, train_sft
+from trl_seqpo.demo.common import (
+    QuickSettings,
+    check_saved_settings,
+    done_marker,
+    say,
+    setting,
+    train_sft,
+    training_arguments,
+)
 
 __all__ = [
     "AlpoDemoSettings",
@@ -257,17 +265,11 @@ def stage_alpo_sft(ctx: Any) -> None:
         dataset,
         paths.model("init"),
         out,
-        output_dir=str(paths.root / "sft_run"),
-        max_steps=settings.sft_steps,
-        per_device_train_batch_size=settings.sft_batch_size,
-        learning_rate=settings.sft_learning_rate,
+        **training_arguments(settings, "sft", paths.root / "sft_run", logs=6),
         lr_scheduler_type="constant_with_warmup",
         warmup_steps=min(10, settings.sft_steps // 10),
         completion_only_loss=True,
         max_length=512,
-        logging_steps=max(1, settings.sft_steps // 6),
-        **CPU_RUN,
-        seed=settings.seed,
     )
 
 
@@ -350,15 +352,9 @@ def stage_alpo_train(ctx: Any) -> None:
     tokenizer = AutoTokenizer.from_pretrained(paths.model("sft"))
     model = AutoModelForCausalLM.from_pretrained(paths.model("sft"))
     config = ALPOConfig(
-        output_dir=str(paths.root / "alpo_run"),
-        max_steps=settings.alpo_steps,
-        per_device_train_batch_size=settings.alpo_batch_size,
-        learning_rate=settings.alpo_learning_rate,
+        **training_arguments(settings, "alpo", paths.root / "alpo_run", logs=5),
         beta=settings.alpo_beta,
         max_length=512,
-        logging_steps=max(1, settings.alpo_steps // 5),
-        **CPU_RUN,
-        seed=settings.seed,
         dataset_num_proc=None,
     )
     trainer = ALPOTrainer(

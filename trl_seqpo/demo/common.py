@@ -10,12 +10,11 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from trl_seqpo.errors import UserInputError
 
 __all__ = [
-    "CPU_RUN",
     "DemoContext",
     "DemoPaths",
     "DemoSettings",
@@ -25,11 +24,30 @@ __all__ = [
     "say",
     "setting",
     "train_sft",
+    "training_arguments",
 ]
 
 
-#: `TrainingArguments` of every demo training run: CPU, float32, no checkpoints, no reports.
-CPU_RUN: dict[str, Any] = {"save_strategy": "no", "report_to": "none", "use_cpu": True, "bf16": False}
+def training_arguments(settings: Any, prefix: str, output_dir: Path, *, logs: int) -> dict[str, Any]:
+    """The `TrainingArguments` every demo training run shares, as keyword arguments of a TRL config.
+
+    Steps, batch size and learning rate are the settings' ``PREFIX_steps``, ``PREFIX_batch_size`` and
+    ``PREFIX_learning_rate`` fields (``sft_steps``, ...), the seed is ``settings.seed``; the run writes to
+    ``output_dir``, logs about ``logs`` times, and runs on the CPU in float32 with no checkpoints and no reports.
+    """
+    steps = getattr(settings, f"{prefix}_steps")
+    return {
+        "output_dir": str(output_dir),
+        "max_steps": steps,
+        "per_device_train_batch_size": getattr(settings, f"{prefix}_batch_size"),
+        "learning_rate": getattr(settings, f"{prefix}_learning_rate"),
+        "logging_steps": max(1, steps // logs),
+        "save_strategy": "no",
+        "report_to": "none",
+        "use_cpu": True,
+        "bf16": False,
+        "seed": settings.seed,
+    }
 
 
 def setting(default: Any, *, quick: Any) -> Any:
@@ -91,50 +109,39 @@ class DemoSettings(QuickSettings):
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
+class _Under:
+    """A path attribute of `DemoPaths`: ``train = _Under("data", "train.jsonl")`` is ``root/data/train.jsonl``."""
+
+    def __init__(self, *parts: str) -> None:
+        self.parts = parts
+
+    @overload
+    def __get__(self, paths: None, owner: type) -> _Under: ...
+
+    @overload
+    def __get__(self, paths: DemoPaths, owner: type | None = None) -> Path: ...
+
+    def __get__(self, paths: DemoPaths | None, owner: type | None = None) -> Path | _Under:
+        return self if paths is None else paths.root.joinpath(*self.parts)
+
+
 @dataclass(frozen=True)
 class DemoPaths:
     """Where every stage writes, under the output directory."""
 
     root: Path
-
-    @property
-    def settings(self) -> Path:
-        return self.root / "settings.json"
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def train(self) -> Path:
-        return self.data / "train.jsonl"
-
-    @property
-    def test(self) -> Path:
-        return self.data / "test.jsonl"
-
-    @property
-    def models(self) -> Path:
-        return self.root / "models"
+    settings = _Under("settings.json")
+    data = _Under("data")
+    train = _Under("data", "train.jsonl")
+    test = _Under("data", "test.jsonl")
+    models = _Under("models")
+    results = _Under("results.jsonl")
+    translations = _Under("translations")
+    claims = _Under("claims.json")
+    timings = _Under("timings.json")
 
     def model(self, name: str) -> Path:
         return self.models / name
-
-    @property
-    def results(self) -> Path:
-        return self.root / "results.jsonl"
-
-    @property
-    def translations(self) -> Path:
-        return self.root / "translations"
-
-    @property
-    def claims(self) -> Path:
-        return self.root / "claims.json"
-
-    @property
-    def timings(self) -> Path:
-        return self.root / "timings.json"
 
 
 @dataclass
@@ -190,7 +197,7 @@ def train_sft(dataset: Any, init: Path, out: Path, **arguments: Any) -> None:
         dataset: The SFT rows (a `datasets.Dataset`).
         init: Directory of the starting model and tokenizer.
         out: Directory of the trained model.
-        **arguments: The run's `SFTConfig` fields (`CPU_RUN`, steps, batch size, loss, lengths, ...).
+        **arguments: The run's `SFTConfig` fields (`training_arguments`, loss, lengths, ...).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trl_seqpo.demo.common import CPU_RUN, DemoContext, done_marker, say, train_sft
+from trl_seqpo.demo.common import DemoContext, done_marker, say, train_sft, training_arguments
 from trl_seqpo.jsonl import atomic_write_jsonl, read_jsonl
 
 __all__ = ["EVALUATED_MODELS", "SEQPO_STAGES", "evaluate_model", "seqpo_summary"]
@@ -122,19 +122,13 @@ def _train_sft(ctx: DemoContext, name: str, extra_wait: tuple[int, ...], quiet: 
         dataset,
         paths.model("init"),
         out,
-        output_dir=str(paths.root / f"{name}_run"),
-        max_steps=s.sft_steps,
-        per_device_train_batch_size=s.sft_batch_size,
-        learning_rate=s.sft_learning_rate,
+        **training_arguments(s, "sft", paths.root / f"{name}_run", logs=8),
         lr_scheduler_type=s.sft_lr_scheduler,
         warmup_steps=min(20, s.sft_steps // 10),
         assistant_only_loss=True,
         max_length=256,
-        logging_steps=max(1, s.sft_steps // 8),
         disable_tqdm=quiet or None,
         log_level="warning" if quiet else "passive",
-        **CPU_RUN,
-        seed=s.seed,
     )
 
 
@@ -153,11 +147,9 @@ def stage_seqpo(ctx: DemoContext) -> None:
     train = read_jsonl(paths.train)
     dataset = Dataset.from_dict({"source": [r["source"] for r in train], "reference": [r["reference"] for r in train]})
     config = SeqPOConfig(
-        output_dir=str(paths.root / "seqpo_run"),
-        max_steps=s.seqpo_steps,
-        per_device_train_batch_size=s.seqpo_batch_size,
+        **training_arguments(s, "seqpo", paths.root / "seqpo_run", logs=10),
+        gradient_checkpointing=False,
         num_generations=s.seqpo_num_generations,
-        learning_rate=s.seqpo_learning_rate,
         temperature=s.seqpo_temperature,
         beta=s.seqpo_beta,
         chunk_size=s.chunk_size,
@@ -171,10 +163,6 @@ def stage_seqpo(ctx: DemoContext) -> None:
         latency_reward="average_lagging",
         latency_truncation=s.seqpo_latency_truncation,
         latency_floor=s.seqpo_latency_floor,
-        logging_steps=max(1, s.seqpo_steps // 10),
-        **CPU_RUN,
-        gradient_checkpointing=False,
-        seed=s.seed,
     )
     sft = str(paths.model("sft"))
     trainer = SeqPOTrainer(
