@@ -111,3 +111,28 @@ def test_claims_json_holds_the_values_and_a_verdict_per_claim(demo_dir, capsys):
     assert main(["demo", "--claims-table", str(demo_dir), str(demo_dir / "claims.json")]) == 0
     table = capsys.readouterr().out
     assert "Measured over 2 run(s)" in table and "`seqpo_al_reduction_pct`" in table
+
+
+def test_every_training_run_gets_its_settings_and_the_shared_cpu_arguments(tmp_path):
+    from trl_seqpo.demo.alpo import AlpoDemoSettings
+    from trl_seqpo.demo.common import DemoSettings, training_arguments
+
+    shared = {"save_strategy": "no", "report_to": "none", "use_cpu": True, "bf16": False}
+    sft = training_arguments(DemoSettings(seed=3), "sft", tmp_path / "sft_eager_run", logs=8)
+    assert sft == {"output_dir": str(tmp_path / "sft_eager_run"), "max_steps": 600, "per_device_train_batch_size": 64,
+                   "learning_rate": 3e-3, "logging_steps": 75, "seed": 3, **shared}  # fmt: skip
+    alpo = training_arguments(AlpoDemoSettings.quick(), "alpo", tmp_path / "alpo_run", logs=5)
+    assert alpo == {"output_dir": str(tmp_path / "alpo_run"), "max_steps": 2, "per_device_train_batch_size": 2,
+                    "learning_rate": 2e-4, "logging_steps": 1, "seed": 0, **shared}  # fmt: skip
+
+
+def test_demo_paths_lay_out_the_output_directory(tmp_path):
+    from trl_seqpo.demo.common import DemoPaths
+
+    paths = DemoPaths(tmp_path)
+    layout = {"settings": "settings.json", "data": "data", "train": "data/train.jsonl", "test": "data/test.jsonl",
+              "models": "models", "results": "results.jsonl", "translations": "translations",
+              "claims": "claims.json", "timings": "timings.json"}  # fmt: skip
+    assert {name: getattr(paths, name) for name in layout} == {name: tmp_path / p for name, p in layout.items()}
+    assert paths.model("sft") == tmp_path / "models" / "sft"
+    assert paths == DemoPaths(tmp_path) and paths != DemoPaths(tmp_path / "other")
