@@ -247,6 +247,22 @@ def test_model_options_reach_the_trained_model(tmp_path):
     assert any("eval_loss" in entry for entry in trainer.state.log_history)
 
 
+def test_sft_and_seqpo_recipes_share_the_synthetic_corpus_arguments_with_their_own_defaults():
+    from trl_seqpo.recipes.arguments import SyntheticCorpusArguments
+    from trl_seqpo.recipes.scripts import seqpo, sft_simt
+    from trl_seqpo.synthetic.language_pair import generate_corpus
+
+    sft, rl = sft_simt.SimtSFTScriptArguments(), seqpo.SeqPOScriptArguments()
+    assert isinstance(sft, SyntheticCorpusArguments) and isinstance(rl, SyntheticCorpusArguments)
+    assert (sft.num_train_examples, sft.num_eval_examples, sft.synthetic_seed) == (4000, 64, 0)
+    assert (rl.num_train_examples, rl.num_eval_examples, rl.synthetic_seed) == (2000, 64, 1)  # SeqPO sees new pairs
+    small = seqpo.SeqPOScriptArguments(num_train_examples=5, num_eval_examples=3)
+    assert small.synthetic_corpus() == generate_corpus(5, seed=1)
+    assert small.synthetic_corpus(evaluation=True) == generate_corpus(3, seed=10_001)
+    train_sources = {example.source for example in small.synthetic_corpus()}
+    assert not train_sources & {example.source for example in small.synthetic_corpus(evaluation=True)}
+
+
 # ---------------------------------------------------------------------------------------------- trl-seqpo train
 def test_train_command_launches_the_shipped_recipe_under_accelerate(capsys):
     from trl_seqpo.cli.main import main

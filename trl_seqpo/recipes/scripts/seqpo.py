@@ -39,11 +39,12 @@ from trl import ModelConfig, TrlParser
 
 from trl_seqpo import SeqPOConfig, SeqPOTrainer
 from trl_seqpo.recipes import runtime
+from trl_seqpo.recipes.arguments import SyntheticCorpusArguments
 from trl_seqpo.synthetic import language_pair as synthetic
 
 
 @dataclass
-class SeqPOScriptArguments:
+class SeqPOScriptArguments(SyntheticCorpusArguments):
     """Data and model-building options of the SeqPO example."""
 
     dataset_name: str = field(
@@ -57,7 +58,6 @@ class SeqPOScriptArguments:
         default=None,
         metadata={"help": "Evaluation rows: a local file, or 'synthetic' (used when eval_strategy is not 'no')."},
     )
-    num_eval_examples: int = field(default=64, metadata={"help": "Synthetic sentence pairs to evaluate on."})
     num_train_examples: int = field(default=2000, metadata={"help": "Synthetic sentence pairs to train on."})
     synthetic_seed: int = field(default=1, metadata={"help": "Seed of the synthetic corpus (differs from SFT's)."})
     build_tiny_model: bool = field(
@@ -65,12 +65,12 @@ class SeqPOScriptArguments:
     )
 
 
-def load_split(name: str, script_args: SeqPOScriptArguments, training_args: SeqPOConfig, split: str, seed: int,
-               count: int):  # fmt: skip
+def load_split(
+    name: str, script_args: SeqPOScriptArguments, training_args: SeqPOConfig, split: str, evaluation: bool = False
+):
     """One split as a dataset with only the source and reference columns."""
     if name == "synthetic":
-        examples = synthetic.generate_corpus(count, seed=seed)
-        return synthetic.to_dataset(examples).remove_columns("alignment")
+        return synthetic.to_dataset(script_args.synthetic_corpus(evaluation)).remove_columns("alignment")
     path = Path(name)
     if path.suffix in {".jsonl", ".json", ".csv", ".parquet"}:
         if not path.exists():
@@ -85,15 +85,13 @@ def load_split(name: str, script_args: SeqPOScriptArguments, training_args: SeqP
 
 def load_datasets(script_args: SeqPOScriptArguments, training_args: SeqPOConfig):
     """The training rows, and the evaluation rows when ``eval_strategy`` is not ``no`` (else ``None``)."""
-    train = load_split(script_args.dataset_name, script_args, training_args, script_args.dataset_train_split,
-                       script_args.synthetic_seed, script_args.num_train_examples)  # fmt: skip
+    train = load_split(script_args.dataset_name, script_args, training_args, script_args.dataset_train_split)
     if training_args.eval_strategy == "no":
         return train, None
     name = script_args.eval_dataset_name or script_args.dataset_name
     if name == script_args.dataset_name and Path(name).suffix in {".jsonl", ".json", ".csv", ".parquet"}:
         raise ValueError(f"eval_strategy={training_args.eval_strategy!r} needs evaluation rows: set eval_dataset_name")
-    evaluation = load_split(name, script_args, training_args, script_args.dataset_test_split,
-                            script_args.synthetic_seed + 10_000, script_args.num_eval_examples)  # fmt: skip
+    evaluation = load_split(name, script_args, training_args, script_args.dataset_test_split, evaluation=True)
     return train, evaluation
 
 

@@ -29,12 +29,13 @@ from dataclasses import dataclass, field
 from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser
 
 from trl_seqpo.recipes import runtime
+from trl_seqpo.recipes.arguments import SyntheticCorpusArguments
 from trl_seqpo.seqpo.sft_data import END_OF_TRANSLATION, build_sft_dataset, gold_sft_dataset
 from trl_seqpo.synthetic import language_pair as synthetic
 
 
 @dataclass
-class SimtSFTScriptArguments:
+class SimtSFTScriptArguments(SyntheticCorpusArguments):
     """Data and model-building options of the SiMT SFT example."""
 
     dataset_name: str = field(
@@ -45,9 +46,6 @@ class SimtSFTScriptArguments:
         default=None,
         metadata={"help": "Evaluation rows, like dataset_name (used when eval_strategy is not 'no')."},
     )
-    num_train_examples: int = field(default=4000, metadata={"help": "Synthetic sentence pairs to train on."})
-    num_eval_examples: int = field(default=64, metadata={"help": "Synthetic sentence pairs to evaluate on."})
-    synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic corpus."})
     chunk_size: int = field(default=2, metadata={"help": "Source units per chunk (the paper's m)."})
     extra_wait: list[int] = field(
         default_factory=lambda: [0],
@@ -84,18 +82,16 @@ def load_rows(path: str) -> list[dict]:
     return rows
 
 
-def build_dataset(script_args: SimtSFTScriptArguments, dataset_name: str | None = None, seed_offset: int = 0):
+def build_dataset(script_args: SimtSFTScriptArguments, dataset_name: str | None = None, evaluation: bool = False):
     """Partial-translation SFT rows from ``dataset_name`` (default: the training data)."""
     dataset_name = dataset_name or script_args.dataset_name
-    seed = script_args.synthetic_seed + seed_offset
+    seed = script_args.seed_for(evaluation)
     common = {"chunk_size": script_args.chunk_size, "src_lang": script_args.src_lang, "tgt_lang": script_args.tgt_lang}
     common.update(prompt_format=script_args.prompt_format, end_of_translation=script_args.end_of_translation)
     common.update(source_unit=script_args.source_unit)
     gold = {"extra_wait": script_args.extra_wait, "seed": seed, "target_unit": script_args.target_unit}
     if dataset_name == "synthetic":
-        count = script_args.num_train_examples if seed_offset == 0 else script_args.num_eval_examples
-        examples = synthetic.generate_corpus(count, seed=seed)
-        return gold_sft_dataset(examples, **gold, **common)
+        return gold_sft_dataset(script_args.synthetic_corpus(evaluation), **gold, **common)
     rows = load_rows(dataset_name)
     if all("step_outputs" in row for row in rows):
         return build_sft_dataset(rows, **common)
@@ -120,7 +116,7 @@ def main(script_args: SimtSFTScriptArguments, training_args: SFTConfig, model_ar
                 raise ValueError(
                     f"eval_strategy={training_args.eval_strategy!r} needs evaluation rows: set eval_dataset_name"
                 )
-            eval_dataset = build_dataset(script_args, script_args.eval_dataset_name, seed_offset=10_000)
+            eval_dataset = build_dataset(script_args, script_args.eval_dataset_name, evaluation=True)
     return runtime.train_and_save(SFTTrainer, model_args, training_args, train_dataset, eval_dataset, checkpoint)
 
 
