@@ -101,6 +101,17 @@ def test_staff_credit_is_not_paired_with_a_title():
     assert "not dialogue: source 1 (sign 1), target 1 (credit 1)" in result.summary()
 
 
+def test_align_dialogue_passes_the_alignment_settings_to_align_cues():
+    source = [cue(0, 1.0, 3.0, "You're late again."), cue(1, 5.0, 7.0, "Sorry.")]
+    target = [cue(0, 1.5, 3.5, "你又迟到了"), cue(1, 5.0, 7.0, "对不起")]
+    assert len(align_dialogue(source, target).groups) == 2
+    # a start 0.5 s apart is too far under max_start_diff=0.2 and overlaps too little under min_overlap=1
+    strict = align_dialogue(source, target, max_start_diff=0.2, min_overlap=1.0, recover_start_diff=0)
+    assert [group.target for group in strict.groups] == ["对不起"] and strict.unmatched_source == [0]
+    with pytest.raises(ValueError, match="min_overlap"):
+        align_dialogue(source, target, min_overlap=2.0)
+
+
 def test_hygiene_drops_identical_and_description_pairs_and_cleans_labels():
     from trl_seqpo.subtitles.hygiene import clean_pairs
 

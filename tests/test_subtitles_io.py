@@ -120,6 +120,18 @@ def test_bad_srt_names_the_line(tmp_path, content, line, message):
     assert (info.value.path, info.value.line) == (str(path), line)
 
 
+def test_inverted_event_in_a_format_without_line_checks(tmp_path):
+    # MicroDVD has no timing-line scan: the event loop itself drops or (strict) refuses an inverted event
+    path = tmp_path / "film.sub"
+    path.write_text("{25}{50}Hello there.\n{100}{75}Backwards.\n{125}{150}Bye.\n", encoding="utf-8")
+    with pytest.warns(UserWarning, match="dropped 1 event"):
+        cues = read_subtitles(path, fps=25)
+    assert [cue.text for cue in cues] == ["Hello there.", "Bye."]
+    with pytest.raises(UserInputError, match="ends before it starts") as info:
+        read_subtitles(path, fps=25, strict=True)
+    assert info.value.path == str(path)
+
+
 def test_bad_ass_names_the_line(tmp_path):
     fields = "Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text"
     head = f"[Script Info]\nScriptType: v4.00+\n\n[Events]\nFormat: {fields}\n"
