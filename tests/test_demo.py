@@ -136,3 +136,36 @@ def test_demo_paths_lay_out_the_output_directory(tmp_path):
     assert {name: getattr(paths, name) for name in layout} == {name: tmp_path / p for name, p in layout.items()}
     assert paths.model("sft") == tmp_path / "models" / "sft"
     assert paths == DemoPaths(tmp_path) and paths != DemoPaths(tmp_path / "other")
+
+
+def test_a_run_resumed_by_other_code_warns_and_keeps_the_history(tmp_path, capsys, monkeypatch):
+    from trl_seqpo.demo import common
+
+    out = tmp_path / "run"
+    args = ["demo", "--output-dir", str(out), "--quick", "--stages", "report"]
+    assert main(args) == 0
+    first = json.loads((out / "code.json").read_text())
+    assert first == [common.code_fingerprint()] and len(first[0]["source_sha256"]) == 64
+    assert main(args) == 0  # the same code again: no warning, no new entry
+    assert "other trl_seqpo code" not in capsys.readouterr().out
+    assert json.loads((out / "code.json").read_text()) == first
+    newer = {"version": "9.9", "source_sha256": "f" * 64}
+    monkeypatch.setattr(common, "code_fingerprint", lambda: newer)
+    assert main(args) == 0
+    warning = " ".join(capsys.readouterr().out.split())
+    assert "started by other trl_seqpo code" in warning and "new --output-dir" in warning
+    assert json.loads((out / "code.json").read_text()) == [*first, newer]
+
+
+def test_code_fingerprint_follows_the_package_source(tmp_path, monkeypatch):
+    import trl_seqpo
+    from trl_seqpo.demo.common import code_fingerprint
+
+    package = tmp_path / "trl_seqpo"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "m.py").write_text("x = 1\n")
+    monkeypatch.setattr(trl_seqpo, "__file__", str(package / "__init__.py"))
+    before = code_fingerprint()["source_sha256"]
+    (package / "sub" / "m.py").write_text("x = 2\n")
+    assert code_fingerprint()["source_sha256"] != before

@@ -20,7 +20,9 @@ __all__ = [
     "DemoSettings",
     "QuickSettings",
     "check_saved_settings",
+    "code_fingerprint",
     "done_marker",
+    "record_code",
     "say",
     "setting",
     "train_sft",
@@ -187,6 +189,43 @@ def check_saved_settings(directory: Path, wanted: dict[str, Any], what: str = "a
     else:
         directory.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(wanted, indent=2))
+
+
+def code_fingerprint() -> dict[str, str]:
+    """The version and a SHA-256 of every ``.py`` file of the `trl_seqpo` package that runs now."""
+    import hashlib
+
+    import trl_seqpo
+
+    package = Path(trl_seqpo.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return {"version": trl_seqpo.__version__, "source_sha256": digest.hexdigest()}
+
+
+def record_code(directory: Path, ctx: Any = None) -> bool:
+    """Append the running code's `code_fingerprint` to ``directory/code.json`` and warn when the run was started by
+    other code: the stages it finished are reused as they are, so its results would mix two versions.
+
+    Returns:
+        Whether every earlier invocation on this directory ran the same code.
+    """
+    path = directory / "code.json"
+    history = json.loads(path.read_text()) if path.exists() else []
+    current = code_fingerprint()
+    same = all(entry == current for entry in history)
+    if not same:
+        say(
+            ctx,
+            f"[yellow]warning:[/yellow] {directory} was started by other trl_seqpo code (source sha256 "
+            f"{history[0]['source_sha256'][:12]}, now {current['source_sha256'][:12]}); the stages it finished are "
+            "reused as they are, so its results may mix two versions: use a new --output-dir for a clean run",
+        )
+    if not history or history[-1] != current:
+        directory.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps([*history, current], indent=2))
+    return same
 
 
 def train_sft(dataset: Any, init: Path, out: Path, **arguments: Any) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from trl_seqpo.demo.alpo_evaluate import ALPO_STAGES
-from trl_seqpo.demo.common import DemoContext, DemoPaths, DemoSettings, check_saved_settings, say
+from trl_seqpo.demo.common import DemoContext, DemoPaths, DemoSettings, check_saved_settings, record_code, say
 from trl_seqpo.demo.report import stage_report
 from trl_seqpo.demo.seqpo import SEQPO_STAGES
 
@@ -76,6 +76,7 @@ def run_demo(
         raise ValueError(f"{paths.root} exists and is not a directory")
     check_saved_settings(paths.root, settings.to_json())
     ctx = DemoContext(settings, paths, console or Console())
+    record_code(paths.root, ctx)
     if paths.timings.exists():  # stages run by earlier invocations (a resumed or staged run)
         ctx.timings.update(json.loads(paths.timings.read_text()))
     for name, stage in STAGES:
