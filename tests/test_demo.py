@@ -99,6 +99,7 @@ def test_claims_json_holds_the_values_and_a_verdict_per_claim(demo_dir, capsys):
         100 * (rows["sft"]["al"] - rows["seqpo"]["al"]) / rows["sft"]["al"]
     )
     assert claims["seqpo_chrf_delta"] == pytest.approx(rows["seqpo"]["chrf"] - rows["sft"]["chrf"])
+    assert claims["seqpo_bleu_delta"] == pytest.approx(rows["seqpo"]["bleu"] - rows["sft"]["bleu"])
     assert claims["alpo_preference_before"] == alpo["sft"]["preference"]
     assert claims["alpo_preference_after"] == alpo["alpo"]["preference"]
     delta = alpo["alpo"]["chrf_synonyms_merged"] - alpo["sft"]["chrf_synonyms_merged"]
@@ -106,7 +107,9 @@ def test_claims_json_holds_the_values_and_a_verdict_per_claim(demo_dir, capsys):
     verdicts = {check["name"]: check["holds"] for check in claims["checks"]}
     assert verdicts["seqpo_latency"] == (claims["seqpo_al_reduction_pct"] >= 30)
     assert verdicts["alpo_accuracy"] == (delta >= -1)
-    assert set(verdicts) == {"seqpo_latency", "seqpo_quality", "seqpo_vs_waitk", "alpo_preference", "alpo_accuracy"}
+    assert set(verdicts) == {
+        "seqpo_latency", "seqpo_quality", "seqpo_quality_bleu", "seqpo_vs_waitk", "alpo_preference", "alpo_accuracy",
+    }  # fmt: skip
     # the claims table of the docs is generated from runs
     assert main(["demo", "--claims-table", str(demo_dir), str(demo_dir / "claims.json")]) == 0
     table = capsys.readouterr().out

@@ -11,8 +11,9 @@ from trl_seqpo.demo.seqpo import seqpo_headline, seqpo_summary
 from trl_seqpo.synthetic.subtitles import AccuracyTasteScorer, hidden_preference
 
 
-def _row(system, al, chrf, policy=None):
-    return {"system": system, "name": system, "policy": policy or system, "al": al, "chrf": chrf}
+def _row(system, al, chrf, policy=None, bleu=None):
+    bleu = chrf - 5.0 if bleu is None else bleu
+    return {"system": system, "name": system, "policy": policy or system, "al": al, "chrf": chrf, "bleu": bleu}
 
 
 RESULTS = [
@@ -48,13 +49,18 @@ def test_claim_values_and_verdicts():
     values = claim_values(RESULTS, ALPO)
     assert values["seqpo_al_reduction_pct"] == pytest.approx(37.5)
     assert values["seqpo_chrf_delta"] == pytest.approx(-1.5)
+    assert values["seqpo_bleu_delta"] == pytest.approx(-1.5)
     assert values["alpo_preference_before"] == 20.0 and values["alpo_preference_after"] == 45.0
     assert values["alpo_accuracy_delta"] == pytest.approx(-0.5)
     assert values["alpo_judge_failure_pct"] == 3.0
     assert values["waitk_chrf_rises_with_k"] is True  # 60 -> 66 -> 65.5: never more than 1 point down
     assert values["seqpo_al_minus_fastest_waitk"] == pytest.approx(-0.5)  # 2.5 against wait-1's 3.0
     verdicts = {c["name"]: c["holds"] for c in check_claims(values)}
-    assert verdicts == dict.fromkeys(verdicts, True) and len(verdicts) == 5
+    assert verdicts == dict.fromkeys(verdicts, True) and len(verdicts) == 6
+    # chrF is SeqPO's training signal; BLEU, checked beside it, can disagree
+    same_chrf_lower_bleu = [*RESULTS[:-1], _row("seqpo", 2.5, 68.5, "own", bleu=60.0)]
+    verdicts = {c["name"]: c["holds"] for c in check_claims(claim_values(same_chrf_lower_bleu, ALPO))}
+    assert verdicts["seqpo_quality"] is True and verdicts["seqpo_quality_bleu"] is False  # BLEU -5
 
     worse = claim_values(
         [*RESULTS[:3], _row("sft+wait-3", 4.5, 70.0, "wait-3"), *RESULTS[4:6], _row("seqpo", 3.2, 66.0, "own")],
@@ -66,6 +72,7 @@ def test_claim_values_and_verdicts():
     assert verdicts == {
         "seqpo_latency": False,  # 20% < 30%
         "seqpo_quality": False,  # -4 chrF
+        "seqpo_quality_bleu": False,  # -4 BLEU
         "seqpo_vs_waitk": False,  # wait-1 (AL 3.0) writes earlier than SeqPO (3.2)
         "alpo_preference": False,  # +9 < +10
         "alpo_accuracy": False,  # -1.1 < -1

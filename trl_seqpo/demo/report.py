@@ -23,6 +23,7 @@ __all__ = ["CLAIMS", "CLAIM_VALUES", "Claim", "check_claims", "claims_table", "s
 CLAIM_VALUES: dict[str, str] = {
     "seqpo_al_reduction_pct": "SeqPO's AL reduction against its delayed SFT start, in % (test set, greedy)",
     "seqpo_chrf_delta": "SeqPO chrF minus the delayed SFT start's chrF",
+    "seqpo_bleu_delta": "SeqPO BLEU minus the delayed SFT start's BLEU (SeqPO trains on chrF, not on BLEU)",
     "seqpo_al_minus_eager_sft": "SeqPO AL minus the undelayed SFT's AL (source words)",
     "seqpo_al_minus_oracle": "SeqPO AL minus the gold eager policy's AL (source words)",
     "seqpo_al_minus_fastest_waitk": "SeqPO AL minus the lowest AL of SFT + wait-k over k (source words)",
@@ -60,6 +61,12 @@ CLAIMS: list[Claim] = [
         "at a chrF within 2 points of that SFT start",
         lambda v: abs(v["seqpo_chrf_delta"]) <= 2.0,
         ["seqpo_chrf_delta"],
+    ),
+    Claim(
+        "seqpo_quality_bleu",
+        "and a BLEU, which SeqPO does not train on, at most 2 points below it",
+        lambda v: v["seqpo_bleu_delta"] >= -2.0,
+        ["seqpo_bleu_delta"],
     ),
     Claim(
         "seqpo_vs_waitk",
@@ -107,6 +114,7 @@ def claim_values(results: list[dict[str, Any]], alpo: dict[str, Any] | None) -> 
     if summary:
         values["seqpo_al_reduction_pct"] = summary["al_reduction_pct"]
         values["seqpo_chrf_delta"] = summary["chrf_change"]
+        values["seqpo_bleu_delta"] = summary["bleu_change"]
         values["seqpo_al_minus_eager_sft"] = summary.get("al_minus_sft_eager")
         values["seqpo_al_minus_oracle"] = summary.get("al_minus_oracle")
     values["seqpo_al_minus_fastest_waitk"] = _seqpo_minus_fastest_waitk(results)

@@ -297,7 +297,8 @@ def seqpo_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
 
     Returns:
         ``{}`` without both an ``sft`` and a ``seqpo`` row; else AL/chrF of each reference system and SeqPO's
-        changes against them (``al_reduction_pct`` and ``chrf_change`` are against the delayed SFT start).
+        changes against them (``al_reduction_pct``, ``chrf_change`` and ``bleu_change`` are against the delayed SFT
+        start).
     """
     by_system = {row["system"]: row for row in results}
     if "sft" not in by_system or "seqpo" not in by_system:
@@ -306,6 +307,7 @@ def seqpo_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "al_reduction_pct": 100.0 * (sft["al"] - seqpo["al"]) / sft["al"],
         "chrf_change": seqpo["chrf"] - sft["chrf"],
+        "bleu_change": seqpo["bleu"] - sft["bleu"],  # BLEU is no training signal: the independent check
     }
     for key in ("sft", "sft_eager", "oracle", "seqpo"):
         if key in by_system:
