@@ -105,6 +105,10 @@ class SeqPOTrainer(GRPOTrainer):
             rollout_func=self._simultaneous_rollout,
         )
         self.fused_reward.trainer = self
+        if self.use_vllm:
+            from trl_seqpo.rollout.vllm import prepare_colocated_weight_sync
+
+            prepare_colocated_weight_sync(self.vllm_generation)
         self.rollout_config = SimultaneousRolloutConfig(
             chunk_size=args.chunk_size,
             src_lang=args.src_lang,
