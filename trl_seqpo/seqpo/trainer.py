@@ -89,6 +89,10 @@ class SeqPOTrainer(GRPOTrainer):
             args = SeqPOConfig(f"{str(name).split('/')[-1]}-SeqPO")
         if not isinstance(args, SeqPOConfig):
             raise TypeError(f"args must be a SeqPOConfig, got {type(args).__name__}")
+        if args.use_vllm:
+            from trl_seqpo.rollout.vllm import check_model_for_vllm
+
+            check_model_for_vllm(model)
         quality, latency = resolve_rewards(reward_funcs, args)
         self.fused_reward = FusedSimultaneousReward(quality, latency, args)
         super().__init__(
