@@ -14,7 +14,6 @@ import trl
 from packaging.version import Version
 from trl import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer
 
-
 PACKAGE = Path(__file__).resolve().parents[1] / "trl_seqpo"
 
 
