@@ -51,12 +51,6 @@ def test_names_and_files_resolve_and_mistakes_are_user_errors(tmp_path):
         recipes.resolve_config(tmp_path / "missing.yaml")
 
 
-def test_launch_command_without_accelerate_runs_the_script_in_python():
-    command = recipes.launch_command("sft-simt", "sft_simt_synthetic", extra_args=["--max_steps", "1"], python="py")
-    assert command == ["py", str(recipes.SCRIPTS_DIR / "sft_simt.py"), "--config",
-                       str(recipes.CONFIGS_DIR / "sft_simt_synthetic.yaml"), "--max_steps", "1"]  # fmt: skip
-
-
 def test_real_model_configs_save_checkpoints_and_name_a_tracker():
     import yaml
 
@@ -261,38 +255,6 @@ def test_sft_and_seqpo_recipes_share_the_synthetic_corpus_arguments_with_their_o
     assert small.synthetic_corpus(evaluation=True) == generate_corpus(3, seed=10_001)
     train_sources = {example.source for example in small.synthetic_corpus()}
     assert not train_sources & {example.source for example in small.synthetic_corpus(evaluation=True)}
-
-
-# ---------------------------------------------------------------------------------------------- trl-seqpo train
-def test_train_command_launches_the_shipped_recipe_under_accelerate(capsys):
-    from trl_seqpo.cli.main import main
-
-    assert main(["train", "seqpo", "--config", "seqpo_en_zh", "--accelerate_config", "zero3", "--dry_run",
-                 "--max_steps", "2"]) == 0  # fmt: skip
-    command = capsys.readouterr().err.strip().split()
-    assert command[1:4] == ["-m", "accelerate.commands.launch", "--config_file"]
-    assert command[4] == str(recipes.ACCELERATE_CONFIGS_DIR / "zero3.yaml")
-    assert command[5:] == [str(recipes.recipe_script("seqpo")), "--config",
-                           str(recipes.CONFIGS_DIR / "seqpo_en_zh.yaml"), "--max_steps", "2"]  # fmt: skip
-
-
-def test_train_command_rejects_an_unknown_config_with_one_line(capsys):
-    from trl_seqpo.cli.main import main
-
-    assert main(["train", "alpo", "--config", "alpo_en_de", "--dry_run"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("trl-seqpo: error: config 'alpo_en_de'")
-
-
-@pytest.mark.slow
-def test_train_command_trains_through_accelerate(tmp_path):
-    command = [sys.executable, "-m", "trl_seqpo.cli.main", "train", "sft-simt", "--config", "sft_simt_synthetic",
-               "--accelerate_config", "single_gpu", "--model_name_or_path", str(tmp_path / "tiny"), "--output_dir",
-               str(tmp_path / "out"), "--max_steps", "1", "--num_train_examples", "16",
-               "--per_device_train_batch_size", "8"]  # fmt: skip
-    result = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "out" / "model.safetensors").exists()
 
 
 # ---------------------------------------------------------------------------------------------- scripts/gpu_smoke.sh

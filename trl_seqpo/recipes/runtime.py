@@ -221,15 +221,25 @@ def train_and_save(
     return trainer
 
 
-def run_recipe(main: Callable[..., None], *args: Any) -> None:
-    """Run a recipe's ``main``; a mistake the user can fix exits with code 2 and one line, without a traceback.
+def run_recipe(main: Callable[..., None], parser: Any, args: list[str] | None = None) -> None:
+    """Read a recipe's settings and run its ``main``; a mistake the user can fix exits with code 2 and one line.
+
+    The settings are read with `trl_seqpo.recipes.launch.parse_recipe_args` (a misspelt field or a bad value is one
+    line naming it); ``accelerate launch`` options in the YAML (``accelerate_config: zero3``) are for the launcher
+    (``trl-seqpo train``) and are ignored here.
 
     Args:
         main: The recipe's ``main(script_args, training_args, model_args)``.
-        *args: Its arguments (what ``TrlParser.parse_args_and_config`` returned).
+        parser: The recipe's ``TrlParser`` (its ``make_parser()``).
+        args: The command line (default: ``sys.argv[1:]``).
     """
+    from trl_seqpo.recipes.launch import parse_recipe_args
+
     try:
-        main(*args)
+        parsed = parse_recipe_args(parser, sys.argv[1:] if args is None else args)
+        if parsed.launcher:
+            logger.info("accelerate launch options %s are for the launcher; ignored here", parsed.launcher)
+        main(*parsed.settings)
     except (UserInputError, MissingDependencyError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -178,6 +178,10 @@ def main(script_args: ALPOScriptArguments, training_args: ALPOConfig, model_args
     )
 
 
+def make_parser(prog: str | None = None) -> TrlParser:
+    """The script's ``TrlParser`` (as TRL's scripts define it; ``trl-seqpo train`` reads the settings with it)."""
+    return TrlParser((ALPOScriptArguments, ALPOConfig, ModelConfig), prog=prog)
+
+
 if __name__ == "__main__":
-    parser = TrlParser((ALPOScriptArguments, ALPOConfig, ModelConfig))
-    runtime.run_recipe(main, *parser.parse_args_and_config())
+    runtime.run_recipe(main, make_parser())

@@ -104,6 +104,10 @@ def main(script_args: SeqPOScriptArguments, training_args: SeqPOConfig, model_ar
     return runtime.train_and_save(SeqPOTrainer, model_args, training_args, train_dataset, eval_dataset, checkpoint)
 
 
+def make_parser(prog: str | None = None) -> TrlParser:
+    """The script's ``TrlParser`` (as TRL's scripts define it; ``trl-seqpo train`` reads the settings with it)."""
+    return TrlParser((SeqPOScriptArguments, SeqPOConfig, ModelConfig), prog=prog)
+
+
 if __name__ == "__main__":
-    parser = TrlParser((SeqPOScriptArguments, SeqPOConfig, ModelConfig))
-    runtime.run_recipe(main, *parser.parse_args_and_config())
+    runtime.run_recipe(main, make_parser())

@@ -120,6 +120,10 @@ def main(script_args: SimtSFTScriptArguments, training_args: SFTConfig, model_ar
     return runtime.train_and_save(SFTTrainer, model_args, training_args, train_dataset, eval_dataset, checkpoint)
 
 
+def make_parser(prog: str | None = None) -> TrlParser:
+    """The script's ``TrlParser`` (as TRL's scripts define it; ``trl-seqpo train`` reads the settings with it)."""
+    return TrlParser((SimtSFTScriptArguments, SFTConfig, ModelConfig), prog=prog)
+
+
 if __name__ == "__main__":
-    parser = TrlParser((SimtSFTScriptArguments, SFTConfig, ModelConfig))
-    runtime.run_recipe(main, *parser.parse_args_and_config())
+    runtime.run_recipe(main, make_parser())
