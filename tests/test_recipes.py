@@ -17,6 +17,7 @@ import pytest
 
 from trl_seqpo import recipes
 from trl_seqpo.errors import MissingDependencyError, UserInputError
+from trl_seqpo.recipes.checkpoints import RUN_RECORD
 from trl_seqpo.recipes.runtime import check_model_backends, model_init_kwargs, resume_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,17 +81,84 @@ def test_built_wheel_carries_scripts_and_configs(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- resume
+def _checkpoint(folder: Path, step: int, *, weights=True, state=True, record=None) -> Path:
+    """A checkpoint folder as transformers leaves it (``state=False``/``weights=False``: killed while saving)."""
+    checkpoint = folder / f"checkpoint-{step}"
+    checkpoint.mkdir(parents=True)
+    if weights:
+        (checkpoint / "model.safetensors").write_bytes(b"weights")
+    if state:
+        (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    if record is not None:
+        (checkpoint / RUN_RECORD).write_text(json.dumps(record))
+    return checkpoint
+
+
+def _args(output_dir, resume=None, config_class=SimpleNamespace):
+    return config_class(resume_from_checkpoint=resume, output_dir=str(output_dir))
+
+
 def test_resume_prefers_the_explicit_checkpoint_then_the_newest_in_output_dir(tmp_path):
     for step in (5, 10, 2):
-        (tmp_path / f"checkpoint-{step}").mkdir()
-    args = SimpleNamespace(resume_from_checkpoint=None, output_dir=str(tmp_path))
-    assert resume_checkpoint(args) == str(tmp_path / "checkpoint-10")  # numeric, not lexicographic order
-    args.resume_from_checkpoint = str(tmp_path / "checkpoint-5")
-    assert resume_checkpoint(args) == str(tmp_path / "checkpoint-5")
-    args.resume_from_checkpoint = str(tmp_path / "checkpoint-7")
+        _checkpoint(tmp_path, step)
+    assert resume_checkpoint(_args(tmp_path)) == str(tmp_path / "checkpoint-10")  # numeric, not lexicographic order
+    assert resume_checkpoint(_args(tmp_path, str(tmp_path / "checkpoint-5"))) == str(tmp_path / "checkpoint-5")
     with pytest.raises(UserInputError, match="checkpoint-7"):
-        resume_checkpoint(args)
-    assert resume_checkpoint(SimpleNamespace(resume_from_checkpoint=None, output_dir=str(tmp_path / "new"))) is None
+        resume_checkpoint(_args(tmp_path, str(tmp_path / "checkpoint-7")))
+    assert resume_checkpoint(_args(tmp_path / "new")) is None
+
+
+def test_a_checkpoint_killed_while_saving_is_skipped_for_the_last_complete_one(tmp_path, caplog):
+    _checkpoint(tmp_path, 2)
+    _checkpoint(tmp_path, 3, weights=False)  # killed before the weights were written
+    broken = _checkpoint(tmp_path, 4, state=False)  # killed while writing trainer_state.json
+    (broken / "trainer_state.json").write_text('{"global_st')
+    with caplog.at_level("WARNING"):
+        assert resume_checkpoint(_args(tmp_path)) == str(tmp_path / "checkpoint-2")
+    skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Skipping")]
+    assert len(skipped) == 2 and "checkpoint-4: incomplete (no readable trainer_state.json" in skipped[0]
+    assert "checkpoint-3: incomplete (no model weights" in skipped[1]
+    with pytest.raises(UserInputError, match="checkpoint-4.* is incomplete"):
+        resume_checkpoint(_args(tmp_path, str(broken)))
+
+
+def test_checkpoints_of_another_recipe_or_model_are_refused(tmp_path):
+    import torch
+    from trl import SFTConfig
+
+    from trl_seqpo import SeqPOConfig
+    from trl_seqpo.recipes.checkpoints import RunRecord
+
+    seqpo = SeqPOConfig(output_dir=str(tmp_path / "sft"), use_cpu=True, bf16=False, num_generations=4)
+    sft = _checkpoint(tmp_path / "sft", 3)  # written by `trl sft` or an older release: no run record
+    torch.save(SFTConfig(output_dir=str(tmp_path / "sft"), use_cpu=True, bf16=False), sft / "training_args.bin")
+    before = {path.name: path.read_bytes() for path in sft.iterdir()}
+    with pytest.raises(UserInputError, match=r"written by the sft-simt recipe \(SFTConfig\), this is the seqpo"):
+        resume_checkpoint(seqpo, "Qwen/Qwen2.5-0.5B")
+    seqpo.resume_from_checkpoint = str(sft)
+    with pytest.raises(UserInputError, match="sft-simt recipe"):
+        resume_checkpoint(seqpo, "Qwen/Qwen2.5-0.5B")
+    assert {path.name: path.read_bytes() for path in sft.iterdir()} == before
+    model = tmp_path / "model"
+    model.mkdir()
+    record = RunRecord("SeqPOConfig", str(model)).record
+    _checkpoint(tmp_path / "rl", 1, record=record)
+    rl = SeqPOConfig(output_dir=str(tmp_path / "rl"), use_cpu=True, bf16=False, num_generations=4)
+    assert resume_checkpoint(rl, str(model)) == str(tmp_path / "rl" / "checkpoint-1")
+    with pytest.raises(UserInputError, match=f"a run of model {model}, this run trains Qwen/Qwen2.5-7B"):
+        resume_checkpoint(rl, "Qwen/Qwen2.5-7B")
+    with pytest.raises(UserInputError, match="is model_name_or_path"):
+        resume_checkpoint(SeqPOConfig(output_dir=str(model), use_cpu=True, bf16=False, num_generations=4), str(model))
+
+
+def test_run_record_is_written_into_each_saved_checkpoint(tmp_path):
+    from trl_seqpo.recipes.checkpoints import RunRecord, written_by
+
+    _checkpoint(tmp_path, 7)
+    state = SimpleNamespace(global_step=7, is_world_process_zero=True)
+    RunRecord("ALPOConfig", "org/model").on_save(SimpleNamespace(output_dir=str(tmp_path)), state, None)
+    assert written_by(tmp_path / "checkpoint-7") == {"config_class": "ALPOConfig", "model": "org/model"}
+    assert [p.name for p in (tmp_path / "checkpoint-7").glob(".*")] == []  # no temporary file left
 
 
 _KILL_AFTER_CHECKPOINT = """

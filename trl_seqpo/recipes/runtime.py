@@ -3,8 +3,9 @@
 The recipes (``trl_seqpo/recipes/scripts/*.py``) call these three functions so that they behave the same way:
 
 * `resume_checkpoint` - the open-r1 pattern: an explicit ``--resume_from_checkpoint PATH`` wins; otherwise a
-  run started again with the same ``output_dir`` continues from the newest ``checkpoint-N`` there, so a killed job
-  is restarted with the very same command and never overwrites the checkpoints it already wrote.
+  run started again with the same ``output_dir`` continues from the newest complete ``checkpoint-N`` there, so a
+  killed job is restarted with the very same command and never overwrites the checkpoints it already wrote; another
+  recipe's or another model's checkpoints are refused (`trl_seqpo.recipes.checkpoints`).
 * `check_model_backends` - an attention kernel or quantisation library the config asks for but that is not
   installed is an error before anything is loaded (transformers would otherwise fail late, or a user would find out
   from the speed of the run).
@@ -38,43 +39,33 @@ _ATTENTION_BACKENDS = {
 _KERNELS_HINT = "pip install kernels (attention kernels from the Hub need the `kernels` package)"
 
 
-def resume_checkpoint(training_args: Any) -> str | None:
+def resume_checkpoint(training_args: Any, model: str | None = None) -> str | None:
     """The checkpoint a recipe resumes from, or ``None`` to start from scratch.
 
-    ``training_args.resume_from_checkpoint`` wins when set (it must exist); otherwise the newest ``checkpoint-N``
-    directory in ``training_args.output_dir`` (transformers' ``get_last_checkpoint``) is used.
+    ``training_args.resume_from_checkpoint`` wins when set (it must exist and be complete); otherwise the newest
+    complete ``checkpoint-N`` directory in ``training_args.output_dir``; a partial one (killed while saving) is
+    skipped with a warning. A checkpoint of another recipe or another model is refused
+    (`trl_seqpo.recipes.checkpoints.find_resume_checkpoint`).
 
     Args:
         training_args: A ``TrainingArguments`` (any TRL config).
+        model: ``model_name_or_path`` of this run (compared with the one the checkpoint recorded).
 
     Returns:
         A checkpoint directory for ``trainer.train(resume_from_checkpoint=...)``, or ``None``.
 
     Raises:
-        UserInputError: ``resume_from_checkpoint`` names a directory that does not exist.
+        UserInputError: ``resume_from_checkpoint`` names a directory that does not exist or is incomplete, or the
+            checkpoint belongs to another recipe or model.
 
     Example:
         >>> from types import SimpleNamespace
         >>> resume_checkpoint(SimpleNamespace(resume_from_checkpoint=None, output_dir="/nonexistent")) is None
         True
     """
-    from transformers.trainer_utils import get_last_checkpoint
+    from trl_seqpo.recipes.checkpoints import find_resume_checkpoint
 
-    explicit = getattr(training_args, "resume_from_checkpoint", None)
-    if explicit:
-        if not Path(explicit).is_dir():
-            raise UserInputError(
-                f"resume_from_checkpoint={explicit!r} is not a directory: give a checkpoint-N directory written by an "
-                "earlier run, or leave it unset to resume from the newest checkpoint in output_dir"
-            )
-        return str(explicit)
-    output_dir = Path(training_args.output_dir)
-    if not output_dir.is_dir():
-        return None
-    last = get_last_checkpoint(str(output_dir))
-    if last is not None:
-        logger.warning("Resuming from %s (the newest checkpoint in output_dir)", last)
-    return last
+    return find_resume_checkpoint(training_args, model)
 
 
 def check_model_backends(model_args: Any) -> None:
@@ -216,6 +207,9 @@ def train_and_save(
         quantization_config=get_quantization_config(model_args),
         **trainer_kwargs,
     )
+    from trl_seqpo.recipes.checkpoints import RunRecord
+
+    trainer.add_callback(RunRecord(type(training_args).__name__, model_args.model_name_or_path))
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(training_args.output_dir)
     return trainer

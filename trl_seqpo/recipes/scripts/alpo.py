@@ -162,7 +162,7 @@ def load_pairs(script_args: ALPOScriptArguments, training_args: ALPOConfig):
 
 def main(script_args: ALPOScriptArguments, training_args: ALPOConfig, model_args: ModelConfig):
     runtime.check_model_backends(model_args)
-    checkpoint = runtime.resume_checkpoint(training_args)
+    checkpoint = runtime.resume_checkpoint(training_args, model_args.model_name_or_path)
     if script_args.synthetic:
         prepare_synthetic(script_args, model_args)
     train_dataset, stats = load_pairs(script_args, training_args)

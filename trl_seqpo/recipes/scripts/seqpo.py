@@ -97,7 +97,7 @@ def load_datasets(script_args: SeqPOScriptArguments, training_args: SeqPOConfig)
 
 def main(script_args: SeqPOScriptArguments, training_args: SeqPOConfig, model_args: ModelConfig):
     runtime.check_model_backends(model_args)
-    checkpoint = runtime.resume_checkpoint(training_args)
+    checkpoint = runtime.resume_checkpoint(training_args, model_args.model_name_or_path)
     runtime.ensure_tiny_model(script_args.build_tiny_model, model_args, training_args)
     with training_args.main_process_first(desc="load data"):
         train_dataset, eval_dataset = load_datasets(script_args, training_args)

@@ -104,7 +104,7 @@ def main(script_args: SimtSFTScriptArguments, training_args: SFTConfig, model_ar
     if script_args.prompt_format == "paper" and training_args.assistant_only_loss:
         raise ValueError("prompt_format 'paper' has no assistant turns: set assistant_only_loss: false")
     runtime.check_model_backends(model_args)
-    checkpoint = runtime.resume_checkpoint(training_args)
+    checkpoint = runtime.resume_checkpoint(training_args, model_args.model_name_or_path)
     runtime.ensure_tiny_model(
         script_args.build_tiny_model, model_args, training_args, kind=script_args.tiny_tokenizer_kind
     )
