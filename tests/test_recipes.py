@@ -211,6 +211,31 @@ def test_killed_run_continues_after_its_last_checkpoint_when_started_again(tmp_p
     assert (output / "model.safetensors").exists()
 
 
+def test_seqpo_data_file_without_a_column_or_not_utf8_is_one_line_naming_it(tmp_path, capsys):
+    from trl_seqpo.recipes import runtime
+    from trl_seqpo.recipes.scripts import seqpo
+
+    renamed = tmp_path / "renamed.jsonl"
+    renamed.write_text('{"src": "a b", "reference": "x y"}\n')
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes('{"source": "café", "reference": "x"}\n'.encode("latin-1"))
+    training = SimpleNamespace(source_column="source", reference_column="reference")
+    with pytest.raises(
+        UserInputError, match=r"has no column 'source' \(its columns: src, reference\); .*source_column"
+    ):
+        seqpo.load_split(str(renamed), seqpo.SeqPOScriptArguments(), training, "train")
+    with pytest.raises(UserInputError, match=r"latin.jsonl: not UTF-8 \(byte 0xe9 at offset 15\)"):
+        seqpo.load_split(str(latin), seqpo.SeqPOScriptArguments(), training, "train")
+    args = ["--model_name_or_path", "m", "--output_dir", str(tmp_path / "out"), "--use_cpu", "true", "--bf16", "false",
+            "--num_generations", "4", "--dataset_name", str(latin)]  # fmt: skip
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        runtime.run_recipe(lambda s, t, m: seqpo.load_split(s.dataset_name, s, t, "train"), seqpo.make_parser(), args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stopped.value.code == 2 and len(err) == 1 and err[0].startswith(f"error: {latin}: not UTF-8")
+    assert latin.read_bytes() == '{"source": "café", "reference": "x"}\n'.encode("latin-1")
+
+
 # ---------------------------------------------------------------------------------------------- model options
 def _model_args(**overrides):
     base = {"attn_implementation": None, "load_in_4bit": False, "load_in_8bit": False, "model_revision": "main",

@@ -215,6 +215,51 @@ def train_and_save(
     return trainer
 
 
+def check_utf8(path: str | Path) -> None:
+    """Refuse a text data file that is not UTF-8, naming the file and the byte offset (read in 1 MiB blocks).
+
+    Raises:
+        UserInputError: The file is not valid UTF-8.
+    """
+    import codecs
+
+    decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            try:
+                decoder.decode(block)
+                offset += len(block)
+            except UnicodeDecodeError as error:
+                raise UserInputError(
+                    f"not UTF-8 (byte 0x{block[error.start]:02x} at offset {offset + error.start}): re-save the "
+                    "file as UTF-8",
+                    path=str(path),
+                ) from None
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise UserInputError("not UTF-8 (cut inside a character at the end)", path=str(path)) from None
+
+
+def check_columns(dataset: Any, columns: dict[str, str], where: str) -> None:
+    """Refuse a dataset that lacks a column a recipe needs, naming the setting that chooses it.
+
+    Args:
+        dataset: A ``datasets.Dataset``.
+        columns: Setting name -> column it names (e.g. ``{"source_column": "source"}``).
+        where: The dataset's file or name, for the message.
+
+    Raises:
+        UserInputError: A column is missing.
+    """
+    for setting, column in columns.items():
+        if column not in dataset.column_names:
+            raise UserInputError(
+                f"dataset {where} has no column {column!r} (its columns: {', '.join(dataset.column_names)}); "
+                f"rename it or set {setting}"
+            )
+
+
 def run_recipe(main: Callable[..., None], parser: Any, args: list[str] | None = None) -> None:
     """Read a recipe's settings and run its ``main``; a mistake the user can fix exits with code 2 and one line.
 

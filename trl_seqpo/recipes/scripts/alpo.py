@@ -154,6 +154,9 @@ def load_pairs(script_args: ALPOScriptArguments, training_args: ALPOConfig):
         return dataset, stats.to_dict()
     if script_args.pairs_file is None:
         raise ValueError("set pairs_file (from `trl-seqpo alpo pairs`) or candidates_file (from `alpo sample`)")
+    if not Path(script_args.pairs_file).is_file():
+        raise FileNotFoundError(f"pairs_file {script_args.pairs_file} does not exist")
+    runtime.check_utf8(script_args.pairs_file)
     dataset = load_dataset("json", data_files=script_args.pairs_file, split="train")
     stats_path = stats_path_for(script_args.pairs_file)
     stats = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.exists() else None

@@ -75,10 +75,14 @@ def load_split(
     if path.suffix in {".jsonl", ".json", ".csv", ".parquet"}:
         if not path.exists():
             raise FileNotFoundError(f"dataset file {path} does not exist")
+        if path.suffix != ".parquet":
+            runtime.check_utf8(path)
         builder = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}[path.suffix]
         dataset = load_dataset(builder, data_files=str(path), split="train")
     else:
         dataset = load_dataset(name, script_args.dataset_config)[split]
+    columns = {"source_column": training_args.source_column, "reference_column": training_args.reference_column}
+    runtime.check_columns(dataset, columns, name)
     keep = {training_args.source_column, training_args.reference_column}
     return dataset.remove_columns([c for c in dataset.column_names if c not in keep])
 
