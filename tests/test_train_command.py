@@ -94,6 +94,7 @@ def test_accelerate_config_by_name_flag_or_yaml_key(capsys, tmp_path):
     [
         (["--max_stepz", "1"], "", "unknown field 'max_stepz' on the command line (did you mean 'max_steps'?)"),
         ([], "max_stepz: 1\n", "unknown field 'max_stepz' in config"),
+        ([], "max_stepz: 1\nnum_generations: 3\n", "unknown field 'max_stepz' in config"),  # named before values
         (["--max_steps", "ten"], "", "argument --max_steps/--max-steps: invalid int value: 'ten'"),
         ([], "max_steps: ten\n", "invalid int value: 'ten'"),
         (["--num_generations", "3"], "", "invalid setting"),
