@@ -87,6 +87,8 @@ def test_accelerate_config_by_name_flag_or_yaml_key(capsys, tmp_path):
     code, _, err = _run(capsys, "seqpo", "--config", config, "--num_processes", "4", "--dry_run")
     fsdp = str(recipes.ACCELERATE_CONFIGS_DIR / "fsdp.yaml")
     assert code == 0 and err[-1].split()[2:7] == ["--config_file", fsdp, "--num_processes", "4", SCRIPT]
+    code, _, err = _run(capsys, "seqpo", "--config", config, "--accelerate_config", "zero3", "--dry_run")
+    assert code == 0 and err[-1].split()[2:5] == ["--config_file", zero3, SCRIPT]  # the command line wins
 
 
 @pytest.mark.parametrize(

@@ -238,7 +238,8 @@ def parse_recipe_args(parser: Any, args: Sequence[str]) -> RecipeArgs:
 def launch_args(launcher: Sequence[str]) -> list[str]:
     """The ``accelerate launch`` options of a run.
 
-    ``--accelerate_config NAME`` becomes ``--config_file PATH`` (a file, or a shipped accelerate config). With no
+    ``--accelerate_config NAME`` becomes ``--config_file PATH`` (a file, or a shipped accelerate config; the command
+    line's wins over the YAML's). With no
     accelerate config (neither given nor made by ``accelerate config``) and no ``--num_processes``, the run is one
     local process (`SINGLE_PROCESS` fills what is missing).
 
@@ -248,11 +249,13 @@ def launch_args(launcher: Sequence[str]) -> list[str]:
     """
     from accelerate.commands.config import default_config_file
 
-    launcher = list(launcher)
-    if "--accelerate_config" in launcher:
+    launcher, chosen = list(launcher), None
+    while "--accelerate_config" in launcher:  # the command line's (last) wins over the YAML's
         index = launcher.index("--accelerate_config")
-        path = resolve_accelerate_config(launcher[index + 1])
-        launcher[index : index + 2] = ["--config_file", str(path)]
+        chosen = launcher[index + 1]
+        del launcher[index : index + 2]
+    if chosen is not None:
+        launcher[:0] = ["--config_file", str(resolve_accelerate_config(chosen))]
     if "--config_file" in launcher:
         path = Path(launcher[launcher.index("--config_file") + 1])
         if not path.is_file():
