@@ -236,6 +236,16 @@ def test_seqpo_data_file_without_a_column_or_not_utf8_is_one_line_naming_it(tmp_
     assert latin.read_bytes() == '{"source": "café", "reference": "x"}\n'.encode("latin-1")
 
 
+def test_alpo_pairs_file_without_the_pair_columns_is_refused_naming_them(tmp_path):
+    from trl_seqpo.recipes.scripts import alpo
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"prompt": "p", "chosen": "a", "rejectd": "b"}\n')
+    script_args = alpo.ALPOScriptArguments(pairs_file=str(pairs))
+    with pytest.raises(UserInputError, match=r"has no column 'rejected' \(its columns: prompt, chosen, rejectd\)"):
+        alpo.load_pairs(script_args, SimpleNamespace(seed=0))
+
+
 # ---------------------------------------------------------------------------------------------- model options
 def _model_args(**overrides):
     base = {"attn_implementation": None, "load_in_4bit": False, "load_in_8bit": False, "model_revision": "main",

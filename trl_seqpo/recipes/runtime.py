@@ -241,13 +241,14 @@ def check_utf8(path: str | Path) -> None:
             raise UserInputError("not UTF-8 (cut inside a character at the end)", path=str(path)) from None
 
 
-def check_columns(dataset: Any, columns: dict[str, str], where: str) -> None:
+def check_columns(dataset: Any, columns: dict[str, str], where: str, advice: str | None = None) -> None:
     """Refuse a dataset that lacks a column a recipe needs, naming the setting that chooses it.
 
     Args:
         dataset: A ``datasets.Dataset``.
         columns: Setting name -> column it names (e.g. ``{"source_column": "source"}``).
         where: The dataset's file or name, for the message.
+        advice: What to do instead (default: rename the column or change the setting).
 
     Raises:
         UserInputError: A column is missing.
@@ -256,7 +257,7 @@ def check_columns(dataset: Any, columns: dict[str, str], where: str) -> None:
         if column not in dataset.column_names:
             raise UserInputError(
                 f"dataset {where} has no column {column!r} (its columns: {', '.join(dataset.column_names)}); "
-                f"rename it or set {setting}"
+                f"{advice or f'rename it or set {setting}'}"
             )
 
 

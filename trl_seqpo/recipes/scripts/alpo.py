@@ -158,6 +158,8 @@ def load_pairs(script_args: ALPOScriptArguments, training_args: ALPOConfig):
         raise FileNotFoundError(f"pairs_file {script_args.pairs_file} does not exist")
     runtime.check_utf8(script_args.pairs_file)
     dataset = load_dataset("json", data_files=script_args.pairs_file, split="train")
+    needed = {name: name for name in ("prompt", "chosen", "rejected")}
+    runtime.check_columns(dataset, needed, script_args.pairs_file, "write the pairs with `trl-seqpo alpo pairs`")
     stats_path = stats_path_for(script_args.pairs_file)
     stats = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.exists() else None
     return dataset, stats
