@@ -123,6 +123,20 @@ def test_every_bad_setting_is_one_line_naming_it_and_exit_2(capsys, tmp_path, ar
     assert not (tmp_path / "out").exists()
 
 
+def test_checkpoints_of_another_recipe_are_refused_before_launching(capsys, tmp_path):
+    import json
+
+    checkpoint = tmp_path / "sft" / "checkpoint-2"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "model.safetensors").write_bytes(b"w")
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": 2}))
+    (checkpoint / "trl_seqpo_run.json").write_text(json.dumps({"config_class": "SFTConfig", "model": "m"}))
+    config = _config(tmp_path, BASE)
+    code, _, err = _run(capsys, "seqpo", "--config", config, "--output_dir", str(tmp_path / "sft"), "--dry_run")
+    assert code == 2 and len(err) == 1 and "written by the sft-simt recipe (SFTConfig)" in err[0], err
+    assert "accelerate launch" not in " ".join(err)  # refused before anything was launched
+
+
 def test_a_config_is_required_to_run_and_named_in_the_message(capsys):
     code, _, err = _run(capsys, "alpo", "--max_steps", "1")
     assert code == 2 and len(err) == 1 and "needs --config" in err[0] and "alpo_synthetic" in err[0]

@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     ``--mixed_precision``, ``--config_file``, ``--accelerate_config NAME`` for a shipped accelerate config such as
     ``zero3``), on the command line or as keys of the YAML, go to the launcher; the run always goes through
     ``accelerate launch``, in one process when none is given. Settings are checked before anything starts: a
-    misspelt field, a bad value or an unreadable config is one line and exit code 2.
+    misspelt field, a bad value, an unreadable config, a tracker that is not installed or an ``output_dir`` holding
+    another recipe's or model's checkpoints is one line and exit code 2.
     """
     from trl_seqpo.recipes.launch import launch, launch_args, parse_recipe_args, recipe_parser
 
@@ -64,7 +65,21 @@ def run(args: argparse.Namespace) -> int:
     dry_run = "--dry_run" in recipe_args
     recipe_args = [arg for arg in recipe_args if arg != "--dry_run"]
     parsed = parse_recipe_args(recipe_parser(args.recipe, prog=prog), recipe_args)
+    _check_resume(*parsed.settings)
     return launch(args.recipe, launch_args(parsed.launcher), parsed.script_args, dry_run=dry_run)
+
+
+def _check_resume(script_args: object, training_args: object, model_args: object) -> None:
+    """Refuse another recipe's or model's checkpoints in output_dir before launching (the recipe checks it again and
+    logs which checkpoint it resumes from)."""
+    from trl_seqpo.recipes import checkpoints
+
+    level = checkpoints.logger.level
+    checkpoints.logger.setLevel("ERROR")
+    try:
+        checkpoints.find_resume_checkpoint(training_args, getattr(model_args, "model_name_or_path", None))
+    finally:
+        checkpoints.logger.setLevel(level)
 
 
 def _print_recipe_help(parser: argparse.ArgumentParser) -> None:

@@ -126,7 +126,7 @@ def _subtract(args: list[str], subsequence: list[str]) -> list[str]:
 def check_trackers(report_to: str | list[str] | None) -> None:
     """Refuse a ``report_to`` tracker that transformers does not know or whose package is not installed.
 
-    Example:
+    Examples:
         >>> check_trackers(["none"])
         >>> check_trackers("tensorbord")
         Traceback (most recent call last):
@@ -243,7 +243,7 @@ def launch_args(launcher: Sequence[str]) -> list[str]:
     accelerate config (neither given nor made by ``accelerate config``) and no ``--num_processes``, the run is one
     local process (`SINGLE_PROCESS` fills what is missing).
 
-    Example:
+    Examples:
         >>> launch_args(["--mixed_precision", "bf16"])
         ['--mixed_precision', 'bf16', '--num_processes', '1', '--num_machines', '1', '--dynamo_backend', 'no']
     """
