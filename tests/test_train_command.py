@@ -81,8 +81,8 @@ def test_launcher_options_go_to_accelerate_and_fields_to_the_script(capsys):
 def test_accelerate_config_by_name_flag_or_yaml_key(capsys, tmp_path):
     zero3 = str(recipes.ACCELERATE_CONFIGS_DIR / "zero3.yaml")
     config = _config(tmp_path, BASE)
-    code, _, err = _run(capsys, "seqpo", "--config", config, "--accelerate_config", "zero3", "--dry_run")
-    assert code == 0 and err[-1].split()[2:5] == ["--config_file", zero3, SCRIPT]
+    code, _, err = _run(capsys, "seqpo", f"--config={config}", "--accelerate_config", "zero3", "--dry_run")
+    assert code == 0 and err[-1].split()[2:7] == ["--config_file", zero3, SCRIPT, "--config", config]
     config = _config(tmp_path, BASE + "accelerate_config: fsdp\n")
     code, _, err = _run(capsys, "seqpo", "--config", config, "--num_processes", "4", "--dry_run")
     fsdp = str(recipes.ACCELERATE_CONFIGS_DIR / "fsdp.yaml")

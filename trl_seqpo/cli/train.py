@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if "-h" in recipe_args or "--help" in recipe_args:
         _print_recipe_help(recipe_parser(args.recipe, prog=prog))
         return 0
-    if "--config" not in recipe_args:
+    if not any(arg == "--config" or arg.startswith("--config=") for arg in recipe_args):
         raise UserInputError(
             f"{prog} needs --config FILE or a shipped config ({', '.join(available_configs())}); "
             f"`{prog} --help` lists the fields"

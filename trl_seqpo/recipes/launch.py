@@ -193,7 +193,7 @@ def parse_recipe_args(parser: Any, args: Sequence[str]) -> RecipeArgs:
     """
     import yaml
 
-    args = list(args)
+    args = [part for arg in args for part in (arg.split("=", 1) if arg.startswith("--config=") else [arg])]
     config = "(none)"
     if "--config" in args:
         index = args.index("--config")

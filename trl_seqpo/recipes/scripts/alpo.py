@@ -40,6 +40,7 @@ from trl import ModelConfig, TrlParser
 
 from trl_seqpo import ALPOConfig, ALPOTrainer
 from trl_seqpo.alpo.pairs import build_preference_pairs, read_candidate_records, stats_path_for
+from trl_seqpo.errors import UserInputError
 from trl_seqpo.recipes import runtime
 
 
@@ -125,7 +126,7 @@ def prepare_synthetic(script_args: ALPOScriptArguments, model_args: ModelConfig)
     from trl_seqpo.synthetic.tiny_models import save_tiny_model
 
     if script_args.candidates_file is None and script_args.pairs_file is None:
-        raise ValueError("synthetic: true needs candidates_file (where to write the synthetic candidates)")
+        raise UserInputError("synthetic: true needs candidates_file (where to write the synthetic candidates)")
     records = synthetic_candidate_records(
         script_args.synthetic_documents, script_args.synthetic_lines_per_document, script_args.synthetic_seed
     )
@@ -153,7 +154,7 @@ def load_pairs(script_args: ALPOScriptArguments, training_args: ALPOConfig):
         )
         return dataset, stats.to_dict()
     if script_args.pairs_file is None:
-        raise ValueError("set pairs_file (from `trl-seqpo alpo pairs`) or candidates_file (from `alpo sample`)")
+        raise UserInputError("set pairs_file (from `trl-seqpo alpo pairs`) or candidates_file (from `alpo sample`)")
     if not Path(script_args.pairs_file).is_file():
         raise FileNotFoundError(f"pairs_file {script_args.pairs_file} does not exist")
     runtime.check_utf8(script_args.pairs_file)
@@ -174,7 +175,7 @@ def main(script_args: ALPOScriptArguments, training_args: ALPOConfig, model_args
     eval_dataset = None
     if training_args.eval_strategy != "no":
         if script_args.eval_pairs_file is None:
-            raise ValueError(
+            raise UserInputError(
                 f"eval_strategy={training_args.eval_strategy!r} needs evaluation pairs: set eval_pairs_file"
             )
         eval_dataset = load_dataset("json", data_files=script_args.eval_pairs_file, split="train")

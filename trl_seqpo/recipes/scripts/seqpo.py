@@ -38,6 +38,7 @@ from datasets import load_dataset
 from trl import ModelConfig, TrlParser
 
 from trl_seqpo import SeqPOConfig, SeqPOTrainer
+from trl_seqpo.errors import UserInputError
 from trl_seqpo.recipes import runtime
 from trl_seqpo.recipes.arguments import SyntheticCorpusArguments
 from trl_seqpo.synthetic import language_pair as synthetic
@@ -94,7 +95,8 @@ def load_datasets(script_args: SeqPOScriptArguments, training_args: SeqPOConfig)
         return train, None
     name = script_args.eval_dataset_name or script_args.dataset_name
     if name == script_args.dataset_name and Path(name).suffix in {".jsonl", ".json", ".csv", ".parquet"}:
-        raise ValueError(f"eval_strategy={training_args.eval_strategy!r} needs evaluation rows: set eval_dataset_name")
+        strategy = training_args.eval_strategy
+        raise UserInputError(f"eval_strategy={strategy!r} needs evaluation rows: set eval_dataset_name")
     evaluation = load_split(name, script_args, training_args, script_args.dataset_test_split, evaluation=True)
     return train, evaluation
 
