@@ -99,7 +99,9 @@ def test_accelerate_config_by_name_flag_or_yaml_key(capsys, tmp_path):
         ([], "max_stepz: 1\nnum_generations: 3\n", "unknown field 'max_stepz' in config"),  # named before values
         (["--max_steps", "ten"], "", "argument --max_steps/--max-steps: invalid int value: 'ten'"),
         ([], "max_steps: ten\n", "invalid int value: 'ten'"),
-        (["--num_generations", "3"], "", "invalid setting"),
+        (["--fp16", "true", "--bf16", "true"], "", "invalid setting (config"),
+        (["--temperature", "-1"], "", "temperature must be > 0"),
+        (["--num_generations", "0"], "", "invalid setting"),  # ZeroDivisionError inside TRL's checks
         ([], "report_to: tensorboard\n", "report_to: tensorboard needs the tensorboard package"),
         ([], "report_to: tensorbord\n", "unknown tracker 'tensorbord' (did you mean 'tensorboard'?)"),
         (["--attn_implementation", "flash_attention_2"], "", "attn_implementation='flash_attention_2' needs"),

@@ -219,7 +219,7 @@ def parse_recipe_args(parser: Any, args: Sequence[str]) -> RecipeArgs:
         )
     except UserInputError:
         raise
-    except (ValueError, TypeError) as error:  # a config's own validation (``__post_init__``)
+    except (ValueError, TypeError, ArithmeticError) as error:  # a config's own checks (``__post_init__``)
         message = " ".join(str(error).split())
         raise UserInputError(f"invalid setting (config {config} and the command line): {message}") from None
     for settings in parsed:
