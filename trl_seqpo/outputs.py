@@ -24,7 +24,15 @@ from typing import Any
 
 from trl_seqpo.errors import UserInputError
 
-__all__ = ["check_output", "check_output_folder", "claim_output", "read_record", "record_path", "release_output"]
+__all__ = [
+    "check_output",
+    "check_output_folder",
+    "claim_output",
+    "file_fingerprint",
+    "read_record",
+    "record_path",
+    "release_output",
+]
 
 PathLike = str | os.PathLike[str]
 
@@ -82,6 +90,7 @@ def check_output(
     inputs: Iterable[PathLike | None] = (),
     overwrite: bool = False,
     settings: Mapping[str, Any] | None = None,
+    remedy: str = "pass --overwrite to replace it, or choose another name",
 ) -> Path:
     """Refuse an output this command must not write (read-only: call it before anything is written).
 
@@ -91,6 +100,7 @@ def check_output(
         inputs: Every file the command reads (``None`` entries are ignored).
         overwrite: Replace an existing file that has no record of this command (the ``--overwrite`` flag).
         settings: For a resumable output: the settings that must match the record of the run being resumed.
+        remedy: What the message of a stranger's file tells the user to do.
 
     Returns:
         ``output`` as a `Path`.
@@ -117,11 +127,7 @@ def check_output(
         record = read_record(path)
         if record is None or record["command"] != command:
             if not overwrite:
-                raise UserInputError(
-                    f"exists and was not written by `trl-seqpo {command}`; pass --overwrite to replace it, or choose "
-                    "another name",
-                    path=str(path),
-                )
+                raise UserInputError(f"exists and was not written by `trl-seqpo {command}`; {remedy}", path=str(path))
         elif settings is not None and not overwrite:
             previous = record.get("settings") or {}
             changed = [
@@ -169,6 +175,28 @@ def claim_output(output: PathLike, *, command: str, settings: Mapping[str, Any] 
 
     record = {"command": command, "settings": dict(settings or {}), "version": __version__}
     atomic_write_json(record_path(output), record)
+
+
+def file_fingerprint(path: PathLike) -> str:
+    """What identifies the content of the input file ``path`` for a resume check: its size and SHA-256.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> data = pathlib.Path(tempfile.mkdtemp()) / "data.jsonl"
+        >>> _ = data.write_text("{}")
+        >>> file_fingerprint(data)
+        '2 bytes, sha256 44136fa355b3678a'
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise UserInputError(f"cannot read ({exc.strerror})", path=str(path)) from None
+    return f"{Path(path).stat().st_size} bytes, sha256 {digest.hexdigest()[:16]}"
 
 
 def release_output(output: PathLike) -> None:
