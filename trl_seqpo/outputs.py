@@ -7,7 +7,9 @@ refused with one line and no file is touched:
   a split came from) is refused, even with ``--overwrite``;
 * an existing file the command did not write is refused unless ``--overwrite``. A command's own outputs carry a
   settings record beside them (``.NAME.trl-seqpo.json``, hidden; `claim_output` writes it just before the output),
-  so running the same command again replaces or resumes its own output without ``--overwrite``;
+  so running the same command again replaces or resumes its own output without ``--overwrite``. `seal_output`
+  adds the size and modification time of the finished output: a file put there later by someone else is no
+  longer taken for the command's own;
 * a resumable output (a cache, a partial file) whose record holds other settings is refused, naming what changed;
 * an output that is a folder, under a file, or in a folder that cannot be written is refused, naming the path.
 
@@ -16,9 +18,10 @@ refused with one line and no file is touched:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +31,12 @@ __all__ = [
     "check_output",
     "check_output_folder",
     "claim_output",
+    "owned_output",
     "file_fingerprint",
     "read_record",
     "record_path",
     "release_output",
+    "seal_output",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -125,6 +130,8 @@ def check_output(
     _check_writable(path, folder=False)
     if path.exists() or path.is_symlink():
         record = read_record(path)
+        if record is not None and not _seal_holds(path, record):
+            record = None  # the output was replaced since the command wrote it
         if record is None or record["command"] != command:
             if not overwrite:
                 raise UserInputError(f"exists and was not written by `trl-seqpo {command}`; {remedy}", path=str(path))
@@ -142,6 +149,17 @@ def check_output(
                     path=str(path),
                 )
     return path
+
+
+def _seal_holds(path: Path, record: dict[str, Any]) -> bool:
+    seal = record.get("sealed")
+    if not isinstance(seal, dict):
+        return True  # written by a run that was stopped, or a resumable file that grows
+    try:
+        stat = path.stat()
+    except OSError:
+        return False
+    return seal.get("size") == stat.st_size and seal.get("mtime_ns") == stat.st_mtime_ns
 
 
 def check_output_folder(
@@ -175,6 +193,34 @@ def claim_output(output: PathLike, *, command: str, settings: Mapping[str, Any] 
 
     record = {"command": command, "settings": dict(settings or {}), "version": __version__}
     atomic_write_json(record_path(output), record)
+
+
+@contextlib.contextmanager
+def owned_output(output: PathLike, *, command: str, settings: Mapping[str, Any] | None = None) -> Iterator[Path]:
+    """`claim_output` on entry, `seal_output` when the block that writes ``output`` succeeds.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "pairs.jsonl"
+        >>> with owned_output(out, command="alpo pairs"):
+        ...     _ = out.write_text("{}\\n")
+        >>> check_output(out, command="alpo pairs") == out  # its own output: replaced without --overwrite
+        True
+    """
+    claim_output(output, command=command, settings=settings)
+    yield Path(output)
+    seal_output(output)
+
+
+def seal_output(output: PathLike) -> None:
+    """Add the size and modification time of the finished ``output`` to its record (after `claim_output`)."""
+    record = read_record(output)
+    if record is None:
+        return
+    stat = Path(output).stat()
+    from trl_seqpo.jsonl import atomic_write_json
+
+    atomic_write_json(record_path(output), {**record, "sealed": {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}})
 
 
 def file_fingerprint(path: PathLike) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 
 from trl_seqpo.cli.options import add_action, add_command_group, add_dataclass_arguments, config_from_args, flag_name
 from trl_seqpo.errors import UserInputError
-from trl_seqpo.outputs import check_output, claim_output
+from trl_seqpo.outputs import check_output, claim_output, seal_output
 
 _ALPO_HELP = "ALPO data pipeline: sample candidates, judge them, build pairs"
 _ALPO_DESCRIPTION = "ALPO data pipeline (paper Sec. 3): sample and judge candidates, then build preference pairs."
@@ -156,6 +156,8 @@ def run_pairs(args: argparse.Namespace) -> int:
     for path in (args.output, stats_path_for(args.output)):
         claim_output(path, command="alpo pairs")
     output = write_pairs(rows, stats, args.output)
+    for path in (output, stats_path_for(output)):
+        seal_output(path)
     print(f"{stats.summary()}\nwrote {output} and {stats_path_for(output)}")
     if not rows:
         print("warning: no unit passed the gate; check the judge scores or loosen --min-score-spread")

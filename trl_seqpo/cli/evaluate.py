@@ -100,6 +100,13 @@ def _guard_outputs(args: argparse.Namespace, command: str, data: str) -> None:
         claim_output(folder / name, command=command)
 
 
+def _seal_results(args: argparse.Namespace) -> None:
+    from trl_seqpo.outputs import seal_output
+
+    for name in _RESULT_FILES:
+        seal_output(Path(args.output_dir) / name)
+
+
 def run_simt(args: argparse.Namespace) -> int:
     """simultaneous translation: BLEU/chrF/COMET/BLEURT/judge and AL/LAAL/DAL/AP
 
@@ -110,6 +117,7 @@ def run_simt(args: argparse.Namespace) -> int:
     config = config_from_args(SimTEvalConfig, args, judge=_judge_config(args, args.judge_aspect))
     _guard_outputs(args, "evaluate simt", args.data)
     evaluate_simt(config)
+    _seal_results(args)
     return 0
 
 
@@ -123,4 +131,5 @@ def run_subtitles(args: argparse.Namespace) -> int:
     config = config_from_args(SubtitleEvalConfig, args, judge=_judge_config(args, "accuracy"))
     _guard_outputs(args, "evaluate subtitles", args.documents)
     evaluate_subtitles(config)
+    _seal_results(args)
     return 0

@@ -29,12 +29,12 @@ def run(args: argparse.Namespace) -> int:
     Quality vs latency curves from evaluate simt results (SeqPO-SiMT Fig. 3-4).
     """
     from trl_seqpo.evaluate.plot import load_results, plot_curves
-    from trl_seqpo.outputs import check_output, claim_output
+    from trl_seqpo.outputs import check_output, owned_output
 
     inputs = [Path(item) / "results.json" if Path(item).is_dir() else item for item in args.results]
     check_output(args.output, command="plot", inputs=inputs, overwrite=args.overwrite)
     results = load_results(args.results)
-    claim_output(args.output, command="plot")
-    path = plot_curves(results, args.output, x=args.x, y=args.y, title=args.title, labels=args.label)
+    with owned_output(args.output, command="plot"):
+        path = plot_curves(results, args.output, x=args.x, y=args.y, title=args.title, labels=args.label)
     print(f"wrote {path}")
     return 0

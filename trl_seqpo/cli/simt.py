@@ -18,7 +18,7 @@ from pathlib import Path
 
 from trl_seqpo.cli.options import add_action, add_command_group, add_dataclass_arguments, config_from_args
 from trl_seqpo.errors import UserInputError
-from trl_seqpo.outputs import check_output, claim_output, read_record
+from trl_seqpo.outputs import check_output, claim_output, owned_output, read_record
 
 _SHOWN_ERRORS = 5
 COMMAND = "simt align"
@@ -80,8 +80,8 @@ def run_align(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise UserInputError(str(exc)) from None
-    claim_output(output, command=COMMAND)
-    atomic_write_jsonl(output, aligned)
+    with owned_output(output, command=COMMAND):
+        atomic_write_jsonl(output, aligned)
     invalid = stats.invalid + stats.cached_invalid
     print(
         f"{len(aligned)} of {len(rows)} pairs aligned -> {output} ({stats.aligned} new, {stats.cached} from "

@@ -24,6 +24,7 @@ same action did not write is replaced only with ``--overwrite``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
@@ -36,7 +37,14 @@ from tqdm.auto import tqdm
 from trl_seqpo.cli.options import add_action, add_command_group
 from trl_seqpo.errors import UserInputError
 from trl_seqpo.jsonl import atomic_output, parse_json_lines
-from trl_seqpo.outputs import check_output, check_output_folder, claim_output, file_fingerprint, release_output
+from trl_seqpo.outputs import (
+    check_output,
+    check_output_folder,
+    claim_output,
+    file_fingerprint,
+    owned_output,
+    release_output,
+)
 from trl_seqpo.subtitles.align import AlignmentResult, align_dialogue
 from trl_seqpo.subtitles.bilingual import split_bilingual, split_output_paths
 from trl_seqpo.subtitles.documents import make_documents, sft_examples
@@ -211,19 +219,19 @@ def run_translate(args: argparse.Namespace) -> int:
     if args.overwrite:
         partial.unlink(missing_ok=True)
     claim_output(partial, command=f"{command} (partial)", settings=resume)
-    claim_output(args.output, command=command)
-    counts = translate_file(
-        args.input,
-        args.output,
-        translate,
-        regenerate,
-        source_lang=args.src_lang,
-        lines_per_document=args.lines,
-        context=args.context,
-        batch_size=args.batch_size,
-        bilingual=args.bilingual,
-        encoding=args.encoding,
-    )
+    with owned_output(args.output, command=command):
+        counts = translate_file(
+            args.input,
+            args.output,
+            translate,
+            regenerate,
+            source_lang=args.src_lang,
+            lines_per_document=args.lines,
+            context=args.context,
+            batch_size=args.batch_size,
+            bilingual=args.bilingual,
+            encoding=args.encoding,
+        )
     release_output(partial)
     print(
         f"wrote {args.output}: {counts['translated']} cues translated, {counts['kept']} kept as they were "
@@ -254,8 +262,7 @@ def run_split(args: argparse.Namespace) -> int:
         raise UserInputError(str(exc), path=str(args.file)) from exc
     for lang, path in paths.items():
         content = halves[lang].subs.to_string(file.format if file.format != "microdvd" else "srt")
-        claim_output(path, command="subtitles split")
-        with atomic_output(path) as handle:
+        with owned_output(path, command="subtitles split"), atomic_output(path) as handle:
             handle.write(content)
     print(
         ", ".join(f"wrote {paths[lang]} ({len(halves[lang].cues)} cues)" for lang in langs),
@@ -305,8 +312,7 @@ def run_documents(args: argparse.Namespace) -> int:
             raise UserInputError(f"{exc} (input has no 'target' field)") from exc
     else:
         records = [document.to_dict() for document in all_documents]
-    claim_output(args.output, command="subtitles documents")
-    with atomic_output(args.output) as handle:
+    with owned_output(args.output, command="subtitles documents"), atomic_output(args.output) as handle:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     lines = sum(len(document.source_lines) for document in all_documents)
@@ -349,6 +355,7 @@ def _align_pair(
     args: argparse.Namespace,
     source_lang: str | None,
     target_lang: str | None,
+    claim: bool = True,
 ) -> AlignmentResult:
     if target is None:
         file = read_subtitle_file(source, args.source_encoding or args.encoding, fps=args.fps, strict=args.strict)
@@ -375,8 +382,9 @@ def _align_pair(
         )
     except ValueError as exc:
         raise UserInputError(f"--keep: {exc}") from exc
-    claim_output(output, command="subtitles align")
-    with atomic_output(output) as handle:
+    # folder mode needs no record: an output that exists is skipped, or replaced with --overwrite
+    owner = owned_output(output, command="subtitles align") if claim else contextlib.nullcontext()
+    with owner, atomic_output(output) as handle:
         for record in result.records(source_cues, target_cues):
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return result
@@ -442,7 +450,7 @@ def _align_folders(args: argparse.Namespace) -> int:
         _, source_lang = programme_key(sources[stem], args.source_lang)
         _, target_lang = programme_key(targets[stem], args.target_lang)
         try:
-            result = _align_pair(sources[stem], targets[stem], output, args, source_lang, target_lang)
+            result = _align_pair(sources[stem], targets[stem], output, args, source_lang, target_lang, claim=False)
         except UserInputError as exc:
             if not args.skip_bad:
                 raise
