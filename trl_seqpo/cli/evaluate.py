@@ -89,7 +89,10 @@ _RESULT_FILES = ("results.json", "results.md")
 def _guard_outputs(args: argparse.Namespace, command: str, data: str) -> None:
     """The output guard (`trl_seqpo.outputs`) for the output folder, before the model loads; then claim it."""
     from trl_seqpo.outputs import check_output, check_output_folder, claim_output
+    from trl_seqpo.rollout.loading import check_device
 
+    if args.backend == "hf":
+        check_device(getattr(args, "device", None))  # before run.json exists
     folder = check_output_folder(args.output_dir, inputs=(data, args.model), names=("hypotheses.jsonl", "run.json"))
     for name in _RESULT_FILES:
         check_output(folder / name, command=command, inputs=(data, args.model), overwrite=args.overwrite)
