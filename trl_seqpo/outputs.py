@@ -208,7 +208,12 @@ def owned_output(output: PathLike, *, command: str, settings: Mapping[str, Any] 
         True
     """
     claim_output(output, command=command, settings=settings)
-    yield Path(output)
+    try:
+        yield Path(output)
+    except BaseException:
+        if not Path(output).exists():
+            release_output(output)  # nothing was written: leave no record either
+        raise
     seal_output(output)
 
 

@@ -91,7 +91,7 @@ def _guard_outputs(args: argparse.Namespace, command: str, data: str) -> None:
     from trl_seqpo.outputs import check_output, check_output_folder, claim_output
     from trl_seqpo.rollout.loading import check_device
 
-    if args.backend == "hf":
+    if getattr(args, "backend", "hf") == "hf":
         check_device(getattr(args, "device", None))  # before run.json exists
     folder = check_output_folder(args.output_dir, inputs=(data, args.model), names=("hypotheses.jsonl", "run.json"))
     for name in _RESULT_FILES:
