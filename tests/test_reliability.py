@@ -474,3 +474,66 @@ def test_seqpo_dataset_rows_are_checked_before_training(row, message, tmp_path):
     rows = [{"source": "a b", "reference": "x y"}, {"source": "c d", "reference": "z", **row}]
     with pytest.raises(ValueError, match=message):
         SeqPOTrainer(model="not-loaded", args=seqpo_config(tmp_path), train_dataset=Dataset.from_list(rows))
+
+
+# --- resume checks ----------------------------------------------------------------------------------------------
+
+
+def test_evaluate_resume_refuses_an_edited_data_file_and_drops_repeated_rows(tmp_path, monkeypatch, capsys):
+    from test_evaluate_subtitles import ScriptedBackend, write_documents
+    from tiny_models import line_writing_model
+    from transformers import AutoTokenizer
+
+    from trl_seqpo.rollout import loading
+
+    model_dir = line_writing_model(tmp_path / "model")
+    write_documents(tmp_path / "docs.jsonl", [2, 1])
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    backend = ScriptedBackend(tokenizer, {"Translate": " lo hundo\n"})
+    monkeypatch.setattr(loading, "load_backend", lambda *args, **kwargs: loading.LoadedModel(backend, tokenizer))
+    argv = ["evaluate", "subtitles", "--model", str(model_dir), "--documents", str(tmp_path / "docs.jsonl"),
+            "--output-dir", str(tmp_path / "out"), "--source-lang", "en", "--target-lang", "de", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    hypotheses = tmp_path / "out" / "line" / "hypotheses.jsonl"
+    first = hypotheses.read_text().splitlines()
+    hypotheses.write_text("\n".join([*first, first[0]]) + "\n")  # a repeated row
+    assert main([*argv, "--resume"]) == 0
+    assert hypotheses.read_text().splitlines() == first  # the repeat is gone, nothing decoded twice
+    write_documents(tmp_path / "docs.jsonl", [1, 2])  # edited in place, same name
+    run_refused([*argv, "--resume"], capsys, tmp_path, "documents_file")
+
+
+ALPO_BAD_VALUES = [
+    ("--temperature", "-1"), ("--top-p", "0"), ("--top-p", "2"), ("--top-k", "-1"), ("--max-segment-lines", "0"),
+    ("--context-window", "-1"), ("--judge-temperature", "-1"), ("--judge-max-tokens", "0"),
+    ("--judge-max-retries", "-1"), ("--judge-max-concurrency", "0"), ("--judge-timeout", "0"),
+    ("--judge-backoff-max", "-1"), ("--judge-aspect", "bogus"), ("--max-batch-size", "0"),
+    ("--judge-api-key-file", "/nonexistent/key"), ("--judge-api-key-env", "TRL_SEQPO_UNSET_KEY"),
+    ("--model", "/nonexistent/model"), ("--source-lang", ""), ("--seed", "-1"), ("--judge-base-url", "notaurl"),
+]  # fmt: skip
+
+
+def test_alpo_sample_checks_every_value_before_any_file_then_the_corrected_command_runs(tmp_path, capsys):
+    from alpo_sample_helpers import documents, line_writer_model, sample_args
+
+    from trl_seqpo.synthetic.local_judge import serve
+
+    model = line_writer_model(tmp_path / "model")
+    (tmp_path / "in").mkdir()
+    docs, _ = documents(tmp_path / "in", (1, 1))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    output = out_dir / "candidates.jsonl"
+    for flag, value in ALPO_BAD_VALUES:
+        argv = sample_args(docs, output, model, DEAD_URL)
+        if flag not in argv:
+            argv += [flag, value]
+        argv[argv.index(flag) + 1] = value
+        capsys.readouterr()
+        assert main(argv) == 2, (flag, value)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("trl-seqpo: error:"), (flag, err)
+        assert list(out_dir.iterdir()) == [], (flag, value)
+    with serve() as server:
+        assert main(sample_args(docs, output, model, server.base_url)) == 0
+    assert output.exists()

@@ -88,7 +88,7 @@ _RESULT_FILES = ("results.json", "results.md")
 
 def _guard_outputs(args: argparse.Namespace, command: str, data: str) -> None:
     """The output guard (`trl_seqpo.outputs`) for the output folder, before the model loads; then claim it."""
-    from trl_seqpo.outputs import check_output, check_output_folder, claim_output
+    from trl_seqpo.outputs import check_output, check_output_folder, claim_output, read_record
     from trl_seqpo.rollout.loading import check_device
 
     if getattr(args, "backend", "hf") == "hf":
@@ -99,15 +99,9 @@ def _guard_outputs(args: argparse.Namespace, command: str, data: str) -> None:
     for subfolder in folder.iterdir() if folder.is_dir() else ():
         if subfolder.is_dir():
             check_output_folder(subfolder, inputs=(data,), names=("hypotheses.jsonl", "run.json", "scores.jsonl"))
-    for name in _RESULT_FILES:
-        claim_output(folder / name, command=command)
-
-
-def _seal_results(args: argparse.Namespace) -> None:
-    from trl_seqpo.outputs import seal_output
-
-    for name in _RESULT_FILES:
-        seal_output(Path(args.output_dir) / name)
+    for name in _RESULT_FILES:  # not sealed: a killed run rewrites them on resume (the folder is the command's)
+        if (read_record(folder / name) or {}).get("command") != command:
+            claim_output(folder / name, command=command)
 
 
 def run_simt(args: argparse.Namespace) -> int:
@@ -120,7 +114,6 @@ def run_simt(args: argparse.Namespace) -> int:
     config = config_from_args(SimTEvalConfig, args, judge=_judge_config(args, args.judge_aspect))
     _guard_outputs(args, "evaluate simt", args.data)
     evaluate_simt(config)
-    _seal_results(args)
     return 0
 
 
@@ -134,5 +127,4 @@ def run_subtitles(args: argparse.Namespace) -> int:
     config = config_from_args(SubtitleEvalConfig, args, judge=_judge_config(args, "accuracy"))
     _guard_outputs(args, "evaluate subtitles", args.documents)
     evaluate_subtitles(config)
-    _seal_results(args)
     return 0
