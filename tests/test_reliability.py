@@ -492,7 +492,8 @@ def test_evaluate_resume_refuses_an_edited_data_file_and_drops_repeated_rows(tmp
     backend = ScriptedBackend(tokenizer, {"Translate": " lo hundo\n"})
     monkeypatch.setattr(loading, "load_backend", lambda *args, **kwargs: loading.LoadedModel(backend, tokenizer))
     argv = ["evaluate", "subtitles", "--model", str(model_dir), "--documents", str(tmp_path / "docs.jsonl"),
-            "--output-dir", str(tmp_path / "out"), "--source-lang", "en", "--target-lang", "de", "--no-progress"]  # fmt: skip
+            "--output-dir", str(tmp_path / "out"), "--source-lang", "en", "--target-lang", "de",
+            "--no-progress"]  # fmt: skip
     assert main(argv) == 0
     hypotheses = tmp_path / "out" / "line" / "hypotheses.jsonl"
     first = hypotheses.read_text().splitlines()
