@@ -398,11 +398,16 @@ def test_aligner_sends_the_openai_key_only_to_openai_and_reads_env_or_file(tmp_p
     assert LLMAligner(AlignerConfig(model="m", api_key_file=str(tmp_path / "key")))._client.api_key == "sk-FILE"
 
 
-def test_cli_error_messages_mask_url_credentials(capsys):
-    argv = ["simt", "align", "/nonexistent.jsonl", "-o", "/tmp/x.jsonl", "--model", "m",
-            "--base-url", "http://user:pw@127.0.0.1:9/v1", "--max-concurrency", "0"]  # fmt: skip
-    assert main(argv) == 2
-    assert "pw" not in capsys.readouterr().err
+def test_cli_error_messages_mask_url_credentials(capsys, monkeypatch):
+    import trl_seqpo.cli.plot as plot
+
+    def failing(args):
+        """draw quality-latency curves"""
+        raise UserInputError("the endpoint http://user:pw@127.0.0.1:9/v1 refused\nthe request")
+
+    monkeypatch.setattr(plot, "run", failing)
+    assert main(["plot", "r.json", "-o", "p.png"]) == 2
+    assert capsys.readouterr().err == "trl-seqpo: error: the endpoint http://***@127.0.0.1:9/v1 refused the request\n"
 
 
 def _grep(folder: Path, needle: bytes) -> list[str]:
