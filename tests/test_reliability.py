@@ -543,3 +543,21 @@ def test_alpo_sample_checks_every_value_before_any_file_then_the_corrected_comma
     with serve() as server:
         assert main(sample_args(docs, output, model, server.base_url)) == 0
     assert output.exists()
+
+
+@pytest.mark.parametrize("case", ["split", "evaluate", "demo"])
+def test_a_stranger_s_file_inside_an_output_folder_is_protected(case, files, capsys):
+    out = files / "out"
+    out.mkdir()
+    if case == "split":
+        (out / "ep.en.srt").write_text("my English subtitles\n")
+        argv = ["subtitles", "split", files / "ep.zh.srt", "--langs", "zh,en", "-o", out]
+        expected = "ep.en.srt: exists and was not written by `trl-seqpo subtitles split`"
+    elif case == "evaluate":
+        (out / "results.json").write_text('{"mine": true}\n')
+        argv = ["evaluate", "subtitles", "--model", files / "model", "--documents", files / "docs.jsonl",
+                "--output-dir", out]  # fmt: skip
+        expected = "results.json: exists and was not written by `trl-seqpo evaluate subtitles`"
+    else:
+        argv, expected = ["demo", "--output-dir", files / "notes.txt" / "run"], "notes.txt is a file"
+    run_refused(argv, capsys, files, expected)

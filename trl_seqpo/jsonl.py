@@ -179,9 +179,20 @@ def _file_mode(path: Path) -> int:
         return path.stat().st_mode & 0o777
     except OSError:
         pass
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    try:  # Linux: read it without changing it (os.umask would change it for every thread for a moment)
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     umask = os.umask(0o022)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
 
 
 def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
