@@ -139,6 +139,15 @@ def test_checkpoints_of_another_recipe_are_refused_before_launching(capsys, tmp_
     assert "accelerate launch" not in " ".join(err)  # refused before anything was launched
 
 
+def test_an_output_dir_that_is_a_file_goes_through_the_shared_output_guard(capsys, tmp_path):
+    taken = tmp_path / "notes.txt"
+    taken.write_text("keep me")
+    config = _config(tmp_path, BASE)
+    code, _, err = _run(capsys, "seqpo", "--config", config, "--output_dir", str(taken), "--dry_run")
+    assert code == 2 and len(err) == 1 and "is a file" in err[0] and str(taken) in err[0], err
+    assert taken.read_text() == "keep me"
+
+
 def test_a_config_is_required_to_run_and_named_in_the_message(capsys):
     code, _, err = _run(capsys, "alpo", "--max_steps", "1")
     assert code == 2 and len(err) == 1 and "needs --config" in err[0] and "alpo_synthetic" in err[0]

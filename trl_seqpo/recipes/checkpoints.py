@@ -29,6 +29,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from trl_seqpo.errors import UserInputError
+from trl_seqpo.outputs import check_output_folder
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +140,8 @@ def find_resume_checkpoint(training_args: Any, model: str | None = None) -> str 
             f"output_dir {output_dir} is model_name_or_path, the model this run starts from: the final save would "
             "overwrite it; give another output_dir"
         )
+    # the guard every command's outputs go through: not a file, not under a file, writable
+    check_output_folder(output_dir)
     explicit = getattr(training_args, "resume_from_checkpoint", None)
     if explicit:
         if not Path(explicit).is_dir():
