@@ -73,7 +73,14 @@ class SeqPOConfig(GRPOConfig):
     > - `beta`: `0.02` (the paper's En->Zh value; use `0.1` for Zh->En) instead of `0.0`.
     > - `temperature`: `1.0` (Table 6).
     > - `max_completion_length`: `None`: the rollout bounds length through the per-step budget.
-    > - `multi_objective_aggregation` is left to TRL; SeqPO passes one fused reward function.
+    > - `scale_rewards`: `"none"` instead of `"group"`. The fused reward is already z-normalised per group (Eq. 2),
+    >   so GRPO's advantage is the fused reward itself (its group mean is 0); dividing by the group's std again
+    >   would cancel `fusion_lambda` (`"group"` is refused; `"batch"`, one positive factor per batch, is allowed).
+    > - `per_device_train_batch_size` / `per_device_eval_batch_size`: `None` instead of `8`, which means
+    >   `num_generations` (`num_generations_eval` for evaluation): each device takes the B trajectories of one
+    >   source per micro-batch, so any `num_generations` works with the default batch settings.
+    > - `multi_objective_aggregation`: only `"sum_then_normalize"`; SeqPO passes one fused reward function, and
+    >   `"normalize_then_sum"` would z-normalise it again per group.
 
     > [!NOTE]
     > Sampling is on-policy in both backends: `repetition_penalty`, `min_p`, `top_p`, `top_k` and
@@ -97,6 +104,21 @@ class SeqPOConfig(GRPOConfig):
     max_completion_length: int | None = field(
         default=None,
         metadata={"help": "Unused by SeqPO: steps are bounded by max_new_tokens_per_step and max_steps_after_source."},
+    )
+    scale_rewards: str = field(
+        default="none",
+        metadata={
+            "help": "'none' (default: the advantage is Eq. 2's fused reward, already z-normalised per group) or "
+            "'batch'; 'group' would divide each group by its std again and cancel fusion_lambda."
+        },
+    )
+    per_device_train_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Trajectories per device per micro-batch; None: num_generations (one source's group)."},
+    )
+    per_device_eval_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Trajectories per device per eval batch; None: num_generations_eval or num_generations."},
     )
 
     # Simultaneous environment
@@ -157,7 +179,9 @@ class SeqPOConfig(GRPOConfig):
     _VALID_DICT_FIELDS = GRPOConfig._VALID_DICT_FIELDS + ["quality_reward_kwargs"]
 
     def __post_init__(self) -> None:
+        _derive_batch_sizes(self)
         super().__post_init__()
+        _check_reward_scaling(self)
         if self.chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1 source unit, got {self.chunk_size}")
         if self.prompt_format not in ("chat", "paper"):
@@ -208,6 +232,35 @@ class SeqPOConfig(GRPOConfig):
                 for key, value in kwargs.items()
             }
         return data
+
+
+def _derive_batch_sizes(config: SeqPOConfig) -> None:
+    """Unset per-device batch sizes default to one group of trajectories (`num_generations`, eval: `_eval`).
+
+    TRL's fixed default of 8 only divides into groups of 1, 2, 4 or 8; a group of B = 5 (the paper's) would be refused.
+    """
+    group = config.num_generations or 8
+    if config.per_device_train_batch_size is None:
+        config.per_device_train_batch_size = group
+    if config.per_device_eval_batch_size is None:
+        config.per_device_eval_batch_size = config.num_generations_eval or group
+
+
+def _check_reward_scaling(config: SeqPOConfig) -> None:
+    """Refuse advantage normalisations that would undo Eq. 2's weighting of quality against latency."""
+    if config.scale_rewards == "group":
+        raise ValueError(
+            "SeqPOConfig does not support scale_rewards='group' (or True): the fused reward lambda * z(q) - z(L) is "
+            "already normalised per group (Eq. 2), and dividing it by its group std again cancels fusion_lambda (a "
+            "group where only quality varies and one where only latency varies get the same advantages). Use "
+            "scale_rewards='none' (the default: the advantage is the fused reward) or 'batch'."
+        )
+    if config.multi_objective_aggregation != "sum_then_normalize":
+        raise ValueError(
+            f"SeqPOConfig does not support multi_objective_aggregation={config.multi_objective_aggregation!r}: SeqPO "
+            "passes one fused reward, already normalised per group (Eq. 2); 'normalize_then_sum' would normalise it "
+            "again and cancel fusion_lambda. Leave multi_objective_aggregation='sum_then_normalize'."
+        )
 
 
 _SECRET_KEY = re.compile(r"(api_?key|token|secret|password|credential)", re.IGNORECASE)
