@@ -19,7 +19,7 @@ from trl_seqpo.rollout.hf import HFGenerationBackend
 from trl_seqpo.rollout.simultaneous import SimultaneousRollout, SimultaneousRolloutConfig, Trajectory
 from trl_seqpo.seqpo.config import SeqPOConfig
 from trl_seqpo.seqpo.paper_format import PackedRow, PaperRows, pack_trajectory, step_logps_and_entropies
-from trl_seqpo.seqpo.reward import FusedSimultaneousReward, RewardFunc, resolve_rewards
+from trl_seqpo.seqpo.reward import FusedSimultaneousReward, RewardFunc, prompt_text, resolve_rewards
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class SeqPOTrainer(GRPOTrainer):
     # ------------------------------------------------------------------ rollout_func hook
     def _simultaneous_rollout(self, prompts: list[Any], trainer: GRPOTrainer) -> dict[str, list]:
         """``rollout_func`` of GRPO: one trajectory per incoming prompt (TRL already repeats each source B times)."""
-        sources = [_prompt_to_source(prompt) for prompt in prompts]
+        sources = [prompt_text(prompt) for prompt in prompts]
         tokenizer = self.processing_class
         if self.use_vllm:
             from trl_seqpo.rollout.vllm import VLLMGenerationBackend
@@ -287,11 +287,3 @@ def _budget_cut_marker(tokenizer: Any, end_ids: list[int]) -> int:
         if candidate not in excluded:
             return int(candidate)
     raise ValueError("The tokenizer has no token besides its end and padding tokens")
-
-
-def _prompt_to_source(prompt: Any) -> str:
-    if isinstance(prompt, str):
-        return prompt
-    if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict):
-        return str(prompt[-1].get("content", ""))
-    raise ValueError(f"SeqPOTrainer expects the prompt to be the source sentence, got {type(prompt).__name__}")
