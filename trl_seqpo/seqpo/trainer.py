@@ -175,8 +175,9 @@ class SeqPOTrainer(GRPOTrainer):
     def _rows(self, trajectories: list[Trajectory]) -> list[PackedRow]:
         """One GRPO row per trajectory: the chat sequence, or the paper format's steps packed (`paper_format`)."""
         paper = self.args.prompt_format == "paper"
+        mode = "train" if self.model.training else "eval"
         if paper:
-            self._paper_rows.new_rollout()
+            self._paper_rows.new_rollout(mode)
         rows = []
         for trajectory in trajectories:
             if paper:
@@ -195,7 +196,7 @@ class SeqPOTrainer(GRPOTrainer):
                 row.logprobs.append(0.0)
                 row.env_mask.append(0)
             if paper:
-                self._paper_rows.add(row)
+                self._paper_rows.add(row, mode)
             rows.append(row)
         return rows
 
