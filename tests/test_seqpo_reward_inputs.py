@@ -86,3 +86,36 @@ def test_rows_missing_a_score_are_left_out_without_stopping(tmp_path):
     reward = FusedSimultaneousReward(lambda **kw: [0.1, None, 0.3, float("nan")], lambda **kw: [1.0] * 4, args)
     rewards = reward(prompts=["p"] * 4, completions=["x"] * 4, source=["s"] * 4, reference=["r"] * 4)
     assert rewards[1] is None and rewards[3] is None and rewards[0] is not None
+
+
+def test_the_eager_floor_follows_the_reference_alignment_where_the_row_has_one(tmp_path):
+    """A first chunk carrying more than its share of the target: the honest schedule beats the proportional floor."""
+    from trl_seqpo.simt.latency import average_lagging
+    from trl_seqpo.simt.policies import aligned_delays, eager_delays
+
+    alignment = [[0, 0], [1, 1], [1, 2], [2, 3], [3, 4], [5, 5]]  # 4 of 6 target units translate the first chunk
+    honest = aligned_delays(alignment, 6, 6, 3)
+    assert honest == [3, 3, 3, 3, 6, 6] and eager_delays(6, 6, 3) == [3, 3, 3, 6, 6, 6]
+    honest_al, proportional_al = average_lagging(honest, 6, 6), average_lagging(eager_delays(6, 6, 3), 6, 6)
+    assert honest_al < proportional_al
+
+    args = _args(tmp_path, chunk_size=3, tgt_lang="German", latency_unit="word", source_unit="word")
+    assert (honest_al, proportional_al) == pytest.approx((1.6, 2.25))
+    latency = [honest_al, 2.1, honest_al, 2.1]  # honest vs a slower honest policy, in two groups
+    reward = FusedSimultaneousReward(lambda **kw: [0.5] * 4, lambda **kw: latency, args)
+    sentence = "a b c d e f"
+    columns = {"source": [sentence] * 4, "reference": [sentence] * 4, "source_length": [6] * 4}
+    columns["alignment"] = [alignment, alignment, None, None]  # the second group has no alignment
+    floors = reward.eager_floors(reward.reward_columns(columns, 4), 4)
+    assert floors == pytest.approx([honest_al, honest_al, proportional_al, proportional_al])
+    rewards = reward(prompts=["p"] * 4, completions=["c"] * 4, **columns)
+    assert rewards[0] > rewards[1]  # with the alignment the honest lead is kept
+    assert rewards[2] == pytest.approx(rewards[3])  # the proportional floor (2.25) erases it
+
+
+def test_a_malformed_alignment_names_the_column(tmp_path):
+    args = _args(tmp_path, chunk_size=3, tgt_lang="German")
+    reward = FusedSimultaneousReward(lambda **kw: [0.5] * 2, lambda **kw: [1.0, 2.0], args)
+    columns = {"source": ["a b"] * 2, "reference": ["a b"] * 2, "source_length": [2, 2], "alignment": [[[5, 0]]] * 2}
+    with pytest.raises(ValueError, match="'alignment' .*SeqPOConfig.alignment_column"):
+        reward.eager_floors(reward.reward_columns(columns, 2), 2)

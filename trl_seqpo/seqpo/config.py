@@ -43,6 +43,9 @@ class SeqPOConfig(GRPOConfig):
             the tokenizer's EOS, or `"<|endoftext|>"` when the EOS is the step-end token, as for Qwen2.5-Instruct).
         source_column / reference_column (`str`, *optional*, defaults to `"source"` / `"reference"`):
             Dataset columns holding the source sentence and its reference translation.
+        alignment_column (`str` or `None`, *optional*, defaults to `"alignment"`):
+            Optional dataset column with a reference alignment, `(source_index, target_index)` pairs over source units
+            and latency units; where a row has one, the eager latency floor follows it. `None`: never read.
 
         > Fused reward (Sec. 2.3, Eq. 2)
 
@@ -58,9 +61,10 @@ class SeqPOConfig(GRPOConfig):
             `lambda` in `r = lambda * q - L`.
         latency_truncation (`str`, *optional*, defaults to `"eager"`):
             `"eager"`: each trajectory's raw latency floored, before group normalisation, at the AL of the
-            proportional eager schedule for its source and reference (as early as a policy can write without
-            writing what it has not read, `trl_seqpo.simt.policies.eager_delays`; Sec. 4.4: latency bought below
-            that comes from guessed or junk output, honest differences above it are kept); `"floor"`: floored at
+            honest eager schedule for its source and reference (as early as a policy can write without writing what
+            it has not read: `trl_seqpo.simt.policies.aligned_delays` where the row has a reference alignment, else
+            the proportional `eager_delays`; Sec. 4.4: latency bought below that comes from guessed or junk output,
+            honest differences above it are kept); `"floor"`: floored at
             `latency_floor` instead; `"clamp_then_normalize"`: floored at `chunk_size` (erases honest differences
             below m); `"paper"`: the literal `max(m, normalised L)`; `"none"`: no truncation. See
             `docs/rewards.md`.
@@ -149,6 +153,10 @@ class SeqPOConfig(GRPOConfig):
     source_column: str = field(default="source", metadata={"help": "Dataset column with the source sentence."})
     reference_column: str = field(
         default="reference", metadata={"help": "Dataset column with the reference translation."}
+    )
+    alignment_column: str | None = field(
+        default="alignment",
+        metadata={"help": "Dataset column with a reference word alignment (eager floor); None: not read."},
     )
 
     # Fused reward

@@ -32,7 +32,7 @@ from trl_seqpo.rewards.registry import get_reward
 from trl_seqpo.seqpo.config import SeqPOConfig
 from trl_seqpo.simt.chunking import count_units, default_unit
 from trl_seqpo.simt.latency import average_lagging, reference_length, sentence_latency
-from trl_seqpo.simt.policies import eager_delays
+from trl_seqpo.simt.policies import aligned_delays, eager_delays
 
 if TYPE_CHECKING:  # pragma: no cover
     from trl import GRPOTrainer
@@ -115,20 +115,35 @@ class FusedSimultaneousReward:
         return columns
 
     def eager_floors(self, columns: dict[str, Any], num_rows: int) -> list[float]:
-        """Per-row floors of `latency_truncation="eager"`: the AL of `eager_delays` for the row's source and reference.
+        """Per-row floors of `latency_truncation="eager"`: the AL of the row's honest eager schedule.
 
-        A row without a reference (or an empty source) gets NaN: no floor.
+        With a reference alignment (the `alignment_column`, `(source_index, target_index)` pairs over source units and
+        latency units), the schedule follows it (`aligned_delays`); otherwise it is the proportional `eager_delays`
+        for the row's source and reference lengths. A row without a reference (or an empty source) gets NaN: no floor.
         """
         lengths = columns.get("source_length")
         if lengths is None:  # called outside the trainer's rollout: count the source as the rollout does
             unit = self.args.source_unit or default_unit(self.args.src_lang)
             lengths = [count_units(s, unit) if isinstance(s, str) else None for s in columns.get("source") or []]
+        alignments = columns.get(self.args.alignment_column) if self.args.alignment_column else None
+        alignments = list(alignments) if alignments is not None else [None] * num_rows
         floors = []
-        for length, ref_len in zip(list(lengths)[:num_rows], columns["reference_length"][:num_rows]):
+        for length, ref_len, alignment in zip(
+            list(lengths)[:num_rows], columns["reference_length"][:num_rows], alignments
+        ):
             if not length or not ref_len:
                 floors.append(float("nan"))
                 continue
-            delays = eager_delays(int(length), int(ref_len), self.args.chunk_size)
+            if alignment:
+                try:
+                    delays = aligned_delays(alignment, int(length), int(ref_len), self.args.chunk_size)
+                except (ValueError, TypeError, IndexError) as error:
+                    raise ValueError(
+                        f"column {self.args.alignment_column!r} (SeqPOConfig.alignment_column) must hold "
+                        f"(source_index, target_index) pairs over source units and latency units: {error}"
+                    ) from error
+            else:
+                delays = eager_delays(int(length), int(ref_len), self.args.chunk_size)
             floors.append(average_lagging(delays, length, ref_len))
         return floors + [float("nan")] * (num_rows - len(floors))
 
