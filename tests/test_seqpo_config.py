@@ -47,3 +47,20 @@ def test_normalisations_that_cancel_lambda_are_refused(tmp_path, overrides, mess
 
 def test_batch_scaling_is_allowed(tmp_path):
     assert SeqPOConfig(output_dir=str(tmp_path), scale_rewards="batch", **CPU).scale_rewards == "batch"
+
+
+def test_the_rollout_gets_every_rollout_setting_from_the_one_config(tmp_path):
+    from dataclasses import asdict
+
+    from trl_seqpo.rollout.simultaneous import SimultaneousRolloutConfig
+
+    settings = dict(
+        chunk_size=4, src_lang="German", tgt_lang="Japanese", source_unit="char", latency_unit="word",
+        prompt_format="paper", max_new_tokens_per_step=17, max_steps_after_source=3, temperature=0.7,
+        system_prompt="Translate.", step_end_token="<eos_step>", end_of_translation_token="<eot>",
+    )  # fmt: skip
+    rollout = SeqPOConfig(output_dir=str(tmp_path), **CPU, **settings).rollout_config()
+    assert isinstance(rollout, SimultaneousRolloutConfig)
+    expected = {**settings, "top_p": 1.0, "top_k": 0}
+    expected["target_unit"] = expected.pop("latency_unit")  # SimulEval's "latency unit" is the rollout's target unit
+    assert asdict(rollout) == expected

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
 
 from trl import GRPOConfig
 
 from trl_seqpo.errors import check_at_least
 from trl_seqpo.rewards.fusion import DEFAULT_LATENCY_FLOOR, TRUNCATION_MODES
+
+if TYPE_CHECKING:  # pragma: no cover
+    from trl_seqpo.rollout.simultaneous import SimultaneousRolloutConfig
 
 
 @dataclass
@@ -220,6 +224,21 @@ class SeqPOConfig(GRPOConfig):
             )
         check_at_least(self, 0, "max_steps_after_source")
 
+    def rollout_config(self) -> SimultaneousRolloutConfig:
+        """The settings of the rollout, the one object `SeqPOTrainer` hands it.
+
+        Every field of `SimultaneousRolloutConfig` is read from the same-named field of this config (the target
+        delays' unit is `latency_unit` here, `target_unit` there), so a rollout setting is declared once on each
+        side and never copied by hand; a rollout field without a counterpart here fails at the first call.
+        """
+        from trl_seqpo.rollout.simultaneous import SimultaneousRolloutConfig
+
+        values = {
+            f.name: getattr(self, _ROLLOUT_FIELD_NAMES.get(f.name, f.name)) for f in fields(SimultaneousRolloutConfig)
+        }
+        values["top_k"] = values["top_k"] or 0  # GRPOConfig's None means no top-k, as the rollout's 0
+        return SimultaneousRolloutConfig(**values)
+
     def to_dict(self) -> dict:
         """TRL's config dump (what logging integrations record), with secrets in `quality_reward_kwargs` redacted.
 
@@ -271,6 +290,8 @@ def _check_reward_scaling(config: SeqPOConfig) -> None:
         )
 
 
+#: `SimultaneousRolloutConfig` fields spelt differently in `SeqPOConfig` (SimulEval's "latency unit")
+_ROLLOUT_FIELD_NAMES = {"target_unit": "latency_unit"}
 _SECRET_KEY = re.compile(r"(api_?key|token|secret|password|credential)", re.IGNORECASE)
 
 

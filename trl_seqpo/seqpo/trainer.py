@@ -16,7 +16,7 @@ from trl import GRPOTrainer
 from trl.models.utils import unwrap_model_for_generation
 
 from trl_seqpo.rollout.hf import HFGenerationBackend
-from trl_seqpo.rollout.simultaneous import SimultaneousRollout, SimultaneousRolloutConfig, Trajectory
+from trl_seqpo.rollout.simultaneous import SimultaneousRollout, Trajectory
 from trl_seqpo.seqpo.config import SeqPOConfig
 from trl_seqpo.seqpo.paper_format import PackedRow, PaperRows, pack_trajectory, step_logps_and_entropies
 from trl_seqpo.seqpo.reward import FusedSimultaneousReward, RewardFunc, prompt_text, resolve_rewards
@@ -105,22 +105,7 @@ class SeqPOTrainer(GRPOTrainer):
             rollout_func=self._simultaneous_rollout,
         )
         self.fused_reward.trainer = self
-        self.rollout_config = SimultaneousRolloutConfig(
-            chunk_size=args.chunk_size,
-            src_lang=args.src_lang,
-            tgt_lang=args.tgt_lang,
-            source_unit=args.source_unit,
-            target_unit=args.latency_unit,
-            prompt_format=args.prompt_format,
-            max_new_tokens_per_step=args.max_new_tokens_per_step,
-            max_steps_after_source=args.max_steps_after_source,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            top_k=args.top_k or 0,
-            system_prompt=args.system_prompt,
-            step_end_token=args.step_end_token,
-            end_of_translation_token=args.end_of_translation_token,
-        )
+        self.rollout_config = args.rollout_config()
         # TRL counts a completion as truncated (`completions/clipped_ratio`, `mask_truncated_completions`) unless it
         # ends in one of `eos_token_ids`; a base checkpoint lists only its EOS there, not the step-end token.
         stop_ids = SimultaneousRollout(None, self.processing_class, self.rollout_config).stop_token_ids
