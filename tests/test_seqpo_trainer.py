@@ -228,6 +228,25 @@ def test_source_column_prompt_reaches_a_reward_that_needs_the_source(tiny, datas
     assert seen and set(seen) <= set(dataset["source"])
 
 
+def test_the_readme_config_trains_with_the_default_batch_settings(tiny, dataset, tmp_path):
+    """The README's `SeqPOConfig(chunk_size=3, num_generations=5, beta=0.02, ...)`: batch 5 derived, one step."""
+    from trl_seqpo import SeqPOConfig
+
+    model, tokenizer = tiny
+    args = SeqPOConfig(
+        chunk_size=3, num_generations=5, beta=0.02, src_lang="English", tgt_lang="Chinese",
+        output_dir=str(tmp_path / "readme"), max_steps=1, max_new_tokens_per_step=4,  # CPU-sized steps
+        use_cpu=True, bf16=False, report_to="none", save_strategy="no",
+    )  # fmt: skip
+    assert (args.per_device_train_batch_size, args.generation_batch_size) == (5, 5)
+    trainer = SeqPOTrainer(
+        model=model, reward_funcs=["chrf", "average_lagging"], args=args, train_dataset=dataset,
+        processing_class=tokenizer,
+    )  # fmt: skip
+    trainer.train()
+    assert trainer.state.global_step == 1
+
+
 def test_rollout_keeps_the_gradient_checkpointing_settings(tiny, dataset, tmp_path):
     model, tokenizer = tiny
     args = _config(tmp_path, gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": True})
