@@ -183,7 +183,8 @@ class SimTEvalConfig(EvalConfig):
         }
 
 
-def _rollout_config(config: SimTEvalConfig, point: OperatingPoint) -> Any:
+def rollout_config(config: SimTEvalConfig, point: OperatingPoint) -> Any:
+    """The `SimultaneousRolloutConfig` of one operating point: what `evaluate_simt` and the SimulEval agent decode."""
     from trl_seqpo.rollout.simultaneous import SimultaneousRolloutConfig
 
     languages = {"src_lang": config.source_lang, "tgt_lang": config.target_lang}
@@ -356,7 +357,7 @@ def _decode_all(
             if loaded is None:
                 loaded = load_backend(config.model, config.backend, **config.engine_options())
             try:
-                rollout = SimultaneousRollout(loaded.backend, loaded.tokenizer, _rollout_config(config, point))
+                rollout = SimultaneousRollout(loaded.backend, loaded.tokenizer, rollout_config(config, point))
             except ValueError as error:
                 raise UserInputError(f"--model {config.model}: {error}") from error
             policy = point.schedule(config.wait_k_rate)

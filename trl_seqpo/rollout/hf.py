@@ -83,16 +83,20 @@ class HFGenerationBackend:
         """Reuse key/value states across the `generate` calls made inside the ``with`` block.
 
         Each call keeps the states of its rows (prompt + output); the next call starts every prompt from the
-        cached row sharing its longest token prefix and encodes only the rest. Rows not asked for again are dropped
-        at the next call, and everything is freed when the block ends. The states belong to the current weights:
-        never let a session span an optimiser step.
+        cached row sharing its longest token prefix and encodes only the rest. Between calls only the rows of the
+        latest call are held (an earlier call's rows are dropped once the next call has read them), and everything
+        is released when the block ends, also on an exception. The states belong to the current weights: never let
+        a session span an optimiser step.
         """
         outer = self._prefix_cache
-        self._prefix_cache = PrefixKVCache() if self.reuse_cache else None
+        session = PrefixKVCache() if self.reuse_cache else None
+        self._prefix_cache = session
         try:
             yield self
         finally:
             self._prefix_cache = outer
+            if session is not None:
+                session.clear()
 
     def any_rank(self, flag: bool) -> bool:
         """`flag` of this process or-ed over all processes (just `flag` when not in lockstep)."""
@@ -120,6 +124,8 @@ class HFGenerationBackend:
                 outputs.extend(self._generate_batch(prompts[starts[call] : starts[call] + step], params))
             else:  # an idle process follows the others' decoding steps with a dummy row
                 self._generate_batch([[self.pad_token_id]], GenerationParams(max_new_tokens=1, temperature=0))
+        if self._prefix_cache is not None:
+            self._prefix_cache.end_call()
         return outputs
 
     @torch.no_grad()
