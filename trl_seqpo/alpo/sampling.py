@@ -1,7 +1,7 @@
 """ALPO's candidate sampling as a resumable job (Alg. 1 over a rollout backend and the LLM judge).
 
 `sample_candidates` reads the documents, samples and judges ``num_candidates`` candidates per unit with
-`trl_seqpo.rollout.segmentwise.SegmentwiseSampler`, and appends one `CandidateRecord` per unit to the output as each
+`trl_seqpo.alpo.sampler.SegmentwiseSampler`, and appends one `CandidateRecord` per unit to the output as each
 document finishes (flushed and synced). ``trl-seqpo alpo sample`` and the demo call it.
 
 What a resumed run does (same command again):
@@ -37,11 +37,11 @@ from typing import Any, Literal
 
 from trl_seqpo.alpo.parts import assign_batches, merge_parts, part_path
 from trl_seqpo.alpo.records import CandidateRecord
+from trl_seqpo.alpo.sampler import SamplerStats
 from trl_seqpo.counts import Counts, sum_counts
 from trl_seqpo.errors import UserInputError, check_at_least, check_output_path
 from trl_seqpo.jsonl import ResumableJsonl, atomic_write, atomic_write_json, parse_json_lines
 from trl_seqpo.judge.client import JudgeStats
-from trl_seqpo.rollout.segmentwise import SamplerStats
 
 __all__ = ["AlpoSampleConfig", "RESUME_SETTINGS", "SampleReport", "read_candidates", "sample_candidates"]
 
@@ -320,8 +320,8 @@ def sample_candidates(
         UserInputError: Bad documents, an output that is an input or not this command's own, a setting that differs
             from the run being resumed, a corrupt candidates file or cache, an unreachable or refusing judge.
     """
+    from trl_seqpo.alpo.sampler import SegmentwiseConfig, SegmentwiseSampler
     from trl_seqpo.rollout.processes import current_processes, launched_processes
-    from trl_seqpo.rollout.segmentwise import SegmentwiseConfig, SegmentwiseSampler
     from trl_seqpo.subtitles.documents import read_documents
 
     check_output_path(config.output, config.documents, config.cache, config.model or None)
@@ -400,7 +400,7 @@ def sample_candidates(
 def _run(sampler, documents, done: set[str], store: ResumableJsonl, report: SampleReport, progress, processes) -> None:
     from tqdm.auto import tqdm
 
-    from trl_seqpo.rollout.segmentwise import document_batches
+    from trl_seqpo.alpo.sampler import document_batches
 
     # batches are cut from the full input so a resumed run samples each batch exactly as the first run did
     pending = [

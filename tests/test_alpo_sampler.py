@@ -6,11 +6,11 @@ import re
 
 import pytest
 
+from trl_seqpo.alpo.sampler import SegmentwiseConfig, newline_token_ids, segment_line_ids
+from trl_seqpo.alpo.sampler import SegmentwiseSampler as _Sampler
 from trl_seqpo.errors import UserInputError
 from trl_seqpo.judge.client import JudgeConfig, JudgeResult, LLMJudge
 from trl_seqpo.rollout.engine import GenerationOutput, GenerationParams
-from trl_seqpo.rollout.segmentwise import SegmentwiseConfig, newline_token_ids, segment_line_ids
-from trl_seqpo.rollout.segmentwise import SegmentwiseSampler as _Sampler
 from trl_seqpo.subtitles.documents import Document, render_document_prompt
 from trl_seqpo.synthetic.local_judge import Reply, serve
 
