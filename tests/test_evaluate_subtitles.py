@@ -139,9 +139,8 @@ def test_judge_scores_each_aspect_per_document(model_dir, tmp_path, monkeypatch)
         "lo hundo / lo hundo / lo hundo",
     }
     assert sum("ACCURACY" in request.messages[-1]["content"] for request in requests) == 2
-    assert all(
-        prompt.rstrip().endswith(".") for prompt in backend.prompts
-    )  # each line prompt ends with its number marker
+    # each line prompt ends at the newline before its line; the model writes the number marker itself
+    assert all(prompt.rstrip(" ").endswith("\n") for prompt in backend.prompts)
 
 
 def test_line_format_problems_counts_merges():

@@ -52,26 +52,26 @@ def read_subtitles_text(text, tmp_path_factory=None):
     return read_subtitle_file(path).cues
 
 
-def test_only_lost_lines_are_generated_again():
+def test_only_lost_lines_are_generated_again_with_their_document():
     cues = read_subtitles_text(SHOW)
     documents, _ = plan_documents(cues, lines_per_document=2, context=1)
     asked = []
 
     def translate(batch):
-        return [["", "B"] if len(d.source_lines) == 2 else ["C"] for d in batch]
+        return [["", "B"] if len(d.source_lines) == 2 else [None] for d in batch]
 
-    def regenerate(batch):
-        asked.extend(batch)
-        return [["A"] for _ in batch]
+    def regenerate(batch, lines):
+        asked.extend(zip(batch, lines))
+        return [["A" if line is None else line for line in doc] if len(doc) == 2 else [""] for doc in lines]
 
     records = []
     results = translate_documents(
         documents, translate, regenerate, batch_size=1, on_batch=records.extend, progress=False
     )
-    assert results == {documents[0].doc_id: ["A", "B"], documents[1].doc_id: ["C"]}
-    assert [d.source_lines for d in asked] == [["the cat sees the dog"]]
-    assert asked[0].context_after == ["a big house the red bird", "the dog runs"]
-    assert [record["regenerated"] for record in records] == [1, 0]
+    assert [results[d.doc_id]["lines"] for d in documents] == [["A", "B"], [""]]
+    # the lost line is generated in its own document, the lines the answer kept given as they are
+    assert asked[0] == (documents[0], [None, "B"]) and asked[1] == (documents[1], [None])
+    assert [record["status"] for record in records] == [["regenerated", "translated"], ["failed"]]
 
 
 def test_ass_round_trip_keeps_events_times_styles_and_tags(model_dir, tmp_path, capsys):
@@ -92,11 +92,12 @@ def test_ass_round_trip_keeps_events_times_styles_and_tags(model_dir, tmp_path, 
     assert all(text != before.events[k].plaintext for text, k in zip(translated, (0, 1, 4)))
     assert after.events[2].text == before.events[2].text and after.events[3].text == before.events[3].text
     assert not (tmp_path / "show.zh.ass.partial.jsonl").exists()
-    assert "3 cues translated" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "3 dialogue cues" in err and "0 failed" in err and "1 not dialogue" in err and "reading speed" in err
 
 
 def test_interrupted_run_resumes_and_bilingual_keeps_the_original(model_dir, tmp_path):
-    from trl_seqpo.subtitles.translate import load_translator
+    from trl_seqpo.rollout.linewise import load_translator
 
     source = tmp_path / "show.ass"
     source.write_text(SHOW, encoding="utf-8")
@@ -116,7 +117,7 @@ def test_interrupted_run_resumes_and_bilingual_keeps_the_original(model_dir, tmp
     counts = translate_file(
         source, out, failing, regenerate, lines_per_document=2, batch_size=1, bilingual=True, progress=False
     )
-    assert counts["resumed"] == 1 and counts["translated"] == 3 and len(calls) == 3
+    assert counts["resumed"] == 1 and counts["translated"] + counts["regenerated"] == 3 and len(calls) == 3
     cues = read_subtitle_file(out).cues
     assert cues[0].text.endswith("\nthe cat sees the dog") and len(cues[0].text.split("\n")) == 2
 

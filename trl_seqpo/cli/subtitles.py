@@ -34,12 +34,13 @@ from tqdm.auto import tqdm
 from trl_seqpo.cli.options import add_action, add_command_group
 from trl_seqpo.errors import UserInputError, check_output_path
 from trl_seqpo.jsonl import atomic_output, parse_json_lines
+from trl_seqpo.rollout.linewise import load_translator
 from trl_seqpo.subtitles.align import AlignmentResult, align_dialogue
 from trl_seqpo.subtitles.bilingual import split_bilingual, split_output_paths
 from trl_seqpo.subtitles.documents import make_documents, sft_examples
 from trl_seqpo.subtitles.hygiene import HYGIENE_REASONS, clean_pairs
 from trl_seqpo.subtitles.io import Cue, SubtitleFile, read_subtitle_file
-from trl_seqpo.subtitles.translate import load_translator, translate_file
+from trl_seqpo.subtitles.translate import translate_file
 
 SUBTITLE_EXTENSIONS = (".srt", ".ass", ".ssa", ".vtt", ".sub")
 _LANGUAGE_SUFFIX = re.compile(r"^[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
@@ -108,7 +109,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     translate.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="generation backend")
     translate.add_argument("--bilingual", action="store_true", help="keep the original line under each translation")
     translate.add_argument("--lines", type=int, default=35, help="lines per document, as in training (paper: 35)")
-    translate.add_argument("--context", type=int, default=2, help="untranslated context lines on each side")
+    translate.add_argument(
+        "--context", type=int, default=0, help="untranslated context lines on each side (as documents: 0)"
+    )
+    translate.add_argument(
+        "--keep", nargs="+", default=(), metavar="REASON",
+        help="translate these non-dialogue cues too (song, sign, credit, ... or all), as align's --keep",
+    )  # fmt: skip
+    translate.add_argument(
+        "--allow-untranslated", action="store_true", help="exit 0 even when dialogue lines stay untranslated"
+    )
+    translate.add_argument("--cps", type=float, help="reading-speed limit, characters per second (default: by script)")
+    translate.add_argument("--chars-per-line", type=int, help="characters per line allowed (default: by script)")
     translate.add_argument("--batch-size", type=int, default=8, help="documents per generation call")
     translate.add_argument("--max-new-tokens-per-line", type=int, default=64, help="token budget of one line")
     translate.add_argument("--device", help="torch device for --backend hf (default: cuda if available)")
@@ -169,6 +181,8 @@ def run_translate(args: argparse.Namespace) -> int:
 
     Translate INPUT into OUTPUT with a model trained on numbered-line documents (ALPO).
     """
+    if (args.cps is not None and args.cps <= 0) or (args.chars_per_line is not None and args.chars_per_line < 1):
+        raise UserInputError("--cps and --chars-per-line must be positive")
     if args.lines < 1 or args.context < 0 or args.batch_size < 1 or args.max_new_tokens_per_line < 1:
         raise UserInputError("--lines, --batch-size and --max-new-tokens-per-line must be >= 1, --context >= 0")
     if not args.input.is_file():
@@ -196,13 +210,24 @@ def run_translate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         bilingual=args.bilingual,
         encoding=args.encoding,
+        target_lang=args.tgt_lang,
+        keep=args.keep,
+        cps_limit=args.cps,
+        line_limit=args.chars_per_line,
     )
     print(
-        f"wrote {args.output}: {counts['translated']} cues translated, {counts['kept']} kept as they were "
-        f"(not text to translate), {counts['events']} events; {counts['documents']} documents "
-        f"({counts['resumed']} resumed), {counts['regenerated']} lines generated again alone",
+        f"wrote {args.output}: {counts['dialogue']} dialogue cues: {counts['translated']} translated, "
+        f"{counts['regenerated']} regenerated one by one, {counts['failed']} failed (left in the source language); "
+        f"{counts['not_dialogue']} not dialogue (left as they were; --keep to translate them); {counts['events']} "
+        f"events, {counts['documents']} documents ({counts['resumed']} resumed)",
         file=sys.stderr,
     )
+    print(counts["reading"].summary(), file=sys.stderr)
+    if counts["failed"]:
+        shown = ", ".join(str(n) for n in counts["failed_cues"][:10]) + (", ..." if counts["failed"] > 10 else "")
+        print(f"untranslated dialogue cues: {shown}", file=sys.stderr)
+        if not args.allow_untranslated:
+            return 1
     return 0
 
 

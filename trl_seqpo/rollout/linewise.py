@@ -44,6 +44,7 @@ __all__ = [
     "encode_prompt",
     "is_aligned",
     "line_prompt",
+    "load_translator",
     "newline_token_ids",
     "strip_line_marker",
 ]
@@ -308,3 +309,51 @@ class LineDecoder:
             stopped = output.finish_reason != "length"
             answers.append(DocumentAnswer(text, parsed, not stopped, is_aligned(parsed, stopped)))
         return answers
+
+
+def load_translator(
+    model: str,
+    src_lang: str,
+    tgt_lang: str,
+    *,
+    backend: str = "hf",
+    device: str | None = None,
+    dtype: str = "auto",
+    max_new_tokens_per_line: int = 64,
+) -> tuple[Callable[[list[Document]], list[list[str | None]]], Callable[..., list[list[str]]]]:
+    """Load ``model`` and return ``(translate, regenerate)`` for `trl_seqpo.subtitles.translate.translate_file`.
+
+    ``translate`` answers whole documents (`LineDecoder.answer`) and returns ``None`` for every line the answer
+    lost, and for all lines of an answer whose numbering is not aligned with the source (`is_aligned`);
+    ``regenerate`` writes those lines one by one (`LineDecoder.complete`), so a translated file, an evaluation and
+    ALPO's sampling see the same prompts.
+
+    Raises:
+        UserInputError: The model cannot be loaded or the backend is unknown.
+        MissingDependencyError: ``backend="vllm"`` without vLLM.
+    """
+    import logging
+
+    from trl_seqpo.rollout.loading import load_backend
+
+    loaded = load_backend(model, backend, device=device, dtype=dtype)
+    decoder = LineDecoder(loaded.backend, loaded.tokenizer, tuple(loaded.stop_token_ids))
+    logger = logging.getLogger(__name__)
+
+    def translate(documents: list[Document]) -> list[list[str | None]]:
+        out = []
+        for document, answer in zip(documents, decoder.answer(documents, src_lang, tgt_lang, max_new_tokens_per_line)):
+            if not answer.aligned:
+                logger.warning(
+                    "%s: the answer's numbering does not match the %d source lines (%s); generating its lines one "
+                    "by one", document.doc_id, len(document.source_lines), "; ".join(answer.parsed.problems)[:200],
+                )  # fmt: skip
+                out.append([None] * len(document.source_lines))
+            else:
+                out.append(list(answer.parsed.lines))
+        return out
+
+    def regenerate(documents: list[Document], lines: list[list[str | None]]) -> list[list[str]]:
+        return decoder.complete(documents, src_lang, tgt_lang, max_new_tokens_per_line, lines)[0]
+
+    return translate, regenerate

@@ -99,12 +99,14 @@ class SubtitleFile:
         subs: The parsed file (styles, header, every event), to write a translation back with its markup.
         dropped_inverted: 1-based line numbers (or event positions when unknown) of events dropped because they
             end before they start.
+        text: The decoded file (WebVTT only: a translation is written back into it, settings and notes kept).
     """
 
     cues: list[Cue]
     format: str
     subs: pysubs2.SSAFile
     dropped_inverted: list[int] = field(default_factory=list)
+    text: str | None = field(default=None, repr=False)
 
     def warnings(self, path: str | os.PathLike[str]) -> list[str]:
         """One line per reading problem that did not stop the read (for the CLI to print)."""
@@ -256,7 +258,7 @@ def _read_vtt(text: str, path: str, strict: bool) -> SubtitleFile:
         )
     if not cues:
         raise UserInputError("no subtitle cues found (read as vtt)", path=path)
-    return SubtitleFile(cues, "vtt", subs, dropped)
+    return SubtitleFile(cues, "vtt", subs, dropped, text=text)
 
 
 def write_subtitles(
