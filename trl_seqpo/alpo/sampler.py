@@ -90,6 +90,8 @@ class SegmentwiseConfig:
         judge_min_candidates (`int`): Units with fewer distinct candidates are not sent to the judge (their scores
             stay null). The default 4 skips the units the pair gate drops anyway (``|T_i| <= 3``) and saves their
             cost; 1 judges everything, as the paper does.
+        judge_min_votes (`int`, *optional*): Valid votes a judged unit needs (its record's ``votes_needed``); the
+            default, every vote asked for but one, lets a unit with one persistently invalid vote count as judged.
         raise_if_unreachable (`bool`): Let `JudgeUnreachableError` through when every
             judge request of a unit index fails to reach the endpoint (the CLI stops instead of writing failed units);
             any other judge failure only marks the units ``judge_failed``.
@@ -111,6 +113,7 @@ class SegmentwiseConfig:
     chosen_top_k: int = 3
     context_window: int = 2
     judge_min_candidates: int = 4
+    judge_min_votes: int | None = None
     raise_if_unreachable: bool = False
     documents_per_batch: int = 8
     seed: int = 0
@@ -430,11 +433,17 @@ class SegmentwiseSampler:
             num_dropped=dropped,
             votes=getattr(result, "num_valid_votes", None) if result is not None else None,
             votes_requested=requested,
+            votes_needed=None
+            if requested is None
+            else min(requested, config.judge_min_votes or max(1, requested - 1)),
             judge_error=getattr(result, "failed_reason", None) if result is not None else None,
         )
         state.records.append(record)
         self.stats.units += 1
-        chosen_lines = [""] * len(line_ids) if chosen is None else texts[chosen].split("\n")
+        # a unit with no readable candidate (and no reference) keeps its source lines in the prefix: every later
+        # prompt stays in the numbered format ("3.text"), never a bare "3." line
+        sources = [document.source_lines[i] for i in line_ids]
+        chosen_lines = sources if chosen is None else texts[chosen].split("\n")
         state.prefix.extend(chosen_lines)
 
 
@@ -445,3 +454,10 @@ class _FailedResult:
     failed_reason: str
     scores: None = None
     num_valid_votes: int = 0
+
+
+def _votes_needed(requested: int | None, minimum: int | None) -> int | None:
+    """Valid votes a judged unit needs: ``minimum``, or every vote asked for but one (at least one)."""
+    if requested is None:
+        return None
+    return min(requested, minimum if minimum is not None else max(1, requested - 1))

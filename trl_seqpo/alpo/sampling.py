@@ -85,6 +85,10 @@ class AlpoSampleConfig:
     judge_model: str = _help("model name sent to the judge", default="Qwen/Qwen3-14B")
     judge_aspect: str = _help("vividness (the ALPO reward), accuracy or naturalness", default="vividness")
     judge_num_shuffles: int = _help("shuffled votes per unit (paper: 4)", default=4)
+    judge_min_votes: int | None = _help(
+        "valid votes a unit needs to count as judged (default: all but one); fewer: judged again next run",
+        default=None,
+    )
     judge_temperature: float = _help("sampling temperature of the judge (authors: 0.3)", default=0.3)
     judge_max_tokens: int | None = _help("answer length limit of the judge", default=1024)
     judge_extra_body: str | None = _help(
@@ -102,6 +106,11 @@ class AlpoSampleConfig:
 
     def __post_init__(self) -> None:
         check_at_least(self, 1, "num_candidates", "documents_per_batch", "judge_num_shuffles", "max_new_tokens")
+        if self.judge_min_votes is not None and not 1 <= self.judge_min_votes <= self.judge_num_shuffles:
+            raise UserInputError(
+                f"--judge-min-votes must be between 1 and --judge-num-shuffles ({self.judge_num_shuffles}), got "
+                f"{self.judge_min_votes}"
+            )
         if self.judge_extra_body is not None:
             try:
                 body = json.loads(self.judge_extra_body)
@@ -336,6 +345,7 @@ def sample_candidates(
         target_language=config.target_lang,
         context_window=config.context_window,
         judge_min_candidates=config.judge_min_candidates,
+        judge_min_votes=config.judge_min_votes,
         raise_if_unreachable=True,
         documents_per_batch=config.documents_per_batch,
     )

@@ -46,6 +46,7 @@ __all__ = [
     "line_prompt",
     "load_translator",
     "newline_token_ids",
+    "prefix_lines",
     "strip_line_marker",
 ]
 
@@ -146,6 +147,17 @@ def is_aligned(parsed: ParsedDocument, stopped: bool) -> bool:
     if any(marker in problem for problem in parsed.problems for marker in _MISALIGNED):
         return False
     return not (stopped and parsed.lines and parsed.lines[-1] is None)
+
+
+def prefix_lines(lines: Sequence[str | None], source_lines: Sequence[str]) -> list[str]:
+    """The prefix as prompts show it: a line the model gave nothing readable for shows its source line, so the prompt
+    stays in the numbered format (``"3.text"``) instead of holding a bare ``"3."`` (ALPO's sampler does the same).
+
+    Examples:
+        >>> prefix_lines(["Hallo", "", None], ["Hi", "So", "Go"])
+        ['Hallo', 'So', 'Go']
+    """
+    return [line if line else source for line, source in zip(lines, source_lines)]
 
 
 def any_rank(backend: object, flag: bool) -> bool:
@@ -283,7 +295,10 @@ class LineDecoder:
             todo = [(d, doc.index(None)) for d, doc in enumerate(filled) if None in doc]
             if not todo:
                 break
-            rows = [LineRow(self.line_prompt_ids(prompts[d], [t or "" for t in filled[d][:i]])) for d, i in todo]
+            rows = [
+                LineRow(self.line_prompt_ids(prompts[d], prefix_lines(filled[d][:i], documents[d].source_lines)))
+                for d, i in todo
+            ]
             self.write(rows, lambda step: params)
             for (d, i), row in zip(todo, rows):
                 truncated[d] += row.unterminated
