@@ -111,6 +111,8 @@ def test_document_mode_counts_missing_merged_and_extra_lines(model_dir, tmp_path
     assert rows[1]["hypothesis_lines"] == ["lo domo", "un arbo"] and rows[1]["missing_lines"] == 0
     counts = results["runs"][0]["counts"]
     assert counts["missing_lines"] == 1 and counts["merged_lines"] == 1 and counts["documents_with_problems"] == 1
+    assert counts["misaligned_documents"] == 1  # line 9 of a 4-line document: the numbering went wrong
+    assert (counts["lines_over_chars_per_line"], counts["chars_per_line_limit"]) == (0, 42)
 
 
 def test_judge_scores_each_aspect_per_document(model_dir, tmp_path, monkeypatch):

@@ -189,7 +189,9 @@ def run_translate(args: argparse.Namespace) -> int:
         raise UserInputError("file not found", path=str(args.input))
     if args.output.suffix.lower() not in (".srt", ".ass", ".ssa", ".vtt"):
         raise UserInputError("cannot tell the output format; use .srt, .ass, .ssa or .vtt", path=str(args.output))
-    read_subtitle_file(args.input, args.encoding)  # bad input fails before the model loads
+    _print_warnings(
+        read_subtitle_file(args.input, args.encoding), args.input
+    )  # bad input fails before the model loads
     translate, regenerate = load_translator(
         args.model,
         args.src_lang,

@@ -95,11 +95,17 @@ class SubtitleEvalConfig(EvalConfig):
         metadata={"help": "token budget of one line, as ALPO sampling (document mode: times the number of lines)"},
     )
     judge_aspects: tuple[str, ...] = field(default=ASPECTS, metadata={"help": "judge aspects to score"})
+    chars_per_line: int | None = field(
+        default=None,
+        metadata={"help": "reading limit, characters per line (default: by target script, 42 for Latin scripts)"},
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.mode not in MODES:
             raise UserInputError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.chars_per_line is not None and self.chars_per_line < 1:
+            raise UserInputError(f"chars_per_line must be >= 1, got {self.chars_per_line}")
         if self.max_new_tokens_per_line < 1:
             raise UserInputError(f"max_new_tokens_per_line must be >= 1, got {self.max_new_tokens_per_line}")
         self.judge_aspects = split_names(self.judge_aspects)
@@ -185,6 +191,17 @@ def _score(rows: list[dict], run_dir: Path, config: SubtitleEvalConfig) -> tuple
     counts["documents_with_problems"] = sum(
         any(row.get(name, 0) for name in ("missing_lines", "merged_lines", "extra_lines")) for row in rows
     )
+    counts["misaligned_documents"] = sum(bool(row.get("misaligned")) for row in rows)
+    # reading speed (trl_seqpo.subtitles.reading): documents carry no cue times, so only the line length is counted
+    from trl_seqpo.subtitles.reading import reading_speed
+
+    reading = reading_speed(
+        [(0.0, 0.0, line) for row in rows for line in row["hypothesis_lines"]],
+        config.target_lang if config.target_lang and len(config.target_lang) <= 3 else None,
+        line_limit=config.chars_per_line,
+    )
+    counts["lines_over_chars_per_line"] = reading.over_line
+    counts["chars_per_line_limit"] = reading.line_limit
     summary: dict[str, float | None] = {}
     signatures: dict[str, str] = {}
     with_references = [row for row in rows if row.get("reference_lines")]
