@@ -224,10 +224,11 @@ def run_translate(args: argparse.Namespace) -> int:
         f"events, {counts['documents']} documents ({counts['resumed']} resumed)",
         file=sys.stderr,
     )
-    print(counts["reading"].summary(), file=sys.stderr)
+    print(f"trl-seqpo: {counts['reading'].summary()}", file=sys.stderr)
     if counts["failed"]:
         shown = ", ".join(str(n) for n in counts["failed_cues"][:10]) + (", ..." if counts["failed"] > 10 else "")
-        print(f"untranslated dialogue cues: {shown}", file=sys.stderr)
+        flag = "" if args.allow_untranslated else " (exit 1; --allow-untranslated accepts it)"
+        print(f"trl-seqpo: untranslated dialogue cues: {shown}{flag}", file=sys.stderr)
         if not args.allow_untranslated:
             return 1
     return 0
