@@ -118,6 +118,7 @@ def test_interrupted_run_resumes_and_bilingual_keeps_the_original(model_dir, tmp
         source, out, failing, regenerate, lines_per_document=2, batch_size=1, bilingual=True, progress=False
     )
     assert counts["resumed"] == 1 and counts["translated"] + counts["regenerated"] == 3 and len(calls) == 3
+    assert counts["cue_status"][2] == "not_dialogue" and counts["failed"] == 0
     cues = read_subtitle_file(out).cues
     assert cues[0].text.endswith("\nthe cat sees the dog") and len(cues[0].text.split("\n")) == 2
 

@@ -244,8 +244,9 @@ def translate_file(
 
     Returns:
         ``events``, ``cues``, ``dialogue`` (cues in documents), one count per status of `STATUSES`,
-        ``documents``, ``resumed`` documents, ``failed_cues`` (1-based cue numbers left in the source language)
-        and ``reading`` (`ReadingSpeed` of the translated cues).
+        ``documents``, ``resumed`` documents, ``failed_cues`` (1-based cue numbers left in the source language),
+        ``cue_status`` (the status of every cue, in file order) and ``reading`` (`ReadingSpeed` of the translated
+        cues).
 
     Raises:
         UserInputError: Unreadable input, an output format that cannot be told, an unknown reason to keep, or a
@@ -303,6 +304,7 @@ def translate_file(
     counts["documents"] = len(documents)
     counts["resumed"] = len(done)
     counts["failed_cues"] = sorted(index + 1 for index, status in statuses.items() if status == "failed")
+    counts["cue_status"] = [statuses.get(cue.index, "not_dialogue") for cue in file.cues]
     by_index = {cue.index: cue for cue in file.cues}
     counts["reading"] = reading_speed(
         [(by_index[i].start, by_index[i].end, text) for i, text in sorted(translations.items())],
