@@ -307,3 +307,13 @@ def test_vtt_output_keeps_settings_notes_identifiers_and_markup(model_dir, tmp_p
     assert payloads[0].startswith("<i>") and payloads[0].endswith("</i>") and "cat" not in payloads[0]
     assert payloads[1].startswith("<v Mei>") and "house" not in payloads[1]
     assert [(c.start, c.end) for c in read_subtitle_file(out).cues] == [(1.0, 3.0), (3.5, 5.0), (3723.0, 3725.25)]
+
+
+def test_an_unknown_reason_to_keep_exits_2_before_the_model_loads(tmp_path, capsys):
+    source = tmp_path / "show.srt"
+    source.write_text(SRT, encoding="utf-8")
+    args = ["subtitles", "translate", str(source), "-o", str(tmp_path / "out.srt"), "--model", str(tmp_path / "none"),
+            "--tgt-lang", "zh", "--keep", "songs"]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--keep: unknown reason(s) to keep: songs" in err and err.count("\n") == 1

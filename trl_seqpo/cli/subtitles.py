@@ -40,7 +40,7 @@ from trl_seqpo.subtitles.bilingual import split_bilingual, split_output_paths
 from trl_seqpo.subtitles.documents import make_documents, sft_examples
 from trl_seqpo.subtitles.hygiene import HYGIENE_REASONS, clean_pairs
 from trl_seqpo.subtitles.io import Cue, SubtitleFile, read_subtitle_file
-from trl_seqpo.subtitles.translate import translate_file
+from trl_seqpo.subtitles.translate import left_out_cues, translate_file
 
 SUBTITLE_EXTENSIONS = (".srt", ".ass", ".ssa", ".vtt", ".sub")
 _LANGUAGE_SUFFIX = re.compile(r"^[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
@@ -189,9 +189,13 @@ def run_translate(args: argparse.Namespace) -> int:
         raise UserInputError("file not found", path=str(args.input))
     if args.output.suffix.lower() not in (".srt", ".ass", ".ssa", ".vtt"):
         raise UserInputError("cannot tell the output format; use .srt, .ass, .ssa or .vtt", path=str(args.output))
-    _print_warnings(
-        read_subtitle_file(args.input, args.encoding), args.input
-    )  # bad input fails before the model loads
+    # bad input fails before the model loads
+    file = read_subtitle_file(args.input, args.encoding)
+    _print_warnings(file, args.input)
+    try:
+        left_out_cues(file.cues, args.keep)
+    except ValueError as exc:
+        raise UserInputError(f"--keep: {exc}") from exc
     translate, regenerate = load_translator(
         args.model,
         args.src_lang,
