@@ -20,7 +20,7 @@ K = 8
 
 @pytest.fixture(scope="module")
 def sampled(tmp_path_factory):
-    """Records of 4 two-line documents, k = 8, for each ``max_batch_size``."""
+    """Records of 3 two-line documents, k = 8, for each ``max_batch_size``."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -29,11 +29,11 @@ def sampled(tmp_path_factory):
     folder = tmp_path_factory.mktemp("batching")
     model_dir = line_writer_model(folder / "model")
     tokenizer, model = AutoTokenizer.from_pretrained(model_dir), AutoModelForCausalLM.from_pretrained(model_dir)
-    _, docs = documents(folder, (2, 2, 2, 2))
+    _, docs = documents(folder, (2, 2, 2))
     docs = [type(d)(d.doc_id, d.source_lines, None) for d in docs]  # no reference: policy candidates only
     config = SegmentwiseConfig(
         source_language=SOURCE_LANGUAGE, target_language=TARGET_LANGUAGE, num_candidates=K, max_new_tokens=12,
-        documents_per_batch=4, seed=3,
+        documents_per_batch=3, seed=3,
     )  # fmt: skip
     out = {}
     for size in (None, 1, 2, K):
