@@ -35,22 +35,19 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from trl_seqpo.cli.options import add_action, add_command_group
+from trl_seqpo.cli.translate import add_translate_action
 from trl_seqpo.errors import UserInputError
 from trl_seqpo.jsonl import atomic_output, parse_json_lines
 from trl_seqpo.outputs import (
     check_output,
     check_output_folder,
-    claim_output,
-    file_fingerprint,
     owned_output,
-    release_output,
 )
 from trl_seqpo.subtitles.align import AlignmentResult, align_dialogue
 from trl_seqpo.subtitles.bilingual import split_bilingual, split_output_paths
 from trl_seqpo.subtitles.documents import make_documents, sft_examples
 from trl_seqpo.subtitles.hygiene import HYGIENE_REASONS, clean_pairs
 from trl_seqpo.subtitles.io import Cue, SubtitleFile, read_subtitle_file
-from trl_seqpo.subtitles.translate import load_translator, translate_file
 
 SUBTITLE_EXTENSIONS = (".srt", ".ass", ".ssa", ".vtt", ".sub")
 _LANGUAGE_SUFFIX = re.compile(r"^[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
@@ -114,24 +111,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     split.add_argument("--encoding", help="force the file's text encoding")
     split.add_argument("--overwrite", action="store_true", help="replace output files that exist")
 
-    translate = add_action(actions, "translate", run_translate)
-    translate.add_argument("input", type=Path, help="subtitle file to translate")
-    translate.add_argument("-o", "--output", type=Path, required=True, help="output subtitle file (.srt/.ass/.vtt)")
-    translate.add_argument("--model", required=True, help="checkpoint directory of the translation model")
-    translate.add_argument("--tgt-lang", required=True, help="target language code, e.g. 'zh'")
-    translate.add_argument("--src-lang", default="en", help="source language code (default: en)")
-    translate.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="generation backend")
-    translate.add_argument("--bilingual", action="store_true", help="keep the original line under each translation")
-    translate.add_argument("--lines", type=int, default=35, help="lines per document, as in training (paper: 35)")
-    translate.add_argument("--context", type=int, default=2, help="untranslated context lines on each side")
-    translate.add_argument("--batch-size", type=int, default=8, help="documents per generation call")
-    translate.add_argument("--max-new-tokens-per-line", type=int, default=64, help="token budget of one line")
-    translate.add_argument("--device", help="torch device for --backend hf (default: cuda if available)")
-    translate.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
-    translate.add_argument("--encoding", help="force the input's text encoding")
-    translate.add_argument(
-        "--overwrite", action="store_true", help="replace an output (or a partial file) this command did not write"
-    )
+    add_translate_action(actions)
 
     documents = add_action(actions, "documents", run_documents)
     documents.add_argument("inputs", type=Path, nargs="+", help="aligned .jsonl files, or folders of them")
@@ -179,66 +159,6 @@ def run_align(args: argparse.Namespace) -> int:
     result = _align_pair(args.source, args.target, args.output, args, args.source_lang, args.target_lang)
     names = f"{args.source.name} + {args.target.name}" if args.target else f"{args.source.name} (bilingual)"
     print(f"{names}: {result.summary()}", file=sys.stderr)
-    return 0
-
-
-def run_translate(args: argparse.Namespace) -> int:
-    """translate a subtitle file with a trained model, keeping times, styles and tags
-
-    Translate INPUT into OUTPUT with a model trained on numbered-line documents (ALPO).
-    """
-    if args.lines < 1 or args.context < 0 or args.batch_size < 1 or args.max_new_tokens_per_line < 1:
-        raise UserInputError("--lines, --batch-size and --max-new-tokens-per-line must be >= 1, --context >= 0")
-    if not args.input.is_file():
-        raise UserInputError("file not found", path=str(args.input))
-    if args.output.suffix.lower() not in (".srt", ".ass", ".ssa", ".vtt"):
-        raise UserInputError("cannot tell the output format; use .srt, .ass, .ssa or .vtt", path=str(args.output))
-    command, inputs = "subtitles translate", (args.input, args.model)
-    check_output(args.output, command=command, inputs=inputs, overwrite=args.overwrite)
-    # the partial file resumes only the same input, model and language; --overwrite starts it again
-    partial = args.output.with_name(args.output.name + ".partial.jsonl")
-    resume = {
-        "input": file_fingerprint(args.input),
-        "model": str(Path(args.model).resolve()) if Path(args.model).exists() else args.model,
-        "src_lang": args.src_lang,
-        "tgt_lang": args.tgt_lang,
-        "lines": args.lines,
-        "context": args.context,
-    }
-    check_output(partial, command=f"{command} (partial)", inputs=inputs, overwrite=args.overwrite, settings=resume)
-    read_subtitle_file(args.input, args.encoding)  # bad input fails before the model loads
-    translate, regenerate = load_translator(
-        args.model,
-        args.src_lang,
-        args.tgt_lang,
-        backend=args.backend,
-        device=args.device,
-        dtype=args.dtype,
-        max_new_tokens_per_line=args.max_new_tokens_per_line,
-    )
-    if args.overwrite:
-        partial.unlink(missing_ok=True)
-    claim_output(partial, command=f"{command} (partial)", settings=resume)
-    with owned_output(args.output, command=command):
-        counts = translate_file(
-            args.input,
-            args.output,
-            translate,
-            regenerate,
-            source_lang=args.src_lang,
-            lines_per_document=args.lines,
-            context=args.context,
-            batch_size=args.batch_size,
-            bilingual=args.bilingual,
-            encoding=args.encoding,
-        )
-    release_output(partial)
-    print(
-        f"wrote {args.output}: {counts['translated']} cues translated, {counts['kept']} kept as they were "
-        f"(not text to translate), {counts['events']} events; {counts['documents']} documents "
-        f"({counts['resumed']} resumed), {counts['regenerated']} lines generated again alone",
-        file=sys.stderr,
-    )
     return 0
 
 

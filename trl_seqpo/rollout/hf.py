@@ -1,9 +1,11 @@
 """transformers ``generate`` as a `GenerationBackend`.
 
 Prompts of different lengths are left-padded into one batch (split into micro-batches of ``max_batch_size`` rows)
-and continued with a single ``model.generate`` call. Log-probabilities are recomputed from the raw logits that
-``generate`` returns, scaled by the sampling temperature, which is how TRL's GRPO scores the same tokens during
-training (``log_softmax(logits / temperature)``, before top-k/top-p filtering).
+and continued with a single ``model.generate`` call. A call's ``seed`` seeds the random generator once, before its
+first micro-batch, so the micro-batches draw independent samples whatever ``max_batch_size`` is.
+Log-probabilities are recomputed from the raw logits that ``generate`` returns, scaled by the sampling temperature,
+which is how TRL's GRPO scores the same tokens during training (``log_softmax(logits / temperature)``, before
+top-k/top-p filtering).
 
 Sampling is on-policy: the checkpoint's own ``generation_config`` (e.g. Qwen2.5-Instruct's
 ``repetition_penalty=1.05``, its ``top_p``/``top_k``) is set aside for the call, so the only logits processors are
@@ -119,6 +121,10 @@ class HFGenerationBackend:
         outputs: list[GenerationOutput] = []
         if self._prefix_cache is not None:
             self._prefix_cache.next_call()
+        if params.seed is not None:
+            # once per call, not per micro-batch: re-seeding each micro-batch would draw the same random stream for
+            # every micro-batch, so the k rows of a unit (or two documents) would sample alike
+            torch.manual_seed(params.seed)
         for call in range(calls):
             if call < len(starts):
                 outputs.extend(self._generate_batch(prompts[starts[call] : starts[call] + step], params))
@@ -171,8 +177,6 @@ class HFGenerationBackend:
             generation_kwargs.update(past_key_values=past_key_values, use_cache=True)
         elif self._prefix_cache is not None:
             generation_kwargs["use_cache"] = True
-        if params.seed is not None:
-            torch.manual_seed(params.seed)
         was_training = self.model.training
         self.model.eval()
         try:
