@@ -39,7 +39,13 @@ from trl_seqpo.evaluate.records import ScoreFile, load_pairs, text_digest, write
 from trl_seqpo.jsonl import ResumableJsonl, atomic_write_json
 from trl_seqpo.languages import default_unit
 from trl_seqpo.simt.chunking import Unit
-from trl_seqpo.simt.latency import delays_from_steps, reference_length, sentence_latency
+from trl_seqpo.simt.latency import (
+    corpus_latency,
+    delays_from_steps,
+    latency_metric_names,
+    reference_length,
+    sentence_latency,
+)
 
 __all__ = ["KNOWN_METRICS", "OperatingPoint", "SimTEvalConfig", "computation_aware_delays", "evaluate_simt"]
 
@@ -281,7 +287,7 @@ def _latency(hypotheses: list[dict], config: SimTEvalConfig, scores: ScoreFile) 
                 row["step_outputs"], row["delays"], row["step_seconds"], unit, config.source_unit_seconds
             )
             timed = sentence_latency(aware, row["source_length"], ref_length)
-            values |= {"AL_CA": timed["AL"], "LAAL_CA": timed["LAAL"]}
+            values |= {"AL_CA": timed["AL"], "LAAL_CA": timed["LAAL"], "YAAL_CA": timed["YAAL"]}
         scores.update_row(row["id"], values)
         elapsed.append(aware)
     return elapsed
@@ -330,8 +336,8 @@ def _score(hypotheses: list[dict], run_dir: Path, config: SimTEvalConfig) -> tup
         summary[name] = quality.mean_or_none(values)
         counts[f"unscored_{metric}"] = sum(value is None for value in values)
     scores.save()
-    for name in ("AL", "LAAL", "DAL", "AP", "AL_CA", "LAAL_CA"):
-        summary[name] = quality.mean_or_none(scores.values(name))
+    for name in (*latency_metric_names(), "AL_CA", "LAAL_CA", "YAAL_CA"):  # every registered latency metric
+        summary[name] = corpus_latency(scores.values(name))  # undefined (NaN) sentences left out, as OmniSTEval
     return summary, counts, signatures
 
 
