@@ -137,6 +137,10 @@ class SimTEvalConfig(EvalConfig):
     bleurt_model: str | None = field(
         default=None, metadata={"help": "bleurt-pytorch checkpoint (adds bleurt to --metrics)"}
     )
+    server: str | None = field(
+        default=None, metadata={"help": "http://HOST:PORT of a running `trl-seqpo serve simt`: decode through it"}
+    )
+    server_token: str | None = field(default=None, metadata={"help": "bearer token of --server"})
 
     def __post_init__(self) -> None:
         if self.bleurt_model and "bleurt" not in split_names(self.metrics):
@@ -356,6 +360,11 @@ def _decode_all(
             stores[point] = ResumableJsonl(run_dir / "hypotheses.jsonl", resume=config.resume)
             generated[point] = 0
             if all(row["id"] in stores[point].done for row in rows):
+                continue
+            if config.server:  # the server decodes (the real network path), with the same rollout code
+                from trl_seqpo.evaluate.remote import decode_with_server
+
+                generated[point] = decode_with_server(rows, stores[point], config, point, on_batch)
                 continue
             if loaded is None:
                 loaded = load_backend(config.model, config.backend, **config.engine_options())
