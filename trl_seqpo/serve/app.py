@@ -26,6 +26,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from fastapi import FastAPI, WebSocket
+
 from trl_seqpo.rollout.streaming import SessionSettings, StreamingEngine, StreamingSession
 
 __all__ = ["ServeConfig", "create_app"]
@@ -194,8 +196,6 @@ async def _read_source(websocket: Any, session: StreamingSession, config: ServeC
 def create_app(engine: StreamingEngine, config: ServeConfig) -> Any:
     """The FastAPI app serving ``engine`` (``GET /health``, WebSocket ``/v1/simt/stream``)."""
     from contextlib import asynccontextmanager
-
-    from fastapi import FastAPI, WebSocket
 
     scheduler = _Scheduler(engine)
 
