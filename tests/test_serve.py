@@ -301,3 +301,19 @@ def test_evaluate_with_server_refuses_other_decoding_settings(server, tmp_path, 
                  "--max-new-tokens-per-step", "9", "--no-progress"])  # fmt: skip
     assert code == 2
     assert "--max-new-tokens-per-step 9 differs from the server's 4" in capsys.readouterr().err
+
+
+def test_a_word_split_across_messages_is_one_unit(loaded):
+    engine = StreamingEngine(loaded.backend, loaded.tokenizer, max_new_tokens_per_step=4, temperature=0.0)
+    session = engine.open(SessionSettings(source_lang=SRC, target_lang=TGT, chunk_size=2, source_unit="word"))
+    session.feed("the bi")
+    assert session.units == ["the"] and not session.ready  # "bi" may continue
+    session.feed("g dog")
+    assert session.units == ["the", "big"] and session.ready
+    session.feed("", end=True)
+    assert session.units == ["the", "big", "dog"]
+    with pytest.raises(ValueError, match="already ended"):
+        session.feed("more")
+    empty = engine.open(SessionSettings(source_lang=SRC, target_lang=TGT))
+    with pytest.raises(ValueError, match="source is empty"):
+        empty.feed("  ", end=True)
