@@ -317,3 +317,66 @@ def test_a_word_split_across_messages_is_one_unit(loaded):
     empty = engine.open(SessionSettings(source_lang=SRC, target_lang=TGT))
     with pytest.raises(ValueError, match="source is empty"):
         empty.feed("  ", end=True)
+
+
+def test_simuleval_remote_evaluation_of_the_server(loaded, tmp_path):
+    """SimulEval 1.1.4's remote-agent client (`RemoteEvaluator`: its HTTP calls) and its evaluator loop against the
+    server: the predictions and delays SimulEval records are the offline rollout's translations and delays.
+
+    (`simuleval --remote-eval` itself cannot run in 1.1.4: `RemoteEvaluator.remote_eval` reads an
+    `instance_iterator` its evaluator does not have, and a text segment's default `tgt_lang` is not JSON; the
+    evaluator's own loop drives the same HTTP calls here, with `tgt_lang` set to None.)"""
+    import csv
+    import json
+
+    pytest.importorskip("simuleval")
+    pytest.importorskip("textgrid", reason="SimulEval's scorers import textgrid")
+    from simuleval import options
+    from simuleval.evaluator import build_remote_evaluator
+
+    from trl_seqpo.serve.app import ServeConfig
+    from trl_seqpo.serve.background import serve_in_background
+
+    examples = synthetic.generate_corpus(4, seed=9, min_words=4, max_words=7)
+    (tmp_path / "src.txt").write_text("".join(e.source + "\n" for e in examples))
+    (tmp_path / "tgt.txt").write_text("".join(e.reference + "\n" for e in examples))
+    engine = StreamingEngine(loaded.backend, loaded.tokenizer, max_new_tokens_per_step=4, temperature=0.0)
+    config = ServeConfig(model="tiny", port=0, max_new_tokens_per_step=4, source_lang=SRC, target_lang=TGT,
+                         chunk_size=2, source_unit="word", target_unit="word")  # fmt: skip
+    with serve_in_background(engine, config) as url:
+        port = url.rsplit(":", 1)[1]
+        argv = ["--remote-eval", "--remote-address", "127.0.0.1", "--remote-port", port,
+                "--source", str(tmp_path / "src.txt"), "--target", str(tmp_path / "tgt.txt"),
+                "--source-type", "text", "--target-type", "text", "--output", str(tmp_path / "out"),
+                "--latency-metrics", "AL", "LAAL", "--no-progress-bar"]  # fmt: skip
+        parser = options.general_parser()  # as simuleval.cli.remote_evaluate builds it
+        options.add_dataloader_args(parser)
+        options.add_evaluator_args(parser)
+        options.add_scorer_args(parser)
+        remote = build_remote_evaluator(parser.parse_args(argv))
+
+        class RemoteSystem:  # SimulEval's HTTP calls, in the shape its evaluator loop drives
+            def reset(self):
+                remote.system_reset()
+
+            def pushpop(self, segment):
+                if not isinstance(segment.tgt_lang, (str, type(None))):
+                    segment.tgt_lang = None  # 1.1.4's TextSegment defaults it to typing.Optional[str]: not JSON
+                remote.send_source(segment)
+                return remote.receive_prediction()
+
+        remote.evaluator(RemoteSystem())
+    rollout_config = SimultaneousRolloutConfig(chunk_size=2, src_lang=SRC, tgt_lang=TGT, source_unit="word",
+                                               target_unit="word", max_new_tokens_per_step=4,
+                                               temperature=0.0)  # fmt: skip
+    offline = SimultaneousRollout(loaded.backend, loaded.tokenizer, rollout_config).run([e.source for e in examples])
+    instances = [json.loads(line) for line in (tmp_path / "out" / "instances.log").read_text().splitlines()]
+    for instance, trajectory in zip(instances, offline, strict=True):
+        assert instance["prediction"].split() == trajectory.translation.split()
+        assert instance["delays"] == trajectory.delays
+    with (tmp_path / "out" / "scores.tsv").open() as handle:
+        theirs = float(next(csv.DictReader(handle, delimiter="\t"))["AL"])
+    from trl_seqpo.simt.latency import average_lagging
+
+    ours = [average_lagging(t.delays, t.source_length, len(e.reference.split(" "))) for t, e in zip(offline, examples)]
+    assert theirs == pytest.approx(round(sum(ours) / len(ours), 3), abs=1e-9)

@@ -129,6 +129,7 @@ class StreamingSession:
     increments: list[Increment] = field(default_factory=list)
     error: str | None = None
     closed: bool = False
+    in_flight: bool = False  # a step of this session is being computed (set by the server's scheduler)
 
     def feed(self, text: str, end: bool = False) -> None:
         """Add source text (and, with ``end``, mark the end of the source).

@@ -65,6 +65,21 @@ class ServeConfig:
     idle_timeout: float = field(default=60.0, metadata={"help": "seconds a session may wait for its client"})
     max_message_bytes: int = field(default=65536, metadata={"help": "largest client message"})
     max_source_units: int = field(default=4096, metadata={"help": "longest source of one session, in units"})
+    # defaults of the sessions that do not choose (and of SimulEval's remote evaluator, which cannot)
+    source_lang: str = field(default="English", metadata={"help": "source language of sessions that do not say"})
+    target_lang: str = field(default="Chinese", metadata={"help": "target language of sessions that do not say"})
+    chunk_size: int = field(default=3, metadata={"help": "source units per step of sessions that do not say"})
+    source_unit: Literal["word", "char"] | None = field(
+        default=None, metadata={"help": "source unit of sessions that do not say (default: from the language)"}
+    )
+    target_unit: Literal["word", "char"] | None = field(
+        default=None, metadata={"help": "target latency unit of sessions that do not say (default: from the language)"}
+    )
+
+    def session_defaults(self) -> dict[str, Any]:
+        """Settings of a session that chooses none (`SessionSettings` fields)."""
+        names = ("source_lang", "target_lang", "chunk_size", "source_unit", "target_unit")
+        return {name: getattr(self, name) for name in names}
 
     def __post_init__(self) -> None:
         for name in ("max_sessions", "max_message_bytes", "max_source_units", "max_new_tokens_per_step"):
@@ -103,6 +118,8 @@ class _Scheduler:
             ready = [session for session in self.engine.sessions.values() if session.ready]
             if not ready:
                 continue
+            for session in ready:
+                session.in_flight = True
             try:
                 stepped = await asyncio.to_thread(self.engine.step, ready)
             except Exception as error:  # noqa: BLE001 - the batch failed: its sessions end, the server stays up
@@ -111,6 +128,7 @@ class _Scheduler:
                     session.error = f"the model step failed: {type(error).__name__}: {error}"
                 stepped = []
             for session in ready:
+                session.in_flight = False
                 queue = self.queues.get(session.key)
                 if queue is None:
                     continue
@@ -210,6 +228,9 @@ def create_app(engine: StreamingEngine, config: ServeConfig) -> Any:
 
     app = FastAPI(title="trl-seqpo simultaneous translation", lifespan=lifespan)
     app.state.scheduler = scheduler
+    from trl_seqpo.serve.simuleval_remote import add_simuleval_routes
+
+    add_simuleval_routes(app, engine, config, scheduler)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -236,7 +257,8 @@ def create_app(engine: StreamingEngine, config: ServeConfig) -> Any:
             if start["type"] != "start":
                 raise _ClientError('the first message must be {"type": "start", ...}', _INVALID_DATA)
             try:
-                settings = SessionSettings.from_dict({k: v for k, v in start.items() if k != "type"})
+                chosen = {k: v for k, v in start.items() if k != "type"}
+                settings = SessionSettings.from_dict({**config.session_defaults(), **chosen})
                 session = engine.open(settings)
             except (TypeError, ValueError) as error:
                 raise _ClientError(f"bad session settings: {error}", _INVALID_DATA) from None
