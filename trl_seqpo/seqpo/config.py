@@ -170,7 +170,10 @@ class SeqPOConfig(GRPOConfig):
                 raise ValueError(f"{name} must be 'word', 'char' or None (pick from the language), got {value!r}")
         from trl_seqpo.simt.latency import get_latency_metric
 
-        get_latency_metric(self.latency_reward)  # any registered latency metric; raises ValueError naming them
+        try:
+            get_latency_metric(self.latency_reward)  # any registered latency metric
+        except ValueError as error:
+            raise ValueError(f"latency_reward: {error}") from None
         if self.latency_truncation not in TRUNCATION_MODES:
             raise ValueError(f"latency_truncation must be one of {TRUNCATION_MODES}, got {self.latency_truncation!r}")
         if self.latency_floor != self.latency_floor or abs(self.latency_floor) == float("inf"):
