@@ -369,7 +369,8 @@ class SimultaneousRollout:
 
     def forget(self, source_index: int) -> None:
         """Drop the cached inserted tokens of one source (a streaming session that ended)."""
-        self._env_cache = {key: ids for key, ids in self._env_cache.items() if key[0] != source_index}
+        for key in [key for key in list(self._env_cache) if key[0] == source_index]:  # list(): a snapshot
+            self._env_cache.pop(key, None)
 
     def _prompt_for_step(self, trajectory: Trajectory, step: int) -> list[int]:
         cfg = self.config

@@ -12,9 +12,9 @@ HTTP.
 
 Examples:
     >>> engine = StreamingEngine(backend, tokenizer)  # doctest: +SKIP
-    >>> session = engine.open(SessionSettings(chunk_size=2, source_lang="English", target_lang="German"))
+    >>> session = engine.open(SessionSettings(chunk_size=2, target_lang="German"))  # doctest: +SKIP
     >>> session.feed("the big dog ", end=False)  # doctest: +SKIP
-    >>> engine.step([s for s in engine.sessions if s.ready])  # doctest: +SKIP
+    >>> engine.step([s for s in engine.sessions.values() if s.ready])  # doctest: +SKIP
     >>> session.increments[-1].text  # doctest: +SKIP
 """
 
