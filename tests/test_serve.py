@@ -380,3 +380,19 @@ def test_simuleval_remote_evaluation_of_the_server(loaded, tmp_path):
 
     ours = [average_lagging(t.delays, t.source_length, len(e.reference.split(" "))) for t, e in zip(offline, examples)]
     assert theirs == pytest.approx(round(sum(ours) / len(ours), 3), abs=1e-9)
+
+
+def test_command_line_mistakes_are_one_line_and_exit_2(tmp_path, capsys):
+    from trl_seqpo.cli.main import main
+
+    assert main(["serve", "simt", "--model", str(tmp_path), "--max-sessions", "0"]) == 2
+    assert "--max-sessions must be >= 1" in capsys.readouterr().err
+    assert main(["serve", "simt", "--model", str(tmp_path / "missing"), "--port", "0"]) == 2
+    assert "missing" in capsys.readouterr().err
+    data = tmp_path / "data.jsonl"
+    data.write_text('{"source": "the dog", "reference": "lo hundo"}\n')
+    assert main(["evaluate", "simt", "--data", str(data), "--output-dir", str(tmp_path / "o")]) == 2
+    assert "give --model DIR, or --server URL" in capsys.readouterr().err
+    assert main(["evaluate", "simt", "--server", "http://127.0.0.1:9", "--data", str(data), "--output-dir",
+                 str(tmp_path / "o2"), "--no-progress"]) == 2  # fmt: skip
+    assert "cannot reach a trl-seqpo server" in capsys.readouterr().err
