@@ -26,7 +26,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 from trl_seqpo.rollout.streaming import SessionSettings, StreamingEngine, StreamingSession
 
@@ -272,7 +272,7 @@ def create_app(engine: StreamingEngine, config: ServeConfig) -> Any:
                 task.result()  # re-raise the first failure
             await sender
             await websocket.close()
-        except _Disconnected:
+        except (_Disconnected, WebSocketDisconnect, OSError):  # the client left (uvicorn raises OSError on send)
             pass
         except _ClientError as error:
             await _report(websocket, str(error), error.code)
