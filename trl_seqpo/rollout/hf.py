@@ -79,20 +79,16 @@ class HFGenerationBackend:
         self.encoded_prompt_tokens = 0  # prompt tokens the model encoded (cached ones excluded), for benchmarks/tests
 
     @contextmanager
-    def cache_session(self, cache: PrefixKVCache | None = None) -> Iterator[HFGenerationBackend]:
+    def cache_session(self) -> Iterator[HFGenerationBackend]:
         """Reuse key/value states across the `generate` calls made inside the ``with`` block.
 
         Each call keeps the states of its rows (prompt + output); the next call starts every prompt from the
         cached row sharing its longest token prefix and encodes only the rest. Rows not asked for again are dropped
         at the next call, and everything is freed when the block ends. The states belong to the current weights:
-        never let a session span an optimiser step. ``cache`` (e.g. the server's `SessionPrefixCache`) is used
-        instead of a fresh cache and outlives the block.
+        never let a session span an optimiser step.
         """
         outer = self._prefix_cache
-        if cache is not None:
-            self._prefix_cache = cache if self.reuse_cache else None
-        else:
-            self._prefix_cache = PrefixKVCache() if self.reuse_cache else None
+        self._prefix_cache = PrefixKVCache() if self.reuse_cache else None
         try:
             yield self
         finally:

@@ -244,6 +244,9 @@ class PrefixKVCache:
 class SessionPrefixCache(PrefixKVCache):
     """Key/value states kept per streaming session between chunks, whichever sessions the next call holds.
 
+    The streaming engine (`trl_seqpo.rollout.streaming`) puts it in place of the HF backend's per-rollout cache for
+    each call.
+
     `PrefixKVCache` keeps only the previous call's rows; a server steps a session only when its next chunk has
     arrived, so a session must keep its row across calls it is not part of. After each call, `keep` stores every
     row under its session key (one compact row each); `next_call` offers every live session's row for prefix

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import itertools
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -220,7 +221,9 @@ class StreamingEngine:
             "top_p": top_p,
         }
         self.seed = seed
-        self.cache = SessionPrefixCache() if keep_kv and hasattr(backend, "cache_session") else None
+        # an HF backend keeps prefix states in `_prefix_cache`; the server hands it one that keeps every session's
+        keeps_states = hasattr(backend, "_prefix_cache") and getattr(backend, "reuse_cache", False)
+        self.cache = SessionPrefixCache() if keep_kv and keeps_states else None
         self.sessions: dict[int, StreamingSession] = {}
         self._rollouts: dict[tuple, SimultaneousRollout] = {}
         self._keys = itertools.count()
@@ -290,8 +293,7 @@ class StreamingEngine:
         keys = [session.key for session, plan, _ in plans for _ in plan.prompts]
         outputs = []
         if prompts:
-            context = self.backend.cache_session(cache=self.cache) if self.cache is not None else nullcontext()
-            with context:
+            with _session_states(self.backend, self.cache) if self.cache is not None else nullcontext():
                 outputs = self.backend.generate(prompts, params)
             if self.cache is not None:
                 self.cache.keep(keys)
@@ -314,3 +316,15 @@ class StreamingEngine:
             )
             stepped.append(session)
         return stepped
+
+
+@contextmanager
+def _session_states(backend: Any, cache: SessionPrefixCache) -> Iterator[None]:
+    """Let `HFGenerationBackend.generate` read and remember prefix states in the server's per-session cache (as its
+    `cache_session` does with a cache that lives for one rollout)."""
+    outer = backend._prefix_cache
+    backend._prefix_cache = cache
+    try:
+        yield
+    finally:
+        backend._prefix_cache = outer

@@ -24,13 +24,7 @@ from trl_seqpo.rewards.fusion import fuse_rewards
 from trl_seqpo.rewards.registry import get_reward
 from trl_seqpo.seqpo.config import SeqPOConfig
 from trl_seqpo.simt.chunking import count_units, default_unit
-from trl_seqpo.simt.latency import (
-    LATENCY_REGISTRY,
-    average_lagging,
-    corpus_latency,
-    reference_length,
-    sentence_latency,
-)
+from trl_seqpo.simt.latency import average_lagging, reference_length, sentence_latency
 from trl_seqpo.simt.policies import eager_delays
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,7 +34,10 @@ RewardFunc = str | Callable[..., list[float | None]]
 
 
 def latency_rewards() -> tuple[str, ...]:
-    """Reward names of the registered latency metrics (`trl_seqpo.simt.latency.register_latency_metric`)."""
+    """Reward names of the registered latency metrics (`trl_seqpo.simt.latency.register_latency_metric`); the
+    trainer logs each as `simt/<reward name>`."""
+    from trl_seqpo.simt.latency import LATENCY_REGISTRY
+
     return tuple(metric.reward for metric in LATENCY_REGISTRY.values())
 
 
@@ -51,8 +48,8 @@ class FusedSimultaneousReward:
     """The fused SeqPO reward `r = lambda * q - L` (Eq. 2) as one TRL reward function.
 
     A trajectory whose quality or latency could not be scored gets `None` (TRL then gives it no advantage); a
-    failing reward never stops training. It logs `simt/quality`, `simt/<reward>` for every registered latency metric
-    (`simt/average_lagging`, `simt/laal`, `simt/yaal`, ...) and `simt/fused_reward`.
+    failing reward never stops training. It logs `simt/quality`, `simt/average_lagging`, `simt/laal` and
+    `simt/fused_reward`.
 
     Args:
         quality: The quality reward (higher is better), called with TRL's reward arguments.
@@ -135,6 +132,8 @@ class FusedSimultaneousReward:
         delays = gather_object(list(columns.get("delays", [])))
         lengths = gather_object(list(columns.get("source_length", [])))
         ref_lengths = gather_object(list(columns["reference_length"])[: len(columns.get("delays", []))])
+        from trl_seqpo.simt.latency import LATENCY_REGISTRY, corpus_latency
+
         values: dict[str, list[float]] = {name: [] for name in LATENCY_REGISTRY}
         for delay, length, ref_len in zip(delays, lengths, ref_lengths):
             row = sentence_latency(delay, length, ref_len)  # every registered metric with the reference length
