@@ -86,12 +86,11 @@ def run_simt(args: argparse.Namespace) -> int:
     """
     from trl_seqpo.evaluate.simt import SimTEvalConfig, evaluate_simt
 
-    overrides: dict[str, Any] = {"judge": _judge_config(args, args.judge_aspect)}
     if not hasattr(args, "model"):  # --server decodes without a local model; results name the server
         if not getattr(args, "server", None):
             raise UserInputError("give --model DIR, or --server URL of a running `trl-seqpo serve simt`")
-        overrides["model"] = args.server
-    evaluate_simt(config_from_args(SimTEvalConfig, args, **overrides))
+        args.model = args.server
+    evaluate_simt(config_from_args(SimTEvalConfig, args, judge=_judge_config(args, args.judge_aspect)))
     return 0
 
 
