@@ -128,7 +128,7 @@ def test_config_dump_redacts_secrets_in_reward_kwargs(tmp_path):
     assert "sk-live-123" not in dumped and "pw@" not in dumped
     kwargs = config.to_dict()["quality_reward_kwargs"]
     assert kwargs["api_key"] == "<redacted>" and kwargs["aspect"] == "x" and "judge:8000" in kwargs["base_url"]
-    assert config.quality_reward_kwargs["api_key"] == "sk-live-123"  # the trainer still gets the key
+    assert config.quality_reward_kwargs["api_key"].reveal() == "sk-live-123"  # the trainer still gets the key
 
 
 def test_dataset_without_source_column_is_rejected(tiny, tmp_path):

@@ -113,6 +113,9 @@ class PairSettings:
             raise ValueError("chosen_top_k and rejected_rank are ranks: set them to 1 or more")
         if self.prefix_mix_stages < 0:
             raise ValueError("prefix_mix_stages must be >= 1 (stages) or 0 (continuous)")
+        if self.min_candidates < 0 or not self.min_score_spread >= 0:  # also NaN
+            name = "min_candidates" if self.min_candidates < 0 else "min_score_spread"
+            raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.min_votes is not None and self.min_votes < 1:
             raise ValueError(f"min_votes must be >= 1 or None, got {self.min_votes}")
         for name in ("prefix_mix_start", "prefix_mix_end"):

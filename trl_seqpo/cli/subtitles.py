@@ -16,12 +16,15 @@
 ``trl-seqpo subtitles documents ALIGNED.jsonl [...] -o DOCS.jsonl --lines 35``
     Documents of n lines per programme (``--format sft`` writes prompt/completion pairs for SFTTrainer instead).
 
-Every output is written to a temporary file and renamed, so a failed run leaves no partial file.
+Every output is written to a temporary file and renamed, so a failed run leaves no partial file. Every output goes
+through the output guard (`trl_seqpo.outputs`): an output that is an input is refused, and an existing file that the
+same action did not write is replaced only with ``--overwrite``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
@@ -32,8 +35,16 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from trl_seqpo.cli.options import add_action, add_command_group
-from trl_seqpo.errors import UserInputError, check_output_path
+from trl_seqpo.errors import UserInputError
 from trl_seqpo.jsonl import atomic_output, parse_json_lines
+from trl_seqpo.outputs import (
+    check_output,
+    check_output_folder,
+    claim_output,
+    file_fingerprint,
+    owned_output,
+    release_output,
+)
 from trl_seqpo.subtitles.align import AlignmentResult, align_dialogue
 from trl_seqpo.subtitles.bilingual import split_bilingual, split_output_paths
 from trl_seqpo.subtitles.documents import make_documents, sft_examples
@@ -89,7 +100,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     align.add_argument(
         "--keep-sdh", action="store_true", help="keep SDH speaker labels, [descriptions] and furigana in the text"
     )
-    align.add_argument("--overwrite", action="store_true", help="folder mode: redo programmes already aligned")
+    align.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an output file another command wrote (folder mode: redo programmes already aligned)",
+    )
     align.add_argument("--skip-bad", action="store_true", help="folder mode: report unreadable files and go on")
 
     split = add_action(actions, "split", run_split)
@@ -114,6 +129,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     translate.add_argument("--device", help="torch device for --backend hf (default: cuda if available)")
     translate.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
     translate.add_argument("--encoding", help="force the input's text encoding")
+    translate.add_argument(
+        "--overwrite", action="store_true", help="replace an output (or a partial file) this command did not write"
+    )
 
     documents = add_action(actions, "documents", run_documents)
     documents.add_argument("inputs", type=Path, nargs="+", help="aligned .jsonl files, or folders of them")
@@ -133,6 +151,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     documents.add_argument("--source-lang", help="source language, needed for --format sft")
     documents.add_argument("--target-lang", help="target language, needed for --format sft")
+    documents.add_argument("--overwrite", action="store_true", help="replace an output this command did not write")
 
 
 def run_align(args: argparse.Namespace) -> int:
@@ -156,8 +175,7 @@ def run_align(args: argparse.Namespace) -> int:
         raise UserInputError("is a folder but SOURCE is a file; give two files or two folders", path=str(args.target))
     if args.output.is_dir():
         raise UserInputError("is a folder; give an output .jsonl file", path=str(args.output))
-    if args.source.exists() and (args.target is None or args.target.exists()):  # a missing input: the reader says so
-        check_output_path(args.output, args.source, args.target)
+    check_output(args.output, command="subtitles align", inputs=(args.source, args.target), overwrite=args.overwrite)
     result = _align_pair(args.source, args.target, args.output, args, args.source_lang, args.target_lang)
     names = f"{args.source.name} + {args.target.name}" if args.target else f"{args.source.name} (bilingual)"
     print(f"{names}: {result.summary()}", file=sys.stderr)
@@ -175,6 +193,19 @@ def run_translate(args: argparse.Namespace) -> int:
         raise UserInputError("file not found", path=str(args.input))
     if args.output.suffix.lower() not in (".srt", ".ass", ".ssa", ".vtt"):
         raise UserInputError("cannot tell the output format; use .srt, .ass, .ssa or .vtt", path=str(args.output))
+    command, inputs = "subtitles translate", (args.input, args.model)
+    check_output(args.output, command=command, inputs=inputs, overwrite=args.overwrite)
+    # the partial file resumes only the same input, model and language; --overwrite starts it again
+    partial = args.output.with_name(args.output.name + ".partial.jsonl")
+    resume = {
+        "input": file_fingerprint(args.input),
+        "model": str(Path(args.model).resolve()) if Path(args.model).exists() else args.model,
+        "src_lang": args.src_lang,
+        "tgt_lang": args.tgt_lang,
+        "lines": args.lines,
+        "context": args.context,
+    }
+    check_output(partial, command=f"{command} (partial)", inputs=inputs, overwrite=args.overwrite, settings=resume)
     read_subtitle_file(args.input, args.encoding)  # bad input fails before the model loads
     translate, regenerate = load_translator(
         args.model,
@@ -185,18 +216,23 @@ def run_translate(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         max_new_tokens_per_line=args.max_new_tokens_per_line,
     )
-    counts = translate_file(
-        args.input,
-        args.output,
-        translate,
-        regenerate,
-        source_lang=args.src_lang,
-        lines_per_document=args.lines,
-        context=args.context,
-        batch_size=args.batch_size,
-        bilingual=args.bilingual,
-        encoding=args.encoding,
-    )
+    if args.overwrite:
+        partial.unlink(missing_ok=True)
+    claim_output(partial, command=f"{command} (partial)", settings=resume)
+    with owned_output(args.output, command=command):
+        counts = translate_file(
+            args.input,
+            args.output,
+            translate,
+            regenerate,
+            source_lang=args.src_lang,
+            lines_per_document=args.lines,
+            context=args.context,
+            batch_size=args.batch_size,
+            bilingual=args.bilingual,
+            encoding=args.encoding,
+        )
+    release_output(partial)
     print(
         f"wrote {args.output}: {counts['translated']} cues translated, {counts['kept']} kept as they were "
         f"(not text to translate), {counts['events']} events; {counts['documents']} documents "
@@ -214,21 +250,19 @@ def run_split(args: argparse.Namespace) -> int:
     langs = tuple(lang.strip() for lang in args.langs.split(",") if lang.strip())
     if len(langs) != 2:
         raise UserInputError(f"--langs needs two language codes such as 'zh,en', got {args.langs!r}")
-    if args.output.exists() and not args.output.is_dir():
-        raise UserInputError("is a file; give an output folder", path=str(args.output))
+    check_output_folder(args.output, inputs=(args.file,))
+    paths = split_output_paths(args.file, langs, args.output)
+    for path in paths.values():  # the bilingual original is never replaced, even with --overwrite
+        check_output(path, command="subtitles split", inputs=(args.file,), overwrite=args.overwrite)
     file = read_subtitle_file(args.file, args.encoding)
     _print_warnings(file, args.file)
     try:
         halves = split_bilingual(file, langs)
     except ValueError as exc:
         raise UserInputError(str(exc), path=str(args.file)) from exc
-    paths = split_output_paths(args.file, langs, args.output)
-    existing = [str(path) for path in paths.values() if path.exists()]
-    if existing and not args.overwrite:
-        raise UserInputError(f"output exists: {', '.join(existing)}; pass --overwrite to replace it")
     for lang, path in paths.items():
         content = halves[lang].subs.to_string(file.format if file.format != "microdvd" else "srt")
-        with atomic_output(path) as handle:
+        with owned_output(path, command="subtitles split"), atomic_output(path) as handle:
             handle.write(content)
     print(
         ", ".join(f"wrote {paths[lang]} ({len(halves[lang].cues)} cues)" for lang in langs),
@@ -259,7 +293,7 @@ def run_documents(args: argparse.Namespace) -> int:
             raise UserInputError("file not found", path=str(path))
         else:
             files.append(path)
-    check_output_path(args.output, *files)
+    check_output(args.output, command="subtitles documents", inputs=files, overwrite=args.overwrite)
     all_documents = []
     filtered: Counter[str] = Counter()
     for path in files:
@@ -278,7 +312,7 @@ def run_documents(args: argparse.Namespace) -> int:
             raise UserInputError(f"{exc} (input has no 'target' field)") from exc
     else:
         records = [document.to_dict() for document in all_documents]
-    with atomic_output(args.output) as handle:
+    with owned_output(args.output, command="subtitles documents"), atomic_output(args.output) as handle:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     lines = sum(len(document.source_lines) for document in all_documents)
@@ -321,6 +355,7 @@ def _align_pair(
     args: argparse.Namespace,
     source_lang: str | None,
     target_lang: str | None,
+    claim: bool = True,
 ) -> AlignmentResult:
     if target is None:
         file = read_subtitle_file(source, args.source_encoding or args.encoding, fps=args.fps, strict=args.strict)
@@ -347,7 +382,9 @@ def _align_pair(
         )
     except ValueError as exc:
         raise UserInputError(f"--keep: {exc}") from exc
-    with atomic_output(output) as handle:
+    # folder mode needs no record: an output that exists is skipped, or replaced with --overwrite
+    owner = owned_output(output, command="subtitles align") if claim else contextlib.nullcontext()
+    with owner, atomic_output(output) as handle:
         for record in result.records(source_cues, target_cues):
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return result
@@ -398,6 +435,7 @@ def _align_folders(args: argparse.Namespace) -> int:
         raise UserInputError(
             "folder mode writes one .jsonl per programme; give an output folder", path=str(args.output)
         )
+    check_output_folder(args.output)
     paired = sorted(set(sources) & set(targets))
     if not paired:
         raise UserInputError("no programme has both a source and a target file", path=str(args.source))
@@ -408,10 +446,11 @@ def _align_folders(args: argparse.Namespace) -> int:
         if output.exists() and not args.overwrite:
             skipped += 1
             continue
+        check_output(output, command="subtitles align", inputs=(sources[stem], targets[stem]), overwrite=True)
         _, source_lang = programme_key(sources[stem], args.source_lang)
         _, target_lang = programme_key(targets[stem], args.target_lang)
         try:
-            result = _align_pair(sources[stem], targets[stem], output, args, source_lang, target_lang)
+            result = _align_pair(sources[stem], targets[stem], output, args, source_lang, target_lang, claim=False)
         except UserInputError as exc:
             if not args.skip_bad:
                 raise

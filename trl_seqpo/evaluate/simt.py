@@ -38,6 +38,7 @@ from trl_seqpo.evaluate.common import EvalConfig, check_resume, decode_pending, 
 from trl_seqpo.evaluate.records import ScoreFile, load_pairs, text_digest, write_simuleval_log
 from trl_seqpo.jsonl import ResumableJsonl, atomic_write_json
 from trl_seqpo.languages import default_unit
+from trl_seqpo.outputs import file_fingerprint
 from trl_seqpo.simt.chunking import Unit
 from trl_seqpo.simt.latency import (
     corpus_latency,
@@ -176,6 +177,7 @@ class SimTEvalConfig(EvalConfig):
         return {
             "model": str(self.model),
             "data": str(self.data),
+            "data_file": file_fingerprint(self.data),  # an edited data file is not resumed under the same name
             **asdict(point),
             "wait_k_rate": self.wait_k_rate,
             "temperature": self.temperature,
@@ -357,7 +359,7 @@ def _decode_all(
         for point in config.points():
             run_dir = Path(config.output_dir) / point.slug
             check_resume(run_dir, config.run_settings(point), config.resume)
-            stores[point] = ResumableJsonl(run_dir / "hypotheses.jsonl", resume=config.resume)
+            stores[point] = ResumableJsonl(run_dir / "hypotheses.jsonl", resume=config.resume, unique=True)
             generated[point] = 0
             if all(row["id"] in stores[point].done for row in rows):
                 continue

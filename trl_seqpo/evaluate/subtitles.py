@@ -30,6 +30,7 @@ from trl_seqpo.errors import UserInputError
 from trl_seqpo.evaluate.common import EvalConfig, check_resume, decode_pending, split_names
 from trl_seqpo.evaluate.records import ScoreFile, text_digest
 from trl_seqpo.jsonl import ResumableJsonl, atomic_write_json
+from trl_seqpo.outputs import file_fingerprint
 from trl_seqpo.subtitles.documents import Document, read_documents
 
 __all__ = [
@@ -317,13 +318,14 @@ def evaluate_subtitles(config: SubtitleEvalConfig, on_batch: Callable[[int], Non
     settings = {
         "model": str(config.model),
         "documents": str(config.documents),
+        "documents_file": file_fingerprint(config.documents),  # an edited file is not resumed under the same name
         "mode": config.mode,
         "source_lang": config.source_lang,
         "target_lang": config.target_lang,
         "max_new_tokens_per_line": config.max_new_tokens_per_line,
     }
     check_resume(run_dir, settings, config.resume)
-    store = ResumableJsonl(run_dir / "hypotheses.jsonl", resume=config.resume)
+    store = ResumableJsonl(run_dir / "hypotheses.jsonl", resume=config.resume, unique=True)
     generated = 0
     if any(document.doc_id not in store.done for document in documents):
         loaded = load_backend(config.model, config.backend, **config.engine_options())

@@ -9,6 +9,7 @@ from trl import GRPOConfig
 
 from trl_seqpo.errors import check_at_least
 from trl_seqpo.rewards.fusion import DEFAULT_LATENCY_FLOOR, TRUNCATION_MODES
+from trl_seqpo.secret import hide_secrets, reveal
 
 
 @dataclass
@@ -159,7 +160,9 @@ class SeqPOConfig(GRPOConfig):
     _VALID_DICT_FIELDS = GRPOConfig._VALID_DICT_FIELDS + ["quality_reward_kwargs"]
 
     def __post_init__(self) -> None:
+        _check_values(self)  # before TRL's own checks, which divide by num_generations
         super().__post_init__()
+        self.quality_reward_kwargs = hide_secrets(self.quality_reward_kwargs)
         if self.chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1 source unit, got {self.chunk_size}")
         if self.prompt_format not in ("chat", "paper"):
@@ -208,8 +211,8 @@ class SeqPOConfig(GRPOConfig):
             data["quality_reward_kwargs"] = {
                 key: "<redacted>"
                 if _SECRET_KEY.search(key) and value is not None
-                else redact_url(value)
-                if isinstance(value, str) and "://" in value
+                else redact_url(reveal(value))
+                if isinstance(reveal(value), str) and "://" in reveal(value)
                 else value
                 for key, value in kwargs.items()
             }
@@ -217,6 +220,18 @@ class SeqPOConfig(GRPOConfig):
 
 
 _SECRET_KEY = re.compile(r"(api_?key|token|secret|password|credential)", re.IGNORECASE)
+
+
+def _check_values(config: SeqPOConfig) -> None:
+    """Refuse out-of-range values at construction, naming the field."""
+    if not config.beta >= 0:  # also NaN
+        raise ValueError(f"beta must be >= 0 (the KL weight; 0 disables the KL term), got {config.beta}")
+    if config.num_generations is not None and config.num_generations < 1:
+        raise ValueError(f"num_generations must be >= 1 (trajectories per source, B), got {config.num_generations}")
+    for name in ("src_lang", "tgt_lang", "source_column", "reference_column"):
+        value = getattr(config, name)
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{name} must be a non-empty string, got {value!r}")
 
 
 def _check_on_policy_sampling(config: SeqPOConfig) -> None:

@@ -22,6 +22,7 @@ from accelerate.utils import gather_object
 
 from trl_seqpo.rewards.fusion import fuse_rewards
 from trl_seqpo.rewards.registry import get_reward
+from trl_seqpo.secret import reveal
 from trl_seqpo.seqpo.config import SeqPOConfig
 from trl_seqpo.simt.chunking import count_units, default_unit
 from trl_seqpo.simt.latency import average_lagging, reference_length, sentence_latency
@@ -174,7 +175,7 @@ def _safe_scores(reward: Callable, prompts: list, completions: list, kwargs: dic
 
 def resolve_rewards(reward_funcs: RewardFunc | Sequence[RewardFunc] | None, args: SeqPOConfig) -> tuple:
     """The (quality, latency) reward pair of `SeqPOTrainer` from `reward_funcs` and the config."""
-    quality_kwargs = dict(args.quality_reward_kwargs or {})
+    quality_kwargs = {name: reveal(value) for name, value in (args.quality_reward_kwargs or {}).items()}
     if reward_funcs is None:
         funcs: list[RewardFunc] = [args.quality_reward]
     elif isinstance(reward_funcs, str) or callable(reward_funcs):

@@ -89,6 +89,10 @@ class SeqPOTrainer(GRPOTrainer):
             args = SeqPOConfig(f"{str(name).split('/')[-1]}-SeqPO")
         if not isinstance(args, SeqPOConfig):
             raise TypeError(f"args must be a SeqPOConfig, got {type(args).__name__}")
+        if args.use_vllm:
+            from trl_seqpo.rollout.vllm import check_model_for_vllm
+
+            check_model_for_vllm(model)
         quality, latency = resolve_rewards(reward_funcs, args)
         self.fused_reward = FusedSimultaneousReward(quality, latency, args)
         super().__init__(
@@ -105,6 +109,10 @@ class SeqPOTrainer(GRPOTrainer):
             rollout_func=self._simultaneous_rollout,
         )
         self.fused_reward.trainer = self
+        if self.use_vllm:
+            from trl_seqpo.rollout.vllm import prepare_colocated_weight_sync
+
+            prepare_colocated_weight_sync(self.vllm_generation)
         self.rollout_config = SimultaneousRolloutConfig(
             chunk_size=args.chunk_size,
             src_lang=args.src_lang,
@@ -268,6 +276,8 @@ def _with_prompt_column(dataset: Dataset | IterableDataset | None, args: SeqPOCo
             )
         if isinstance(dataset, Dataset) and len(dataset) == 0:
             raise ValueError(f"{name} is empty: SeqPO needs at least one (source, reference) row")
+        if isinstance(dataset, Dataset):
+            _check_rows(dataset, args, name)
     if columns is not None and "prompt" in columns and args.source_column != "prompt":
         logger.warning(
             "%s has a 'prompt' column but source_column=%r: SeqPO translates %r and replaces 'prompt' with it",
@@ -295,3 +305,17 @@ def _prompt_to_source(prompt: Any) -> str:
     if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict):
         return str(prompt[-1].get("content", ""))
     raise ValueError(f"SeqPOTrainer expects the prompt to be the source sentence, got {type(prompt).__name__}")
+
+
+def _check_rows(dataset: Dataset, args: SeqPOConfig, name: str) -> None:
+    """Refuse, before the first step, a row with an empty source or a missing reference, naming the row (0-based).
+
+    An empty source has no chunk to read (T = 0, Alg. 1); a missing reference leaves the quality reward nothing to
+    score against, so the run would train to the end on a zero reward.
+    """
+    for column, what in ((args.source_column, "source"), (args.reference_column, "reference")):
+        for row, value in enumerate(dataset[column]):
+            if value is None:
+                raise ValueError(f"{name} row {row}: the {what} ({column!r}) is missing (None)")
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{name} row {row}: the {what} ({column!r}) must be non-empty text, got {value!r}")
