@@ -28,10 +28,10 @@ from pathlib import Path
 
 def _tiny_model(directory: Path) -> Path:
     import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from trl_seqpo.synthetic import language_pair as synthetic
     from trl_seqpo.synthetic.tiny_models import IM_END, save_tiny_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     # the tests' word-emitting model: greedy output restricted to target words, waits and the end
     save_tiny_model(directory, seed=2, tie_word_embeddings=False)
@@ -148,7 +148,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = _tiny_model(Path(tmp) / "tiny")
         print(f"torch {torch.__version__}, {args.threads} thread(s), {args.words}-word sources, chunks of "
-              f"{args.chunk_size}, one chunk every {args.pace} s, greedy, {args.max_new_tokens_per_step} tokens/step")  # fmt: skip
+              f"{args.chunk_size}, one chunk every {args.pace} s, greedy, "
+              f"{args.max_new_tokens_per_step} tokens/step")  # fmt: skip
         header = "| sessions | mode | p50 ms | p95 ms | tokens/s | prompt tokens encoded |"
         print(header + "\n|---|---|---|---|---|---|")
         ratios = []
