@@ -58,12 +58,15 @@ class IncrementalTranslator:
         rollout: The rollout (its config gives the chunk size, units, prompt format and budgets).
         policy: Optional fixed schedule (`WaitKPolicy`, ``FullSentencePolicy``).
         seed: Sampling seed of step 1 (step ``t`` uses ``seed + t``, as the rollout does).
+        source_index: Key of this sentence in the rollout's caches; translators sharing a rollout (the streaming
+            server) each need their own.
     """
 
-    def __init__(self, rollout: Any, policy: Any = None, seed: int | None = None) -> None:
+    def __init__(self, rollout: Any, policy: Any = None, seed: int | None = None, source_index: int = 0) -> None:
         self.rollout = rollout
         self.policy = policy
         self.seed = seed
+        self.source_index = source_index
         self.reset()
 
     def reset(self) -> None:
@@ -73,13 +76,13 @@ class IncrementalTranslator:
         config = self.rollout.config
         self.step = 0
         self.trajectory = Trajectory(
-            source_index=0,
+            source_index=self.source_index,
             chunks=[],
             source_length=1,
             target_unit=config.resolved_target_unit,
             chunk_size=config.chunk_size,
         )
-        self.rollout.reset()  # per-sentence cache of the rollout's inserted chat tokens
+        self.rollout.forget(self.source_index)  # per-sentence cache of the rollout's inserted chat tokens
 
     @property
     def finished(self) -> bool:
@@ -110,17 +113,33 @@ class IncrementalTranslator:
         """
         if self.finished:
             return "", True
-        size = self.rollout.config.chunk_size
-        if not source_finished and len(units) < (self.step + 1) * size:
+        if not self.prepare(units, source_finished):
             return None
+        trajectory = self.trajectory
+        seed = None if self.seed is None else self.seed + self.step
+        self.rollout.advance([trajectory], self.step, self.policy, seed)
+        return " ".join(trajectory.step_outputs[-1].split()), trajectory.finished
+
+    def ready(self, num_units: int, source_finished: bool) -> bool:
+        """Whether the next step can run: its chunk is complete, or the source has ended."""
+        if self.finished:
+            return False
+        return source_finished or num_units >= (self.step + 1) * self.rollout.config.chunk_size
+
+    def prepare(self, units: Sequence[str], source_finished: bool) -> bool:
+        """Show the trajectory the chunks received so far and count the next step, if it can run (`ready`).
+
+        `advance` then runs the step alone; the streaming server runs the steps of many translators in one backend
+        call (`SimultaneousRollout.plan_step`) with ``self.step``.
+        """
+        if not self.ready(len(units), source_finished):
+            return False
         chunks = self._chunks(units, source_finished)
         trajectory = self.trajectory
         trajectory.chunks = chunks if source_finished else [*chunks, _PENDING_CHUNK]
         trajectory.source_length = len(units) if source_finished else len(units) + 1
         self.step += 1
-        seed = None if self.seed is None else self.seed + self.step
-        self.rollout.advance([trajectory], self.step, self.policy, seed)
-        return " ".join(trajectory.step_outputs[-1].split()), trajectory.finished
+        return True
 
 
 # the agent's options that are fields of `SimTEvalConfig`: the same flag, type, choices, default and help as in
