@@ -248,7 +248,7 @@ class StreamingEngine:
 
     def open(self, settings: SessionSettings) -> StreamingSession:
         """Start a session."""
-        from trl_seqpo.integrations.simuleval import IncrementalTranslator
+        from trl_seqpo.rollout.incremental import IncrementalTranslator
         from trl_seqpo.simt.policies import WaitKPolicy
 
         rollout = self.rollout_for(settings)
