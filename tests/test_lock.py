@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import re
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,10 @@ def test_vllm_lock_holds_the_versions_trl_supports():
 def test_every_installed_package_is_pinned_at_its_installed_version():
     pins = _read_lock(LOCK)
     missing, moved = [], []
-    for dist in importlib.metadata.distributions():
+    # the environment's own site-packages only: an import of pkg_resources puts setuptools' vendored packages on
+    # sys.path, and they are no installed distributions
+    paths = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    for dist in importlib.metadata.distributions(path=paths):
         name = _normalise(dist.metadata["Name"])
         if name == "trl-seqpo":
             continue
