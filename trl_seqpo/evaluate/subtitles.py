@@ -61,7 +61,7 @@ def line_format_problems(lines: Sequence[str]) -> dict[str, int]:
     Returns:
         ``{"missing_lines": ..., "merged_lines": ...}``.
 
-    Example:
+    Examples:
         >>> line_format_problems(["Hi.", "Bye. 3. Later.", ""])
         {'missing_lines': 1, 'merged_lines': 1}
     """

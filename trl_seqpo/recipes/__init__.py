@@ -37,7 +37,7 @@ def recipe_script(name: str) -> Path:
     Returns:
         The path of the script inside the installed package.
 
-    Example:
+    Examples:
         >>> recipe_script("seqpo").name
         'seqpo.py'
     """
@@ -54,7 +54,7 @@ def available_configs() -> list[str]:
 def available_accelerate_configs() -> list[str]:
     """Names of the shipped accelerate configs (``accelerate_configs/*.yaml`` without the suffix), sorted.
 
-    Example:
+    Examples:
         >>> available_accelerate_configs()
         ['fsdp', 'multi_gpu', 'single_gpu', 'zero2', 'zero3']
     """
@@ -110,7 +110,7 @@ def launch_command(
     Returns:
         The argument vector.
 
-    Example:
+    Examples:
         >>> command = launch_command("seqpo", "seqpo_synthetic", "zero3", ["--max_steps", "2"], python="python")
         >>> command[:4]
         ['python', '-m', 'accelerate.commands.launch', '--config_file']

@@ -42,7 +42,7 @@ def segment_line_ids(
     Returns:
         One list of line ids per unit, covering every line once, in order.
 
-    Example:
+    Examples:
         >>> segment_line_ids(["He said", "that it was late.", "Go!"], "segment")
         [[0, 1], [2]]
     """
@@ -101,7 +101,7 @@ def line_prompt(document_prompt: str, prefix: Sequence[str]) -> str:
 
     The model writes the line's marker itself, so the prompt ends on a token boundary for any byte-level BPE.
 
-    Example:
+    Examples:
         >>> line_prompt("Translation:\\n", ["Hi.", "Bye."])
         'Translation:\\n1.Hi.\\n2.Bye.\\n'
     """
@@ -120,7 +120,7 @@ def strip_line_marker(text: str, number: int) -> str | None:
     A line without a marker is taken as it is; one numbered for another line is ``None`` (unreadable), as is an
     empty one.
 
-    Example:
+    Examples:
         >>> strip_line_marker("12. Hello  there", 12), strip_line_marker("Hi", 3), strip_line_marker("4. x", 3)
         ('Hello there', 'Hi', None)
     """

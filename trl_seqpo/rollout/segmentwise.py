@@ -209,7 +209,7 @@ class SegmentwiseSampler:
         judge: An `LLMJudge` (or anything with ``score_lines``); ``None`` leaves
             every score null and draws the prefix at random (useful for timing the sampling alone).
 
-    Example:
+    Examples:
         >>> backend = HFGenerationBackend(model, tok)  # doctest: +SKIP
         >>> sampler = SegmentwiseSampler(backend, tok, SegmentwiseConfig(), judge)  # doctest: +SKIP
         >>> records = sampler.sample(documents)  # one list of unit records per document  # doctest: +SKIP

@@ -51,7 +51,7 @@ class SeqPOTrainer(GRPOTrainer):
         callbacks, optimizers, peft_config, quantization_config: As in `GRPOTrainer` (a
             ``BitsAndBytesConfig`` from ``trl.get_quantization_config`` loads a model given by name in 4/8 bit).
 
-    Example:
+    Examples:
         >>> trainer = SeqPOTrainer(model="Qwen/Qwen2.5-7B-Instruct", args=SeqPOConfig(chunk_size=3),
         ...                        train_dataset=ds)  # doctest: +SKIP
     """

@@ -61,7 +61,7 @@ def decode_subtitle_bytes(data: bytes, *, path: str = "<bytes>", encoding: str |
     Raises:
         UserInputError: The bytes are not text in ``encoding``, or no candidate encoding gives plausible text.
 
-    Example:
+    Examples:
         >>> decode_subtitle_bytes("Đorđe, dođi ovamo!".encode("cp1250"))
         'Đorđe, dođi ovamo!'
     """
@@ -133,7 +133,7 @@ def implausible_reason(text: str) -> str | None:
     Returns:
         ``None`` for plausible text; else a short reason (control characters, rare Chinese characters).
 
-    Example:
+    Examples:
         >>> implausible_reason("我该走了")
         >>> implausible_reason("衖no! 鎒to")
         'only 0% of its 2 Chinese characters are common ones'

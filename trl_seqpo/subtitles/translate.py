@@ -150,7 +150,7 @@ def apply_translations(
     Returns:
         A new `pysubs2.SSAFile` (same styles, info and events; events keep times, style, layer and leading tags).
 
-    Example:
+    Examples:
         >>> import pysubs2
         >>> subs = pysubs2.SSAFile()
         >>> subs.events.append(pysubs2.SSAEvent(start=0, end=1000, text="{\\\\an8}Hello"))
