@@ -16,7 +16,7 @@ How a block runs (see also CONTRIBUTING.md, "Docs are tests"):
 - **Cheap training.** With ``TRL_SEQPO_DOCS_TINY=1`` (set for every Bash block), ``python``/``accelerate launch``
   of an ``examples/scripts/NAME.py`` recipe and ``trl-seqpo train NAME`` get `TINY_RECIPE_ARGS` [NAME] appended
   (``--max_steps 1`` and tiny sizes; later flags win). The wrappers are the Bash functions of `BASH_PRELUDE`.
-- Blocks that train are marked ``slow`` (`SLOW_PATTERN`); Python blocks print their traceback with the page's line
+- Blocks that train or run a model are marked ``slow`` (`SLOW_PATTERN`); Python blocks print their traceback with the page's line
   numbers (the script is padded so that line N of the script is line N of the page).
 """
 
@@ -37,8 +37,12 @@ DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LANGUAGES = ("python", "bash")
 FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>```+|~~~+)\s*(?P<lang>[\w-]*)")
 SKIP_MARKER = re.compile(r"^\s*<!--\s*docs-test:\s*skip:\s*(?P<reason>.*?)\s*-->\s*$")
-# a block that trains (a trainer, a recipe, the demo) is marked slow
-SLOW_PATTERN = re.compile(r"\.train\(\)|examples/scripts/|trl-seqpo (train|demo)\b")
+# a block that trains or runs a model (a trainer, a recipe, the demo, a rollout, an evaluation, a translation) or builds
+# a COMET checkpoint takes seconds: it is marked slow
+SLOW_PATTERN = re.compile(
+    r"\.train\(\)|examples/scripts/|trl-seqpo (train|demo|evaluate|subtitles translate)\b|evaluate_simt\(|\.run\(|"
+    r"build_tiny_comet_checkpoint\("
+)
 
 # Model names and paths used by runnable blocks -> the tiny model that stands in for them (built once per session):
 # "policy" is a tiny Qwen2-style chat model with a byte-level BPE tokenizer (any text), "comet" a tiny COMET checkpoint.
@@ -59,12 +63,19 @@ DATA_FILES = {
     "harbour.zh.ass": "tests/data/subtitles/harbour.zh.ass",
     "show.en.srt": "tests/data/subtitles/harbour.en.srt",
     "show.zh.srt": "tests/data/subtitles/harbour.zh.srt",
-    "show.en.ass": "tests/data/subtitles/harbour.en.srt",
+    "show.en.ass": "ass:tests/data/subtitles/harbour.en.srt",
+    "subs/en/harbour.srt": "tests/data/subtitles/harbour.en.srt",
+    "subs/zh/harbour.srt": "tests/data/subtitles/harbour.zh.srt",
+    "subs/harbour.en.srt": "tests/data/subtitles/harbour.en.srt",
+    "subs/harbour.zh.ass": "tests/data/subtitles/harbour.zh.ass",
     "train.jsonl": "synthetic:pairs",
     "test.jsonl": "synthetic:pairs",
     "data/newstest2021.jsonl": "synthetic:pairs",
     "candidates.jsonl": "synthetic:candidates",
 }
+# A block that fails with one of these messages is an expected failure until the named fix is merged (then the
+# entry goes): the README's SeqPOConfig(num_generations=5) with TRL's default batch of 8 (issue 20 item 4).
+PENDING_FIXES = {"must be divisible by num_generations": "SeqPOConfig defaults that divide num_generations"}
 # Appended (TRL_SEQPO_DOCS_TINY=1) to the command line of a recipe run by a Bash block: one step at tiny sizes.
 TINY_RECIPE_ARGS = {
     "sft_simt": "--max_steps 1 --num_train_examples 8 --per_device_train_batch_size 4 --save_strategy no",
@@ -159,19 +170,47 @@ def _synthetic_candidates(path: Path) -> None:
     atomic_write_jsonl(path, synthetic_candidate_records(documents=4, lines_per_document=4, seed=0))
 
 
+def _save_short_answer_model(path: Path, texts: list[str]) -> None:
+    """The tiny policy: any text in (byte-level BPE), short answers out.
+
+    Its next-token distribution is fixed (the trick of `trl_seqpo.synthetic.subtitles.save_line_writer_model`):
+    the end of text with probability about 0.8, else one of a few word tokens, so greedy decoding stops at once and
+    sampling writes a word or two. Generation, the costly part of evaluating or training an untrained model, then
+    takes milliseconds.
+    """
+    import math
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trl_seqpo.synthetic.tiny_models import save_tiny_model
+
+    save_tiny_model(path, kind="bpe", extra_texts=texts, hidden_size=64, num_heads=2, head_dim=32, num_layers=1,
+                    intermediate_size=128, tie_word_embeddings=False)  # fmt: skip
+    tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path)
+    words = sorted({tokenizer.convert_tokens_to_ids(token) for token in ("Ġthe", "Ġwe", "Ġgo")} - {None})
+    logits = torch.full((len(tokenizer),), -30.0)
+    logits[words] = 0.0
+    logits[tokenizer.eos_token_id] = math.log(4 * max(len(words), 1))
+    with torch.no_grad():
+        model.get_input_embeddings().weight[:, 0] = 30.0
+        head = model.get_output_embeddings().weight
+        head.zero_()
+        head[:, 0] = logits / math.sqrt(model.config.hidden_size)
+    model.save_pretrained(path)
+
+
 @pytest.fixture(scope="session")
 def docs_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny models and data files, built once; every block's directory links to them."""
     from trl_seqpo.synthetic.tiny_comet import build_tiny_comet_checkpoint
-    from trl_seqpo.synthetic.tiny_models import save_tiny_model
 
     assets = tmp_path_factory.mktemp("docs-assets")
     texts = [
         "Despite the pouring rain, hikers kept going to the top.",
         "尽管下着大雨，徒步者们坚持向山顶前进。我们去公园散步",
     ]
-    save_tiny_model(assets / "policy", kind="bpe", extra_texts=texts, hidden_size=64, num_heads=2, head_dim=32,
-                    num_layers=1, intermediate_size=128)
+    _save_short_answer_model(assets / "policy", texts)
     build_tiny_comet_checkpoint(assets / "comet")
     data = assets / "data"
     for name, source in DATA_FILES.items():
@@ -181,6 +220,10 @@ def docs_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
             _synthetic_pairs(target)
         elif source == "synthetic:candidates":
             _synthetic_candidates(target)
+        elif source.startswith("ass:"):
+            import pysubs2
+
+            pysubs2.load(str(ROOT / source.removeprefix("ass:"))).save(str(target), format_="ass")
         else:
             shutil.copy(ROOT / source, target)
     return assets
@@ -237,6 +280,9 @@ def test_docs_block(block: Block, docs_assets: Path, tmp_path: Path) -> None:
     _COUNTS["run"] += 1
     populate(tmp_path, docs_assets)
     result = run_block(block, tmp_path)
+    for message, fix in PENDING_FIXES.items():
+        if result.returncode != 0 and message in result.stderr:
+            pytest.xfail(f"{block.where}: waits for {fix} ({message!r})")
     assert result.returncode == 0, (
         f"{block.where} ({block.lang}) exited with {result.returncode}\n--- stdout\n{result.stdout[-4000:]}\n"
         f"--- stderr\n{result.stderr[-6000:]}"
