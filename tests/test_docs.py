@@ -16,8 +16,8 @@ How a block runs (see also CONTRIBUTING.md, "Docs are tests"):
 - **Cheap training.** With ``TRL_SEQPO_DOCS_TINY=1`` (set for every Bash block), ``python``/``accelerate launch``
   of an ``examples/scripts/NAME.py`` recipe and ``trl-seqpo train NAME`` get `TINY_RECIPE_ARGS` [NAME] appended
   (``--max_steps 1`` and tiny sizes; later flags win). The wrappers are the Bash functions of `BASH_PRELUDE`.
-- Blocks that train or run a model are marked ``slow`` (`SLOW_PATTERN`); Python blocks print their traceback with the page's line
-  numbers (the script is padded so that line N of the script is line N of the page).
+- Blocks that train or run a model are marked ``slow`` (`SLOW_PATTERN`); Python blocks print their traceback with
+  the page's line numbers (the script is padded so that line N of the script is line N of the page).
 """
 
 from __future__ import annotations
@@ -37,15 +37,16 @@ DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LANGUAGES = ("python", "bash")
 FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>```+|~~~+)\s*(?P<lang>[\w-]*)")
 SKIP_MARKER = re.compile(r"^\s*<!--\s*docs-test:\s*skip:\s*(?P<reason>.*?)\s*-->\s*$")
-# a block that trains or runs a model (a trainer, a recipe, the demo, a rollout, an evaluation, a translation) or builds
-# a COMET checkpoint takes seconds: it is marked slow
+# a block that trains or runs a model (a trainer, a recipe, the demo, a rollout, an evaluation, a translation) or
+# builds a COMET checkpoint takes seconds: it is marked slow
 SLOW_PATTERN = re.compile(
     r"\.train\(\)|examples/scripts/|trl-seqpo (train|demo|evaluate|subtitles translate)\b|evaluate_simt\(|\.run\(|"
     r"build_tiny_comet_checkpoint\("
 )
 
 # Model names and paths used by runnable blocks -> the tiny model that stands in for them (built once per session):
-# "policy" is a tiny Qwen2-style chat model with a byte-level BPE tokenizer (any text), "comet" a tiny COMET checkpoint.
+# "policy" is a tiny Qwen2-style chat model with a byte-level BPE tokenizer (any text), "comet" a tiny COMET
+# checkpoint.
 TINY_MODELS = {
     "path/to/your-sft-warmup": "policy",
     "path/to/sft-model": "policy",
