@@ -110,17 +110,24 @@ print(trajectory.step_outputs)  # what the model wrote after each source chunk (
 print(trajectory.delays)        # source units read before each target unit was written"""
 
 
+def _translator_module() -> str:
+    """The module that provides ``load_translator`` in this version (it moved to the line decoder's module)."""
+    from trl_seqpo.subtitles import translate
+
+    return translate.__name__ if hasattr(translate, "load_translator") else "trl_seqpo.rollout.linewise"
+
+
 def alpo_quick_start(model_id: str) -> str:
     """Python that loads ``model_id`` and translates a subtitle document line by line (numbered lines)."""
     return f"""\
 from trl_seqpo.subtitles.documents import Document
-from trl_seqpo.subtitles.translate import load_translator
+from {_translator_module()} import load_translator
 
 # the languages of the documents the model was trained on
 translate, _ = load_translator({model_id!r}, src_lang="English", tgt_lang="Chinese")
 document = Document("example", {EXAMPLE_SUBTITLES!r})
-[lines] = translate([document])  # one translated line per source line ("" for a line the model lost)
-print("\\n".join(lines))
+[lines] = translate([document])  # one translated line per source line (empty for a line the model lost)
+print("\\n".join(line or "" for line in lines))
 # a whole subtitle file, keeping times and styles:
 #   trl-seqpo subtitles translate show.en.srt -o show.zh.srt --model {model_id} --tgt-lang zh"""
 
