@@ -300,3 +300,45 @@ def test_docs_block(block: Block, docs_assets: Path, tmp_path: Path) -> None:
         f"{block.where} ({block.lang}) exited with {result.returncode}\n--- stdout\n{result.stdout[-4000:]}\n"
         f"--- stderr\n{result.stderr[-6000:]}"
     )
+
+
+# ---------------------------------------------------------------------------------------------------------- the runner
+def test_collector_reads_the_skip_marker_only_directly_above_the_fence(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text(
+        "<!-- docs-test: skip: needs a GPU -->\n```bash\nnvidia-smi\n```\n"
+        "<!-- docs-test: skip: too far -->\n\n```python\nprint(1)\n```\n"
+        "- item\n\n  ```python\n  x = 1\n  ```\n```text\nnot code\n```\n",
+        encoding="utf-8",
+    )
+    blocks = collect_blocks(page)
+    assert [(b.line, b.lang, b.skip_reason) for b in blocks] == [(2, "bash", "needs a GPU"), (7, "python", None),
+                                                                 (12, "python", None)]  # fmt: skip
+    assert blocks[2].code == "x = 1\n"
+    page.write_text("```python\nprint(1)\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="never closed"):
+        collect_blocks(page)
+
+
+def test_every_page_block_is_collected_and_the_tiny_names_exist():
+    assert len(BLOCKS) >= 50 and {b.path.name for b in BLOCKS} >= {"README.md", "seqpo.md", "alpo.md"}
+    runnable = "".join(b.code for b in BLOCKS if b.skip_reason is None)
+    unused = [name for name in [*TINY_MODELS, *DATA_FILES] if name not in runnable and "/" not in name[:5]]
+    assert not [name for name in unused if not name.startswith(("subs/", "Unbabel/"))], unused
+
+
+def test_user_docs_cite_no_issue_numbers_and_no_unpublished_install():
+    for path in DOC_FILES:
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"\bissues? \d+", text, flags=re.IGNORECASE), f"{path.name} cites an issue number"
+        assert not re.search(r"pip install (\"|')?trl-seqpo\b", text), f"{path.name}: trl-seqpo is not on PyPI"
+
+
+def test_docstrings_use_examples_sections():
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in sorted((ROOT / "trl_seqpo").rglob("*.py"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if re.fullmatch(r"\s+Example::?", line)
+    ]
+    assert not offenders, f"use 'Examples:' (rendered as an example block): {offenders}"
