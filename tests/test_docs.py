@@ -219,16 +219,13 @@ def _save_short_answer_model(path: Path, texts: list[str]) -> None:
 
 @pytest.fixture(scope="session")
 def docs_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny models and data files, built once; every block's directory links to them."""
-    from trl_seqpo.synthetic.tiny_comet import build_tiny_comet_checkpoint
-
+    """The tiny policy and the data files, built once; every block's directory links to them (COMET: `populate`)."""
     assets = tmp_path_factory.mktemp("docs-assets")
     texts = [
         "Despite the pouring rain, hikers kept going to the top.",
         "尽管下着大雨，徒步者们坚持向山顶前进。我们去公园散步",
     ]
     _save_short_answer_model(assets / "policy", texts)
-    build_tiny_comet_checkpoint(assets / "comet")
     data = assets / "data"
     for name, source in DATA_FILES.items():
         target = data / name
@@ -246,8 +243,15 @@ def docs_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return assets
 
 
-def populate(workdir: Path, assets: Path) -> None:
-    """Give a block's directory the tiny models under the docs' names, the data files and ``examples/``."""
+def populate(workdir: Path, assets: Path, code: str) -> None:
+    """Give a block's directory the tiny models under the docs' names, the data files and ``examples/``.
+
+    The tiny COMET checkpoint (seconds to build) is built the first time a block mentions COMET.
+    """
+    if "comet" in code.lower() and not (assets / "comet").exists():
+        from trl_seqpo.synthetic.tiny_comet import build_tiny_comet_checkpoint
+
+        build_tiny_comet_checkpoint(assets / "comet")
     links = {name: assets / kind for name, kind in TINY_MODELS.items()}
     links.update({name: assets / "data" / name for name in DATA_FILES})
     links["examples"] = ROOT / "examples"
@@ -291,7 +295,7 @@ def run_block(block: Block, workdir: Path, timeout: float = 300) -> subprocess.C
 # ---------------------------------------------------------------------------------------------------------- tests
 @pytest.mark.parametrize("block", [_param(block) for block in BLOCKS])
 def test_docs_block(block: Block, docs_assets: Path, tmp_path: Path) -> None:
-    populate(tmp_path, docs_assets)
+    populate(tmp_path, docs_assets, block.code)
     result = run_block(block, tmp_path)
     for message, fix in PENDING_FIXES.items():
         if result.returncode != 0 and message in result.stderr:
