@@ -176,7 +176,7 @@ def _synthetic_pairs(path: Path) -> None:
     from trl_seqpo.jsonl import atomic_write_jsonl
     from trl_seqpo.synthetic import language_pair
 
-    examples = language_pair.generate_corpus(4, seed=0, min_words=3, max_words=5)
+    examples = language_pair.generate_corpus(2, seed=0, min_words=3, max_words=5)
     atomic_write_jsonl(path, [{"source": e.source, "reference": e.reference} for e in examples])
 
 
