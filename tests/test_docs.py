@@ -184,7 +184,7 @@ def _synthetic_candidates(path: Path) -> None:
     from trl_seqpo.jsonl import atomic_write_jsonl
     from trl_seqpo.recipes.scripts.alpo import synthetic_candidate_records
 
-    atomic_write_jsonl(path, synthetic_candidate_records(documents=4, lines_per_document=4, seed=0))
+    atomic_write_jsonl(path, synthetic_candidate_records(documents=1, lines_per_document=3, seed=0))
 
 
 def _save_short_answer_model(path: Path, texts: list[str]) -> None:
