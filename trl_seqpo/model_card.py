@@ -10,6 +10,7 @@ the training run's chunk size, languages and prompt format; ALPO: a numbered-lin
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Mapping
 from importlib.metadata import PackageNotFoundError, version
@@ -49,7 +50,7 @@ Install trl-seqpo from its repository (it is not on PyPI: `pip install -e .` in 
 
 ## Training procedure
 
-Trained with {{ trainer_name }}, from the paper [{{ paper_title }}]({{ paper_url }}).
+Trained with {{ trainer_name }}, from the paper {{ paper_link }}.
 
 ### Framework versions
 
@@ -58,12 +59,13 @@ Trained with {{ trainer_name }}, from the paper [{{ paper_title }}]({{ paper_url
 - Transformers: {{ transformers_version }}
 - PyTorch: {{ pytorch_version }}
 
+{% if citation %}
 ## Citations
 
 ```bibtex
 {{ citation }}
 ```
-"""
+{% endif %}"""
 
 
 def _version(package: str) -> str:
@@ -71,6 +73,15 @@ def _version(package: str) -> str:
         return version(package)
     except PackageNotFoundError:
         return "unknown"
+
+
+def _literal(value: Any) -> str:
+    """A Python literal, strings in double quotes (as in the rest of the quick start)."""
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(_literal(item) for item in value) + "]"
+    return repr(value)
 
 
 def example_source(language: str) -> str:
@@ -93,18 +104,18 @@ def seqpo_quick_start(model_id: str, rollout_settings: Mapping[str, Any]) -> str
     """
     settings = {key: value for key, value in rollout_settings.items() if value is not None}
     settings.update(temperature=0.0, top_p=1.0, top_k=0)
-    arguments = ",\n    ".join(f"{key}={value!r}" for key, value in settings.items())
+    arguments = ",\n    ".join(f"{key}={_literal(value)}" for key, value in settings.items())
     source = example_source(str(settings.get("src_lang", "English")))
     return f"""\
 from trl_seqpo.rollout.loading import load_backend
 from trl_seqpo.rollout.simultaneous import SimultaneousRollout, SimultaneousRolloutConfig
 
-loaded = load_backend({model_id!r})  # the checkpoint and its tokenizer behind a transformers backend
+loaded = load_backend({_literal(model_id)})  # the checkpoint and its tokenizer behind a transformers backend
 config = SimultaneousRolloutConfig(
     {arguments},
 )
 rollout = SimultaneousRollout(loaded.backend, loaded.tokenizer, config)
-[trajectory] = rollout.run([{source!r}], num_generations=1)
+[trajectory] = rollout.run([{_literal(source)}], num_generations=1)
 print(trajectory.translation)   # the whole translation
 print(trajectory.step_outputs)  # what the model wrote after each source chunk ("" = wait)
 print(trajectory.delays)        # source units read before each target unit was written"""
@@ -124,8 +135,8 @@ from trl_seqpo.subtitles.documents import Document
 from {_translator_module()} import load_translator
 
 # the languages of the documents the model was trained on
-translate, _ = load_translator({model_id!r}, src_lang="English", tgt_lang="Chinese")
-document = Document("example", {EXAMPLE_SUBTITLES!r})
+translate, _ = load_translator({_literal(model_id)}, src_lang="English", tgt_lang="Chinese")
+document = Document("example", {_literal(EXAMPLE_SUBTITLES)})
 [lines] = translate([document])  # one translated line per source line (empty for a line the model lost)
 print("\\n".join(line or "" for line in lines))
 # a whole subtitle file, keeping times and styles:
@@ -159,6 +170,8 @@ def build_model_card(
     """
     from huggingface_hub import ModelCard, ModelCardData
 
+    title = paper.get("title", "")
+    url = f"https://arxiv.org/abs/{paper['id']}" if paper.get("id") else paper.get("url", "")
     tags = list(dict.fromkeys(["generated_from_trainer", *tags, TAG]))
     card_data = ModelCardData(
         base_model=base_model, datasets=dataset_name, library_name="transformers", model_name=model_name, tags=tags
@@ -172,8 +185,7 @@ def build_model_card(
         trainer_name=trainer_name,
         method=method,
         quick_start=quick_start,
-        paper_title=paper.get("title", ""),
-        paper_url=f"https://arxiv.org/abs/{paper['id']}" if paper.get("id") else paper.get("url", ""),
+        paper_link=f"[{title}]({url})" if url else f"*{title}*",
         citation=paper.get("citation", "").strip(),
         package_version=__version__,
         trl_version=_version("trl"),
