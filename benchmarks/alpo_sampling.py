@@ -28,9 +28,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from trl_seqpo.alpo.sampler import SegmentwiseConfig, SegmentwiseSampler
 from trl_seqpo.judge.client import JudgeConfig, JudgeRequest, LLMJudge
 from trl_seqpo.rollout.hf import HFGenerationBackend
-from trl_seqpo.rollout.segmentwise import SegmentwiseConfig, SegmentwiseSampler
 from trl_seqpo.synthetic.local_judge import serve
 from trl_seqpo.synthetic.subtitles import (
     SOURCE_LANGUAGE,

@@ -23,6 +23,7 @@ from alpo_sample_helpers import documents, line_writer_model
 from alpo_sample_helpers import sample_args as base_sample_args
 
 from trl_seqpo.cli.main import main
+from trl_seqpo.outputs import record_path
 from trl_seqpo.synthetic.local_judge import Reply, SynonymPreferenceScorer, serve
 from trl_seqpo.synthetic.subtitles import hidden_preference
 
@@ -284,7 +285,8 @@ def test_misuses_exit_2_and_leave_every_file_byte_identical(tmp_path, corpus, mo
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("trl-seqpo: error:"), (argv, err)
         assert {path: path.read_bytes() for path in files} == snapshot, argv
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in files if p.parent == tmp_path)
+    expected = [*files, record_path(aligned)]  # `subtitles align`'s settings record, written by the first command
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in expected if p.parent == tmp_path)
 
 
 def test_bad_inputs_exit_2_with_one_line(tmp_path, corpus, model_dir, capsys):

@@ -11,8 +11,8 @@ from datasets import Dataset
 from trl_seqpo.alpo.config import ALPOConfig
 from trl_seqpo.alpo.pairs import PairSettings, build_preference_pairs
 from trl_seqpo.alpo.records import Candidate, CandidateRecord
+from trl_seqpo.alpo.segments import line_prompt
 from trl_seqpo.alpo.trainer import ALPOTrainer
-from trl_seqpo.rollout.segments import line_prompt
 from trl_seqpo.subtitles.documents import Document, line_marker, render_document_prompt
 from trl_seqpo.synthetic.tiny_models import build_tiny_model
 

@@ -47,8 +47,8 @@ def doc_records():
 def test_gate_reasons_and_counts():
     rows, stats = build_pair_rows(doc_records(), PairSettings(prefix_mix_stages=1))
     assert stats.units == 5 and stats.kept == 2 and stats.documents == 1
-    assert stats.gated == {"judge_failed": 1, "too_few_votes": 0, "missing_scores": 0, "too_few_candidates": 1,
-                           "small_spread": 1, "non_positive_gap": 0}  # fmt: skip
+    assert stats.gated == {"judge_failed": 1, "too_few_votes": 0, "not_judged": 0, "missing_scores": 0,
+                           "too_few_candidates": 1, "small_spread": 1, "non_positive_gap": 0}  # fmt: skip
     assert stats.gated_fraction == pytest.approx(3 / 5)
     assert sorted(row["unit_index"] for row in rows) == [0, 4]
 
@@ -274,3 +274,28 @@ def test_cli_names_file_and_line_of_bad_json(tmp_path, capsys):
     candidates.write_text(json.dumps(doc_records()[0]) + "\n{not json\n")
     assert run_cli(["pairs", str(candidates), "-o", str(tmp_path / "p.jsonl")]) == 2
     assert f"{candidates}:2: not valid JSON" in capsys.readouterr().err
+
+
+def test_rejected_tie_goes_to_the_longer_text_as_the_authors_rank():
+    """One ranking (score, then shorter first) read from both ends: among equal low scores the longer text is the
+    lower-ranked one, so it is the rejected side (the authors' ``alpo_utils.py``)."""
+    scored = [("best", 90), ("good", 80), ("fine", 70), ("a much longer text", 40), ("short", 40), ("worst", 10)]
+    rows, _ = build_pair_rows([unit("d", 0, scored, [])], PairSettings(chosen_strategy="best", prefix_mix_stages=1))
+    # from the bottom: worst (10), then the tie at 40 with the longer text lower, then the shorter: the third-lowest
+    assert rows[0]["rejected"] == "1.short\n"
+    scored = [("best", 90), ("good", 80), ("x", 40), ("a longer one", 40), ("worst", 10)]
+    rows, _ = build_pair_rows([unit("d", 0, scored, [])], PairSettings(chosen_strategy="best", prefix_mix_stages=1))
+    assert rows[0]["rejected"] == "1.x\n"  # third-lowest: worst, "a longer one", then "x"
+
+
+def test_units_never_sent_to_the_judge_are_not_judged_not_missing_scores():
+    skipped = {**unit("d", 0, [(t, None) for t, _ in FIVE], []), "votes": None}
+    _, stats = build_pair_rows([skipped], PairSettings(prefix_mix_stages=1))
+    assert stats.gated["not_judged"] == 1 and stats.gated["missing_scores"] == 0
+
+
+@pytest.mark.parametrize(("votes", "needed", "kept"), [(3, 3, True), (2, 3, False), (3, None, False)])
+def test_a_unit_with_the_votes_it_needed_is_judged_even_if_one_stayed_invalid(votes, needed, kept):
+    record = {**unit("d", 0, FIVE, []), "votes": votes, "votes_requested": 4, "votes_needed": needed}
+    _, stats = build_pair_rows([record], PairSettings(prefix_mix_stages=1))
+    assert stats.kept == int(kept) and stats.gated["too_few_votes"] == int(not kept)

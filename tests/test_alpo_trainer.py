@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -336,3 +337,54 @@ def test_simpo_loads_no_reference_model(tmp_path, tokenizer, base_model):
     sigmoid = ALPOConfig(str(tmp_path), per_device_train_batch_size=2, **COMMON)
     with pytest.raises(OSError):
         ALPOTrainer(model=copy.deepcopy(base_model), args=sigmoid, train_dataset=pairs(2), processing_class=tokenizer)
+
+
+def hand_logps(model, prompt_ids, completion_ids):
+    """Summed log-probability of ``completion_ids`` after ``prompt_ids``, from one plain forward pass."""
+    ids = torch.tensor([prompt_ids + completion_ids])
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
+    positions = range(len(prompt_ids) - 1, ids.shape[1] - 1)
+    return sum(logprobs[t, ids[0, t + 1]].item() for t in positions)
+
+
+@pytest.mark.parametrize("loss_type", ["simpo", "grpo"])
+def test_loss_variants_equal_a_hand_computation_through_the_trainer(
+    tmp_path, tokenizer, base_model, policy, loss_type
+):
+    """SimPO (lengths per side, gamma, no reference) and GRPO (advantages per side, clipping, KL) as ALPOTrainer
+    computes them on a batch: swapping the lengths or the advantages it hands to the loss changes the value."""
+    advantages = {"chosen": [1.2, 0.8], "rejected": [-0.3, 0.1]}
+    dataset = pairs(2).remove_columns(["chosen", "rejected"])
+    dataset = dataset.add_column("chosen", [COMPLETIONS[0] + "\n", COMPLETIONS[4] + "\n"])
+    dataset = dataset.add_column("rejected", [COMPLETIONS[4] + "\n", COMPLETIONS[1] + "\n"])
+    dataset = dataset.add_column("chosen_advantage", advantages["chosen"])
+    dataset = dataset.add_column("rejected_advantage", advantages["rejected"])
+    args = ALPOConfig(str(tmp_path), alpo_loss_type=loss_type, beta=0.7, simpo_gamma=0.3, grpo_epsilon=0.2,
+                      grpo_kl_coef=0.05, normalize_weights="none", **COMMON)  # fmt: skip
+    trainer = ALPOTrainer(model=copy.deepcopy(policy), ref_model=copy.deepcopy(base_model), train_dataset=dataset,
+                          args=args, processing_class=tokenizer)  # fmt: skip
+    trainer.model.train()
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, collate(trainer, 2)).item()
+    expected = []
+    for i in range(2):
+        row = trainer.train_dataset[i]
+        sides = {}
+        for side in ("chosen", "rejected"):
+            ids = row[f"{side}_ids"]
+            logp = hand_logps(trainer.model, row["prompt_ids"], ids)
+            ref = hand_logps(base_model, row["prompt_ids"], ids)
+            sides[side] = (logp, ref, len(ids), advantages[side][i])
+        assert sides["chosen"][2] != sides["rejected"][2]  # the lengths differ, so swapping them shows
+        if loss_type == "simpo":
+            (c, _, lc, _), (r, _, lr, _) = sides["chosen"], sides["rejected"]
+            expected.append(-math.log(1 / (1 + math.exp(-(0.7 * (c / lc - r / lr) - 0.3)))))
+        else:
+            total = 0.0
+            for logp, ref, _, advantage in sides.values():
+                ratio = math.exp(logp - ref)
+                surrogate = min(ratio * advantage, min(max(ratio, 0.8), 1.2) * advantage)
+                total += surrogate - 0.05 * (1 / ratio + math.log(ratio) - 1)
+            expected.append(-total / 2)
+    assert loss == pytest.approx(sum(expected) / 2, rel=1e-4, abs=1e-5)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from trl_seqpo.alpo.sampler import SamplerStats
 from trl_seqpo.alpo.sampling import SampleReport, _combine
 from trl_seqpo.counts import sum_counts
 from trl_seqpo.judge.client import JudgeStats
-from trl_seqpo.rollout.segmentwise import SamplerStats
 
 
 def test_counters_add_field_by_field_nested_ones_too():

@@ -75,10 +75,9 @@ DATA_FILES = {
     "candidates.jsonl": "synthetic:candidates",
 }
 # A block that fails with one of these messages is an expected failure until the named fix is merged (then the
-# entry goes): the README's SeqPOConfig(num_generations=5) with TRL's default batch of 8 (issue 20 item 4).
+# entry goes). TRL's configs default to bf16=True, which transformers refuses on a machine without a bf16 GPU: the
+# SeqPO/ALPO snippets of README.md, seqpo.md and alpo.md (written for GPUs) stop there on a CPU-only machine.
 PENDING_FIXES = {
-    "must be divisible by num_generations": "SeqPOConfig defaults that divide num_generations",
-    # TRL's configs default to bf16=True, which transformers refuses on a machine without a bf16 GPU
     "doesn't support bf16/gpu": "SeqPOConfig/ALPOConfig defaulting to bf16 only where the machine supports it",
 }
 # Appended (TRL_SEQPO_DOCS_TINY=1) to the command line of a recipe run by a Bash block: one step at tiny sizes.

@@ -111,6 +111,8 @@ def test_document_mode_counts_missing_merged_and_extra_lines(model_dir, tmp_path
     assert rows[1]["hypothesis_lines"] == ["lo domo", "un arbo"] and rows[1]["missing_lines"] == 0
     counts = results["runs"][0]["counts"]
     assert counts["missing_lines"] == 1 and counts["merged_lines"] == 1 and counts["documents_with_problems"] == 1
+    assert counts["misaligned_documents"] == 1  # line 9 of a 4-line document: the numbering went wrong
+    assert (counts["lines_over_chars_per_line"], counts["chars_per_line_limit"]) == (0, 42)
 
 
 def test_judge_scores_each_aspect_per_document(model_dir, tmp_path, monkeypatch):
@@ -139,9 +141,8 @@ def test_judge_scores_each_aspect_per_document(model_dir, tmp_path, monkeypatch)
         "lo hundo / lo hundo / lo hundo",
     }
     assert sum("ACCURACY" in request.messages[-1]["content"] for request in requests) == 2
-    assert all(
-        prompt.rstrip().endswith(".") for prompt in backend.prompts
-    )  # each line prompt ends with its number marker
+    # each line prompt ends at the newline before its line; the model writes the number marker itself
+    assert all(prompt.rstrip(" ").endswith("\n") for prompt in backend.prompts)
 
 
 def test_line_format_problems_counts_merges():

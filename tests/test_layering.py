@@ -87,3 +87,48 @@ def test_the_checks_see_a_violation(tmp_path):
     module.write_text("def f():\n    import argparse\n    from trl_seqpo import cli\n")
     names = _imports(module)
     assert "argparse" in names and "trl_seqpo.cli" in names
+
+
+# The direction data flows in (DESIGN.md, "Layout"): a package imports only from packages of a lower layer, so
+# `rollout/` never reaches into `alpo/` (ALPO's sampler lives in alpo/) and `subtitles/` never into `evaluate/`.
+LAYERS: dict[str, int] = {
+    **{name: 0 for name in ("errors", "counts", "jsonl", "languages", "lazy")},
+    "simt": 1,
+    "subtitles": 1,
+    "judge": 2,
+    "rollout": 2,
+    "rewards": 3,
+    "seqpo": 4,
+    "alpo": 4,
+    "synthetic": 4,
+    "evaluate": 5,
+    "integrations": 6,
+    "demo": 7,
+    "recipes": 7,
+    "serve": 7,
+    "cli": 8,
+    "__init__": 9,
+}
+
+
+def _package(path: Path) -> str:
+    top = _top(path)
+    return top.removesuffix(".py")
+
+
+def test_every_package_has_a_layer():
+    assert {_package(path) for path in MODULES} <= set(LAYERS), "add the new package to LAYERS"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=_rel)
+def test_packages_import_only_from_lower_layers(path):
+    package = _package(path)
+    for name in _imports(path):
+        parts = name.split(".")
+        if parts[0] != "trl_seqpo" or len(parts) < 2 or parts[1] == package or parts[1] not in LAYERS:
+            continue
+        # the shared bottom modules may use each other (jsonl raises errors' exceptions)
+        assert LAYERS[parts[1]] < LAYERS[package] or LAYERS[package] == 0, (
+            f"{_rel(path)} imports {name}: {package}/ (layer {LAYERS[package]}) must not import from "
+            f"{parts[1]} (layer {LAYERS[parts[1]]}); move the code down or the import up"
+        )

@@ -17,6 +17,7 @@ import pytest
 
 from trl_seqpo import recipes
 from trl_seqpo.errors import MissingDependencyError, UserInputError
+from trl_seqpo.recipes.checkpoints import RUN_RECORD
 from trl_seqpo.recipes.runtime import check_model_backends, model_init_kwargs, resume_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,12 +52,6 @@ def test_names_and_files_resolve_and_mistakes_are_user_errors(tmp_path):
         recipes.resolve_config(tmp_path / "missing.yaml")
 
 
-def test_launch_command_without_accelerate_runs_the_script_in_python():
-    command = recipes.launch_command("sft-simt", "sft_simt_synthetic", extra_args=["--max_steps", "1"], python="py")
-    assert command == ["py", str(recipes.SCRIPTS_DIR / "sft_simt.py"), "--config",
-                       str(recipes.CONFIGS_DIR / "sft_simt_synthetic.yaml"), "--max_steps", "1"]  # fmt: skip
-
-
 def test_real_model_configs_save_checkpoints_and_name_a_tracker():
     import yaml
 
@@ -86,17 +81,84 @@ def test_built_wheel_carries_scripts_and_configs(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- resume
+def _checkpoint(folder: Path, step: int, *, weights=True, state=True, record=None) -> Path:
+    """A checkpoint folder as transformers leaves it (``state=False``/``weights=False``: killed while saving)."""
+    checkpoint = folder / f"checkpoint-{step}"
+    checkpoint.mkdir(parents=True)
+    if weights:
+        (checkpoint / "model.safetensors").write_bytes(b"weights")
+    if state:
+        (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    if record is not None:
+        (checkpoint / RUN_RECORD).write_text(json.dumps(record))
+    return checkpoint
+
+
+def _args(output_dir, resume=None, config_class=SimpleNamespace):
+    return config_class(resume_from_checkpoint=resume, output_dir=str(output_dir))
+
+
 def test_resume_prefers_the_explicit_checkpoint_then_the_newest_in_output_dir(tmp_path):
     for step in (5, 10, 2):
-        (tmp_path / f"checkpoint-{step}").mkdir()
-    args = SimpleNamespace(resume_from_checkpoint=None, output_dir=str(tmp_path))
-    assert resume_checkpoint(args) == str(tmp_path / "checkpoint-10")  # numeric, not lexicographic order
-    args.resume_from_checkpoint = str(tmp_path / "checkpoint-5")
-    assert resume_checkpoint(args) == str(tmp_path / "checkpoint-5")
-    args.resume_from_checkpoint = str(tmp_path / "checkpoint-7")
+        _checkpoint(tmp_path, step)
+    assert resume_checkpoint(_args(tmp_path)) == str(tmp_path / "checkpoint-10")  # numeric, not lexicographic order
+    assert resume_checkpoint(_args(tmp_path, str(tmp_path / "checkpoint-5"))) == str(tmp_path / "checkpoint-5")
     with pytest.raises(UserInputError, match="checkpoint-7"):
-        resume_checkpoint(args)
-    assert resume_checkpoint(SimpleNamespace(resume_from_checkpoint=None, output_dir=str(tmp_path / "new"))) is None
+        resume_checkpoint(_args(tmp_path, str(tmp_path / "checkpoint-7")))
+    assert resume_checkpoint(_args(tmp_path / "new")) is None
+
+
+def test_a_checkpoint_killed_while_saving_is_skipped_for_the_last_complete_one(tmp_path, caplog):
+    _checkpoint(tmp_path, 2)
+    _checkpoint(tmp_path, 3, weights=False)  # killed before the weights were written
+    broken = _checkpoint(tmp_path, 4, state=False)  # killed while writing trainer_state.json
+    (broken / "trainer_state.json").write_text('{"global_st')
+    with caplog.at_level("WARNING"):
+        assert resume_checkpoint(_args(tmp_path)) == str(tmp_path / "checkpoint-2")
+    skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Skipping")]
+    assert len(skipped) == 2 and "checkpoint-4: incomplete (no readable trainer_state.json" in skipped[0]
+    assert "checkpoint-3: incomplete (no model weights" in skipped[1]
+    with pytest.raises(UserInputError, match="checkpoint-4.* is incomplete"):
+        resume_checkpoint(_args(tmp_path, str(broken)))
+
+
+def test_checkpoints_of_another_recipe_or_model_are_refused(tmp_path):
+    import torch
+    from trl import SFTConfig
+
+    from trl_seqpo import SeqPOConfig
+    from trl_seqpo.recipes.checkpoints import RunRecord
+
+    seqpo = SeqPOConfig(output_dir=str(tmp_path / "sft"), use_cpu=True, bf16=False, num_generations=4)
+    sft = _checkpoint(tmp_path / "sft", 3)  # written by `trl sft` or an older release: no run record
+    torch.save(SFTConfig(output_dir=str(tmp_path / "sft"), use_cpu=True, bf16=False), sft / "training_args.bin")
+    before = {path.name: path.read_bytes() for path in sft.iterdir()}
+    with pytest.raises(UserInputError, match=r"written by the sft-simt recipe \(SFTConfig\), this is the seqpo"):
+        resume_checkpoint(seqpo, "Qwen/Qwen2.5-0.5B")
+    seqpo.resume_from_checkpoint = str(sft)
+    with pytest.raises(UserInputError, match="sft-simt recipe"):
+        resume_checkpoint(seqpo, "Qwen/Qwen2.5-0.5B")
+    assert {path.name: path.read_bytes() for path in sft.iterdir()} == before
+    model = tmp_path / "model"
+    model.mkdir()
+    record = RunRecord("SeqPOConfig", str(model)).record
+    _checkpoint(tmp_path / "rl", 1, record=record)
+    rl = SeqPOConfig(output_dir=str(tmp_path / "rl"), use_cpu=True, bf16=False, num_generations=4)
+    assert resume_checkpoint(rl, str(model)) == str(tmp_path / "rl" / "checkpoint-1")
+    with pytest.raises(UserInputError, match=f"a run of model {model}, this run trains Qwen/Qwen2.5-7B"):
+        resume_checkpoint(rl, "Qwen/Qwen2.5-7B")
+    with pytest.raises(UserInputError, match="is model_name_or_path"):
+        resume_checkpoint(SeqPOConfig(output_dir=str(model), use_cpu=True, bf16=False, num_generations=4), str(model))
+
+
+def test_run_record_is_written_into_each_saved_checkpoint(tmp_path):
+    from trl_seqpo.recipes.checkpoints import RunRecord, written_by
+
+    _checkpoint(tmp_path, 7)
+    state = SimpleNamespace(global_step=7, is_world_process_zero=True)
+    RunRecord("ALPOConfig", "org/model").on_save(SimpleNamespace(output_dir=str(tmp_path)), state, None)
+    assert written_by(tmp_path / "checkpoint-7") == {"config_class": "ALPOConfig", "model": "org/model"}
+    assert [p.name for p in (tmp_path / "checkpoint-7").glob(".*")] == []  # no temporary file left
 
 
 _KILL_AFTER_CHECKPOINT = """
@@ -147,6 +209,41 @@ def test_killed_run_continues_after_its_last_checkpoint_when_started_again(tmp_p
     logged_steps = [entry["step"] for entry in state["log_history"] if "loss" in entry]
     assert logged_steps == [1, 2, 3, 4]  # steps 1-2 from the first run, 3-4 from the second, none twice
     assert (output / "model.safetensors").exists()
+
+
+def test_seqpo_data_file_without_a_column_or_not_utf8_is_one_line_naming_it(tmp_path, capsys):
+    from trl_seqpo.recipes import runtime
+    from trl_seqpo.recipes.scripts import seqpo
+
+    renamed = tmp_path / "renamed.jsonl"
+    renamed.write_text('{"src": "a b", "reference": "x y"}\n')
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes('{"source": "café", "reference": "x"}\n'.encode("latin-1"))
+    training = SimpleNamespace(source_column="source", reference_column="reference")
+    with pytest.raises(
+        UserInputError, match=r"has no column 'source' \(its columns: src, reference\); .*source_column"
+    ):
+        seqpo.load_split(str(renamed), seqpo.SeqPOScriptArguments(), training, "train")
+    with pytest.raises(UserInputError, match=r"latin.jsonl: not UTF-8 \(byte 0xe9 at offset 15\)"):
+        seqpo.load_split(str(latin), seqpo.SeqPOScriptArguments(), training, "train")
+    args = ["--model_name_or_path", "m", "--output_dir", str(tmp_path / "out"), "--use_cpu", "true", "--bf16", "false",
+            "--num_generations", "4", "--dataset_name", str(latin)]  # fmt: skip
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        runtime.run_recipe(lambda s, t, m: seqpo.load_split(s.dataset_name, s, t, "train"), seqpo.make_parser(), args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stopped.value.code == 2 and len(err) == 1 and err[0].startswith(f"error: {latin}: not UTF-8")
+    assert latin.read_bytes() == '{"source": "café", "reference": "x"}\n'.encode("latin-1")
+
+
+def test_alpo_pairs_file_without_the_pair_columns_is_refused_naming_them(tmp_path):
+    from trl_seqpo.recipes.scripts import alpo
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"prompt": "p", "chosen": "a", "rejectd": "b"}\n')
+    script_args = alpo.ALPOScriptArguments(pairs_file=str(pairs))
+    with pytest.raises(UserInputError, match=r"has no column 'rejected' \(its columns: prompt, chosen, rejectd\)"):
+        alpo.load_pairs(script_args, SimpleNamespace(seed=0))
 
 
 # ---------------------------------------------------------------------------------------------- model options
@@ -261,38 +358,6 @@ def test_sft_and_seqpo_recipes_share_the_synthetic_corpus_arguments_with_their_o
     assert small.synthetic_corpus(evaluation=True) == generate_corpus(3, seed=10_001)
     train_sources = {example.source for example in small.synthetic_corpus()}
     assert not train_sources & {example.source for example in small.synthetic_corpus(evaluation=True)}
-
-
-# ---------------------------------------------------------------------------------------------- trl-seqpo train
-def test_train_command_launches_the_shipped_recipe_under_accelerate(capsys):
-    from trl_seqpo.cli.main import main
-
-    assert main(["train", "seqpo", "--config", "seqpo_en_zh", "--accelerate_config", "zero3", "--dry_run",
-                 "--max_steps", "2"]) == 0  # fmt: skip
-    command = capsys.readouterr().err.strip().split()
-    assert command[1:4] == ["-m", "accelerate.commands.launch", "--config_file"]
-    assert command[4] == str(recipes.ACCELERATE_CONFIGS_DIR / "zero3.yaml")
-    assert command[5:] == [str(recipes.recipe_script("seqpo")), "--config",
-                           str(recipes.CONFIGS_DIR / "seqpo_en_zh.yaml"), "--max_steps", "2"]  # fmt: skip
-
-
-def test_train_command_rejects_an_unknown_config_with_one_line(capsys):
-    from trl_seqpo.cli.main import main
-
-    assert main(["train", "alpo", "--config", "alpo_en_de", "--dry_run"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("trl-seqpo: error: config 'alpo_en_de'")
-
-
-@pytest.mark.slow
-def test_train_command_trains_through_accelerate(tmp_path):
-    command = [sys.executable, "-m", "trl_seqpo.cli.main", "train", "sft-simt", "--config", "sft_simt_synthetic",
-               "--accelerate_config", "single_gpu", "--model_name_or_path", str(tmp_path / "tiny"), "--output_dir",
-               str(tmp_path / "out"), "--max_steps", "1", "--num_train_examples", "16",
-               "--per_device_train_batch_size", "8"]  # fmt: skip
-    result = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "out" / "model.safetensors").exists()
 
 
 # ---------------------------------------------------------------------------------------------- scripts/gpu_smoke.sh

@@ -143,3 +143,17 @@ def test_kv_reuse_across_micro_batches_gives_the_same_rollout(model, tokenizer, 
         flat_b = torch.tensor([x for step in b.step_logprobs for x in step])
         torch.testing.assert_close(flat_b, flat_a, atol=1e-5, rtol=0)
     assert reused_tokens < plain_tokens / 2
+
+
+def test_a_session_holds_only_the_latest_calls_rows_and_releases_them_at_the_end(model, tokenizer):
+    backend = HFGenerationBackend(model, tokenizer, max_batch_size=2)
+    params = GenerationParams(max_new_tokens=3, temperature=0)
+    prompts = [[5, 6, 7], [8, 9], [10, 11, 12]]
+    with pytest.raises(RuntimeError, match="stop"), backend.cache_session():
+        cache = backend._prefix_cache
+        for step in range(4):  # a growing multi-step rollout: earlier calls' rows must not pile up
+            outputs = backend.generate(prompts, params)
+            assert cache.held_rows == len(prompts), f"step {step}: {cache.held_rows} rows held"
+            prompts = [[*p, *o.token_ids, 13] for p, o in zip(prompts, outputs)]
+        raise RuntimeError("stop")  # the block ends with an exception: the states are released anyway
+    assert backend._prefix_cache is None and cache.held_rows == 0

@@ -83,3 +83,42 @@ def test_paper_format_trains_through_the_hook_for_policy_and_reference(tiny, dat
     assert changed
     logged = {k for entry in trainer.state.log_history for k in entry}
     assert {"kl", "simt/average_lagging"} <= logged
+
+
+def test_paper_format_trains_with_truncated_completions_masked_and_reused_generations(tiny, dataset, tmp_path):
+    """`mask_truncated_completions` masks the trajectories cut by the step budget; `num_iterations=2` reuses them."""
+    model, tokenizer = tiny
+    args = _config(tmp_path, max_steps=2, mask_truncated_completions=True, num_iterations=2)
+    trainer = SeqPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    trainer.train()
+    assert trainer.state.global_step == 2
+    clipped = [entry.get("completions/clipped_ratio", 0.0) for entry in trainer.state.log_history]
+    assert max(clipped) > 0  # some trajectories were cut, so some rows reached the hook masked
+    assert all(torch.isfinite(torch.tensor(entry["loss"])) for entry in trainer.state.log_history if "loss" in entry)
+
+
+def test_paper_format_trains_with_a_two_batch_evaluation_between_steps_of_one_generation(tiny, dataset, tmp_path):
+    """`steps_per_generation=2`: both optimizer steps train on one rollout, with a full evaluation in between."""
+    model, tokenizer = tiny
+    rollouts = []
+
+    class Counting(SeqPOTrainer):
+        def _simultaneous_rollout(self, prompts, trainer):
+            rollouts.append("train" if self.model.training else "eval")
+            return super()._simultaneous_rollout(prompts, trainer)
+
+    args = _config(
+        tmp_path, max_steps=2, per_device_train_batch_size=2, steps_per_generation=2, eval_strategy="steps",
+        eval_steps=1, per_device_eval_batch_size=2,
+    )  # fmt: skip
+    trainer = Counting(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        eval_dataset=dataset.select(range(2)),
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    assert trainer.state.global_step == 2
+    # one rollout for both optimizer steps; after each step a two-batch evaluation (the first one between the steps)
+    assert rollouts == ["train", "eval", "eval", "eval", "eval"]

@@ -51,25 +51,26 @@ def test_training_changes_parameters_and_logs_simt_metrics(tiny, dataset, tmp_pa
         assert key in logged, f"{key} not logged: {sorted(logged)}"
 
 
-def test_failing_quality_reward_does_not_crash_training(tiny, dataset, tmp_path):
+def test_unscored_rows_train_but_a_step_with_no_score_stops_with_the_rewards_name(tiny, dataset, tmp_path):
     model, tokenizer = tiny
     calls = []
 
-    def broken_quality(prompts, completions, **kwargs):
+    def flaky_quality(prompts, completions, **kwargs):
         calls.append(len(prompts))
-        if len(calls) == 1:
+        if len(calls) == 3:
             raise RuntimeError("scorer exploded")
-        return [float("nan") if i % 2 else None for i in range(len(prompts))]
+        return [float("nan") if i % 3 == 1 else None if i % 3 == 2 else 0.1 * i for i in range(len(prompts))]
 
     trainer = SeqPOTrainer(
         model=model,
-        reward_funcs=[broken_quality, "average_lagging"],
-        args=_config(tmp_path, beta=0.0),
+        reward_funcs=[flaky_quality, "average_lagging"],
+        args=_config(tmp_path, beta=0.0, max_steps=3),
         train_dataset=dataset,
         processing_class=tokenizer,
     )
-    trainer.train()
-    assert len(calls) == 2
+    with pytest.raises(ValueError, match="quality reward 'flaky_quality' scored none.*RuntimeError: scorer exploded"):
+        trainer.train()
+    assert len(calls) == 3 and trainer.state.global_step == 2  # two steps trained on the rows that were scored
     assert all(math.isfinite(entry.get("loss", 0.0)) for entry in trainer.state.log_history)
 
 
@@ -128,7 +129,7 @@ def test_config_dump_redacts_secrets_in_reward_kwargs(tmp_path):
     assert "sk-live-123" not in dumped and "pw@" not in dumped
     kwargs = config.to_dict()["quality_reward_kwargs"]
     assert kwargs["api_key"] == "<redacted>" and kwargs["aspect"] == "x" and "judge:8000" in kwargs["base_url"]
-    assert config.quality_reward_kwargs["api_key"] == "sk-live-123"  # the trainer still gets the key
+    assert config.quality_reward_kwargs["api_key"].reveal() == "sk-live-123"  # the trainer still gets the key
 
 
 def test_dataset_without_source_column_is_rejected(tiny, tmp_path):
@@ -204,6 +205,46 @@ def test_configured_columns_reach_the_rewards_and_the_rollout(tiny, dataset, tmp
     assert seen["reference_length"] == [reference_length(r, "word") for r in seen["ref"]]
     stds = [entry["reward_std"] for entry in trainer.state.log_history if "reward_std" in entry]
     assert stds and stds[0] > 0  # the quality reward scored the configured reference column
+
+
+def test_source_column_prompt_reaches_a_reward_that_needs_the_source(tiny, dataset, tmp_path):
+    from trl_seqpo.rewards.inputs import required_column
+
+    model, tokenizer = tiny
+    seen = []
+
+    def comet_like(prompts, completions, **columns):  # COMET's contract: the source is a required column
+        seen.extend(required_column(columns, "source", len(completions), "comet_like"))
+        return [float(len(t)) for t in columns["translation"]]
+
+    trainer = SeqPOTrainer(
+        model=model,
+        reward_funcs=[comet_like],
+        args=_config(tmp_path, max_steps=1, beta=0.0, source_column="prompt"),
+        train_dataset=dataset.rename_column("source", "prompt"),
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    assert seen and set(seen) <= set(dataset["source"])
+
+
+def test_the_readme_config_trains_with_the_default_batch_settings(tiny, dataset, tmp_path):
+    """The README's `SeqPOConfig(chunk_size=3, num_generations=5, beta=0.02, ...)`: batch 5 derived, one step."""
+    from trl_seqpo import SeqPOConfig
+
+    model, tokenizer = tiny
+    args = SeqPOConfig(
+        chunk_size=3, num_generations=5, beta=0.02, src_lang="English", tgt_lang="Chinese",
+        output_dir=str(tmp_path / "readme"), max_steps=1, max_new_tokens_per_step=4,  # CPU-sized steps
+        use_cpu=True, bf16=False, report_to="none", save_strategy="no",
+    )  # fmt: skip
+    assert (args.per_device_train_batch_size, args.generation_batch_size) == (5, 5)
+    trainer = SeqPOTrainer(
+        model=model, reward_funcs=["chrf", "average_lagging"], args=args, train_dataset=dataset,
+        processing_class=tokenizer,
+    )  # fmt: skip
+    trainer.train()
+    assert trainer.state.global_step == 1
 
 
 def test_rollout_keeps_the_gradient_checkpointing_settings(tiny, dataset, tmp_path):

@@ -139,3 +139,23 @@ def test_instances_log_rescored_by_simuleval_gives_our_numbers(tmp_path):
     for name in ("AL", "LAAL"):
         assert round(run["metrics"][f"{name}_CA"], 3) == pytest.approx(aware[name], abs=1e-9), name
     assert run["metrics"]["AL_CA"] > run["metrics"]["AL"]
+
+
+def test_agent_flags_are_generated_from_the_evaluation_config():
+    import argparse
+    import dataclasses
+
+    from trl_seqpo.integrations.simuleval import _EVAL_OPTIONS, SeqPOAgent
+
+    parser = argparse.ArgumentParser()
+    SeqPOAgent.add_args(parser)
+    defaults = vars(parser.parse_args(["--model-path", "m"]))
+    fields = {field.name: field for field in dataclasses.fields(SimTEvalConfig)}
+    actions = {action.dest: action for action in parser._actions if action.help != argparse.SUPPRESS}
+    for name in _EVAL_OPTIONS:  # the same default and help as `trl-seqpo evaluate simt --<name>`
+        assert defaults[name] == fields[name].default, name
+        assert fields[name].metadata["help"] in actions[name].help, name
+    assert actions["policy"].choices == ("model", "wait-k", "full-sentence")
+    assert {"latency_unit", "max_new_tokens_per_step", "temperature", "wait_k_rate"} <= set(_EVAL_OPTIONS)
+    # the earlier spelling still reaches the same setting
+    assert parser.parse_args(["--model-path", "m", "--target-unit", "char"]).latency_unit == "char"

@@ -208,3 +208,30 @@ def test_cjk_cues_are_joined_by_a_space_and_wraps_vanish():
     assert join_texts(["一句话\n分两行"]) == "一句话 分两行"
     assert join_texts(["私はGoogle\nで働く"], no_space_wraps=True) == "私はGoogle で働く"
     assert join_texts(["Sit\ndown.", "Now."], no_space_wraps=True) == "Sit down. Now."
+
+
+def _cue(index, start, end):
+    return Cue(index, start, end, f"line {index}")
+
+
+@pytest.mark.parametrize(
+    ("cue", "other", "attached"),
+    [
+        ((10.0, 11.0), (10.5, 14.0), True),  # half of the cue's own second is covered (14% of the other cue)
+        ((10.0, 14.0), (13.0, 13.5), False),  # the other cue is covered entirely, but only 12.5% of this one
+    ],
+)
+def test_attach_measures_the_cover_on_the_unanchored_cue(cue, other, attached):
+    from trl_seqpo.subtitles.align import _attach
+
+    links = _attach([_cue(0, *cue)], [_cue(0, *other)], [0], min_overlap=0.5)
+    assert links == ([(0, 0)] if attached else [])
+
+
+def test_attach_gives_a_tie_to_the_earlier_cue():
+    from trl_seqpo.subtitles.align import _attach
+
+    others = [_cue(0, 9.0, 11.0), _cue(1, 11.0, 13.0)]  # each overlaps the cue by exactly 1 s
+    assert _attach([_cue(0, 10.0, 12.0)], others, [0], min_overlap=0.4) == [(0, 0)]
+    # the larger overlap wins whatever the order
+    assert _attach([_cue(0, 10.0, 12.0)], [_cue(0, 9.0, 10.8), _cue(1, 10.9, 13.0)], [0], 0.4) == [(0, 1)]

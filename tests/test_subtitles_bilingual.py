@@ -111,10 +111,14 @@ def test_split_and_bilingual_align_commands(tmp_path, capsys):
     path = write(tmp_path, "film.eng_chs.srt", srt, "gb18030")
     out = tmp_path / "out"
     assert main(["subtitles", "split", str(path), "--langs", "zh,en", "-o", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["film.en.srt", "film.zh.srt"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["film.en.srt", "film.zh.srt"]
     assert "Wait!" in (out / "film.en.srt").read_text() and "等等" not in (out / "film.en.srt").read_text()
+    assert main(["subtitles", "split", str(path), "--langs", "zh,en", "-o", str(out)]) == 0  # its own outputs
+    (out / "film.zh.srt").unlink()
+    (out / "film.zh.srt").write_text("someone else's file\n")  # no record of `subtitles split`
     assert main(["subtitles", "split", str(path), "--langs", "zh,en", "-o", str(out)]) == 2
     assert "pass --overwrite" in capsys.readouterr().err
+    assert (out / "film.zh.srt").read_text() == "someone else's file\n"
     aligned = tmp_path / "a.jsonl"
     args = ["subtitles", "align", str(path), "-o", str(aligned), "--source-lang", "en", "--target-lang", "zh"]
     assert main(args) == 0

@@ -71,9 +71,9 @@ def test_line_prompts_are_prefixes_of_the_sft_sequence():
     full = example["prompt"] + example["completion"]
     for i in range(len(SOURCE)):
         prompt = render_line_prompt(doc, TARGET[:i], "en", "zh")
-        assert prompt == render_document_prompt(doc, "en", "zh") + render_numbered_lines(TARGET[:i]) + f"{i + 1}."
-        assert full.startswith(prompt)
-        assert full[len(prompt) :].startswith(TARGET[i] + "\n")
+        assert prompt == render_document_prompt(doc, "en", "zh") + render_numbered_lines(TARGET[:i])
+        assert full.startswith(prompt) and prompt.endswith("\n")
+        assert full[len(prompt) :].startswith(f"{i + 1}.{TARGET[i]}\n")
     assert example["completion"] == "".join(f"{i + 1}.{line}\n" for i, line in enumerate(TARGET))
     # the model's own lines parse back to what it wrote
     assert parse_numbered_output(example["completion"], 5).lines == TARGET

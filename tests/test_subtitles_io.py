@@ -204,3 +204,42 @@ def test_atomic_output_leaves_nothing_on_failure(tmp_path):
         handle.write("new")
         raise RuntimeError("killed")
     assert target.read_text() == "old\n" and len(list(tmp_path.iterdir())) == 1
+
+
+GERMAN = "1\n00:00:01,000 --> 00:00:02,000\nGrüß Gott!\n\n2\n00:00:03,000 --> 00:00:04,000\nSchöne Grüße, Jürgen.\n"
+FRENCH = (
+    "1\n00:00:01,000 --> 00:00:02,000\nÇa va?\n\n2\n00:00:03,000 --> 00:00:04,000\nOui, très bien.\n\n"
+    "3\n00:00:05,000 --> 00:00:06,000\nÀ bientôt, garçon.\n"
+)
+
+
+GREETING = "1\n00:00:01,000 --> 00:00:02,000\nGrüß Gott!\n\n2\n00:00:03,000 --> 00:00:04,000\nJa.\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding"),
+    [(GERMAN, "cp1252"), (GREETING, "cp1252"), (GREETING, "latin-1"), (FRENCH, "latin-1")],
+    ids=["german-cp1252", "greeting-cp1252", "greeting-latin1", "french-latin1"],
+)
+def test_short_legacy_code_page_files_decode_as_written(tmp_path, text, encoding):
+    """2 cues of windows-1252 German (read as Korean/mac_iceland before) and 3 cues of Latin-1 French."""
+    path = tmp_path / "short.srt"
+    path.write_bytes(text.encode(encoding))
+    assert [cue.text for cue in read_subtitles(path)] == [block.split("\n")[2] for block in text.split("\n\n")]
+
+
+def test_an_unsure_guess_warns_with_the_file_and_the_flag(tmp_path):
+    from trl_seqpo.subtitles.encoding import decode_with_note
+
+    one_accent = "1\n00:00:01,000 --> 00:00:02,000\nDie Straße.\n".encode("cp1252")
+    text, note = decode_with_note(one_accent, path="film.srt")
+    assert "Straße" in text and note is not None and "film.srt" in note and "--encoding" in note
+    many = ("1\n00:00:01,000 --> 00:00:02,000\nÜber Öl, Äpfel und Grüße: schön, übel, größer, später.\n").encode(
+        "cp1252"
+    )
+    assert decode_with_note(many, path="film.srt")[1] is None  # enough common accents: no doubt
+    path = tmp_path / "film.srt"
+    path.write_bytes(one_accent)
+    from trl_seqpo.subtitles.io import read_subtitle_file
+
+    assert any("--encoding" in line for line in read_subtitle_file(path).warnings(path))

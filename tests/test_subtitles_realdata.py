@@ -179,14 +179,17 @@ BILINGUAL_LANGS = {
 def test_every_command_on_every_file_exits_0_or_2_without_a_traceback(
     real_file, relative, tmp_path, capsys, monkeypatch
 ):
-    import trl_seqpo.cli.subtitles as cli
+    import trl_seqpo.cli.translate as cli
     from trl_seqpo.cli.main import main
 
     def fake_model(*args, **kwargs):  # translate's model stand-in: every line "translated" as its reverse
         def translate(documents):
             return [[line[::-1] for line in document.source_lines] for document in documents]
 
-        return translate, translate
+        def regenerate(documents, lines):
+            return [[line or "" for line in doc] for doc in lines]
+
+        return translate, regenerate
 
     monkeypatch.setattr(cli, "load_translator", fake_model)
 

@@ -152,3 +152,11 @@ def test_inverted_event_is_dropped_with_a_warning_and_refused_when_strict(tmp_pa
     for name, content in (("a.srt", srt), ("a.vtt", vtt)):
         result = read_subtitle_file(write(tmp_path, name, content))
         assert [cue.text for cue in result.cues] == ["Bye."] and len(result.dropped_inverted) == 1
+
+
+def test_times_past_the_first_hour():
+    """``HH:MM:SS.mmm``: 01:02:03.000 is 3723 s, not 183 s (hours read as minutes) nor 62 min 3 s."""
+    from trl_seqpo.subtitles.webvtt import parse_webvtt
+
+    cues = parse_webvtt("WEBVTT\n\n01:02:03.000 --> 01:02:05.250\nLate\n\n10:00:00.001 --> 10:00:01.000\nLater\n")
+    assert [(cue.start, cue.end) for cue in cues] == [(3_723_000, 3_725_250), (36_000_001, 36_001_000)]

@@ -172,3 +172,17 @@ def test_alpo_candidate_sampling_through_the_vllm_backend(tmp_path):
     assert all(isinstance(c["score"], float) for r in records for c in r["candidates"])
     _, stats = build_pair_rows(read_candidate_records(output))
     assert stats.units == len(records)
+
+
+def test_a_head_size_vllm_cpu_lacks_is_refused_before_the_engine_starts(tmp_path):
+    from trl_seqpo import SeqPOConfig, SeqPOTrainer
+    from trl_seqpo.synthetic import language_pair as synthetic
+    from trl_seqpo.synthetic.tiny_models import save_tiny_model
+
+    model_dir = save_tiny_model(tmp_path / "model", seed=0, num_heads=8, head_dim=16)
+    dataset = synthetic.to_dataset(synthetic.generate_corpus(8, seed=3)).remove_columns("alignment")
+    args = SeqPOConfig(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none", max_steps=1,
+                       per_device_train_batch_size=4, num_generations=4, src_lang="English", tgt_lang="Synthetic",
+                       quality_reward="chrf", use_vllm=True, vllm_mode="colocate")  # fmt: skip
+    with pytest.raises(ValueError, match="head size 16"):
+        SeqPOTrainer(model=str(model_dir), args=args, train_dataset=dataset)

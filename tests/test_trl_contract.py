@@ -3,13 +3,53 @@ with the name of the hook, before it fails somewhere deep inside a training run.
 
 from __future__ import annotations
 
+import ast
+import importlib
 import inspect
+from pathlib import Path
 
 import pytest
 import torch
 import trl
 from packaging.version import Version
 from trl import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer
+
+PACKAGE = Path(__file__).resolve().parents[1] / "trl_seqpo"
+
+
+def _trl_module(name: str):
+    """Import a TRL module, failing (never skipping) with its name when TRL moved or removed it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        pytest.fail(f"TRL module {name} moved or is gone in trl {trl.__version__}: {error}")
+
+
+def _trl_imports() -> dict[tuple[str, str], list[str]]:
+    """(module, name) -> where trl_seqpo imports it, for every ``from trl... import ...`` in the package."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "trl":
+                for alias in node.names:
+                    where = f"{path.relative_to(PACKAGE.parent)}:{node.lineno}"
+                    found.setdefault((node.module, alias.name), []).append(where)
+    return found
+
+
+def test_every_trl_name_the_package_imports_is_where_it_was():
+    imports = _trl_imports()
+    assert ("trl", "GRPOTrainer") in imports and ("trl.generation.vllm_client", "VLLMClient") in imports
+    missing = []
+    for (module, name), places in sorted(imports.items()):
+        try:
+            found = hasattr(importlib.import_module(module), name)
+        except ImportError as error:
+            missing.append(f"module {module} ({error}), imported at {places[0]}")
+            continue
+        if not found:
+            missing.append(f"{module}.{name}, imported at {places[0]}")
+    assert not missing, f"trl {trl.__version__} moved what trl_seqpo imports: " + "; ".join(missing)
 
 
 def test_trl_version_is_in_the_tested_range():
@@ -112,15 +152,13 @@ def test_grpo_attributes_used_by_the_rollout(grpo_run):
     assert trainer.use_vllm is False and trainer.num_generations == 2 and trainer.num_generations_eval == 2
     assert "train" in trainer._metrics and trainer.model_wrapped is not None
     assert hasattr(trainer.args, "ds3_gather_for_generation")
-    from trl.models.utils import unwrap_model_for_generation
-
+    unwrap_model_for_generation = _trl_module("trl.models.utils").unwrap_model_for_generation
     parameters = inspect.signature(unwrap_model_for_generation).parameters
     assert {"gather_deepspeed3_params", "gradient_checkpointing_kwargs"} <= set(parameters)
 
 
 def test_vllm_generation_exposes_llm_and_client():
-    pytest.importorskip("trl.generation.vllm_generation")
-    from trl.generation.vllm_generation import VLLMGeneration
+    VLLMGeneration = _trl_module("trl.generation.vllm_generation").VLLMGeneration
 
     source = inspect.getsource(VLLMGeneration._init_vllm)
     assert "self.llm" in source and "self.vllm_client" in source
@@ -145,6 +183,5 @@ def test_dpo_trainer_hooks_used_by_alpo():
         assert attribute in init, f"DPOTrainer no longer sets {attribute}"
     # the loss reads summed per-token log-probs from the fused LM head
     assert "fused_lm_head=True" in inspect.getsource(DPOTrainer._compute_loss)
-    from trl.trainer.dpo_trainer import DataCollatorForPreference
-
+    DataCollatorForPreference = _trl_module("trl.trainer.dpo_trainer").DataCollatorForPreference
     assert "chosen_ids" in inspect.getsource(DataCollatorForPreference)

@@ -5,7 +5,8 @@
   in the CLI) naming `path:line` and what to do about it.
 * Atomic writes: `atomic_output` / `atomic_write` (and the JSON / JSON-lines shorthands) write a temporary file in
   the same folder, flush and `fsync` it, then `os.replace` it over the target: a kill leaves the old file or the
-  new one, never half of one.
+  new one, never half of one. The file gets the mode the umask gives (or the mode of the file it replaces), and
+  the temporary files a killed write left (their process is gone) are removed by the next write to the same path.
 * Resumable appending: `ResumableJsonl` appends rows batch by batch (each batch fsync-ed), and on resume truncates
   a last line cut by a kill and reports the keys already present, so nothing is computed or written twice.
 """
@@ -31,6 +32,7 @@ __all__ = [
     "parse_json_lines",
     "read_json_objects",
     "read_jsonl",
+    "remove_stale_temporaries",
 ]
 
 
@@ -154,19 +156,86 @@ def atomic_output(path: str | os.PathLike[str], encoding: str | None = "utf-8") 
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         mode = "wb" if encoding is None else "w"
         newline = None if encoding is None else "\n"
         with os.fdopen(descriptor, mode, encoding=encoding, newline=newline) as handle:
             yield handle
             handle.flush()
+            os.fchmod(handle.fileno(), _file_mode(path))
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def _file_mode(path: Path) -> int:
+    """The mode of the file ``path`` replaces, else what the umask gives a new file (``mkstemp`` makes 0600)."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        pass
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    try:  # Linux: read it without changing it (os.umask would change it for every thread for a moment)
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files that killed atomic writes to ``path`` left beside it; return them.
+
+    A temporary file is named ``.NAME.PID.XXXX.tmp``; it is stale when process PID no longer runs (or, for the
+    older ``.NAME.XXXX.tmp`` names, when it is over an hour old).
+    """
+    import time
+
+    path = Path(path)
+    removed = []
+    prefix = f".{path.name}."
+    try:
+        candidates = [entry for entry in path.parent.iterdir() if entry.name.startswith(prefix)]
+    except OSError:
+        return removed
+    for entry in candidates:
+        if not entry.name.endswith(".tmp") or not entry.is_file():
+            continue
+        middle = entry.name[len(prefix) : -len(".tmp")]
+        pid, _, _ = middle.partition(".")
+        try:
+            if pid.isdigit() and "." in middle:
+                if int(pid) == os.getpid() or _running(int(pid)):
+                    continue
+            elif time.time() - entry.stat().st_mtime < 3600:
+                continue
+            entry.unlink()
+            removed.append(entry)
+        except OSError:
+            continue
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> None:
@@ -208,6 +277,10 @@ class ResumableJsonl:
         complete: `complete(rows_of_one_key) -> bool`; a key whose rows fail it is dropped from the file on resume.
             By default every key present is complete.
         hint: Appended to the message of a corrupt (complete but invalid) line.
+        unique: Each key has one row: on resume, repeats of a key (left by an older version or an edit) are removed.
+
+    The file is read and every complete line checked before anything is changed: a file that is not such a store
+    (a mistyped path naming someone's notes) is refused as it is, never cut.
 
     Attributes:
         groups: `{key: [rows in file order]}` of the rows in the file.
@@ -236,12 +309,15 @@ class ResumableJsonl:
         key: str | Callable[[dict[str, Any]], Any] = "id",
         complete: Callable[[list[dict[str, Any]]], bool] | None = None,
         hint: str = "write to a new file or start again without resuming",
+        unique: bool = False,
     ) -> None:
         self.path = Path(path)
         self._key = key
         self.groups: dict[str, list[dict[str, Any]]] = {}
         self.dropped_partial_line = False
         self.dropped_keys: set[str] = set()
+        self.dropped_repeats = 0
+        self._unique = unique
         if self.path.is_dir():
             raise UserInputError("is a folder, expected a .jsonl file", path=str(self.path))
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -268,14 +344,12 @@ class ResumableJsonl:
     def _load(self, complete: Callable[[list[dict[str, Any]]], bool] | None, hint: str) -> None:
         data = self.path.read_bytes()
         cut = data.rfind(b"\n") + 1
-        if cut < len(data):  # bytes after the last newline: a line cut short by a kill
-            with self.path.open("r+b") as handle:
-                handle.truncate(cut)
-                handle.flush()
-                os.fsync(handle.fileno())
-            self.dropped_partial_line = True
-        lines = data[:cut].decode("utf-8").split("\n")[:-1]
+        try:
+            lines = data[:cut].decode("utf-8").split("\n")[:-1]
+        except UnicodeDecodeError:
+            raise UserInputError(f"not UTF-8 JSON lines; {hint}", path=str(self.path)) from None
         kept: list[tuple[str, str]] = []
+        repeats = 0
         for number, row in parse_json_lines(lines, self.path, hint=f"corrupt line: {hint}"):
             if not isinstance(row, dict):
                 raise UserInputError(f"expected a JSON object; {hint}", path=str(self.path), line=number)
@@ -285,11 +359,21 @@ class ResumableJsonl:
                 raise UserInputError(
                     f"row has no key ({self._key!r}); {hint}", path=str(self.path), line=number
                 ) from None
+            if self._unique and key in self.groups:
+                repeats += 1
+                continue
             self.groups.setdefault(key, []).append(row)
             kept.append((key, lines[number - 1]))
+        if cut < len(data):  # bytes after the last newline: a line cut short by a kill (only now that it is ours)
+            with self.path.open("r+b") as handle:
+                handle.truncate(cut)
+                handle.flush()
+                os.fsync(handle.fileno())
+            self.dropped_partial_line = True
         if complete is not None:
             self.dropped_keys = {key for key, group in self.groups.items() if not complete(group)}
-        if self.dropped_keys:
+        self.dropped_repeats = repeats
+        if self.dropped_keys or repeats:
             for key in self.dropped_keys:
                 del self.groups[key]
             atomic_write(self.path, "".join(line + "\n" for key, line in kept if key not in self.dropped_keys))

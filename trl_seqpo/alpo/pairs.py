@@ -9,12 +9,14 @@ Output: one row per kept unit and prefix-mixing stage with ``prompt``, ``chosen`
 What follows the authors' public code (``CcQunResearch/ALPO``, ``MainPipeline/alpo_utils.py`` and
 ``MainPipeline/[6]construct_alpo_dataset.py``) where the paper is silent:
 
-- gate: a unit is kept when the judge gave it every vote asked for (``min_votes``), it has more than 3 distinct
+- gate: a unit is kept when it was judged at all (``not_judged`` otherwise), with the valid votes the sampler needed
+  (``votes_needed``: every vote asked for but one by default; ``min_votes`` overrides it), has more than 3 distinct
   candidates, a score spread ``max - min`` above 5 and a positive gap between chosen and rejected;
 - chosen: the translation the sampler fed forward as the next lines' prefix (``chosen_index``, drawn among the 3 best
   by Alg. 1), so one chosen translation per line is both the prefix and the preferred side of the loss, as in the
   paper; ``chosen_strategy="top_k"`` draws again among the 3 best (ties: the shorter text ranks higher), as the
-  authors' pair script does; rejected: the third-lowest (ties: the shorter text ranks lower), or the lowest other
+  authors' pair script does; rejected: the third-lowest of the same ranking read from the bottom (ties: the longer
+  text ranks lower), or the lowest other
   candidate if that is the chosen one;
 - ``weight = n_candidates / sum of n_candidates over the document``, 0 for gated units; ``beta_scale = gap / max gap``
   over the kept units of the document;
@@ -52,6 +54,7 @@ logger = logging.getLogger(__name__)
 GATE_REASONS: tuple[str, ...] = (
     "judge_failed",
     "too_few_votes",
+    "not_judged",
     "missing_scores",
     "too_few_candidates",
     "small_spread",
@@ -68,7 +71,8 @@ class PairSettings:
     Args:
         min_candidates: A unit needs *more* than this many distinct candidates (paper: ``|T_i| <= 3`` is gated).
         min_score_spread: A unit needs a score spread ``max - min`` *above* this (paper: ``<= 5`` is gated).
-        min_votes: Valid judge votes a unit needs; ``None`` = every vote the sampler asked for.
+        min_votes: Valid judge votes a unit needs; ``None`` = what the sampler needed (``votes_needed`` of the record;
+            every vote asked for on records without it).
         chosen_strategy: ``"sampler"``: the candidate the sampler chose as the next lines' prefix (the paper's one
             chosen translation per line; ``"top_k"`` for records without one); ``"top_k"``: drawn again at random
             among the ``chosen_top_k`` best (the authors' pair script); ``"best"``: always the best.
@@ -86,7 +90,7 @@ class PairSettings:
     min_candidates: int = field(default=3, metadata={"help": "gate units with at most this many distinct candidates"})
     min_score_spread: float = field(default=5.0, metadata={"help": "gate units whose score spread is at most this"})
     min_votes: int | None = field(
-        default=None, metadata={"help": "valid judge votes a unit needs (default: every vote asked for)"}
+        default=None, metadata={"help": "valid judge votes a unit needs (default: the sampler's minimum)"}
     )
     chosen_strategy: Literal["sampler", "top_k", "best"] = field(
         default="sampler",
@@ -113,6 +117,9 @@ class PairSettings:
             raise ValueError("chosen_top_k and rejected_rank are ranks: set them to 1 or more")
         if self.prefix_mix_stages < 0:
             raise ValueError("prefix_mix_stages must be >= 1 (stages) or 0 (continuous)")
+        if self.min_candidates < 0 or not self.min_score_spread >= 0:  # also NaN
+            name = "min_candidates" if self.min_candidates < 0 else "min_score_spread"
+            raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.min_votes is not None and self.min_votes < 1:
             raise ValueError(f"min_votes must be >= 1 or None, got {self.min_votes}")
         for name in ("prefix_mix_start", "prefix_mix_end"):
@@ -202,9 +209,12 @@ def _select(unit: _Unit, settings: PairSettings, rng: random.Random) -> None:
     if record.judge_failed:
         unit.gate = "judge_failed"
         return
-    needed = settings.min_votes if settings.min_votes is not None else record.votes_requested
+    needed = settings.min_votes if settings.min_votes is not None else record.needed_votes
     if needed is not None and record.votes is not None and record.votes < needed:
         unit.gate = "too_few_votes"
+        return
+    if record.votes is None and all(score is None for score in scores):  # never sent to the judge
+        unit.gate = "not_judged"
         return
     if not scores or any(score is None for score in scores):
         unit.gate = "missing_scores"
@@ -216,8 +226,10 @@ def _select(unit: _Unit, settings: PairSettings, rng: random.Random) -> None:
         unit.gate = "small_spread"
         return
     indices = range(len(texts))
+    # one ranking, read from both ends as the authors' code does: on equal scores the shorter text ranks higher, so
+    # the longer one is the lower-ranked (rejected) side
     best_first = sorted(indices, key=lambda i: (-scores[i], len(texts[i]), i))
-    worst_first = sorted(indices, key=lambda i: (scores[i], len(texts[i]), i))
+    worst_first = best_first[::-1]
     top_k = 1 if settings.chosen_strategy == "best" else min(settings.chosen_top_k, len(texts))
     draw = rng.choice(best_first[:top_k])  # drawn in every mode, so the random stream does not depend on the mode
     use_sampler = settings.chosen_strategy == "sampler" and unit.sampler_choice is not None

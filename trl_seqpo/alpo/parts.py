@@ -6,7 +6,7 @@ sampling (the parts a killed run left behind: their whole, fully judged document
 after (every document the processes wrote), then deletes them. A document already in the output is never appended
 twice, so the merged file holds each document once, whatever the number of processes of the earlier runs.
 
-The work is split by lockstep batch (`trl_seqpo.rollout.segments.document_batches`, cut from the full input so a
+The work is split by lockstep batch (`trl_seqpo.alpo.segments.document_batches`, cut from the full input so a
 batch is sampled, and seeded, exactly as in one process): the batches with documents still to do go round-robin to
 the processes, and every process runs as many batches as the busiest one, an empty batch when it has none left.
 That keeps them in lockstep when generation makes a collective per forward pass (ZeRO-3, FSDP: `synced_gpus`).

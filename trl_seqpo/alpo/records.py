@@ -57,6 +57,8 @@ class CandidateRecord:
         num_dropped: Samples dropped as unreadable (missing line, unterminated).
         votes: Valid judge votes behind the scores (``None`` when the unit was not sent to the judge).
         votes_requested: Votes asked for (the judge's ``num_shuffles``), ``None`` when not judged.
+        votes_needed: Valid votes the unit needs to count as judged (``alpo sample --judge-min-votes``); ``None``:
+            every vote asked for (records written before this field).
         judge_error: Why the judge failed, or ``None``.
     """
 
@@ -78,11 +80,18 @@ class CandidateRecord:
     votes: int | None = None
     votes_requested: int | None = None
     judge_error: str | None = None
+    votes_needed: int | None = None
 
     @property
     def under_voted(self) -> bool:
-        """Judged with fewer valid votes than requested (an outage mid-unit, or a failed judge)."""
-        return self.votes_requested is not None and (self.votes or 0) < self.votes_requested
+        """Judged with fewer valid votes than needed (an outage mid-unit, or a failed judge)."""
+        needed = self.needed_votes
+        return needed is not None and (self.votes or 0) < needed
+
+    @property
+    def needed_votes(self) -> int | None:
+        """``votes_needed``, or every vote asked for on records without it."""
+        return self.votes_needed if self.votes_needed is not None else self.votes_requested
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-serialisable form (one line of the candidates file)."""
@@ -105,7 +114,7 @@ class CandidateRecord:
         _check(data, "num_units", int, optional=True)
         for name in ("num_samples", "num_distinct", "num_dropped"):
             _check(data, name, int, optional=True)
-        for name in ("chosen_index", "votes", "votes_requested"):
+        for name in ("chosen_index", "votes", "votes_requested", "votes_needed"):
             _check(data, name, int, optional=True)
         for name in ("source", "document_prompt"):
             _check(data, name, str, optional=name == "source")
@@ -154,6 +163,7 @@ class CandidateRecord:
             votes=data.get("votes"),
             votes_requested=data.get("votes_requested"),
             judge_error=data.get("judge_error"),
+            votes_needed=data.get("votes_needed"),
         )
 
 

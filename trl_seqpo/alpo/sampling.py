@@ -1,7 +1,7 @@
 """ALPO's candidate sampling as a resumable job (Alg. 1 over a rollout backend and the LLM judge).
 
 `sample_candidates` reads the documents, samples and judges ``num_candidates`` candidates per unit with
-`trl_seqpo.rollout.segmentwise.SegmentwiseSampler`, and appends one `CandidateRecord` per unit to the output as each
+`trl_seqpo.alpo.sampler.SegmentwiseSampler`, and appends one `CandidateRecord` per unit to the output as each
 document finishes (flushed and synced). ``trl-seqpo alpo sample`` and the demo call it.
 
 What a resumed run does (same command again):
@@ -37,11 +37,11 @@ from typing import Any, Literal
 
 from trl_seqpo.alpo.parts import assign_batches, merge_parts, part_path
 from trl_seqpo.alpo.records import CandidateRecord
+from trl_seqpo.alpo.sampler import SamplerStats
 from trl_seqpo.counts import Counts, sum_counts
 from trl_seqpo.errors import UserInputError, check_at_least, check_output_path
 from trl_seqpo.jsonl import ResumableJsonl, atomic_write, atomic_write_json, parse_json_lines
 from trl_seqpo.judge.client import JudgeStats
-from trl_seqpo.rollout.segmentwise import SamplerStats
 
 __all__ = ["AlpoSampleConfig", "RESUME_SETTINGS", "SampleReport", "read_candidates", "sample_candidates"]
 
@@ -85,6 +85,10 @@ class AlpoSampleConfig:
     judge_model: str = _help("model name sent to the judge", default="Qwen/Qwen3-14B")
     judge_aspect: str = _help("vividness (the ALPO reward), accuracy or naturalness", default="vividness")
     judge_num_shuffles: int = _help("shuffled votes per unit (paper: 4)", default=4)
+    judge_min_votes: int | None = _help(
+        "valid votes a unit needs to count as judged (default: all but one); fewer: judged again next run",
+        default=None,
+    )
     judge_temperature: float = _help("sampling temperature of the judge (authors: 0.3)", default=0.3)
     judge_max_tokens: int | None = _help("answer length limit of the judge", default=1024)
     judge_extra_body: str | None = _help(
@@ -102,6 +106,11 @@ class AlpoSampleConfig:
 
     def __post_init__(self) -> None:
         check_at_least(self, 1, "num_candidates", "documents_per_batch", "judge_num_shuffles", "max_new_tokens")
+        if self.judge_min_votes is not None and not 1 <= self.judge_min_votes <= self.judge_num_shuffles:
+            raise UserInputError(
+                f"--judge-min-votes must be between 1 and --judge-num-shuffles ({self.judge_num_shuffles}), got "
+                f"{self.judge_min_votes}"
+            )
         if self.judge_extra_body is not None:
             try:
                 body = json.loads(self.judge_extra_body)
@@ -320,8 +329,8 @@ def sample_candidates(
         UserInputError: Bad documents, an output that is an input or not this command's own, a setting that differs
             from the run being resumed, a corrupt candidates file or cache, an unreachable or refusing judge.
     """
+    from trl_seqpo.alpo.sampler import SegmentwiseConfig, SegmentwiseSampler
     from trl_seqpo.rollout.processes import current_processes, launched_processes
-    from trl_seqpo.rollout.segmentwise import SegmentwiseConfig, SegmentwiseSampler
     from trl_seqpo.subtitles.documents import read_documents
 
     check_output_path(config.output, config.documents, config.cache, config.model or None)
@@ -336,6 +345,7 @@ def sample_candidates(
         target_language=config.target_lang,
         context_window=config.context_window,
         judge_min_candidates=config.judge_min_candidates,
+        judge_min_votes=config.judge_min_votes,
         raise_if_unreachable=True,
         documents_per_batch=config.documents_per_batch,
     )
@@ -400,7 +410,7 @@ def sample_candidates(
 def _run(sampler, documents, done: set[str], store: ResumableJsonl, report: SampleReport, progress, processes) -> None:
     from tqdm.auto import tqdm
 
-    from trl_seqpo.rollout.segmentwise import document_batches
+    from trl_seqpo.alpo.sampler import document_batches
 
     # batches are cut from the full input so a resumed run samples each batch exactly as the first run did
     pending = [

@@ -14,10 +14,13 @@ The flags come from `trl_seqpo.alpo.sampling.AlpoSampleConfig` and `trl_seqpo.al
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from typing import Any
 
-from trl_seqpo.cli.options import add_action, add_command_group, add_dataclass_arguments, config_from_args
-from trl_seqpo.errors import UserInputError, check_output_path
+from trl_seqpo.cli.options import add_action, add_command_group, add_dataclass_arguments, config_from_args, flag_name
+from trl_seqpo.errors import UserInputError
+from trl_seqpo.outputs import check_output, claim_output, seal_output
 
 _ALPO_HELP = "ALPO data pipeline: sample candidates, judge them, build pairs"
 _ALPO_DESCRIPTION = "ALPO data pipeline (paper Sec. 3): sample and judge candidates, then build preference pairs."
@@ -50,6 +53,7 @@ def run_sample(args: argparse.Namespace) -> int:
     from trl_seqpo.alpo.sampling import AlpoSampleConfig, sample_candidates
 
     config = config_from_args(AlpoSampleConfig, args)
+    _check_before_writing(config)
     report = sample_candidates(config)
     # under `accelerate launch` every process returns the job's counts; the main one prints them
     say = print if report.main_process else (lambda *args, **kwargs: None)
@@ -67,6 +71,62 @@ def run_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+# sampler values the generation backends would only refuse once the output exists: (field, allowed, what is allowed)
+_SAMPLER_RANGES = (
+    ("temperature", lambda v: v >= 0, ">= 0 (0 = greedy)"),
+    ("top_p", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("top_k", lambda v: v >= 0, ">= 0 (0 = off)"),
+    ("max_segment_lines", lambda v: v >= 1, ">= 1"),
+    ("context_window", lambda v: v >= 0, ">= 0"),
+    ("judge_min_candidates", lambda v: v >= 0, ">= 0"),
+    ("max_batch_size", lambda v: v is None or v >= 1, ">= 1"),
+    ("seed", lambda v: v >= 0, ">= 0"),
+)
+
+
+def _check_before_writing(config: Any) -> None:
+    """Refuse every bad option value before `sample_candidates` creates OUTPUT, its run.json or the judge cache.
+
+    A value refused only after those exist would be recorded in run.json and make the corrected command be refused
+    as "other settings"; so the sampler's ranges, the judge's settings and key, the model folder and the languages
+    are all checked here first (read-only).
+    """
+    import dataclasses
+    import urllib.parse
+    from pathlib import Path
+
+    from trl_seqpo.alpo.sampling import JUDGE_RENAMED
+    from trl_seqpo.judge.config import JudgeConfig
+
+    for name, allowed, what in _SAMPLER_RANGES:
+        value = getattr(config, name)
+        if not allowed(value):
+            raise UserInputError(f"{flag_name(name)} must be {what}, got {value}")
+    for name in ("source_lang", "target_lang"):
+        if not getattr(config, name).strip():
+            raise UserInputError(f"{flag_name(name)} must be a language code or name, got {getattr(config, name)!r}")
+    if not Path(config.model).is_dir():
+        raise UserInputError("model checkpoint not found: no such folder (--model)", path=config.model)
+    if config.judge_base_url is not None:
+        parts = urllib.parse.urlsplit(config.judge_base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise UserInputError(f"--judge-base-url must be an http(s) URL, got {config.judge_base_url!r}")
+    judge_fields = {field.name for field in dataclasses.fields(JudgeConfig)}
+    options = {}  # JudgeConfig field -> option
+    for option in (field.name for field in dataclasses.fields(config) if field.name.startswith("judge_")):
+        name = JUDGE_RENAMED.get(option, option.removeprefix("judge_"))
+        if name in judge_fields and name != "extra_body":
+            options[name] = option
+    try:
+        judge = JudgeConfig(**{name: getattr(config, option) for name, option in options.items()})
+    except ValueError as exc:
+        message = str(exc)
+        for name in sorted(options, key=len, reverse=True):
+            message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flag_name(options[name]), message)
+        raise UserInputError(message) from None
+    judge.resolve_api_key()  # a missing key file or variable
+
+
 def _add_pairs_parser(actions: argparse._SubParsersAction) -> None:
     from trl_seqpo.alpo.pairs import PairSettings
 
@@ -74,6 +134,7 @@ def _add_pairs_parser(actions: argparse._SubParsersAction) -> None:
     parser.add_argument("candidates", help="candidates JSONL written by `trl-seqpo alpo sample`")
     parser.add_argument("-o", "--output", required=True, help="pairs JSONL to write")
     add_dataclass_arguments(parser, PairSettings)
+    parser.add_argument("--overwrite", action="store_true", help="replace outputs this command did not write")
 
 
 def run_pairs(args: argparse.Namespace) -> int:
@@ -85,14 +146,18 @@ def run_pairs(args: argparse.Namespace) -> int:
     from trl_seqpo.alpo.pairs import PairSettings, build_pair_rows, read_candidate_records, stats_path_for, write_pairs
 
     settings = config_from_args(PairSettings, args)
-    check_output_path(args.output, args.candidates)
-    check_output_path(stats_path_for(args.output), args.candidates)
+    for path in (args.output, stats_path_for(args.output)):
+        check_output(path, command="alpo pairs", inputs=(args.candidates,), overwrite=args.overwrite)
     records = read_candidate_records(args.candidates)
     try:
         rows, stats = build_pair_rows(records, settings)
     except UserInputError as exc:
         raise UserInputError(exc.message, path=args.candidates) from None
+    for path in (args.output, stats_path_for(args.output)):
+        claim_output(path, command="alpo pairs")
     output = write_pairs(rows, stats, args.output)
+    for path in (output, stats_path_for(output)):
+        seal_output(path)
     print(f"{stats.summary()}\nwrote {output} and {stats_path_for(output)}")
     if not rows:
         print("warning: no unit passed the gate; check the judge scores or loosen --min-score-spread")

@@ -62,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserInputError("--output-dir is required (or --claims-table RUN...)")
     from trl_seqpo.demo.common import DemoSettings
     from trl_seqpo.demo.runner import run_demo
+    from trl_seqpo.outputs import check_output_folder
 
+    check_output_folder(args.output_dir)
     settings = DemoSettings.quick() if args.quick else DemoSettings()
     if args.sft_steps is not None:
         if args.sft_steps < 1:

@@ -72,11 +72,36 @@ def add_parser(subparsers: Any) -> None:
     simt = add_action(actions, "simt", run_simt)
     add_dataclass_arguments(simt, SimTEvalConfig, exclude=("judge",), required=("model", "data", "output_dir"))
     _add_judge_arguments(simt, aspect=True)
+    simt.add_argument("--overwrite", action="store_true", help="replace results.json/.md this command did not write")
     subtitles = add_action(actions, "subtitles", run_subtitles)
     add_dataclass_arguments(
         subtitles, SubtitleEvalConfig, exclude=("judge",), required=("model", "documents", "output_dir")
     )
     _add_judge_arguments(subtitles, aspect=False)
+    subtitles.add_argument(
+        "--overwrite", action="store_true", help="replace results.json/.md this command did not write"
+    )
+
+
+_RESULT_FILES = ("results.json", "results.md")
+
+
+def _guard_outputs(args: argparse.Namespace, command: str, data: str) -> None:
+    """The output guard (`trl_seqpo.outputs`) for the output folder, before the model loads; then claim it."""
+    from trl_seqpo.outputs import check_output, check_output_folder, claim_output, read_record
+    from trl_seqpo.rollout.loading import check_device
+
+    if getattr(args, "backend", "hf") == "hf":
+        check_device(getattr(args, "device", None))  # before run.json exists
+    folder = check_output_folder(args.output_dir, inputs=(data, args.model), names=("hypotheses.jsonl", "run.json"))
+    for name in _RESULT_FILES:
+        check_output(folder / name, command=command, inputs=(data, args.model), overwrite=args.overwrite)
+    for subfolder in folder.iterdir() if folder.is_dir() else ():
+        if subfolder.is_dir():
+            check_output_folder(subfolder, inputs=(data,), names=("hypotheses.jsonl", "run.json", "scores.jsonl"))
+    for name in _RESULT_FILES:  # not sealed: a killed run rewrites them on resume (the folder is the command's)
+        if (read_record(folder / name) or {}).get("command") != command:
+            claim_output(folder / name, command=command)
 
 
 def run_simt(args: argparse.Namespace) -> int:
@@ -86,7 +111,9 @@ def run_simt(args: argparse.Namespace) -> int:
     """
     from trl_seqpo.evaluate.simt import SimTEvalConfig, evaluate_simt
 
-    evaluate_simt(config_from_args(SimTEvalConfig, args, judge=_judge_config(args, args.judge_aspect)))
+    config = config_from_args(SimTEvalConfig, args, judge=_judge_config(args, args.judge_aspect))
+    _guard_outputs(args, "evaluate simt", args.data)
+    evaluate_simt(config)
     return 0
 
 
@@ -97,5 +124,7 @@ def run_subtitles(args: argparse.Namespace) -> int:
     """
     from trl_seqpo.evaluate.subtitles import SubtitleEvalConfig, evaluate_subtitles
 
-    evaluate_subtitles(config_from_args(SubtitleEvalConfig, args, judge=_judge_config(args, "accuracy")))
+    config = config_from_args(SubtitleEvalConfig, args, judge=_judge_config(args, "accuracy"))
+    _guard_outputs(args, "evaluate subtitles", args.documents)
+    evaluate_subtitles(config)
     return 0

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from trl_seqpo import __version__
 from trl_seqpo.errors import MissingDependencyError, UserInputError
+from trl_seqpo.secret import mask_credentials
 
 # subcommand name -> (help, "module:add_parser")
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -75,7 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = args.func(args)
         return 0 if code is None else int(code)
     except UserInputError as exc:
-        print(f"trl-seqpo: error: {exc}", file=sys.stderr)
+        print(f"trl-seqpo: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a read-only folder, a path under a file: name the path, no traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"trl-seqpo: error: {where}{_one_line(exc.strerror or exc)}", file=sys.stderr)
         return 2
     except MissingDependencyError as exc:
         print(f"trl-seqpo: error: {exc}", file=sys.stderr)
@@ -83,6 +88,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("trl-seqpo: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(message: object) -> str:
+    """The message on one line, with the credentials of any URL in it masked."""
+    return " ".join(mask_credentials(str(message)).split())
 
 
 if __name__ == "__main__":  # pragma: no cover

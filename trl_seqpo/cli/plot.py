@@ -20,6 +20,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--y", default=None, help="quality axis (default: COMET if present, else BLEURT, ... BLEU)")
     parser.add_argument("--title", default=None)
     parser.add_argument("--label", action="append", default=None, help="legend name per results file (repeat)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an output this command did not write")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,9 +29,12 @@ def run(args: argparse.Namespace) -> int:
     Quality vs latency curves from evaluate simt results (SeqPO-SiMT Fig. 3-4).
     """
     from trl_seqpo.evaluate.plot import load_results, plot_curves
+    from trl_seqpo.outputs import check_output, owned_output
 
-    path = plot_curves(
-        load_results(args.results), args.output, x=args.x, y=args.y, title=args.title, labels=args.label
-    )
+    inputs = [Path(item) / "results.json" if Path(item).is_dir() else item for item in args.results]
+    check_output(args.output, command="plot", inputs=inputs, overwrite=args.overwrite)
+    results = load_results(args.results)
+    with owned_output(args.output, command="plot"):
+        path = plot_curves(results, args.output, x=args.x, y=args.y, title=args.title, labels=args.label)
     print(f"wrote {path}")
     return 0

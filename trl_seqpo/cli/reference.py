@@ -47,7 +47,7 @@ def render_reference() -> str:
     os.environ["COLUMNS"] = str(WIDTH)  # argparse wraps at the terminal width: fix it so the page is reproducible
     try:
         parsers = list(_commands(full_parser()))[1:]
-        sections = [f"## `{sub.prog}`\n\n```text\n{sub.format_help().rstrip()}\n```\n" for sub in parsers]
+        sections = [f"### `{sub.prog}`\n\n```text\n{sub.format_help().rstrip()}\n```\n" for sub in parsers]
     finally:
         if previous is None:
             os.environ.pop("COLUMNS", None)

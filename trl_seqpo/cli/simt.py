@@ -18,8 +18,10 @@ from pathlib import Path
 
 from trl_seqpo.cli.options import add_action, add_command_group, add_dataclass_arguments, config_from_args
 from trl_seqpo.errors import UserInputError
+from trl_seqpo.outputs import check_output, claim_output, owned_output, read_record
 
 _SHOWN_ERRORS = 5
+COMMAND = "simt align"
 
 
 _SIMT_HELP = "SeqPO-SiMT data preparation: the LLM aligner for partial-translation SFT data"
@@ -39,6 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--retry-invalid", action="store_true", help="ask again for pairs whose cached answer was invalid"
     )
     align.add_argument("--quiet", action="store_true", help="no progress bar")
+    align.add_argument("--overwrite", action="store_true", help="replace an output this command did not write")
     add_dataclass_arguments(align, AlignerConfig, required=("model",))
 
 
@@ -52,6 +55,15 @@ def run_align(args: argparse.Namespace) -> int:
     from trl_seqpo.seqpo.aligner import AlignerConfig, LLMAligner
 
     config = config_from_args(AlignerConfig, args)
+    output = args.output
+    cache = args.cache or output.with_name(output.stem + ".aligner-cache.jsonl")
+    if _same_path(cache, output):
+        raise UserInputError("--cache must differ from --output")
+    # read-only checks first: neither the pairs nor a file that is not this command's cache is ever touched
+    check_output(output, command=COMMAND, inputs=(args.pairs,), overwrite=args.overwrite)
+    check_output(cache, command=f"{COMMAND} (cache)", inputs=(args.pairs, output), overwrite=True)
+    if cache.exists() and (read_record(cache) or {}).get("command") != f"{COMMAND} (cache)":
+        _check_cache_lines(cache)  # not recorded as this command's cache: every line must be an aligner answer
     rows = []
     for number, row in read_json_objects(args.pairs, missing="file not found (give the sentence pairs .jsonl)"):
         for name in ("source", "reference"):
@@ -60,18 +72,16 @@ def run_align(args: argparse.Namespace) -> int:
         rows.append(row)
     if not rows:
         raise UserInputError("no sentence pairs", path=str(args.pairs))
-    output = args.output
-    cache = args.cache or output.with_name(output.stem + ".aligner-cache.jsonl")
-    if cache.resolve() == output.resolve():
-        raise UserInputError("--cache must differ from --output")
     aligner = LLMAligner(config)
+    claim_output(cache, command=f"{COMMAND} (cache)")
     try:
         aligned, stats = aligner.align_rows(
             rows, cache_path=cache, progress=not args.quiet, retry_invalid=args.retry_invalid
         )
     except ValueError as exc:
         raise UserInputError(str(exc)) from None
-    atomic_write_jsonl(output, aligned)
+    with owned_output(output, command=COMMAND):
+        atomic_write_jsonl(output, aligned)
     invalid = stats.invalid + stats.cached_invalid
     print(
         f"{len(aligned)} of {len(rows)} pairs aligned -> {output} ({stats.aligned} new, {stats.cached} from "
@@ -87,3 +97,34 @@ def run_align(args: argparse.Namespace) -> int:
         print(f"{stats.failed} requests failed: run the same command again to retry them", file=sys.stderr)
         return 1
     return 0
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
+
+
+def _check_cache_lines(cache: Path) -> None:
+    """Refuse, without changing it, a ``--cache`` file whose complete lines are not all aligner answers."""
+    import json
+
+    try:
+        text = cache.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = None
+    lines = [] if text is None else text[: text.rfind("\n") + 1].splitlines()
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if text is None or not isinstance(row, dict) or "key" not in row or not {"step_outputs", "error"} & set(row):
+            break
+    else:
+        if text is not None:
+            return
+    raise UserInputError(
+        "exists and is not an aligner cache written by `trl-seqpo simt align`; give another --cache path",
+        path=str(cache),
+    )

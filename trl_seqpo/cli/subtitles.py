@@ -16,12 +16,15 @@
 ``trl-seqpo subtitles documents ALIGNED.jsonl [...] -o DOCS.jsonl --lines 35``
     Documents of n lines per programme (``--format sft`` writes prompt/completion pairs for SFTTrainer instead).
 
-Every output is written to a temporary file and renamed, so a failed run leaves no partial file.
+Every output is written to a temporary file and renamed, so a failed run leaves no partial file. Every output goes
+through the output guard (`trl_seqpo.outputs`): an output that is an input is refused, and an existing file that the
+same action did not write is replaced only with ``--overwrite``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
@@ -32,14 +35,19 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from trl_seqpo.cli.options import add_action, add_command_group
-from trl_seqpo.errors import UserInputError, check_output_path
+from trl_seqpo.cli.translate import add_translate_action
+from trl_seqpo.errors import UserInputError
 from trl_seqpo.jsonl import atomic_output, parse_json_lines
+from trl_seqpo.outputs import (
+    check_output,
+    check_output_folder,
+    owned_output,
+)
 from trl_seqpo.subtitles.align import AlignmentResult, align_dialogue
 from trl_seqpo.subtitles.bilingual import split_bilingual, split_output_paths
 from trl_seqpo.subtitles.documents import make_documents, sft_examples
 from trl_seqpo.subtitles.hygiene import HYGIENE_REASONS, clean_pairs
 from trl_seqpo.subtitles.io import Cue, SubtitleFile, read_subtitle_file
-from trl_seqpo.subtitles.translate import load_translator, translate_file
 
 SUBTITLE_EXTENSIONS = (".srt", ".ass", ".ssa", ".vtt", ".sub")
 _LANGUAGE_SUFFIX = re.compile(r"^[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
@@ -89,7 +97,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     align.add_argument(
         "--keep-sdh", action="store_true", help="keep SDH speaker labels, [descriptions] and furigana in the text"
     )
-    align.add_argument("--overwrite", action="store_true", help="folder mode: redo programmes already aligned")
+    align.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an output file another command wrote (folder mode: redo programmes already aligned)",
+    )
     align.add_argument("--skip-bad", action="store_true", help="folder mode: report unreadable files and go on")
 
     split = add_action(actions, "split", run_split)
@@ -99,21 +111,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     split.add_argument("--encoding", help="force the file's text encoding")
     split.add_argument("--overwrite", action="store_true", help="replace output files that exist")
 
-    translate = add_action(actions, "translate", run_translate)
-    translate.add_argument("input", type=Path, help="subtitle file to translate")
-    translate.add_argument("-o", "--output", type=Path, required=True, help="output subtitle file (.srt/.ass/.vtt)")
-    translate.add_argument("--model", required=True, help="checkpoint directory of the translation model")
-    translate.add_argument("--tgt-lang", required=True, help="target language code, e.g. 'zh'")
-    translate.add_argument("--src-lang", default="en", help="source language code (default: en)")
-    translate.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="generation backend")
-    translate.add_argument("--bilingual", action="store_true", help="keep the original line under each translation")
-    translate.add_argument("--lines", type=int, default=35, help="lines per document, as in training (paper: 35)")
-    translate.add_argument("--context", type=int, default=2, help="untranslated context lines on each side")
-    translate.add_argument("--batch-size", type=int, default=8, help="documents per generation call")
-    translate.add_argument("--max-new-tokens-per-line", type=int, default=64, help="token budget of one line")
-    translate.add_argument("--device", help="torch device for --backend hf (default: cuda if available)")
-    translate.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
-    translate.add_argument("--encoding", help="force the input's text encoding")
+    add_translate_action(actions)
 
     documents = add_action(actions, "documents", run_documents)
     documents.add_argument("inputs", type=Path, nargs="+", help="aligned .jsonl files, or folders of them")
@@ -133,6 +131,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     documents.add_argument("--source-lang", help="source language, needed for --format sft")
     documents.add_argument("--target-lang", help="target language, needed for --format sft")
+    documents.add_argument("--overwrite", action="store_true", help="replace an output this command did not write")
 
 
 def run_align(args: argparse.Namespace) -> int:
@@ -156,53 +155,10 @@ def run_align(args: argparse.Namespace) -> int:
         raise UserInputError("is a folder but SOURCE is a file; give two files or two folders", path=str(args.target))
     if args.output.is_dir():
         raise UserInputError("is a folder; give an output .jsonl file", path=str(args.output))
-    if args.source.exists() and (args.target is None or args.target.exists()):  # a missing input: the reader says so
-        check_output_path(args.output, args.source, args.target)
+    check_output(args.output, command="subtitles align", inputs=(args.source, args.target), overwrite=args.overwrite)
     result = _align_pair(args.source, args.target, args.output, args, args.source_lang, args.target_lang)
     names = f"{args.source.name} + {args.target.name}" if args.target else f"{args.source.name} (bilingual)"
     print(f"{names}: {result.summary()}", file=sys.stderr)
-    return 0
-
-
-def run_translate(args: argparse.Namespace) -> int:
-    """translate a subtitle file with a trained model, keeping times, styles and tags
-
-    Translate INPUT into OUTPUT with a model trained on numbered-line documents (ALPO).
-    """
-    if args.lines < 1 or args.context < 0 or args.batch_size < 1 or args.max_new_tokens_per_line < 1:
-        raise UserInputError("--lines, --batch-size and --max-new-tokens-per-line must be >= 1, --context >= 0")
-    if not args.input.is_file():
-        raise UserInputError("file not found", path=str(args.input))
-    if args.output.suffix.lower() not in (".srt", ".ass", ".ssa", ".vtt"):
-        raise UserInputError("cannot tell the output format; use .srt, .ass, .ssa or .vtt", path=str(args.output))
-    read_subtitle_file(args.input, args.encoding)  # bad input fails before the model loads
-    translate, regenerate = load_translator(
-        args.model,
-        args.src_lang,
-        args.tgt_lang,
-        backend=args.backend,
-        device=args.device,
-        dtype=args.dtype,
-        max_new_tokens_per_line=args.max_new_tokens_per_line,
-    )
-    counts = translate_file(
-        args.input,
-        args.output,
-        translate,
-        regenerate,
-        source_lang=args.src_lang,
-        lines_per_document=args.lines,
-        context=args.context,
-        batch_size=args.batch_size,
-        bilingual=args.bilingual,
-        encoding=args.encoding,
-    )
-    print(
-        f"wrote {args.output}: {counts['translated']} cues translated, {counts['kept']} kept as they were "
-        f"(not text to translate), {counts['events']} events; {counts['documents']} documents "
-        f"({counts['resumed']} resumed), {counts['regenerated']} lines generated again alone",
-        file=sys.stderr,
-    )
     return 0
 
 
@@ -214,21 +170,19 @@ def run_split(args: argparse.Namespace) -> int:
     langs = tuple(lang.strip() for lang in args.langs.split(",") if lang.strip())
     if len(langs) != 2:
         raise UserInputError(f"--langs needs two language codes such as 'zh,en', got {args.langs!r}")
-    if args.output.exists() and not args.output.is_dir():
-        raise UserInputError("is a file; give an output folder", path=str(args.output))
+    check_output_folder(args.output, inputs=(args.file,))
+    paths = split_output_paths(args.file, langs, args.output)
+    for path in paths.values():  # the bilingual original is never replaced, even with --overwrite
+        check_output(path, command="subtitles split", inputs=(args.file,), overwrite=args.overwrite)
     file = read_subtitle_file(args.file, args.encoding)
     _print_warnings(file, args.file)
     try:
         halves = split_bilingual(file, langs)
     except ValueError as exc:
         raise UserInputError(str(exc), path=str(args.file)) from exc
-    paths = split_output_paths(args.file, langs, args.output)
-    existing = [str(path) for path in paths.values() if path.exists()]
-    if existing and not args.overwrite:
-        raise UserInputError(f"output exists: {', '.join(existing)}; pass --overwrite to replace it")
     for lang, path in paths.items():
         content = halves[lang].subs.to_string(file.format if file.format != "microdvd" else "srt")
-        with atomic_output(path) as handle:
+        with owned_output(path, command="subtitles split"), atomic_output(path) as handle:
             handle.write(content)
     print(
         ", ".join(f"wrote {paths[lang]} ({len(halves[lang].cues)} cues)" for lang in langs),
@@ -259,7 +213,7 @@ def run_documents(args: argparse.Namespace) -> int:
             raise UserInputError("file not found", path=str(path))
         else:
             files.append(path)
-    check_output_path(args.output, *files)
+    check_output(args.output, command="subtitles documents", inputs=files, overwrite=args.overwrite)
     all_documents = []
     filtered: Counter[str] = Counter()
     for path in files:
@@ -278,7 +232,7 @@ def run_documents(args: argparse.Namespace) -> int:
             raise UserInputError(f"{exc} (input has no 'target' field)") from exc
     else:
         records = [document.to_dict() for document in all_documents]
-    with atomic_output(args.output) as handle:
+    with owned_output(args.output, command="subtitles documents"), atomic_output(args.output) as handle:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     lines = sum(len(document.source_lines) for document in all_documents)
@@ -321,6 +275,7 @@ def _align_pair(
     args: argparse.Namespace,
     source_lang: str | None,
     target_lang: str | None,
+    claim: bool = True,
 ) -> AlignmentResult:
     if target is None:
         file = read_subtitle_file(source, args.source_encoding or args.encoding, fps=args.fps, strict=args.strict)
@@ -347,7 +302,9 @@ def _align_pair(
         )
     except ValueError as exc:
         raise UserInputError(f"--keep: {exc}") from exc
-    with atomic_output(output) as handle:
+    # folder mode needs no record: an output that exists is skipped, or replaced with --overwrite
+    owner = owned_output(output, command="subtitles align") if claim else contextlib.nullcontext()
+    with owner, atomic_output(output) as handle:
         for record in result.records(source_cues, target_cues):
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return result
@@ -398,6 +355,7 @@ def _align_folders(args: argparse.Namespace) -> int:
         raise UserInputError(
             "folder mode writes one .jsonl per programme; give an output folder", path=str(args.output)
         )
+    check_output_folder(args.output)
     paired = sorted(set(sources) & set(targets))
     if not paired:
         raise UserInputError("no programme has both a source and a target file", path=str(args.source))
@@ -408,10 +366,11 @@ def _align_folders(args: argparse.Namespace) -> int:
         if output.exists() and not args.overwrite:
             skipped += 1
             continue
+        check_output(output, command="subtitles align", inputs=(sources[stem], targets[stem]), overwrite=True)
         _, source_lang = programme_key(sources[stem], args.source_lang)
         _, target_lang = programme_key(targets[stem], args.target_lang)
         try:
-            result = _align_pair(sources[stem], targets[stem], output, args, source_lang, target_lang)
+            result = _align_pair(sources[stem], targets[stem], output, args, source_lang, target_lang, claim=False)
         except UserInputError as exc:
             if not args.skip_bad:
                 raise

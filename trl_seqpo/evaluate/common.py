@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from trl_seqpo.errors import MissingDependencyError, UserInputError
+from trl_seqpo.secret import mask_credentials
 
 __all__ = [
     "COMET_DEFAULT_MODELS",
@@ -180,7 +181,7 @@ def metric_models(config: EvalConfig, bleurt_model: str | None = None) -> dict[s
     if "bleurt" in config.metrics and bleurt_model:
         models["BLEURT"] = str(bleurt_model)
     if "judge" in config.metrics and config.judge is not None:
-        models["Judge"] = f"{config.judge.model} @ {config.judge.base_url}"
+        models["Judge"] = f"{config.judge.model} @ {mask_credentials(config.judge.base_url)}"
     return models
 
 

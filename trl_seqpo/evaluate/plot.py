@@ -102,7 +102,14 @@ def plot_curves(
         for run in document["runs"]:
             metrics = run.get("metrics", {})
             if metrics.get(x) is not None and metrics.get(y) is not None:
-                systems.setdefault(name, []).append((float(metrics[x]), float(metrics[y]), str(run.get("label", ""))))
+                try:
+                    point = (float(metrics[x]), float(metrics[y]), str(run.get("label", "")))
+                except (TypeError, ValueError):
+                    raise UserInputError(
+                        f"{name}, run {run.get('label', '?')!r}: {x} and {y} must be numbers, got "
+                        f"{metrics[x]!r} and {metrics[y]!r}; give results.json files written by trl-seqpo evaluate"
+                    ) from None
+                systems.setdefault(name, []).append(point)
     if not systems:
         raise UserInputError(f"no run has both {x} and {y}; pick metrics with --x/--y that the results contain")
     try:

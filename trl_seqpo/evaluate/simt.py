@@ -38,6 +38,7 @@ from trl_seqpo.evaluate.common import EvalConfig, check_resume, decode_pending, 
 from trl_seqpo.evaluate.records import ScoreFile, load_pairs, text_digest, write_simuleval_log
 from trl_seqpo.jsonl import ResumableJsonl, atomic_write_json
 from trl_seqpo.languages import default_unit
+from trl_seqpo.outputs import file_fingerprint
 from trl_seqpo.simt.chunking import Unit
 from trl_seqpo.simt.latency import delays_from_steps, reference_length, sentence_latency
 
@@ -166,6 +167,7 @@ class SimTEvalConfig(EvalConfig):
         return {
             "model": str(self.model),
             "data": str(self.data),
+            "data_file": file_fingerprint(self.data),  # an edited data file is not resumed under the same name
             **asdict(point),
             "wait_k_rate": self.wait_k_rate,
             "temperature": self.temperature,
@@ -181,7 +183,8 @@ class SimTEvalConfig(EvalConfig):
         }
 
 
-def _rollout_config(config: SimTEvalConfig, point: OperatingPoint) -> Any:
+def rollout_config(config: SimTEvalConfig, point: OperatingPoint) -> Any:
+    """The `SimultaneousRolloutConfig` of one operating point: what `evaluate_simt` and the SimulEval agent decode."""
     from trl_seqpo.rollout.simultaneous import SimultaneousRolloutConfig
 
     languages = {"src_lang": config.source_lang, "tgt_lang": config.target_lang}
@@ -347,14 +350,14 @@ def _decode_all(
         for point in config.points():
             run_dir = Path(config.output_dir) / point.slug
             check_resume(run_dir, config.run_settings(point), config.resume)
-            stores[point] = ResumableJsonl(run_dir / "hypotheses.jsonl", resume=config.resume)
+            stores[point] = ResumableJsonl(run_dir / "hypotheses.jsonl", resume=config.resume, unique=True)
             generated[point] = 0
             if all(row["id"] in stores[point].done for row in rows):
                 continue
             if loaded is None:
                 loaded = load_backend(config.model, config.backend, **config.engine_options())
             try:
-                rollout = SimultaneousRollout(loaded.backend, loaded.tokenizer, _rollout_config(config, point))
+                rollout = SimultaneousRollout(loaded.backend, loaded.tokenizer, rollout_config(config, point))
             except ValueError as error:
                 raise UserInputError(f"--model {config.model}: {error}") from error
             policy = point.schedule(config.wait_k_rate)

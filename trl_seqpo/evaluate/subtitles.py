@@ -4,11 +4,12 @@ Documents are numbered-line documents (`Document`, as written by
 ``trl-seqpo subtitles documents``). Two ways to translate one:
 
 * ``--mode line`` (default): line by line, greedy, as ALPO's segment-wise sampling conditions each line on the
-  model's own earlier lines (Alg. 1 with one greedy candidate): the prompt of line ``i`` is
-  `render_line_prompt` with lines ``< i`` and generation stops at the first
-  newline. The documents of a batch advance one line at a time in lockstep, one backend call per line.
+  model's own earlier lines (Alg. 1 with one greedy candidate), with the one line decoder of sampling and
+  translation (`trl_seqpo.rollout.linewise.LineDecoder.complete`): the prompt of line ``i`` ends at the newline after
+  line ``i - 1``, the model writes ``"i."`` itself, and generation stops at the first newline. The documents of a
+  batch advance one line at a time in lockstep, one backend call per line.
 * ``--mode document``: the whole numbered answer in one generation (App. F.1), read back with
-  `parse_numbered_output`.
+  `parse_numbered_output` (`LineDecoder.answer`, same prompt ids and BOS rule).
 
 Format problems are counted, never hidden: ``missing_lines`` (no usable text), ``merged_lines`` (the next line's
 number inside a line, or two lines the parser had to split), ``extra_lines`` (numbers out of range or repeated) and,
@@ -30,6 +31,7 @@ from trl_seqpo.errors import UserInputError
 from trl_seqpo.evaluate.common import EvalConfig, check_resume, decode_pending, split_names
 from trl_seqpo.evaluate.records import ScoreFile, text_digest
 from trl_seqpo.jsonl import ResumableJsonl, atomic_write_json
+from trl_seqpo.outputs import file_fingerprint
 from trl_seqpo.subtitles.documents import Document, read_documents
 
 __all__ = [
@@ -94,11 +96,17 @@ class SubtitleEvalConfig(EvalConfig):
         metadata={"help": "token budget of one line, as ALPO sampling (document mode: times the number of lines)"},
     )
     judge_aspects: tuple[str, ...] = field(default=ASPECTS, metadata={"help": "judge aspects to score"})
+    chars_per_line: int | None = field(
+        default=None,
+        metadata={"help": "reading limit, characters per line (default: by target script, 42 for Latin scripts)"},
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.mode not in MODES:
             raise UserInputError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.chars_per_line is not None and self.chars_per_line < 1:
+            raise UserInputError(f"chars_per_line must be >= 1, got {self.chars_per_line}")
         if self.max_new_tokens_per_line < 1:
             raise UserInputError(f"max_new_tokens_per_line must be >= 1, got {self.max_new_tokens_per_line}")
         self.judge_aspects = split_names(self.judge_aspects)
@@ -107,70 +115,25 @@ class SubtitleEvalConfig(EvalConfig):
             raise UserInputError(f"unknown judge aspect(s) {', '.join(bad)}; choose from {', '.join(ASPECTS)}")
 
 
-def newline_stop_ids(tokenizer: Any) -> tuple[int, ...]:
-    """Ids of every token whose text contains a newline, plus EOS: a line ends at the first of them."""
-    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-    for token_id in range(len(tokenizer)):
-        if "\n" in tokenizer.decode([token_id]):
-            ids.add(token_id)
-    return tuple(sorted(ids))
-
-
-def _translate_by_line(
-    documents: list[Document], tokenizer: Any, backend: Any, config: SubtitleEvalConfig, stop_ids: tuple[int, ...]
-) -> list[dict]:
-    from trl_seqpo.rollout.engine import GenerationParams
-    from trl_seqpo.subtitles.documents import render_line_prompt
-
-    lines: list[list[str]] = [[] for _ in documents]
-    truncated = [0] * len(documents)
-    params = GenerationParams(max_new_tokens=config.max_new_tokens_per_line, temperature=0, stop_token_ids=stop_ids)
-    while True:
-        live = [i for i, document in enumerate(documents) if len(lines[i]) < len(document.source_lines)]
-        if not live:
-            break
-        prompts = [
-            tokenizer(
-                render_line_prompt(documents[i], lines[i], config.source_lang, config.target_lang),
-                add_special_tokens=False,
-            )["input_ids"]
-            for i in live
-        ]
-        for i, output in zip(live, backend.generate(prompts, params)):
-            text = tokenizer.decode(output.token_ids, skip_special_tokens=True)
-            if "\n" not in text and output.finish_reason == "length":
-                truncated[i] += 1
-            lines[i].append(" ".join(text.split("\n", 1)[0].split()))
-    return [
-        {"hypothesis_lines": lines[i], **line_format_problems(lines[i]), "extra_lines": 0, "truncated_lines": t}
-        for i, t in enumerate(truncated)
-    ]
-
-
-def _translate_whole(
-    documents: list[Document], tokenizer: Any, backend: Any, config: SubtitleEvalConfig, stop_ids: tuple[int, ...]
-) -> list[dict]:
-    from trl_seqpo.rollout.engine import GenerationParams
-    from trl_seqpo.subtitles.documents import parse_numbered_output, render_document_prompt
-
-    rows = []
-    budget = config.max_new_tokens_per_line * max(len(document.source_lines) for document in documents)
-    params = GenerationParams(
-        max_new_tokens=budget, temperature=0, stop_token_ids=stop_ids or (tokenizer.eos_token_id,)
+def _translate_by_line(documents: list[Document], decoder: Any, config: SubtitleEvalConfig) -> list[dict]:
+    lines, truncated = decoder.complete(
+        documents, config.source_lang, config.target_lang, config.max_new_tokens_per_line
     )
-    prompts = [
-        tokenizer(render_document_prompt(document, config.source_lang, config.target_lang), add_special_tokens=False)[
-            "input_ids"
-        ]
-        for document in documents
+    return [
+        {"hypothesis_lines": doc_lines, **line_format_problems(doc_lines), "extra_lines": 0, "truncated_lines": cut}
+        for doc_lines, cut in zip(lines, truncated)
     ]
-    for document, output in zip(documents, backend.generate(prompts, params)):
-        text = tokenizer.decode(output.token_ids, skip_special_tokens=True)
-        parsed = parse_numbered_output(text, len(document.source_lines))
+
+
+def _translate_whole(documents: list[Document], decoder: Any, config: SubtitleEvalConfig) -> list[dict]:
+    rows = []
+    answers = decoder.answer(documents, config.source_lang, config.target_lang, config.max_new_tokens_per_line)
+    for answer in answers:
+        parsed = answer.parsed
         rows.append(
             {
                 "hypothesis_lines": [line or "" for line in parsed.lines],
-                "raw_output": text,
+                "raw_output": answer.text,
                 "problems": parsed.problems,
                 "missing_lines": sum(line is None or not line.strip() for line in parsed.lines),
                 "merged_lines": sum("merged" in problem for problem in parsed.problems),
@@ -178,7 +141,8 @@ def _translate_whole(
                     problem.startswith("ignored a line numbered") or "more than once" in problem
                     for problem in parsed.problems
                 ),
-                "truncated_lines": int(output.finish_reason == "length"),
+                "truncated_lines": int(answer.truncated),
+                "misaligned": not answer.aligned,
             }
         )
     return rows
@@ -191,14 +155,15 @@ def _decode(
     config: SubtitleEvalConfig,
     on_batch: Callable[[int], None] | None,
 ) -> int:
-    tokenizer, backend = loaded.tokenizer, loaded.backend
-    stop_ids = newline_stop_ids(tokenizer) if config.mode == "line" else ()
+    from trl_seqpo.rollout.linewise import LineDecoder
+
+    decoder = LineDecoder(loaded.backend, loaded.tokenizer, tuple(loaded.stop_token_ids))
 
     def decode(start: int, batch: list[Document]) -> list[dict]:
         if config.mode == "line":
-            outputs = _translate_by_line(batch, tokenizer, backend, config, stop_ids)
+            outputs = _translate_by_line(batch, decoder, config)
         else:
-            outputs = _translate_whole(batch, tokenizer, backend, config, tuple(loaded.stop_token_ids))
+            outputs = _translate_whole(batch, decoder, config)
         return [
             {"id": d.doc_id, "source_lines": d.source_lines, "reference_lines": d.target_lines, **output}
             for d, output in zip(batch, outputs)
@@ -227,6 +192,17 @@ def _score(rows: list[dict], run_dir: Path, config: SubtitleEvalConfig) -> tuple
     counts["documents_with_problems"] = sum(
         any(row.get(name, 0) for name in ("missing_lines", "merged_lines", "extra_lines")) for row in rows
     )
+    counts["misaligned_documents"] = sum(bool(row.get("misaligned")) for row in rows)
+    # reading speed (trl_seqpo.subtitles.reading): documents carry no cue times, so only the line length is counted
+    from trl_seqpo.subtitles.reading import reading_speed
+
+    reading = reading_speed(
+        [(0.0, 0.0, line) for row in rows for line in row["hypothesis_lines"]],
+        config.target_lang if config.target_lang and len(config.target_lang) <= 3 else None,
+        line_limit=config.chars_per_line,
+    )
+    counts["lines_over_chars_per_line"] = reading.over_line
+    counts["chars_per_line_limit"] = reading.line_limit
     summary: dict[str, float | None] = {}
     signatures: dict[str, str] = {}
     with_references = [row for row in rows if row.get("reference_lines")]
@@ -317,13 +293,14 @@ def evaluate_subtitles(config: SubtitleEvalConfig, on_batch: Callable[[int], Non
     settings = {
         "model": str(config.model),
         "documents": str(config.documents),
+        "documents_file": file_fingerprint(config.documents),  # an edited file is not resumed under the same name
         "mode": config.mode,
         "source_lang": config.source_lang,
         "target_lang": config.target_lang,
         "max_new_tokens_per_line": config.max_new_tokens_per_line,
     }
     check_resume(run_dir, settings, config.resume)
-    store = ResumableJsonl(run_dir / "hypotheses.jsonl", resume=config.resume)
+    store = ResumableJsonl(run_dir / "hypotheses.jsonl", resume=config.resume, unique=True)
     generated = 0
     if any(document.doc_id not in store.done for document in documents):
         loaded = load_backend(config.model, config.backend, **config.engine_options())

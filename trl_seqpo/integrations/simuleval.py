@@ -123,16 +123,47 @@ class IncrementalTranslator:
         return " ".join(trajectory.step_outputs[-1].split()), trajectory.finished
 
 
-# agent options passed unchanged to `SimultaneousRolloutConfig` (same names on both sides)
-_ROLLOUT_OPTIONS = (
-    "chunk_size",
+# the agent's options that are fields of `SimTEvalConfig`: the same flag, type, choices, default and help as in
+# `trl-seqpo evaluate simt`, generated from the dataclass (`_add_config_flags`), and handed to it unchanged
+_EVAL_OPTIONS = (
+    "backend",
+    "dtype",
+    "source_lang",
+    "target_lang",
     "source_unit",
-    "target_unit",
+    "latency_unit",
     "prompt_format",
     "max_new_tokens_per_step",
     "max_steps_after_source",
+    "policy",
+    "wait_k_rate",
     "temperature",
+    "seed",
 )
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, config_cls: type, names: Sequence[str]) -> None:
+    """One ``--flag`` per named field of the dataclass `config_cls`: type, choices, default and help from the field."""
+    import dataclasses
+    import types
+    import typing
+
+    hints = typing.get_type_hints(config_cls)
+    fields = {field.name: field for field in dataclasses.fields(config_cls)}
+    for name in names:
+        annotation = hints[name]
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+            annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+        choices = typing.get_args(annotation) if typing.get_origin(annotation) is typing.Literal else None
+        default = fields[name].default
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=type(choices[0]) if choices else annotation,
+            choices=choices,
+            default=default,
+            help=fields[name].metadata.get("help", "") + ("" if default is None else f" (default: {default})"),
+        )
 
 
 class SeqPOAgent(TextToTextAgent):
@@ -143,42 +174,39 @@ class SeqPOAgent(TextToTextAgent):
             raise MissingDependencyError(SIMULEVAL_INSTALL_HINT)
         self.translator: IncrementalTranslator | None = None
         super().__init__(args)
-        from trl_seqpo.evaluate.simt import OperatingPoint
+        from trl_seqpo.evaluate.simt import OperatingPoint, SimTEvalConfig, rollout_config
         from trl_seqpo.rollout.loading import load_backend
-        from trl_seqpo.rollout.simultaneous import SimultaneousRollout, SimultaneousRolloutConfig
+        from trl_seqpo.rollout.simultaneous import SimultaneousRollout
 
+        # the settings `trl-seqpo evaluate simt` would decode this operating point with (validated the same way)
+        settings = SimTEvalConfig(
+            model=args.model_path, data="-", output_dir=".", chunk_sizes=(args.chunk_size,), wait_k=(args.wait_k,),
+            **{name: getattr(args, name) for name in _EVAL_OPTIONS},
+        )  # fmt: skip
         loaded = load_backend(
             args.model_path, args.backend, device=getattr(args, "device", None), dtype=args.dtype, seed=args.seed
         )
         tokenizer, backend = loaded.tokenizer, loaded.backend
-        options = {name: getattr(args, name) for name in _ROLLOUT_OPTIONS}
-        for key, value in (("src_lang", args.source_lang), ("tgt_lang", args.target_lang)):
-            if value:
-                options[key] = value
-        config = SimultaneousRolloutConfig(**options)
         point = OperatingPoint(args.policy, args.chunk_size, args.wait_k if args.policy == "wait-k" else None)
-        rollout = SimultaneousRollout(backend, tokenizer, config)
+        rollout = SimultaneousRollout(backend, tokenizer, rollout_config(settings, point))
         self.translator = IncrementalTranslator(rollout, point.schedule(args.wait_k_rate), seed=args.seed)
 
     @staticmethod
     def add_args(parser: argparse.ArgumentParser) -> None:
-        """The agent's options (SimulEval adds its own: ``--source``, ``--target``, ``--output``, ...)."""
+        """The agent's options (SimulEval adds its own: ``--source``, ``--target``, ``--output``, ...).
+
+        Every option but ``--model-path`` (SimulEval's name for the model), ``--chunk-size`` and ``--wait-k`` (one
+        value each here, a list in ``evaluate simt``) is generated from `SimTEvalConfig`, so the agent and
+        ``trl-seqpo evaluate simt`` spell, default and document a setting the same way.
+        """
+        from trl_seqpo.evaluate.simt import SimTEvalConfig
+
         parser.add_argument("--model-path", required=True, help="trl_seqpo checkpoint directory")
-        parser.add_argument("--backend", choices=("hf", "vllm"), default="hf")
-        parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto")
         parser.add_argument("--chunk-size", type=int, default=3, help="source units per chunk (the paper's m)")
-        parser.add_argument("--source-lang", default=None, help="source language in prompts (default English)")
-        parser.add_argument("--target-lang", default=None, help="target language in prompts (default Chinese)")
-        parser.add_argument("--source-unit", choices=("word", "char"), default=None)
-        parser.add_argument("--target-unit", choices=("word", "char"), default=None)
-        parser.add_argument("--prompt-format", choices=("chat", "paper"), default="chat")
-        parser.add_argument("--max-new-tokens-per-step", type=int, default=60, help="as training (default 60)")
-        parser.add_argument("--max-steps-after-source", type=int, default=2)
-        parser.add_argument("--policy", choices=("model", "wait-k", "full-sentence"), default="model")
         parser.add_argument("--wait-k", type=int, default=3, help="k of --policy wait-k")
-        parser.add_argument("--wait-k-rate", type=float, default=1.0)
-        parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-        parser.add_argument("--seed", type=int, default=0)
+        _add_config_flags(parser, SimTEvalConfig, _EVAL_OPTIONS)
+        # the agent's earlier spelling of --latency-unit
+        parser.add_argument("--target-unit", dest="latency_unit", choices=("word", "char"), help=argparse.SUPPRESS)
 
     def reset(self) -> None:
         """Start a new sentence."""

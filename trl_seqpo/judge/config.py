@@ -5,14 +5,13 @@ from __future__ import annotations
 import math
 import os
 import urllib.parse
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
-from trl_seqpo.errors import UserInputError, check_at_least
+from trl_seqpo.errors import check_at_least
 from trl_seqpo.judge.prompts import ASPECTS
+from trl_seqpo.secret import Secret, mask_credentials, resolve_api_key
 
 __all__ = ["JudgeConfig", "redact_url"]
-
-_OPENAI_HOSTS = ("api.openai.com",)
 
 
 def redact_url(url: str | None) -> str:
@@ -42,7 +41,8 @@ class JudgeConfig:
         base_url (`str` or `None`): OpenAI-compatible base URL, e.g. ``http://localhost:8000/v1`` for ``vllm serve``.
             Defaults to ``$TRL_SEQPO_JUDGE_BASE_URL``, then ``$OPENAI_BASE_URL``, then OpenAI's own API.
         model (`str`): Model name sent with each request (paper: Qwen3-14B).
-        api_key (`str` or `None`): The key for this endpoint (kept out of ``repr``, pickles and `to_dict`).
+        api_key (`str` or `None`): The key for this endpoint, held as a `trl_seqpo.secret.Secret` (masked in ``repr``,
+            pickles and `to_dict`).
         api_key_env (`str` or `None`): Name of an environment variable holding the key for this endpoint.
         api_key_file (`str` or `None`): File holding the key for this endpoint (first line).
             Without any of the three, ``$OPENAI_API_KEY`` is sent only when the endpoint is OpenAI's own API;
@@ -96,6 +96,8 @@ class JudgeConfig:
     cache_path: str | None = None
 
     def __post_init__(self) -> None:
+        if self.api_key is not None and not isinstance(self.api_key, Secret):
+            self.api_key = Secret(self.api_key)
         if self.base_url is None:
             self.base_url = os.environ.get("TRL_SEQPO_JUDGE_BASE_URL") or os.environ.get("OPENAI_BASE_URL") or None
         if self.aspect not in ASPECTS:
@@ -117,6 +119,10 @@ class JudgeConfig:
     def __getstate__(self) -> dict:
         return {**self.__dict__, "api_key": None}  # a pickle never carries the key; use api_key_env / api_key_file
 
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f.name}={mask_credentials(getattr(self, f.name))!r}" for f in fields(self) if f.repr)
+        return f"{type(self).__name__}({shown})"
+
     def to_dict(self) -> dict:
         """The settings as a JSON-ready dict, the key redacted and the URL without credentials."""
         data = asdict(self)
@@ -130,27 +136,7 @@ class JudgeConfig:
         Raises:
             UserInputError: The named key file or environment variable does not exist or is empty.
         """
-        if self.api_key:
-            return self.api_key
-        if self.api_key_file:
-            try:
-                with open(self.api_key_file, encoding="utf-8") as handle:
-                    key = handle.readline().strip()
-            except OSError as exc:
-                message = f"cannot read the judge key file ({exc.strerror})"
-                raise UserInputError(message, path=self.api_key_file) from None
-            if not key:
-                raise UserInputError("the judge key file is empty", path=self.api_key_file)
-            return key
-        if self.api_key_env:
-            key = os.environ.get(self.api_key_env, "").strip()
-            if not key:
-                raise UserInputError(f"environment variable {self.api_key_env} (the judge key) is not set")
-            return key
-        host = urllib.parse.urlsplit(self.base_url or "https://api.openai.com/v1").hostname or ""
-        if host in _OPENAI_HOSTS:
-            return os.environ.get("OPENAI_API_KEY") or "EMPTY"
-        return "EMPTY"
+        return resolve_api_key(self.api_key, self.api_key_env, self.api_key_file, self.base_url, what="the judge key")
 
     def cache_settings(self) -> dict:
         """What, besides the messages and the seed, changes an answer: part of every cache key."""

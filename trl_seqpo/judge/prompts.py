@@ -7,7 +7,9 @@ from the line being scored, labelled candidates, a 0 / 50 / 100 anchor scale and
 criteria keep the paper's indicative weights (accuracy 30%, colloquial fit 30%, expressive power 40%, App. B.2.1).
 
 Validation follows the authors' public code: the keys must be exactly the labels, every score an int in 0-100, and
-an answer whose scores are mostly ties (distinct / total < 0.25) is rejected.
+an answer whose scores are mostly ties (distinct / total < 0.25) is rejected. The prompt itself asks for scores, not a
+ranking (ALPO Sec. 3.2): it never tells the judge to avoid equal scores, since a tie is information; ties between the
+chosen and rejected sides are broken by the pair builder's documented rule (`trl_seqpo.alpo.pairs`).
 
 This module is pure text (no network, no third-party imports), so the local test server can parse the same prompts.
 """
@@ -252,7 +254,8 @@ def build_messages(
         *(f"Translation {label}: {_one_line(text)}" for label, text in zip(labels, candidates)),
         "",
         f"Answer with one JSON object and nothing else: {{{example}}}, with exactly the keys "
-        f"{', '.join(labels)}. Give better translations clearly higher scores; do not give everything the same score.",
+        f"{', '.join(labels)}. Score each translation on its own merits; equally good translations may get equal "
+        "scores.",
     ]
     return [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": "\n".join(parts)}]
 

@@ -8,13 +8,11 @@ to the folders here.
 * ``configs/``: YAML run settings (synthetic CPU smoke runs and the papers' setups).
 * ``accelerate_configs/``: ``single_gpu``, ``multi_gpu``, ``zero2``, ``zero3`` and ``fsdp``.
 
-`launch_command` builds the ``accelerate launch`` command that ``trl-seqpo train`` runs.
+`trl_seqpo.recipes.launch` reads a recipe's settings and runs it under ``accelerate launch`` (``trl-seqpo train``).
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from trl_seqpo.errors import UserInputError
@@ -87,42 +85,3 @@ def _resolve(value: str | Path, folder: Path, names: list[str], what: str) -> Pa
     if path.parent == Path(".") and name in names:
         return folder / f"{name}.yaml"
     raise UserInputError(f"{what} {str(value)!r} is neither a file nor a shipped {what} ({', '.join(names)})")
-
-
-def launch_command(
-    recipe: str,
-    config: str | Path,
-    accelerate_config: str | Path | None = None,
-    extra_args: Sequence[str] = (),
-    python: str | None = None,
-) -> list[str]:
-    """The command that runs a recipe: ``accelerate launch --config_file ... SCRIPT --config ...``.
-
-    Without an accelerate config the script runs in this Python (one process), as ``python SCRIPT --config ...``.
-
-    Args:
-        recipe: A name of `RECIPES`.
-        config: A run config file or the name of a shipped one.
-        accelerate_config: An accelerate config file, the name of a shipped one, or ``None``.
-        extra_args: Further ``--field value`` overrides for the script (TrlParser flags).
-        python: The interpreter (default: the running one).
-
-    Returns:
-        The argument vector.
-
-    Examples:
-        >>> command = launch_command("seqpo", "seqpo_synthetic", "zero3", ["--max_steps", "2"], python="python")
-        >>> command[:4]
-        ['python', '-m', 'accelerate.commands.launch', '--config_file']
-        >>> [Path(part).name for part in command[4:]]
-        ['zero3.yaml', 'seqpo.py', '--config', 'seqpo_synthetic.yaml', '--max_steps', '2']
-    """
-    script = recipe_script(recipe)
-    run_config = resolve_config(config)
-    python = python or sys.executable
-    if accelerate_config is None:
-        head = [python, str(script)]
-    else:
-        launch = resolve_accelerate_config(accelerate_config)
-        head = [python, "-m", "accelerate.commands.launch", "--config_file", str(launch), str(script)]
-    return [*head, "--config", str(run_config), *extra_args]

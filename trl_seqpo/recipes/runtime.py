@@ -3,8 +3,9 @@
 The recipes (``trl_seqpo/recipes/scripts/*.py``) call these three functions so that they behave the same way:
 
 * `resume_checkpoint` - the open-r1 pattern: an explicit ``--resume_from_checkpoint PATH`` wins; otherwise a
-  run started again with the same ``output_dir`` continues from the newest ``checkpoint-N`` there, so a killed job
-  is restarted with the very same command and never overwrites the checkpoints it already wrote.
+  run started again with the same ``output_dir`` continues from the newest complete ``checkpoint-N`` there, so a
+  killed job is restarted with the very same command and never overwrites the checkpoints it already wrote; another
+  recipe's or another model's checkpoints are refused (`trl_seqpo.recipes.checkpoints`).
 * `check_model_backends` - an attention kernel or quantisation library the config asks for but that is not
   installed is an error before anything is loaded (transformers would otherwise fail late, or a user would find out
   from the speed of the run).
@@ -38,43 +39,33 @@ _ATTENTION_BACKENDS = {
 _KERNELS_HINT = "pip install kernels (attention kernels from the Hub need the `kernels` package)"
 
 
-def resume_checkpoint(training_args: Any) -> str | None:
+def resume_checkpoint(training_args: Any, model: str | None = None) -> str | None:
     """The checkpoint a recipe resumes from, or ``None`` to start from scratch.
 
-    ``training_args.resume_from_checkpoint`` wins when set (it must exist); otherwise the newest ``checkpoint-N``
-    directory in ``training_args.output_dir`` (transformers' ``get_last_checkpoint``) is used.
+    ``training_args.resume_from_checkpoint`` wins when set (it must exist and be complete); otherwise the newest
+    complete ``checkpoint-N`` directory in ``training_args.output_dir``; a partial one (killed while saving) is
+    skipped with a warning. A checkpoint of another recipe or another model is refused
+    (`trl_seqpo.recipes.checkpoints.find_resume_checkpoint`).
 
     Args:
         training_args: A ``TrainingArguments`` (any TRL config).
+        model: ``model_name_or_path`` of this run (compared with the one the checkpoint recorded).
 
     Returns:
         A checkpoint directory for ``trainer.train(resume_from_checkpoint=...)``, or ``None``.
 
     Raises:
-        UserInputError: ``resume_from_checkpoint`` names a directory that does not exist.
+        UserInputError: ``resume_from_checkpoint`` names a directory that does not exist or is incomplete, or the
+            checkpoint belongs to another recipe or model.
 
     Examples:
         >>> from types import SimpleNamespace
         >>> resume_checkpoint(SimpleNamespace(resume_from_checkpoint=None, output_dir="/nonexistent")) is None
         True
     """
-    from transformers.trainer_utils import get_last_checkpoint
+    from trl_seqpo.recipes.checkpoints import find_resume_checkpoint
 
-    explicit = getattr(training_args, "resume_from_checkpoint", None)
-    if explicit:
-        if not Path(explicit).is_dir():
-            raise UserInputError(
-                f"resume_from_checkpoint={explicit!r} is not a directory: give a checkpoint-N directory written by an "
-                "earlier run, or leave it unset to resume from the newest checkpoint in output_dir"
-            )
-        return str(explicit)
-    output_dir = Path(training_args.output_dir)
-    if not output_dir.is_dir():
-        return None
-    last = get_last_checkpoint(str(output_dir))
-    if last is not None:
-        logger.warning("Resuming from %s (the newest checkpoint in output_dir)", last)
-    return last
+    return find_resume_checkpoint(training_args, model)
 
 
 def check_model_backends(model_args: Any) -> None:
@@ -216,20 +207,79 @@ def train_and_save(
         quantization_config=get_quantization_config(model_args),
         **trainer_kwargs,
     )
+    from trl_seqpo.recipes.checkpoints import RunRecord
+
+    trainer.add_callback(RunRecord(type(training_args).__name__, model_args.model_name_or_path))
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(training_args.output_dir)
     return trainer
 
 
-def run_recipe(main: Callable[..., None], *args: Any) -> None:
-    """Run a recipe's ``main``; a mistake the user can fix exits with code 2 and one line, without a traceback.
+def check_utf8(path: str | Path) -> None:
+    """Refuse a text data file that is not UTF-8, naming the file and the byte offset (read in 1 MiB blocks).
+
+    Raises:
+        UserInputError: The file is not valid UTF-8.
+    """
+    import codecs
+
+    decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            try:
+                decoder.decode(block)
+                offset += len(block)
+            except UnicodeDecodeError as error:
+                raise UserInputError(
+                    f"not UTF-8 (byte 0x{block[error.start]:02x} at offset {offset + error.start}): re-save the "
+                    "file as UTF-8",
+                    path=str(path),
+                ) from None
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise UserInputError("not UTF-8 (cut inside a character at the end)", path=str(path)) from None
+
+
+def check_columns(dataset: Any, columns: dict[str, str], where: str, advice: str | None = None) -> None:
+    """Refuse a dataset that lacks a column a recipe needs, naming the setting that chooses it.
+
+    Args:
+        dataset: A ``datasets.Dataset``.
+        columns: Setting name -> column it names (e.g. ``{"source_column": "source"}``).
+        where: The dataset's file or name, for the message.
+        advice: What to do instead (default: rename the column or change the setting).
+
+    Raises:
+        UserInputError: A column is missing.
+    """
+    for setting, column in columns.items():
+        if column not in dataset.column_names:
+            raise UserInputError(
+                f"dataset {where} has no column {column!r} (its columns: {', '.join(dataset.column_names)}); "
+                f"{advice or f'rename it or set {setting}'}"
+            )
+
+
+def run_recipe(main: Callable[..., None], parser: Any, args: list[str] | None = None) -> None:
+    """Read a recipe's settings and run its ``main``; a mistake the user can fix exits with code 2 and one line.
+
+    The settings are read with `trl_seqpo.recipes.launch.parse_recipe_args` (a misspelt field or a bad value is one
+    line naming it); ``accelerate launch`` options in the YAML (``accelerate_config: zero3``) are for the launcher
+    (``trl-seqpo train``) and are ignored here.
 
     Args:
         main: The recipe's ``main(script_args, training_args, model_args)``.
-        *args: Its arguments (what ``TrlParser.parse_args_and_config`` returned).
+        parser: The recipe's ``TrlParser`` (its ``make_parser()``).
+        args: The command line (default: ``sys.argv[1:]``).
     """
+    from trl_seqpo.recipes.launch import parse_recipe_args
+
     try:
-        main(*args)
+        parsed = parse_recipe_args(parser, sys.argv[1:] if args is None else args)
+        if parsed.launcher:
+            logger.info("accelerate launch options %s are for the launcher; ignored here", parsed.launcher)
+        main(*parsed.settings)
     except (UserInputError, MissingDependencyError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -1,9 +1,11 @@
 """transformers ``generate`` as a `GenerationBackend`.
 
 Prompts of different lengths are left-padded into one batch (split into micro-batches of ``max_batch_size`` rows)
-and continued with a single ``model.generate`` call. Log-probabilities are recomputed from the raw logits that
-``generate`` returns, scaled by the sampling temperature, which is how TRL's GRPO scores the same tokens during
-training (``log_softmax(logits / temperature)``, before top-k/top-p filtering).
+and continued with a single ``model.generate`` call. A call's ``seed`` seeds the random generator once, before its
+first micro-batch, so the micro-batches draw independent samples whatever ``max_batch_size`` is.
+Log-probabilities are recomputed from the raw logits that ``generate`` returns, scaled by the sampling temperature,
+which is how TRL's GRPO scores the same tokens during training (``log_softmax(logits / temperature)``, before
+top-k/top-p filtering).
 
 Sampling is on-policy: the checkpoint's own ``generation_config`` (e.g. Qwen2.5-Instruct's
 ``repetition_penalty=1.05``, its ``top_p``/``top_k``) is set aside for the call, so the only logits processors are
@@ -83,16 +85,20 @@ class HFGenerationBackend:
         """Reuse key/value states across the `generate` calls made inside the ``with`` block.
 
         Each call keeps the states of its rows (prompt + output); the next call starts every prompt from the
-        cached row sharing its longest token prefix and encodes only the rest. Rows not asked for again are dropped
-        at the next call, and everything is freed when the block ends. The states belong to the current weights:
-        never let a session span an optimiser step.
+        cached row sharing its longest token prefix and encodes only the rest. Between calls only the rows of the
+        latest call are held (an earlier call's rows are dropped once the next call has read them), and everything
+        is released when the block ends, also on an exception. The states belong to the current weights: never let
+        a session span an optimiser step.
         """
         outer = self._prefix_cache
-        self._prefix_cache = PrefixKVCache() if self.reuse_cache else None
+        session = PrefixKVCache() if self.reuse_cache else None
+        self._prefix_cache = session
         try:
             yield self
         finally:
             self._prefix_cache = outer
+            if session is not None:
+                session.clear()
 
     def any_rank(self, flag: bool) -> bool:
         """`flag` of this process or-ed over all processes (just `flag` when not in lockstep)."""
@@ -115,11 +121,17 @@ class HFGenerationBackend:
         outputs: list[GenerationOutput] = []
         if self._prefix_cache is not None:
             self._prefix_cache.next_call()
+        if params.seed is not None:
+            # once per call, not per micro-batch: re-seeding each micro-batch would draw the same random stream for
+            # every micro-batch, so the k rows of a unit (or two documents) would sample alike
+            torch.manual_seed(params.seed)
         for call in range(calls):
             if call < len(starts):
                 outputs.extend(self._generate_batch(prompts[starts[call] : starts[call] + step], params))
             else:  # an idle process follows the others' decoding steps with a dummy row
                 self._generate_batch([[self.pad_token_id]], GenerationParams(max_new_tokens=1, temperature=0))
+        if self._prefix_cache is not None:
+            self._prefix_cache.end_call()
         return outputs
 
     @torch.no_grad()
@@ -165,8 +177,6 @@ class HFGenerationBackend:
             generation_kwargs.update(past_key_values=past_key_values, use_cache=True)
         elif self._prefix_cache is not None:
             generation_kwargs["use_cache"] = True
-        if params.seed is not None:
-            torch.manual_seed(params.seed)
         was_training = self.model.training
         self.model.eval()
         try:

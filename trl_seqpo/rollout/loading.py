@@ -76,6 +76,36 @@ def _check_checkpoint(model: str) -> None:
         raise UserInputError("model checkpoint not found: no such folder", path=model)
 
 
+def check_device(device: str | None) -> None:
+    """Refuse a device that is not a torch device, or that this machine does not have, before anything loads.
+
+    Raises:
+        UserInputError: e.g. ``device 'cuda' is not available here (no CUDA GPU is visible); use cpu``.
+
+    Examples:
+        >>> check_device("gpu0")
+        Traceback (most recent call last):
+        ...
+        trl_seqpo.errors.UserInputError: device 'gpu0' is not a torch device; use cpu, cuda, cuda:N or mps
+    """
+    if device is None:
+        return
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UserInputError(f"device {device!r} is not a torch device; use cpu, cuda, cuda:N or mps") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (parsed.index or 0) >= count:
+            raise UserInputError(f"device {device!r} is not available here ({count} CUDA GPU(s) visible); use cpu")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise UserInputError(f"device {device!r} is not available here (no Apple MPS); use cpu")
+    elif parsed.type not in ("cpu", "cuda", "mps", "xpu", "npu", "hpu", "meta"):
+        raise UserInputError(f"device {device!r} is not supported for generation; use cpu, cuda, cuda:N or mps")
+
+
 def load_backend(
     model: str | os.PathLike[str],
     backend: str = "hf",
@@ -115,6 +145,8 @@ def load_backend(
         raise UserInputError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if dtype not in DTYPES:
         raise UserInputError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if backend == "hf":
+        check_device(device)
     vllm_options = {
         "gpu_memory_utilization": gpu_memory_utilization,
         "tensor_parallel_size": tensor_parallel_size,

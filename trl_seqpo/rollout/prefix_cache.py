@@ -80,7 +80,8 @@ class PrefixKVCache:
 
     Usage within one call: `prepare` the batch, run ``generate`` with its inputs, then `remember` the result.
     `prepare` reads the rows remembered from the previous call; `remember` stacks the rows of every micro-batch of
-    the current call, and `next_call` makes them the ones the following call reads (the rest are dropped).
+    the current call, `next_call` makes them the ones the following call reads, and `end_call` drops them once that
+    call is done: between calls only the latest call's rows are held, however many steps the rollout takes.
     """
 
     def __init__(self) -> None:
@@ -93,6 +94,15 @@ class PrefixKVCache:
     def next_call(self) -> None:
         """Start a new call: rows remembered during the last one become the reusable ones, older rows are dropped."""
         self._previous, self._current = self._current, []
+
+    def end_call(self) -> None:
+        """End a call: the previous call's rows have been read by every micro-batch; drop them."""
+        self._previous = []
+
+    @property
+    def held_rows(self) -> int:
+        """Rows whose states are held now (for tests and memory accounting)."""
+        return sum(len(group.tokens) for group in (*self._previous, *self._current))
 
     # ------------------------------------------------------------------ matching
     def _longest_prefixes(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

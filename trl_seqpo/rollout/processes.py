@@ -4,7 +4,9 @@ Offline jobs (`trl-seqpo alpo sample`) split their work over the processes a lau
 copy of the model on its own device. `current_processes` reads the launch (`WORLD_SIZE`, or a process group a caller
 already initialised) and, when there are several processes and no process group yet, initialises one through
 accelerate's `PartialState` (NCCL on GPUs, gloo on CPU), which also picks this process's device.
-`launched_processes` only counts them, for commands that refuse to run in several processes (`trl-seqpo evaluate`).
+On a machine without GPUs accelerate starts no process group under `torchrun`; `current_processes` then starts a gloo
+one, so CPU processes split the work too instead of each doing all of it. `launched_processes` only counts them, for
+commands that refuse to run in several processes (`trl-seqpo evaluate`).
 """
 
 from __future__ import annotations
@@ -99,4 +101,18 @@ def current_processes() -> Processes:
     from accelerate import PartialState
 
     state = PartialState()
-    return Processes(state.process_index, state.num_processes, str(state.device))
+    count = launched_processes()
+    if state.num_processes == count:
+        return Processes(state.process_index, state.num_processes, str(state.device))
+    # accelerate starts no process group for CPU-only processes under torchrun (each would think it is alone and do
+    # the whole job): start gloo from the launcher's environment so that the processes split the work
+    if not dist.is_initialized() and all(name in os.environ for name in ("MASTER_ADDR", "MASTER_PORT", "RANK")):
+        dist.init_process_group("gloo")
+    if dist.is_initialized() and dist.get_world_size() == count:
+        return Processes(dist.get_rank(), dist.get_world_size(), str(state.device))
+    from trl_seqpo.errors import UserInputError
+
+    raise UserInputError(
+        f"WORLD_SIZE says {count} processes but they share no process group (CPU only, no launcher environment); "
+        "run one process, or start them with torchrun / accelerate launch"
+    )

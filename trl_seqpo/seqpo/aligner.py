@@ -24,6 +24,7 @@ from typing import Any
 
 from trl_seqpo.errors import check_at_least
 from trl_seqpo.languages import Unit, default_unit, language_name
+from trl_seqpo.secret import Secret, mask_credentials, resolve_api_key
 from trl_seqpo.seqpo.sft_data import prefixes_to_step_outputs
 from trl_seqpo.simt.chunking import UNITS, split_into_chunks, split_units
 
@@ -123,7 +124,10 @@ class AlignerConfig:
     Args:
         model: Model name on the endpoint.
         base_url: Endpoint URL (``OPENAI_BASE_URL`` when ``None``).
-        api_key: Key (``OPENAI_API_KEY``, else ``"EMPTY"`` for local servers).
+        api_key: Key for this endpoint, held as a `trl_seqpo.secret.Secret` (masked in ``repr`` and pickles).
+        api_key_env: Environment variable holding the key (not visible in ``ps``, unlike ``--api-key``).
+        api_key_file: File whose first line is the key. Without any of the three, ``$OPENAI_API_KEY`` is sent only
+            to OpenAI's own API, ``"EMPTY"`` to every other endpoint (the judge's rule).
         chunk_size: Source units per chunk, the paper's ``m`` (must match the SFT and SeqPO runs).
         source_lang: Source language, a code (``zh``) or an English name; named in the prompt.
         target_lang: Target language, likewise.
@@ -138,7 +142,14 @@ class AlignerConfig:
 
     model: str | None = field(default=None, metadata={"help": "Model name on the OpenAI-compatible endpoint."})
     base_url: str | None = field(default=None, metadata={"help": "Endpoint URL (default: $OPENAI_BASE_URL)."})
-    api_key: str | None = field(default=None, metadata={"help": "API key (default: $OPENAI_API_KEY, else EMPTY)."})
+    api_key: str | None = field(
+        default=None, metadata={"help": "API key (visible in `ps`: prefer --api-key-env or --api-key-file)."}
+    )
+    api_key_env: str | None = field(default=None, metadata={"help": "Environment variable holding the API key."})
+    api_key_file: str | None = field(
+        default=None,
+        metadata={"help": "File holding the API key. Default: $OPENAI_API_KEY for OpenAI's API only, else EMPTY."},
+    )
     chunk_size: int = field(default=3, metadata={"help": "Source units per chunk (the paper's m)."})
     source_lang: str = field(default="en", metadata={"help": "Source language code or English name."})
     target_lang: str = field(default="zh", metadata={"help": "Target language code or English name."})
@@ -161,7 +172,14 @@ class AlignerConfig:
             if getattr(self, name) not in (None, *UNITS):
                 raise ValueError(f"{name} must be one of {UNITS} or None, got {getattr(self, name)!r}")
         check_at_least(self, 1, "max_concurrency")
-        check_at_least(self, 0, "temperature")
+        check_at_least(self, 0, "temperature", "max_retries")
+        if not self.timeout > 0:  # also NaN
+            raise ValueError(f"timeout must be > 0 seconds, got {self.timeout}")
+        for name in ("source_lang", "target_lang"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+                raise ValueError(f"{name} must be a language code or name, got {getattr(self, name)!r}")
+        if self.api_key is not None and not isinstance(self.api_key, Secret):
+            self.api_key = Secret(self.api_key)
 
     @property
     def resolved_source_unit(self) -> Unit:
@@ -219,9 +237,11 @@ class LLMAligner:
             from trl_seqpo.errors import MissingDependencyError
 
             raise MissingDependencyError("the LLM aligner needs the openai package: pip install openai") from exc
+        cfg = self.config
+        base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL")
         self._client = openai.OpenAI(
-            base_url=self.config.base_url or os.environ.get("OPENAI_BASE_URL"),
-            api_key=self.config.api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY",
+            base_url=base_url,
+            api_key=resolve_api_key(cfg.api_key, cfg.api_key_env, cfg.api_key_file, base_url, what="the aligner key"),
             timeout=self.config.timeout,
             max_retries=self.config.max_retries,
         )
@@ -373,5 +393,5 @@ class LLMAligner:
         )
 
     def __repr__(self) -> str:
-        settings = {k: v for k, v in asdict(self.config).items() if k != "api_key"}
+        settings = {k: mask_credentials(v) for k, v in asdict(self.config).items() if k != "api_key"}
         return f"LLMAligner({settings})"

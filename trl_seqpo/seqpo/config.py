@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
 
 from trl import GRPOConfig
 
 from trl_seqpo.errors import check_at_least
 from trl_seqpo.rewards.fusion import DEFAULT_LATENCY_FLOOR, TRUNCATION_MODES
+from trl_seqpo.secret import hide_secrets, reveal
+
+if TYPE_CHECKING:  # pragma: no cover
+    from trl_seqpo.rollout.simultaneous import SimultaneousRolloutConfig
 
 
 @dataclass
@@ -43,6 +48,9 @@ class SeqPOConfig(GRPOConfig):
             the tokenizer's EOS, or `"<|endoftext|>"` when the EOS is the step-end token, as for Qwen2.5-Instruct).
         source_column / reference_column (`str`, *optional*, defaults to `"source"` / `"reference"`):
             Dataset columns holding the source sentence and its reference translation.
+        alignment_column (`str` or `None`, *optional*, defaults to `"alignment"`):
+            Optional dataset column with a reference alignment, `(source_index, target_index)` pairs over source units
+            and latency units; where a row has one, the eager latency floor follows it. `None`: never read.
 
         > Fused reward (Sec. 2.3, Eq. 2)
 
@@ -58,9 +66,10 @@ class SeqPOConfig(GRPOConfig):
             `lambda` in `r = lambda * q - L`.
         latency_truncation (`str`, *optional*, defaults to `"eager"`):
             `"eager"`: each trajectory's raw latency floored, before group normalisation, at the AL of the
-            proportional eager schedule for its source and reference (as early as a policy can write without
-            writing what it has not read, `trl_seqpo.simt.policies.eager_delays`; Sec. 4.4: latency bought below
-            that comes from guessed or junk output, honest differences above it are kept); `"floor"`: floored at
+            honest eager schedule for its source and reference (as early as a policy can write without writing what
+            it has not read: `trl_seqpo.simt.policies.aligned_delays` where the row has a reference alignment, else
+            the proportional `eager_delays`; Sec. 4.4: latency bought below that comes from guessed or junk output,
+            honest differences above it are kept); `"floor"`: floored at
             `latency_floor` instead; `"clamp_then_normalize"`: floored at `chunk_size` (erases honest differences
             below m); `"paper"`: the literal `max(m, normalised L)`; `"none"`: no truncation. See
             `docs/rewards.md`.
@@ -73,7 +82,14 @@ class SeqPOConfig(GRPOConfig):
     > - `beta`: `0.02` (the paper's En->Zh value; use `0.1` for Zh->En) instead of `0.0`.
     > - `temperature`: `1.0` (Table 6).
     > - `max_completion_length`: `None`: the rollout bounds length through the per-step budget.
-    > - `multi_objective_aggregation` is left to TRL; SeqPO passes one fused reward function.
+    > - `scale_rewards`: `"none"` instead of `"group"`. The fused reward is already z-normalised per group (Eq. 2),
+    >   so GRPO's advantage is the fused reward itself (its group mean is 0); dividing by the group's std again
+    >   would cancel `fusion_lambda` (`"group"` is refused; `"batch"`, one positive factor per batch, is allowed).
+    > - `per_device_train_batch_size` / `per_device_eval_batch_size`: `None` instead of `8`, which means
+    >   `num_generations` (`num_generations_eval` for evaluation): each device takes the B trajectories of one
+    >   source per micro-batch, so any `num_generations` works with the default batch settings.
+    > - `multi_objective_aggregation`: only `"sum_then_normalize"`; SeqPO passes one fused reward function, and
+    >   `"normalize_then_sum"` would z-normalise it again per group.
 
     > [!NOTE]
     > Sampling is on-policy in both backends: `repetition_penalty`, `min_p`, `top_p`, `top_k` and
@@ -97,6 +113,21 @@ class SeqPOConfig(GRPOConfig):
     max_completion_length: int | None = field(
         default=None,
         metadata={"help": "Unused by SeqPO: steps are bounded by max_new_tokens_per_step and max_steps_after_source."},
+    )
+    scale_rewards: str = field(
+        default="none",
+        metadata={
+            "help": "'none' (default: the advantage is Eq. 2's fused reward, already z-normalised per group) or "
+            "'batch'; 'group' would divide each group by its std again and cancel fusion_lambda."
+        },
+    )
+    per_device_train_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Trajectories per device per micro-batch; None: num_generations (one source's group)."},
+    )
+    per_device_eval_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Trajectories per device per eval batch; None: num_generations_eval or num_generations."},
     )
 
     # Simultaneous environment
@@ -128,6 +159,10 @@ class SeqPOConfig(GRPOConfig):
     reference_column: str = field(
         default="reference", metadata={"help": "Dataset column with the reference translation."}
     )
+    alignment_column: str | None = field(
+        default="alignment",
+        metadata={"help": "Dataset column with a reference word alignment (eager floor); None: not read."},
+    )
 
     # Fused reward
     quality_reward: str = field(
@@ -157,7 +192,11 @@ class SeqPOConfig(GRPOConfig):
     _VALID_DICT_FIELDS = GRPOConfig._VALID_DICT_FIELDS + ["quality_reward_kwargs"]
 
     def __post_init__(self) -> None:
+        _check_values(self)  # before TRL's own checks, which divide by num_generations
+        _derive_batch_sizes(self)
         super().__post_init__()
+        self.quality_reward_kwargs = hide_secrets(self.quality_reward_kwargs)
+        _check_reward_scaling(self)
         if self.chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1 source unit, got {self.chunk_size}")
         if self.prompt_format not in ("chat", "paper"):
@@ -188,6 +227,21 @@ class SeqPOConfig(GRPOConfig):
             )
         check_at_least(self, 0, "max_steps_after_source")
 
+    def rollout_config(self) -> SimultaneousRolloutConfig:
+        """The settings of the rollout, the one object `SeqPOTrainer` hands it.
+
+        Every field of `SimultaneousRolloutConfig` is read from the same-named field of this config (the target
+        delays' unit is `latency_unit` here, `target_unit` there), so a rollout setting is declared once on each
+        side and never copied by hand; a rollout field without a counterpart here fails at the first call.
+        """
+        from trl_seqpo.rollout.simultaneous import SimultaneousRolloutConfig
+
+        values = {
+            f.name: getattr(self, _ROLLOUT_FIELD_NAMES.get(f.name, f.name)) for f in fields(SimultaneousRolloutConfig)
+        }
+        values["top_k"] = values["top_k"] or 0  # GRPOConfig's None means no top-k, as the rollout's 0
+        return SimultaneousRolloutConfig(**values)
+
     def to_dict(self) -> dict:
         """TRL's config dump (what logging integrations record), with secrets in `quality_reward_kwargs` redacted.
 
@@ -202,15 +256,58 @@ class SeqPOConfig(GRPOConfig):
             data["quality_reward_kwargs"] = {
                 key: "<redacted>"
                 if _SECRET_KEY.search(key) and value is not None
-                else redact_url(value)
-                if isinstance(value, str) and "://" in value
+                else redact_url(reveal(value))
+                if isinstance(reveal(value), str) and "://" in reveal(value)
                 else value
                 for key, value in kwargs.items()
             }
         return data
 
 
+def _derive_batch_sizes(config: SeqPOConfig) -> None:
+    """Unset per-device batch sizes default to one group of trajectories (`num_generations`, eval: `_eval`).
+
+    TRL's fixed default of 8 only divides into groups of 1, 2, 4 or 8; a group of B = 5 (the paper's) would be refused.
+    """
+    group = config.num_generations or 8
+    if config.per_device_train_batch_size is None:
+        config.per_device_train_batch_size = group
+    if config.per_device_eval_batch_size is None:
+        config.per_device_eval_batch_size = config.num_generations_eval or group
+
+
+def _check_reward_scaling(config: SeqPOConfig) -> None:
+    """Refuse advantage normalisations that would undo Eq. 2's weighting of quality against latency."""
+    if config.scale_rewards == "group":
+        raise ValueError(
+            "SeqPOConfig does not support scale_rewards='group' (or True): the fused reward lambda * z(q) - z(L) is "
+            "already normalised per group (Eq. 2), and dividing it by its group std again cancels fusion_lambda (a "
+            "group where only quality varies and one where only latency varies get the same advantages). Use "
+            "scale_rewards='none' (the default: the advantage is the fused reward) or 'batch'."
+        )
+    if config.multi_objective_aggregation != "sum_then_normalize":
+        raise ValueError(
+            f"SeqPOConfig does not support multi_objective_aggregation={config.multi_objective_aggregation!r}: SeqPO "
+            "passes one fused reward, already normalised per group (Eq. 2); 'normalize_then_sum' would normalise it "
+            "again and cancel fusion_lambda. Leave multi_objective_aggregation='sum_then_normalize'."
+        )
+
+
+#: `SimultaneousRolloutConfig` fields spelt differently in `SeqPOConfig` (SimulEval's "latency unit")
+_ROLLOUT_FIELD_NAMES = {"target_unit": "latency_unit"}
 _SECRET_KEY = re.compile(r"(api_?key|token|secret|password|credential)", re.IGNORECASE)
+
+
+def _check_values(config: SeqPOConfig) -> None:
+    """Refuse out-of-range values at construction, naming the field."""
+    if not config.beta >= 0:  # also NaN
+        raise ValueError(f"beta must be >= 0 (the KL weight; 0 disables the KL term), got {config.beta}")
+    if config.num_generations is not None and config.num_generations < 1:
+        raise ValueError(f"num_generations must be >= 1 (trajectories per source, B), got {config.num_generations}")
+    for name in ("src_lang", "tgt_lang", "source_column", "reference_column"):
+        value = getattr(config, name)
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{name} must be a non-empty string, got {value!r}")
 
 
 def _check_on_policy_sampling(config: SeqPOConfig) -> None:

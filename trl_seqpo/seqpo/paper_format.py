@@ -9,8 +9,12 @@ log-probs of `y_t` are computed from the sequence `P_t y_t` alone, by `SeqPOTrai
 (TRL's hook for the policy, old-policy and reference log-probs), which calls `step_logps_and_entropies` here. Every
 `y_t` token then carries its trajectory's advantage, and the KL is taken over policy tokens only (Eq. 3).
 
-`PaperRows` remembers the step boundaries of the rows of the latest rollouts, keyed by the row's tokens (the hook
-only sees token ids).
+`PaperRows` remembers the step boundaries of the rows of the latest training rollout and of the latest evaluation
+rollout, keyed by the row's tokens (the hook only sees token ids). The training rows stay until the next training
+rollout, so every GRPO option that reuses a generation batch finds them: `num_iterations > 1`, `steps_per_generation`
+above gradient accumulation, and evaluations (of any number of batches) run between the optimizer steps of one
+generation batch. A row whose completion TRL masked out of attention (`mask_truncated_completions=True` on a
+trajectory cut by the step budget) is not in the loss; the hook gives it zero log-probs without looking it up.
 """
 
 from __future__ import annotations
@@ -62,27 +66,30 @@ def pack_trajectory(trajectory: Trajectory) -> PackedRow:
 
 
 class PaperRows:
-    """Step boundaries of packed rows, looked up by the row's token ids (two generations of rollouts are kept)."""
+    """Step boundaries of packed rows, looked up by the row's token ids.
+
+    One store per mode (`"train"`, `"eval"`): a rollout replaces only its own mode's rows, so an evaluation between
+    the optimizer steps of one training generation batch leaves that batch's rows in place.
+    """
 
     def __init__(self) -> None:
-        self._current: dict[tuple[int, ...], list[Segment]] = {}
-        self._previous: dict[tuple[int, ...], list[Segment]] = {}
+        self._rows: dict[str, dict[tuple[int, ...], list[Segment]]] = {}
 
-    def new_rollout(self) -> None:
-        self._previous, self._current = self._current, {}
+    def new_rollout(self, mode: str = "train") -> None:
+        self._rows[mode] = {}
 
-    def add(self, row: PackedRow) -> None:
-        self._current[tuple(row.prompt_ids + row.completion_ids)] = row.segments
+    def add(self, row: PackedRow, mode: str = "train") -> None:
+        self._rows.setdefault(mode, {})[tuple(row.prompt_ids + row.completion_ids)] = row.segments
 
     def segments(self, ids: list[int]) -> list[Segment]:
         key = tuple(ids)
-        found = self._current.get(key, self._previous.get(key))
-        if found is None:
-            raise ValueError(
-                "A paper-format row reached the log-prob hook without a record of its steps; paper-format rows must "
-                "come from SeqPOTrainer's own rollout"
-            )
-        return found
+        for rows in self._rows.values():
+            if key in rows:
+                return rows[key]
+        raise ValueError(
+            "A paper-format row reached the log-prob hook without a record of its steps; paper-format rows must "
+            "come from SeqPOTrainer's own rollout"
+        )
 
 
 def step_logps_and_entropies(
@@ -100,18 +107,28 @@ def step_logps_and_entropies(
 
     Same contract as TRL's `GRPOTrainer._get_per_token_logps_and_entropies`: `[B, logits_to_keep]` tensors aligned
     with the completion tokens; the model is called with `fused_lm_head=True`, so the temperature TRL attached to
-    the head applies exactly as for the chat format. Environment positions (`P_2 ... P_T`) get 0.
+    the head applies exactly as for the chat format. Environment positions (`P_2 ... P_T`) get 0, and so do rows
+    whose completion is masked out of attention.
     """
     width = input_ids.size(1)
     offset = width - logits_to_keep
     sequences: list[torch.Tensor] = []
     targets: list[tuple[int, torch.Tensor, int]] = []  # (row, completion columns, output start in the sequence)
     for row in range(input_ids.size(0)):
+        if not attention_mask[row, offset:].any():
+            continue  # completion masked out by TRL (mask_truncated_completions): not in the loss
         columns = attention_mask[row].nonzero().squeeze(-1)
         ids = input_ids[row, columns]
         for start, out_start, out_end in rows.segments(ids.tolist()):
             sequences.append(ids[start:out_end])
             targets.append((row, columns[out_start:out_end] - offset, out_start - start))
+    placeholder = not sequences
+    if placeholder:
+        # every completion masked: still run the model once (on the first prompt), so that the loss keeps a graph
+        # and every process takes part in the same forward/backward collectives (DDP, ZeRO-3)
+        prompt = input_ids[0, :offset][attention_mask[0, :offset].bool()]
+        sequences.append(prompt)
+        targets.append((0, prompt.new_zeros(0), min(1, len(prompt))))
     logps = torch.zeros(input_ids.size(0), logits_to_keep, device=input_ids.device)
     entropies = torch.zeros_like(logps) if compute_entropy else None
     aux_losses = []
@@ -134,6 +151,8 @@ def step_logps_and_entropies(
         for k, sequence in enumerate(batch):
             # `log_probs[:, i]` scores token `i + 1` (the fused head shifts the labels)
             row, columns, out_start = targets[first + k]
+            if not len(columns):
+                continue
             logps = logps.index_put(
                 (torch.full_like(columns, row), columns),
                 outputs.log_probs[k, out_start - 1 : len(sequence) - 1].float(),
@@ -143,6 +162,8 @@ def step_logps_and_entropies(
                     (torch.full_like(columns, row), columns),
                     outputs.entropy[k, out_start - 1 : len(sequence) - 1].float(),
                 )
+        if placeholder:
+            logps = logps + 0.0 * outputs.log_probs.float().sum()
         if compute_aux_loss:
             aux_losses.append(outputs.aux_loss)
     aux_loss = torch.stack(aux_losses).mean() if compute_aux_loss else None

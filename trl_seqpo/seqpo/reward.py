@@ -4,11 +4,18 @@
 `num_generations` trajectories may span processes), truncates and z-normalises them within each group with
 `trl_seqpo.rewards.fusion.fuse_rewards`, and returns this process's slice.
 
-Columns. TRL passes the dataset columns by their own names; the configured `source_column`/`reference_column` are
-also handed to the quality and latency rewards as `source`/`reference` (the names every built-in reward reads), and
-`reference_length` is computed from the reference with `trl_seqpo.simt.latency.reference_length`, the one rule the
-logs and the evaluation use, so `latency_use_reference_length=True` and `latency_reward="laal"` score what
-`simt/average_lagging` and `simt/laal` report.
+Columns. TRL passes the dataset columns by their own names, except `prompt`; the configured
+`source_column`/`reference_column` are also handed to the quality and latency rewards as `source`/`reference` (the
+names every built-in reward reads; with `source_column="prompt"` the source is read from TRL's `prompts` argument),
+`target_lang` is the config's `tgt_lang` (BLEU picks its tokenizer from it) unless the dataset or the quality reward
+sets one, and `reference_length` is computed from the reference with `trl_seqpo.simt.latency.reference_length`, the
+one rule the logs and the evaluation use, so `latency_use_reference_length=True` and `latency_reward="laal"` score
+what `simt/average_lagging` and `simt/laal` report.
+
+Missing scores. A row a reward cannot score gets `None` and no advantage. A step on which the quality or the latency
+reward scores no row at all (every row `None`, or the reward raised) is a setup mistake, not noise: training on it
+would be a zero-advantage step, so `FusedSimultaneousReward` raises a `ValueError` naming the reward and the inputs
+it lacked (`source`, `reference`, `translation`, ...).
 """
 
 from __future__ import annotations
@@ -22,10 +29,11 @@ from accelerate.utils import gather_object
 
 from trl_seqpo.rewards.fusion import fuse_rewards
 from trl_seqpo.rewards.registry import get_reward
+from trl_seqpo.secret import reveal
 from trl_seqpo.seqpo.config import SeqPOConfig
 from trl_seqpo.simt.chunking import count_units, default_unit
 from trl_seqpo.simt.latency import average_lagging, reference_length, sentence_latency
-from trl_seqpo.simt.policies import eager_delays
+from trl_seqpo.simt.policies import aligned_delays, eager_delays
 
 if TYPE_CHECKING:  # pragma: no cover
     from trl import GRPOTrainer
@@ -38,8 +46,9 @@ logger = logging.getLogger(__name__)
 class FusedSimultaneousReward:
     """The fused SeqPO reward `r = lambda * q - L` (Eq. 2) as one TRL reward function.
 
-    A trajectory whose quality or latency could not be scored gets `None` (TRL then gives it no advantage); a
-    failing reward never stops training. It logs `simt/quality`, `simt/average_lagging`, `simt/laal` and
+    A trajectory whose quality or latency could not be scored gets `None` (TRL then gives it no advantage); a step
+    where a reward scores no trajectory at all raises a `ValueError` naming the reward and its missing inputs. It
+    logs `simt/quality`, `simt/average_lagging`, `simt/laal` and
     `simt/fused_reward`.
 
     Args:
@@ -57,11 +66,14 @@ class FusedSimultaneousReward:
         self.trainer: GRPOTrainer | None = None
 
     def __call__(self, prompts: list, completions: list, **kwargs: Any) -> list[float | None]:
-        columns = self.reward_columns(kwargs, len(prompts))
-        quality = _safe_scores(self.quality, prompts, completions, columns)
-        latency = _safe_scores(self.latency, prompts, completions, columns)
+        columns = self.reward_columns(kwargs, len(prompts), prompts)
+        quality, quality_error = _safe_scores(self.quality, prompts, completions, columns)
+        latency, latency_error = _safe_scores(self.latency, prompts, completions, columns)
         all_quality = gather_object(quality)
         all_latency = gather_object(latency)
+        # on the gathered scores, so that every process raises together
+        _require_some_scores("quality", self.quality, all_quality, columns, quality_error, self.args)
+        _require_some_scores("latency", self.latency, all_latency, columns, latency_error, self.args)
         floor = self.args.latency_floor
         if self.args.latency_truncation == "eager":
             floor = np.array(gather_object(self.eager_floors(columns, len(prompts))), dtype=float)
@@ -79,12 +91,23 @@ class FusedSimultaneousReward:
         self._log(all_quality, columns, fused)
         return [None if not np.isfinite(value) else float(value) for value in local]
 
-    def reward_columns(self, kwargs: dict[str, Any], num_rows: int) -> dict[str, Any]:
-        """TRL's reward kwargs plus `source`/`reference` from the configured columns and `reference_length`."""
+    def reward_columns(self, kwargs: dict[str, Any], num_rows: int, prompts: list | None = None) -> dict[str, Any]:
+        """TRL's reward kwargs plus `source`/`reference` from the configured columns, `target_lang` and
+        `reference_length`.
+
+        Args:
+            kwargs: The columns TRL passed (never `prompt`: TRL hands it over as `prompts`).
+            num_rows: Rows of the batch.
+            prompts: TRL's `prompts`; the source when `source_column="prompt"`.
+        """
         columns = dict(kwargs)
         for name, configured in (("source", self.args.source_column), ("reference", self.args.reference_column)):
             if configured in kwargs:
                 columns[name] = kwargs[configured]
+        if self.args.source_column == "prompt" and prompts is not None:
+            columns["source"] = [prompt_text(prompt) for prompt in prompts]
+        if "target_lang" not in columns and getattr(self.quality, "target_lang", None) is None:
+            columns["target_lang"] = [self.args.tgt_lang] * num_rows
         references = columns.get("reference") or [None] * num_rows
         unit = self.args.latency_unit or default_unit(self.args.tgt_lang)
         columns["reference_length"] = [
@@ -93,20 +116,35 @@ class FusedSimultaneousReward:
         return columns
 
     def eager_floors(self, columns: dict[str, Any], num_rows: int) -> list[float]:
-        """Per-row floors of `latency_truncation="eager"`: the AL of `eager_delays` for the row's source and reference.
+        """Per-row floors of `latency_truncation="eager"`: the AL of the row's honest eager schedule.
 
-        A row without a reference (or an empty source) gets NaN: no floor.
+        With a reference alignment (the `alignment_column`, `(source_index, target_index)` pairs over source units and
+        latency units), the schedule follows it (`aligned_delays`); otherwise it is the proportional `eager_delays`
+        for the row's source and reference lengths. A row without a reference (or an empty source) gets NaN: no floor.
         """
         lengths = columns.get("source_length")
         if lengths is None:  # called outside the trainer's rollout: count the source as the rollout does
             unit = self.args.source_unit or default_unit(self.args.src_lang)
             lengths = [count_units(s, unit) if isinstance(s, str) else None for s in columns.get("source") or []]
+        alignments = columns.get(self.args.alignment_column) if self.args.alignment_column else None
+        alignments = list(alignments) if alignments is not None else [None] * num_rows
         floors = []
-        for length, ref_len in zip(list(lengths)[:num_rows], columns["reference_length"][:num_rows]):
+        for length, ref_len, alignment in zip(
+            list(lengths)[:num_rows], columns["reference_length"][:num_rows], alignments
+        ):
             if not length or not ref_len:
                 floors.append(float("nan"))
                 continue
-            delays = eager_delays(int(length), int(ref_len), self.args.chunk_size)
+            if alignment:
+                try:
+                    delays = aligned_delays(alignment, int(length), int(ref_len), self.args.chunk_size)
+                except (ValueError, TypeError, IndexError) as error:
+                    raise ValueError(
+                        f"column {self.args.alignment_column!r} (SeqPOConfig.alignment_column) must hold "
+                        f"(source_index, target_index) pairs over source units and latency units: {error}"
+                    ) from error
+            else:
+                delays = eager_delays(int(length), int(ref_len), self.args.chunk_size)
             floors.append(average_lagging(delays, length, ref_len))
         return floors + [float("nan")] * (num_rows - len(floors))
 
@@ -139,27 +177,69 @@ class FusedSimultaneousReward:
             log_metric("simt/fused_reward", float(finite.mean()))
 
 
-def _safe_scores(reward: Callable, prompts: list, completions: list, kwargs: dict) -> list[float | None]:
-    """Call a reward; an exception or a wrong-length answer makes every row unscored instead of crashing training."""
+def _safe_scores(
+    reward: Callable, prompts: list, completions: list, kwargs: dict
+) -> tuple[list[float | None], str | None]:
+    """Call a reward; an exception or a wrong-length answer makes every row unscored (the second value says why)."""
+    name = getattr(reward, "__name__", reward)
     try:
         scores = list(reward(prompts=prompts, completions=completions, **kwargs))
-    except Exception as exc:  # noqa: BLE001 - a failing reward must never stop training
-        logger.warning("reward %s failed: %s", getattr(reward, "__name__", reward), exc)
-        return [None] * len(prompts)
+    except Exception as exc:  # noqa: BLE001 - reported by _require_some_scores on the gathered batch
+        logger.warning("reward %s failed: %s", name, exc)
+        return [None] * len(prompts), f"it raised {type(exc).__name__}: {exc}"
     if len(scores) != len(prompts):
         logger.warning(
-            "reward %s returned %d values for %d rows; ignoring it for this batch",
-            getattr(reward, "__name__", reward),
-            len(scores),
-            len(prompts),
+            "reward %s returned %d values for %d rows; ignoring it for this batch", name, len(scores), len(prompts)
         )
-        return [None] * len(prompts)
-    return [None if s is None or not np.isfinite(float(s)) else float(s) for s in scores]
+        return [None] * len(prompts), f"it returned {len(scores)} values for {len(prompts)} rows"
+    return [None if s is None or not np.isfinite(float(s)) else float(s) for s in scores], None
+
+
+#: the inputs the built-in rewards read, and where each comes from
+_REWARD_INPUTS = {
+    "source": "SeqPOConfig.source_column",
+    "reference": "SeqPOConfig.reference_column",
+    "translation": "the rollout",
+    "delays": "the rollout",
+    "source_length": "the rollout",
+}
+
+
+def _require_some_scores(
+    role: str, reward: Callable, scores: list, columns: dict[str, Any], error: str | None, args: SeqPOConfig
+) -> None:
+    """Raise when a reward scored no row of the (gathered) batch, naming the reward and the inputs it lacked."""
+    if any(score is not None for score in scores) or not scores:
+        return
+    lacking = []
+    for name, origin in _REWARD_INPUTS.items():
+        values = columns.get(name)
+        if values is None:
+            lacking.append(f"'{name}' (absent; from {origin})")
+        elif all(value is None for value in values):
+            lacking.append(f"'{name}' (None in every row; from {origin})")
+    name = getattr(reward, "__name__", repr(reward))
+    raise ValueError(
+        f"The {role} reward '{name}' scored none of the {len(scores)} trajectories of this step"
+        + (f" ({error})" if error else "")
+        + (f"; missing inputs: {', '.join(lacking)}" if lacking else "; every input it may read was present")
+        + f". Training on it would give every trajectory a zero advantage. Check source_column={args.source_column!r}"
+        f" and reference_column={args.reference_column!r} against the dataset, and the reward's own settings."
+    )
+
+
+def prompt_text(prompt: Any) -> str:
+    """The source sentence of a SeqPO prompt: the string itself, or the last message's content."""
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict):
+        return str(prompt[-1].get("content", ""))
+    raise ValueError(f"SeqPOTrainer expects the prompt to be the source sentence, got {type(prompt).__name__}")
 
 
 def resolve_rewards(reward_funcs: RewardFunc | Sequence[RewardFunc] | None, args: SeqPOConfig) -> tuple:
     """The (quality, latency) reward pair of `SeqPOTrainer` from `reward_funcs` and the config."""
-    quality_kwargs = dict(args.quality_reward_kwargs or {})
+    quality_kwargs = {name: reveal(value) for name, value in (args.quality_reward_kwargs or {}).items()}
     if reward_funcs is None:
         funcs: list[RewardFunc] = [args.quality_reward]
     elif isinstance(reward_funcs, str) or callable(reward_funcs):

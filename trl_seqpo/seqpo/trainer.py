@@ -19,10 +19,10 @@ from trl.models.utils import unwrap_model_for_generation
 from trl_seqpo import model_card
 from trl_seqpo.model_card import seqpo_quick_start
 from trl_seqpo.rollout.hf import HFGenerationBackend
-from trl_seqpo.rollout.simultaneous import SimultaneousRollout, SimultaneousRolloutConfig, Trajectory
+from trl_seqpo.rollout.simultaneous import SimultaneousRollout, Trajectory
 from trl_seqpo.seqpo.config import SeqPOConfig
 from trl_seqpo.seqpo.paper_format import PackedRow, PaperRows, pack_trajectory, step_logps_and_entropies
-from trl_seqpo.seqpo.reward import FusedSimultaneousReward, RewardFunc, resolve_rewards
+from trl_seqpo.seqpo.reward import FusedSimultaneousReward, RewardFunc, prompt_text, resolve_rewards
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +92,10 @@ class SeqPOTrainer(GRPOTrainer):
             args = SeqPOConfig(f"{str(name).split('/')[-1]}-SeqPO")
         if not isinstance(args, SeqPOConfig):
             raise TypeError(f"args must be a SeqPOConfig, got {type(args).__name__}")
+        if args.use_vllm:
+            from trl_seqpo.rollout.vllm import check_model_for_vllm
+
+            check_model_for_vllm(model)
         quality, latency = resolve_rewards(reward_funcs, args)
         self.fused_reward = FusedSimultaneousReward(quality, latency, args)
         super().__init__(
@@ -108,22 +112,11 @@ class SeqPOTrainer(GRPOTrainer):
             rollout_func=self._simultaneous_rollout,
         )
         self.fused_reward.trainer = self
-        self.rollout_config = SimultaneousRolloutConfig(
-            chunk_size=args.chunk_size,
-            src_lang=args.src_lang,
-            tgt_lang=args.tgt_lang,
-            source_unit=args.source_unit,
-            target_unit=args.latency_unit,
-            prompt_format=args.prompt_format,
-            max_new_tokens_per_step=args.max_new_tokens_per_step,
-            max_steps_after_source=args.max_steps_after_source,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            top_k=args.top_k or 0,
-            system_prompt=args.system_prompt,
-            step_end_token=args.step_end_token,
-            end_of_translation_token=args.end_of_translation_token,
-        )
+        if self.use_vllm:
+            from trl_seqpo.rollout.vllm import prepare_colocated_weight_sync
+
+            prepare_colocated_weight_sync(self.vllm_generation)
+        self.rollout_config = args.rollout_config()
         # TRL counts a completion as truncated (`completions/clipped_ratio`, `mask_truncated_completions`) unless it
         # ends in one of `eos_token_ids`; a base checkpoint lists only its EOS there, not the step-end token.
         stop_ids = SimultaneousRollout(None, self.processing_class, self.rollout_config).stop_token_ids
@@ -146,7 +139,7 @@ class SeqPOTrainer(GRPOTrainer):
     # ------------------------------------------------------------------ rollout_func hook
     def _simultaneous_rollout(self, prompts: list[Any], trainer: GRPOTrainer) -> dict[str, list]:
         """``rollout_func`` of GRPO: one trajectory per incoming prompt (TRL already repeats each source B times)."""
-        sources = [_prompt_to_source(prompt) for prompt in prompts]
+        sources = [prompt_text(prompt) for prompt in prompts]
         tokenizer = self.processing_class
         if self.use_vllm:
             from trl_seqpo.rollout.vllm import VLLMGenerationBackend
@@ -190,8 +183,9 @@ class SeqPOTrainer(GRPOTrainer):
     def _rows(self, trajectories: list[Trajectory]) -> list[PackedRow]:
         """One GRPO row per trajectory: the chat sequence, or the paper format's steps packed (`paper_format`)."""
         paper = self.args.prompt_format == "paper"
+        mode = "train" if self.model.training else "eval"
         if paper:
-            self._paper_rows.new_rollout()
+            self._paper_rows.new_rollout(mode)
         rows = []
         for trajectory in trajectories:
             if paper:
@@ -210,7 +204,7 @@ class SeqPOTrainer(GRPOTrainer):
                 row.logprobs.append(0.0)
                 row.env_mask.append(0)
             if paper:
-                self._paper_rows.add(row)
+                self._paper_rows.add(row, mode)
             rows.append(row)
         return rows
 
@@ -283,6 +277,8 @@ def _with_prompt_column(dataset: Dataset | IterableDataset | None, args: SeqPOCo
             )
         if isinstance(dataset, Dataset) and len(dataset) == 0:
             raise ValueError(f"{name} is empty: SeqPO needs at least one (source, reference) row")
+        if isinstance(dataset, Dataset):
+            _check_rows(dataset, args, name)
     if columns is not None and "prompt" in columns and args.source_column != "prompt":
         logger.warning(
             "%s has a 'prompt' column but source_column=%r: SeqPO translates %r and replaces 'prompt' with it",
@@ -304,9 +300,15 @@ def _budget_cut_marker(tokenizer: Any, end_ids: list[int]) -> int:
     raise ValueError("The tokenizer has no token besides its end and padding tokens")
 
 
-def _prompt_to_source(prompt: Any) -> str:
-    if isinstance(prompt, str):
-        return prompt
-    if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict):
-        return str(prompt[-1].get("content", ""))
-    raise ValueError(f"SeqPOTrainer expects the prompt to be the source sentence, got {type(prompt).__name__}")
+def _check_rows(dataset: Dataset, args: SeqPOConfig, name: str) -> None:
+    """Refuse, before the first step, a row with an empty source or a missing reference, naming the row (0-based).
+
+    An empty source has no chunk to read (T = 0, Alg. 1); a missing reference leaves the quality reward nothing to
+    score against, so the run would train to the end on a zero reward.
+    """
+    for column, what in ((args.source_column, "source"), (args.reference_column, "reference")):
+        for row, value in enumerate(dataset[column]):
+            if value is None:
+                raise ValueError(f"{name} row {row}: the {what} ({column!r}) is missing (None)")
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{name} row {row}: the {what} ({column!r}) must be non-empty text, got {value!r}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -257,4 +257,48 @@ def eager_delays(source_length: int, target_length: int, chunk_size: int) -> lis
     for i in range(1, target_length + 1):
         due = -(-i * source_length // target_length)  # ceil without floats
         delays.append(min(source_length, chunk_size * -(-due // chunk_size)))
+    return delays
+
+
+def aligned_delays(
+    alignment: Sequence[Sequence[int]], source_length: int, target_length: int, chunk_size: int
+) -> list[int]:
+    """Delays of the *aligned eager* schedule: each target unit written once the source it translates was read.
+
+    Target unit ``j`` needs ``1 + max`` of the source indices aligned to units ``0..j`` (a prefix is writable when
+    its most demanding unit is; an unaligned unit needs what the one before it needs), and is written when the chunk
+    holding that source unit arrives: delay ``min(n, chunk_size * ceil(need / chunk_size))``, at least the first
+    chunk. The same rule as `trl_seqpo.seqpo.sft_data.gold_step_outputs` with no extra wait. Unlike
+    `eager_delays` it follows the pair's own word order: a sentence whose first chunk carries more than its share of
+    the target gets an earlier schedule, a reordered one a later one.
+
+    Args:
+        alignment: ``(source_index, target_index)`` pairs over source and target units (0-based).
+        source_length: ``n``, source units (> 0).
+        target_length: Target units (the reference length; > 0).
+        chunk_size: Source units per chunk (the paper's ``m``).
+
+    Returns:
+        ``target_length`` non-decreasing delays.
+
+    Examples:
+        >>> aligned_delays([(0, 0), (2, 1), (1, 2), (3, 3)], 4, 4, 2)
+        [2, 4, 4, 4]
+    """
+    _check_chunk_size(chunk_size)
+    if not (source_length > 0 and target_length > 0):
+        raise ValueError(f"source_length and target_length must be positive, got {source_length}, {target_length}")
+    needs = [0] * target_length
+    for pair in alignment:
+        src, tgt = int(pair[0]), int(pair[1])
+        if not (0 <= src < source_length and 0 <= tgt < target_length):
+            raise ValueError(
+                f"alignment pair {(src, tgt)} out of range for {source_length} source and {target_length} target units"
+            )
+        needs[tgt] = max(needs[tgt], src + 1)
+    delays, running = [], 0
+    for need in needs:
+        running = max(running, need)
+        chunks = max(1, -(-running // chunk_size))
+        delays.append(min(source_length, chunk_size * chunks))
     return delays

@@ -10,8 +10,9 @@ with the numbered translations, one per line::
 
 ALPO's segment-wise sampling (Alg. 1) asks for line ``i`` given the chosen translations of lines ``< i``; that
 prompt is ``render_line_prompt(doc, prefix, ...)``, which is exactly ``render_document_prompt(doc, ...) +
-render_numbered_lines(prefix) + line_marker(i + 1)``, a prefix of the full SFT sequence, so the SFT model's format and
-the line-level prompts agree token for token.
+render_numbered_lines(prefix)``: it ends at the newline after line ``i - 1`` and the model writes ``"i."`` itself, so
+it is a prefix of the full SFT sequence on a token boundary and the SFT format and the line-level prompts agree token
+for token (`trl_seqpo.rollout.linewise` encodes it).
 """
 
 from __future__ import annotations
@@ -158,10 +159,9 @@ def make_documents(
 def line_marker(number: int) -> str:
     """The text that opens line ``number`` in prompts and answers: ``"12."``, as ALPO App. F.1 writes it.
 
-    Every numbered line is rendered through this function, so the format is defined in one place. There is no
-    space after the dot on purpose: a line prompt ends with this marker, and byte-level BPE tokenizers glue a
-    trailing space to the next word (``" text"``), so a prompt ending in ``"12. "`` would not be a token prefix of
-    the trained sequence ``"12. text"``; ``"12."`` + ``"text"`` tokenizes the same alone and joined.
+    Every numbered line is rendered through this function, so the format is defined in one place. A line prompt
+    ends at the newline before the marker (the model writes it), because no marker form is a token boundary for
+    every byte-level pre-tokenizer (Qwen2's glues ``"."`` to a following ``"."`` or quote).
 
     Args:
         number: 1-based line number.
@@ -232,8 +232,8 @@ def render_line_prompt(document: Document, prefix: Sequence[str], src_lang: str,
         tgt_lang: Target language code or name.
 
     Returns:
-        ``render_document_prompt(document) + render_numbered_lines(prefix) + line_marker(i)``; the model then
-        writes line ``i`` followed by ``"\\n"``.
+        ``render_document_prompt(document) + render_numbered_lines(prefix)``, ending at a newline; the model then
+        writes ``"i."``, line ``i`` and ``"\\n"``.
 
     Raises:
         ValueError: ``prefix`` already covers every line of the document.
@@ -241,7 +241,7 @@ def render_line_prompt(document: Document, prefix: Sequence[str], src_lang: str,
     if len(prefix) >= len(document.source_lines):
         raise ValueError(f"prefix has {len(prefix)} lines; the document has only {len(document.source_lines)}")
     prompt = render_document_prompt(document, src_lang, tgt_lang)
-    return prompt + render_numbered_lines(prefix) + line_marker(len(prefix) + 1)
+    return prompt + render_numbered_lines(prefix)
 
 
 def sft_examples(documents: Iterable[Document], src_lang: str, tgt_lang: str) -> list[dict[str, str]]:

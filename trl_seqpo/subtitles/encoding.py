@@ -23,7 +23,7 @@ import charset_normalizer
 
 from trl_seqpo.errors import UserInputError
 
-__all__ = ["decode_subtitle_bytes", "implausible_reason"]
+__all__ = ["decode_subtitle_bytes", "decode_with_note", "implausible_reason"]
 
 # Encodings tried after UTF-8, besides charset-normalizer's own proposals (in this order on a tie).
 _LEGACY = ("gb18030", "big5", "cp1252", "cp1250", "cp1251", "shift_jis")
@@ -33,11 +33,15 @@ _DETECTOR_SAMPLE = 32_768
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _HALFWIDTH_KANA = re.compile(r"[\uff61-\uff9f]")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+# a Chinese character between Latin letters ("Gr廻 Gott" is "Grüß Gott" in cp1252 read as a double-byte code page)
+_HAN_CLASS = "[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
+_GLUED_HAN = re.compile(rf"(?<=[A-Za-z]){_HAN_CLASS}|{_HAN_CLASS}(?=[A-Za-z])")
 # Share of Chinese characters that must be frequent ones for a decoding to count as Chinese text.
 _MIN_FREQUENT_HAN = 0.6
-_SINGLE_BYTE = frozenset(
-    {"cp1250", "cp1252", "cp1257", "latin_1", "iso8859_2", "iso8859_15", "iso8859_10", "mac_latin2"}
-)
+# Single-byte code pages in order of preference on a tie (how often subtitle files come in them).
+_PREFERRED = ("cp1252", "latin_1", "iso8859_15", "cp1250", "iso8859_2", "cp1257", "cp1251")
+# Common accented letters above which a single-byte guess is taken as certain (no warning).
+_CONFIDENT_ACCENTS = 8
 # Accented letters frequent in French, Spanish, Portuguese, Italian, German, the Nordic languages, Czech, Polish
 # and Serbo-Croatian; rare ones ("ŕ", "ð", "ì") are left out on purpose.
 _COMMON_ACCENTED = frozenset("éèàçêâôûîëïüöäßñáíóúãõåæøčćšžđřěůąęłńśźż")
@@ -49,6 +53,8 @@ _COMMON_HANZI = frozenset(
 
 def decode_subtitle_bytes(data: bytes, *, path: str = "<bytes>", encoding: str | None = None) -> str:
     """Decode a subtitle file's bytes, normalising line ends to ``"\\n"`` (see the module docstring).
+
+    `decode_with_note` also says when the encoding was a guess.
 
     Args:
         data: Raw file content.
@@ -65,6 +71,19 @@ def decode_subtitle_bytes(data: bytes, *, path: str = "<bytes>", encoding: str |
         >>> decode_subtitle_bytes("Đorđe, dođi ovamo!".encode("cp1250"))
         'Đorđe, dođi ovamo!'
     """
+    return decode_with_note(data, path=path, encoding=encoding)[0]
+
+
+def decode_with_note(data: bytes, *, path: str = "<bytes>", encoding: str | None = None) -> tuple[str, str | None]:
+    """`decode_subtitle_bytes`, plus a warning line when the encoding is not certain, else ``None``.
+
+    Not certain: a short file in a single-byte code page that another plausible code page reads as different
+    letters with as many common accents (the bytes alone cannot tell them apart).
+
+    Examples:
+        >>> decode_with_note("Schöne Grüße".encode("cp1252"))
+        ('Schöne Grüße', None)
+    """
     if encoding is not None:
         try:
             text = data.decode(encoding)
@@ -72,7 +91,7 @@ def decode_subtitle_bytes(data: bytes, *, path: str = "<bytes>", encoding: str |
             raise UserInputError(f"unknown encoding {encoding!r}", path=path) from exc
         except UnicodeDecodeError as exc:
             raise UserInputError(f"not valid {encoding} text (byte {exc.start})", path=path) from exc
-        return _check_nul(_normalise_newlines(text.removeprefix("\ufeff")), path)
+        return _check_nul(_normalise_newlines(text.removeprefix("\ufeff")), path), None
     if data.startswith(b"\xef\xbb\xbf"):
         forced = "utf-8-sig"
     elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -85,13 +104,13 @@ def decode_subtitle_bytes(data: bytes, *, path: str = "<bytes>", encoding: str |
         forced = None
     if forced is not None:
         try:
-            return _check_nul(_normalise_newlines(data.decode(forced).removeprefix("\ufeff")), path)
+            return _check_nul(_normalise_newlines(data.decode(forced).removeprefix("\ufeff")), path), None
         except UnicodeDecodeError as exc:
             raise UserInputError(
                 f"starts like {forced} but does not decode as it; pass --source-encoding/--target-encoding", path=path
             ) from exc
     with contextlib.suppress(UnicodeDecodeError):
-        return _check_nul(_normalise_newlines(data.decode("utf-8")), path)
+        return _check_nul(_normalise_newlines(data.decode("utf-8")), path), None
     _check_nul(data.decode("latin-1"), path)
     plausible: dict[str, str] = {}
     rejected: list[str] = []
@@ -116,12 +135,22 @@ def decode_subtitle_bytes(data: bytes, *, path: str = "<bytes>", encoding: str |
     best = names[0]
     if best in ("gb18030", "big5") and {"gb18030", "big5"} <= set(names):
         best = max(("gb18030", "big5"), key=lambda name: sum(char in _COMMON_HANZI for char in plausible[name]))
-    elif best in _SINGLE_BYTE:
+    note = None
+    if len(plausible[best]) == len(data):  # a single-byte code page (cp1252, latin-1, mac_iceland, ...)
         # Short Latin-script files fit several code pages equally well (byte E0 is "à" in cp1252, "ŕ" in cp1250):
-        # prefer the decoding with more of the accented letters European languages use often.
-        latin = [name for name in names if name in _SINGLE_BYTE]
-        best = max(latin, key=lambda name: (_common_accents(plausible[name]), -latin.index(name)))
-    return _normalise_newlines(plausible[best])
+        # prefer the decoding with more of the accented letters European languages use often, then the usual
+        # Windows code pages over the detector's exotic proposals (mac_iceland reads "Grüße" as "Gr¸þe").
+        latin = [name for name in names if len(plausible[name]) == len(data)]
+        order = {name: (_PREFERRED.index(name) if name in _PREFERRED else len(_PREFERRED)) for name in latin}
+        best = max(latin, key=lambda name: (_common_accents(plausible[name]), -order[name], -latin.index(name)))
+        score = _common_accents(plausible[best])
+        rivals = [n for n in latin if _common_accents(plausible[n]) == score and plausible[n] != plausible[best]]
+        if rivals and score < _CONFIDENT_ACCENTS:
+            note = (
+                f"{path}: the text encoding is a guess ({best}; {rivals[0]} reads its accented letters otherwise); "
+                "pass --encoding (align: --source-encoding/--target-encoding) if they look wrong"
+            )
+    return _normalise_newlines(plausible[best]), note
 
 
 def implausible_reason(text: str) -> str | None:
@@ -135,8 +164,10 @@ def implausible_reason(text: str) -> str | None:
 
     Examples:
         >>> implausible_reason("我该走了")
-        >>> implausible_reason("衖no! 鎒to")
+        >>> implausible_reason("衖，鎒！")
         'only 0% of its 2 Chinese characters are common ones'
+        >>> implausible_reason("Gr廻 Gott")
+        '1 of its 1 Chinese characters sit inside Latin words (a Latin code page misread)'
     """
     controls = sum(1 for char in text if unicodedata.category(char) == "Cc" and char not in "\t\n\r")
     if controls > max(2, len(text) // 1000):
@@ -146,6 +177,9 @@ def implausible_reason(text: str) -> str | None:
     if latin_words and accented > 0.3 * len(latin_words):
         return f"{accented} of its {len(latin_words)} Latin-script words are mostly accented letters"
     han = _HAN.findall(text)
+    glued = len(_GLUED_HAN.findall(text))
+    if han and glued > 0.3 * len(han):
+        return f"{glued} of its {len(han)} Chinese characters sit inside Latin words (a Latin code page misread)"
     hangul = _HANGUL.findall(text)
     if hangul:
         rare = sum(1 for char in hangul if not _encodes(char, "euc_kr"))

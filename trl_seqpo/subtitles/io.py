@@ -26,7 +26,7 @@ from pysubs2.formats import get_format_class
 
 from trl_seqpo.errors import UserInputError
 from trl_seqpo.jsonl import atomic_output
-from trl_seqpo.subtitles.encoding import decode_subtitle_bytes
+from trl_seqpo.subtitles.encoding import decode_subtitle_bytes, decode_with_note
 from trl_seqpo.subtitles.webvtt import clean_vtt_payload, parse_webvtt
 
 __all__ = [
@@ -99,22 +99,28 @@ class SubtitleFile:
         subs: The parsed file (styles, header, every event), to write a translation back with its markup.
         dropped_inverted: 1-based line numbers (or event positions when unknown) of events dropped because they
             end before they start.
+        text: The decoded file (WebVTT only: a translation is written back into it, settings and notes kept).
+        encoding_note: A warning line when the text encoding was a guess (`decode_with_note`), else ``None``.
     """
 
     cues: list[Cue]
     format: str
     subs: pysubs2.SSAFile
     dropped_inverted: list[int] = field(default_factory=list)
+    text: str | None = field(default=None, repr=False)
+    encoding_note: str | None = None
 
     def warnings(self, path: str | os.PathLike[str]) -> list[str]:
         """One line per reading problem that did not stop the read (for the CLI to print)."""
+        notes = [self.encoding_note] if self.encoding_note else []
         if not self.dropped_inverted:
-            return []
+            return notes
         shown = ", ".join(str(number) for number in self.dropped_inverted[:5])
         more = ", ..." if len(self.dropped_inverted) > 5 else ""
         return [
+            *notes,
             f"{path}: dropped {len(self.dropped_inverted)} event(s) that end before they start "
-            f"(line {shown}{more}); pass --strict to refuse such files"
+            f"(line {shown}{more}); pass --strict to refuse such files",
         ]
 
 
@@ -161,12 +167,14 @@ def read_subtitle_file(
         raise UserInputError("file not found", path=str(path))
     if path.is_dir():
         raise UserInputError("is a directory, expected a subtitle file", path=str(path))
-    text = decode_subtitle_bytes(path.read_bytes(), path=str(path), encoding=encoding)
+    text, note = decode_with_note(path.read_bytes(), path=str(path), encoding=encoding)
     if not text.strip():
         raise UserInputError("file is empty", path=str(path))
     fmt = format or detect_format(text, path=str(path))
     if fmt == "vtt":
-        return _read_vtt(text, str(path), strict)
+        result = _read_vtt(text, str(path), strict)
+        result.encoding_note = note
+        return result
     timing_lines = _check_timing_lines(text, fmt, str(path), strict)
     try:
         subs = pysubs2.SSAFile.from_string(text, format_=fmt, fps=fps)
@@ -181,6 +189,7 @@ def read_subtitle_file(
     result = _events_to_cues(subs, fmt, timing_lines, strict=strict, path=str(path))
     if not result.cues:
         raise UserInputError(f"no subtitle cues found (read as {fmt})", path=str(path))
+    result.encoding_note = note
     return result
 
 
@@ -256,7 +265,7 @@ def _read_vtt(text: str, path: str, strict: bool) -> SubtitleFile:
         )
     if not cues:
         raise UserInputError("no subtitle cues found (read as vtt)", path=path)
-    return SubtitleFile(cues, "vtt", subs, dropped)
+    return SubtitleFile(cues, "vtt", subs, dropped, text=text)
 
 
 def write_subtitles(

@@ -19,17 +19,21 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from trl_seqpo.errors import UserInputError
 
-__all__ = ["VttCue", "clean_vtt_payload", "parse_webvtt"]
+__all__ = ["VttCue", "clean_vtt_payload", "parse_webvtt", "rewrite_webvtt"]
 
 _TIME = r"(?:(\d{1,4}):)?(\d{2}):(\d{2})\.(\d{3})"
 _TIMING = re.compile(rf"^\s*{_TIME}[ \t]+-->[ \t]+{_TIME}(?:[ \t]+.*)?$")
 _RUBY_TEXT = re.compile(r"<rt(?:[.\s][^>]*)?>.*?</rt>", re.DOTALL)
 _TAG = re.compile(r"</?(?:\d[\d:.]*|[a-zA-Z][^>]*)>")
 _SPACES = re.compile(r"[ \t]+")
+_OPENING = re.compile(r"^(?:\s*<(?!/)[^>]*>)*")
+_CLOSING = re.compile(r"(?:</[^>]*>\s*)*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,3 +133,41 @@ def _block_to_cue(block: list[tuple[int, str]], path: str) -> VttCue | None:
 def _ms(parts: tuple[str | None, ...]) -> int:
     hours, minutes, seconds, millis = parts
     return ((int(hours or 0) * 60 + int(minutes)) * 60 + int(seconds or 0)) * 1000 + int(millis or 0)
+
+
+def rewrite_webvtt(text: str, cues: Sequence[Any], translations: Mapping[int, str], *, bilingual: bool = False) -> str:
+    """The WebVTT file ``text`` with the payload of each translated cue replaced, everything else as written.
+
+    The header, ``NOTE``/``STYLE``/``REGION`` blocks, cue identifiers and timing lines with their cue settings
+    (``align:start position:10%``) stay; the tags that open and close a payload (``<i>``, ``<v Bob>``, ``</i>``)
+    wrap the translation.
+
+    Args:
+        text: The decoded file, as `parse_webvtt` read it.
+        cues: The file's cues (``.index`` and ``.line``, the 1-based line of the timing line).
+        translations: ``{cue index: translation}``; other cues keep their payload.
+        bilingual: Keep the original payload under the translation.
+
+    Returns:
+        The new file text.
+
+    Examples:
+        >>> from types import SimpleNamespace as Cue
+        >>> vtt = "WEBVTT\\n\\nNOTE keep me\\n\\n00:01.000 --> 00:02.000 line:10%\\n<i>Hello</i>\\n"
+        >>> rewrite_webvtt(vtt, [Cue(index=0, line=5)], {0: "Hallo"}).splitlines()[2:]
+        ['NOTE keep me', '', '00:01.000 --> 00:02.000 line:10%', '<i>Hallo</i>']
+    """
+    lines = text.split("\n")
+    for cue in sorted(cues, key=lambda c: -(c.line or 0)):
+        if cue.index not in translations or not cue.line:
+            continue
+        first = cue.line  # 0-based index of the payload's first line
+        end = first
+        while end < len(lines) and lines[end].strip() and "-->" not in lines[end]:
+            end += 1
+        payload = "\n".join(lines[first:end])
+        opening = _OPENING.match(payload).group(0).strip()
+        closing = _CLOSING.search(payload).group(0).strip()
+        new = opening + translations[cue.index].replace("\n", " ").strip() + closing
+        lines[first:end] = [new, *(lines[first:end] if bilingual else [])]
+    return "\n".join(lines)

@@ -4,7 +4,7 @@ Documents of numbered lines (ALPO Sec. 4.1, App. F.1) built from the synthetic l
 `trl_seqpo.synthetic.language_pair`:
 
 - every sentence ends with ``"."`` on both sides, so the sampler's *segment* rule (a run of lines up to sentence-final
-  punctuation, see `trl_seqpo.rollout.segmentwise.segment_line_ids`) has something to find;
+  punctuation, see `trl_seqpo.alpo.sampler.segment_line_ids`) has something to find;
 - a sentence may run over several subtitle lines, as a long utterance is spread over several cues: with probability
   ``continue_prob`` it goes on with ``and`` + another clause on the next line (at most ``max_lines_per_sentence``
   lines). The synthetic translation closes each clause before ``kaj`` (`translate`),

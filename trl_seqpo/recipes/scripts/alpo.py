@@ -40,6 +40,7 @@ from trl import ModelConfig, TrlParser
 
 from trl_seqpo import ALPOConfig, ALPOTrainer
 from trl_seqpo.alpo.pairs import build_preference_pairs, read_candidate_records, stats_path_for
+from trl_seqpo.errors import UserInputError
 from trl_seqpo.recipes import runtime
 
 
@@ -125,7 +126,7 @@ def prepare_synthetic(script_args: ALPOScriptArguments, model_args: ModelConfig)
     from trl_seqpo.synthetic.tiny_models import save_tiny_model
 
     if script_args.candidates_file is None and script_args.pairs_file is None:
-        raise ValueError("synthetic: true needs candidates_file (where to write the synthetic candidates)")
+        raise UserInputError("synthetic: true needs candidates_file (where to write the synthetic candidates)")
     records = synthetic_candidate_records(
         script_args.synthetic_documents, script_args.synthetic_lines_per_document, script_args.synthetic_seed
     )
@@ -153,8 +154,13 @@ def load_pairs(script_args: ALPOScriptArguments, training_args: ALPOConfig):
         )
         return dataset, stats.to_dict()
     if script_args.pairs_file is None:
-        raise ValueError("set pairs_file (from `trl-seqpo alpo pairs`) or candidates_file (from `alpo sample`)")
+        raise UserInputError("set pairs_file (from `trl-seqpo alpo pairs`) or candidates_file (from `alpo sample`)")
+    if not Path(script_args.pairs_file).is_file():
+        raise FileNotFoundError(f"pairs_file {script_args.pairs_file} does not exist")
+    runtime.check_utf8(script_args.pairs_file)
     dataset = load_dataset("json", data_files=script_args.pairs_file, split="train")
+    needed = {name: name for name in ("prompt", "chosen", "rejected")}
+    runtime.check_columns(dataset, needed, script_args.pairs_file, "write the pairs with `trl-seqpo alpo pairs`")
     stats_path = stats_path_for(script_args.pairs_file)
     stats = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.exists() else None
     return dataset, stats
@@ -162,14 +168,14 @@ def load_pairs(script_args: ALPOScriptArguments, training_args: ALPOConfig):
 
 def main(script_args: ALPOScriptArguments, training_args: ALPOConfig, model_args: ModelConfig):
     runtime.check_model_backends(model_args)
-    checkpoint = runtime.resume_checkpoint(training_args)
+    checkpoint = runtime.resume_checkpoint(training_args, model_args.model_name_or_path)
     if script_args.synthetic:
         prepare_synthetic(script_args, model_args)
     train_dataset, stats = load_pairs(script_args, training_args)
     eval_dataset = None
     if training_args.eval_strategy != "no":
         if script_args.eval_pairs_file is None:
-            raise ValueError(
+            raise UserInputError(
                 f"eval_strategy={training_args.eval_strategy!r} needs evaluation pairs: set eval_pairs_file"
             )
         eval_dataset = load_dataset("json", data_files=script_args.eval_pairs_file, split="train")
@@ -178,6 +184,10 @@ def main(script_args: ALPOScriptArguments, training_args: ALPOConfig, model_args
     )
 
 
+def make_parser(prog: str | None = None) -> TrlParser:
+    """The script's ``TrlParser`` (as TRL's scripts define it; ``trl-seqpo train`` reads the settings with it)."""
+    return TrlParser((ALPOScriptArguments, ALPOConfig, ModelConfig), prog=prog)
+
+
 if __name__ == "__main__":
-    parser = TrlParser((ALPOScriptArguments, ALPOConfig, ModelConfig))
-    runtime.run_recipe(main, *parser.parse_args_and_config())
+    runtime.run_recipe(main, make_parser())

@@ -38,6 +38,7 @@ from datasets import load_dataset
 from trl import ModelConfig, TrlParser
 
 from trl_seqpo import SeqPOConfig, SeqPOTrainer
+from trl_seqpo.errors import UserInputError
 from trl_seqpo.recipes import runtime
 from trl_seqpo.recipes.arguments import SyntheticCorpusArguments
 from trl_seqpo.synthetic import language_pair as synthetic
@@ -75,10 +76,14 @@ def load_split(
     if path.suffix in {".jsonl", ".json", ".csv", ".parquet"}:
         if not path.exists():
             raise FileNotFoundError(f"dataset file {path} does not exist")
+        if path.suffix != ".parquet":
+            runtime.check_utf8(path)
         builder = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}[path.suffix]
         dataset = load_dataset(builder, data_files=str(path), split="train")
     else:
         dataset = load_dataset(name, script_args.dataset_config)[split]
+    columns = {"source_column": training_args.source_column, "reference_column": training_args.reference_column}
+    runtime.check_columns(dataset, columns, name)
     keep = {training_args.source_column, training_args.reference_column}
     return dataset.remove_columns([c for c in dataset.column_names if c not in keep])
 
@@ -90,20 +95,25 @@ def load_datasets(script_args: SeqPOScriptArguments, training_args: SeqPOConfig)
         return train, None
     name = script_args.eval_dataset_name or script_args.dataset_name
     if name == script_args.dataset_name and Path(name).suffix in {".jsonl", ".json", ".csv", ".parquet"}:
-        raise ValueError(f"eval_strategy={training_args.eval_strategy!r} needs evaluation rows: set eval_dataset_name")
+        strategy = training_args.eval_strategy
+        raise UserInputError(f"eval_strategy={strategy!r} needs evaluation rows: set eval_dataset_name")
     evaluation = load_split(name, script_args, training_args, script_args.dataset_test_split, evaluation=True)
     return train, evaluation
 
 
 def main(script_args: SeqPOScriptArguments, training_args: SeqPOConfig, model_args: ModelConfig):
     runtime.check_model_backends(model_args)
-    checkpoint = runtime.resume_checkpoint(training_args)
+    checkpoint = runtime.resume_checkpoint(training_args, model_args.model_name_or_path)
     runtime.ensure_tiny_model(script_args.build_tiny_model, model_args, training_args)
     with training_args.main_process_first(desc="load data"):
         train_dataset, eval_dataset = load_datasets(script_args, training_args)
     return runtime.train_and_save(SeqPOTrainer, model_args, training_args, train_dataset, eval_dataset, checkpoint)
 
 
+def make_parser(prog: str | None = None) -> TrlParser:
+    """The script's ``TrlParser`` (as TRL's scripts define it; ``trl-seqpo train`` reads the settings with it)."""
+    return TrlParser((SeqPOScriptArguments, SeqPOConfig, ModelConfig), prog=prog)
+
+
 if __name__ == "__main__":
-    parser = TrlParser((SeqPOScriptArguments, SeqPOConfig, ModelConfig))
-    runtime.run_recipe(main, *parser.parse_args_and_config())
+    runtime.run_recipe(main, make_parser())

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser
 
+from trl_seqpo.errors import UserInputError
 from trl_seqpo.recipes import runtime
 from trl_seqpo.recipes.arguments import SyntheticCorpusArguments
 from trl_seqpo.seqpo.sft_data import END_OF_TRANSLATION, build_sft_dataset, gold_sft_dataset
@@ -71,7 +72,6 @@ class SimtSFTScriptArguments(SyntheticCorpusArguments):
 
 def load_rows(path: str) -> list[dict]:
     """Read a JSON-lines file of sentence pairs; errors name the file and line."""
-    from trl_seqpo.errors import UserInputError
     from trl_seqpo.jsonl import read_json_objects
 
     rows = []
@@ -100,11 +100,11 @@ def build_dataset(script_args: SimtSFTScriptArguments, dataset_name: str | None 
 
 def main(script_args: SimtSFTScriptArguments, training_args: SFTConfig, model_args: ModelConfig):
     if script_args.prompt_format not in ("chat", "paper"):
-        raise ValueError(f"prompt_format must be 'chat' or 'paper', got {script_args.prompt_format!r}")
+        raise UserInputError(f"prompt_format must be 'chat' or 'paper', got {script_args.prompt_format!r}")
     if script_args.prompt_format == "paper" and training_args.assistant_only_loss:
-        raise ValueError("prompt_format 'paper' has no assistant turns: set assistant_only_loss: false")
+        raise UserInputError("prompt_format 'paper' has no assistant turns: set assistant_only_loss: false")
     runtime.check_model_backends(model_args)
-    checkpoint = runtime.resume_checkpoint(training_args)
+    checkpoint = runtime.resume_checkpoint(training_args, model_args.model_name_or_path)
     runtime.ensure_tiny_model(
         script_args.build_tiny_model, model_args, training_args, kind=script_args.tiny_tokenizer_kind
     )
@@ -113,13 +113,17 @@ def main(script_args: SimtSFTScriptArguments, training_args: SFTConfig, model_ar
         eval_dataset = None
         if training_args.eval_strategy != "no":
             if script_args.eval_dataset_name is None:
-                raise ValueError(
+                raise UserInputError(
                     f"eval_strategy={training_args.eval_strategy!r} needs evaluation rows: set eval_dataset_name"
                 )
             eval_dataset = build_dataset(script_args, script_args.eval_dataset_name, evaluation=True)
     return runtime.train_and_save(SFTTrainer, model_args, training_args, train_dataset, eval_dataset, checkpoint)
 
 
+def make_parser(prog: str | None = None) -> TrlParser:
+    """The script's ``TrlParser`` (as TRL's scripts define it; ``trl-seqpo train`` reads the settings with it)."""
+    return TrlParser((SimtSFTScriptArguments, SFTConfig, ModelConfig), prog=prog)
+
+
 if __name__ == "__main__":
-    parser = TrlParser((SimtSFTScriptArguments, SFTConfig, ModelConfig))
-    runtime.run_recipe(main, *parser.parse_args_and_config())
+    runtime.run_recipe(main, make_parser())

@@ -43,18 +43,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from trl_seqpo.alpo.records import Candidate, CandidateRecord
+from trl_seqpo.alpo.segments import UNITS, derive_seed, document_batches, segment_line_ids
 from trl_seqpo.counts import Counts
 from trl_seqpo.errors import check_at_least
-from trl_seqpo.rollout.engine import GenerationBackend, GenerationOutput, GenerationParams
-from trl_seqpo.rollout.segments import (
-    UNITS,
-    derive_seed,
-    document_batches,
-    line_prompt,
-    newline_token_ids,
-    segment_line_ids,
-    strip_line_marker,
-)
+from trl_seqpo.rollout.engine import GenerationBackend, GenerationParams
+from trl_seqpo.rollout.linewise import LineDecoder, LineRow, any_rank, line_prompt, newline_token_ids
 from trl_seqpo.subtitles.documents import Document, render_document_prompt
 
 __all__ = [
@@ -97,6 +90,8 @@ class SegmentwiseConfig:
         judge_min_candidates (`int`): Units with fewer distinct candidates are not sent to the judge (their scores
             stay null). The default 4 skips the units the pair gate drops anyway (``|T_i| <= 3``) and saves their
             cost; 1 judges everything, as the paper does.
+        judge_min_votes (`int`, *optional*): Valid votes a judged unit needs (its record's ``votes_needed``); the
+            default, every vote asked for but one, lets a unit with one persistently invalid vote count as judged.
         raise_if_unreachable (`bool`): Let `JudgeUnreachableError` through when every
             judge request of a unit index fails to reach the endpoint (the CLI stops instead of writing failed units);
             any other judge failure only marks the units ``judge_failed``.
@@ -118,6 +113,7 @@ class SegmentwiseConfig:
     chosen_top_k: int = 3
     context_window: int = 2
     judge_min_candidates: int = 4
+    judge_min_votes: int | None = None
     raise_if_unreachable: bool = False
     documents_per_batch: int = 8
     seed: int = 0
@@ -178,18 +174,6 @@ class SamplerStats(Counts):
 
 
 @dataclass
-class _Row:
-    """One of the ``k`` samples of one document's unit."""
-
-    doc: int
-    prompt_ids: list[int]
-    generated: list[int] = field(default_factory=list)
-    live: bool = True
-    steps: int = 0
-    unterminated: bool = False
-
-
-@dataclass
 class _DocState:
     document: Document
     units: list[list[int]]
@@ -227,10 +211,9 @@ class SegmentwiseSampler:
         self.config = config or SegmentwiseConfig()
         self.judge = judge
         self.stats = SamplerStats()
-        self.newline_ids = newline_token_ids(tokenizer)
-        eos = getattr(tokenizer, "eos_token_id", None)
-        self.end_ids = tuple(sorted({*self.config.stop_token_ids, *([] if eos is None else [int(eos)])}))
-        self.stop_ids = tuple(sorted({*self.newline_ids, *self.end_ids}))
+        self.decoder = LineDecoder(backend, tokenizer, self.config.stop_token_ids)
+        self.newline_ids, self.end_ids = self.decoder.newline_ids, self.decoder.end_ids
+        self.stop_ids = self.decoder.stop_ids
 
     # ------------------------------------------------------------------ public API
     def sample(self, documents: Sequence[Document]) -> list[list[CandidateRecord]]:
@@ -273,7 +256,7 @@ class SegmentwiseSampler:
         for unit_index in itertools.count():
             # in lockstep (ZeRO-3/FSDP, `HFGenerationBackend.any_rank`) a process out of units samples nothing until
             # every process is done, so all make the same generate calls
-            if not _any_rank(self.backend, unit_index < num_units):
+            if not any_rank(self.backend, unit_index < num_units):
                 break
             active = [state for state in states if unit_index < len(state.units)]
             candidates = self._sample_unit(active, unit_index, batch_key)
@@ -283,7 +266,7 @@ class SegmentwiseSampler:
             except Exception as exc:  # noqa: BLE001 - re-raised below, once every process knows
                 error = exc
             # in lockstep a process stopped by its judge stops the others too, rather than leave them waiting
-            if _any_rank(self.backend, error is not None):
+            if any_rank(self.backend, error is not None):
                 if error is not None:
                     raise error
                 raise RuntimeError(f"another process stopped at unit index {unit_index} (see its error)")
@@ -300,31 +283,25 @@ class SegmentwiseSampler:
     ) -> list[tuple[list[str], int]]:
         """Sample ``k`` rows per document for unit ``unit_index``; returns (distinct texts, dropped) per document."""
         config = self.config
-        rows: list[_Row] = []
+        rows: list[tuple[int, LineRow]] = []
         for position, state in enumerate(active):
-            prompt_ids = self._encode(line_prompt(state.prompt, state.prefix))
-            rows.extend(_Row(position, list(prompt_ids)) for _ in range(config.num_candidates))
-        step = 0
-        while True:
-            live = [row for row in rows if row.live]
-            if not _any_rank(self.backend, bool(live)):
-                break
-            params = config.generation_params(derive_seed(config.seed, batch_key, unit_index, step), self.stop_ids)
-            outputs = self.backend.generate([row.prompt_ids + row.generated for row in live], params)
-            self.stats.backend_calls += 1
-            if len(outputs) != len(live):
-                raise RuntimeError(f"the backend returned {len(outputs)} outputs for {len(live)} prompts")
-            for row, output in zip(live, outputs):
-                needed = len(active[row.doc].units[unit_index])
-                self._advance(row, output, needed)
-            step += 1
+            prompt_ids = self.decoder.line_prompt_ids(state.prompt, state.prefix)
+            lines = len(state.units[unit_index])
+            rows.extend((position, LineRow(list(prompt_ids), lines)) for _ in range(config.num_candidates))
+        calls = self.decoder.calls
+
+        def params(step: int) -> GenerationParams:
+            return config.generation_params(derive_seed(config.seed, batch_key, unit_index, step), self.stop_ids)
+
+        self.decoder.write([row for _, row in rows], params)
+        self.stats.backend_calls += self.decoder.calls - calls
         self.stats.rows += len(rows)
         per_doc: list[tuple[list[str], int]] = []
         for position, state in enumerate(active):
             line_ids = state.units[unit_index]
             texts: list[str] = []
             dropped = 0
-            for row in (row for row in rows if row.doc == position):
+            for row in (row for doc, row in rows if doc == position):
                 text = self._read_candidate(row, line_ids)
                 if text is None:
                     dropped += 1
@@ -335,36 +312,16 @@ class SegmentwiseSampler:
             per_doc.append((texts, dropped))
         return per_doc
 
-    def _advance(self, row: _Row, output: GenerationOutput, needed: int) -> None:
-        """Append one call's tokens; keep the row live while a segment still misses lines after a newline."""
-        row.generated.extend(output.token_ids)
-        row.steps += 1
-        last = output.token_ids[-1] if output.token_ids else None
-        if output.finish_reason != "stop" or last not in self.newline_ids:
-            row.live = False
-            # the budget ran out inside a line (an EOS ends the answer and is fine)
-            row.unterminated = output.finish_reason != "stop"
-            return
-        text = self.tokenizer.decode(row.generated, skip_special_tokens=True)
-        # one call per line of the unit; a blank line counts as a line (and fails to parse later)
-        row.live = text.count("\n") < needed
-
-    def _read_candidate(self, row: _Row, line_ids: list[int]) -> str | None:
+    def _read_candidate(self, row: LineRow, line_ids: list[int]) -> str | None:
         """The unit's lines joined by ``"\\n"``, or ``None`` (counted) when they cannot be read back."""
         if row.unterminated:
             self.stats.dropped_unterminated += 1
             return None
-        text = self.tokenizer.decode(row.generated, skip_special_tokens=True)
-        # exactly the unit's lines (the model writes their markers); a blank one leaves a line missing
-        kept = text.split("\n")[: len(line_ids)]
-        lines = [strip_line_marker(line, line_ids[0] + 1 + i) for i, line in enumerate(kept)]
-        if len(lines) < len(line_ids) or not all(lines):
+        lines = self.decoder.read(row, line_ids[0] + 1)
+        if lines is None:
             self.stats.dropped_unparsable += 1
             return None
         return "\n".join(lines)
-
-    def _encode(self, text: str) -> list[int]:
-        return list(self.tokenizer.encode(text, add_special_tokens=False))
 
     # ------------------------------------------------------------------ judging and the prefix choice
     def _judge_unit(
@@ -476,11 +433,17 @@ class SegmentwiseSampler:
             num_dropped=dropped,
             votes=getattr(result, "num_valid_votes", None) if result is not None else None,
             votes_requested=requested,
+            votes_needed=None
+            if requested is None
+            else min(requested, config.judge_min_votes or max(1, requested - 1)),
             judge_error=getattr(result, "failed_reason", None) if result is not None else None,
         )
         state.records.append(record)
         self.stats.units += 1
-        chosen_lines = [""] * len(line_ids) if chosen is None else texts[chosen].split("\n")
+        # a unit with no readable candidate (and no reference) keeps its source lines in the prefix: every later
+        # prompt stays in the numbered format ("3.text"), never a bare "3." line
+        sources = [document.source_lines[i] for i in line_ids]
+        chosen_lines = sources if chosen is None else texts[chosen].split("\n")
         state.prefix.extend(chosen_lines)
 
 
@@ -493,7 +456,8 @@ class _FailedResult:
     num_valid_votes: int = 0
 
 
-def _any_rank(backend: object, flag: bool) -> bool:
-    """`flag` or-ed over the processes when the backend keeps them in lockstep, else `flag`."""
-    any_rank = getattr(backend, "any_rank", None)
-    return any_rank(flag) if any_rank is not None else flag
+def _votes_needed(requested: int | None, minimum: int | None) -> int | None:
+    """Valid votes a judged unit needs: ``minimum``, or every vote asked for but one (at least one)."""
+    if requested is None:
+        return None
+    return min(requested, minimum if minimum is not None else max(1, requested - 1))

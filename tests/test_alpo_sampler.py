@@ -6,11 +6,11 @@ import re
 
 import pytest
 
+from trl_seqpo.alpo.sampler import SegmentwiseConfig, newline_token_ids, segment_line_ids
+from trl_seqpo.alpo.sampler import SegmentwiseSampler as _Sampler
 from trl_seqpo.errors import UserInputError
 from trl_seqpo.judge.client import JudgeConfig, JudgeResult, LLMJudge
 from trl_seqpo.rollout.engine import GenerationOutput, GenerationParams
-from trl_seqpo.rollout.segmentwise import SegmentwiseConfig, newline_token_ids, segment_line_ids
-from trl_seqpo.rollout.segmentwise import SegmentwiseSampler as _Sampler
 from trl_seqpo.subtitles.documents import Document, render_document_prompt
 from trl_seqpo.synthetic.local_judge import Reply, serve
 
@@ -320,3 +320,36 @@ def test_segment_rule_and_newline_ids():
         SegmentwiseConfig(unit="paragraph")
     with pytest.raises(ValueError, match="num_candidates"):
         SegmentwiseConfig(num_candidates=0)
+
+
+def test_an_empty_unit_keeps_the_numbered_format_in_later_prompts():
+    """No readable candidate and no reference: the prefix shows the source line, never a bare ``"1."``."""
+    backend = ScriptedBackend(lambda prompt, row: "\n" if line_number(prompt) == 1 else "fine\n")
+    sampler = SegmentwiseSampler(backend, backend.tokenizer, config(num_candidates=2), None)
+    [records] = sampler.sample([Document("d0", ["alpha line 0.", "alpha line 1."], None)])
+    assert records[0]["candidates"] == [] and records[0]["chosen_index"] is None
+    assert records[1]["prefix"] == ["alpha line 0."] and sampler.stats.empty_units == 1
+    last_prompt = backend.calls[-1][0][0]
+    assert last_prompt.endswith("Translation:\n1.alpha line 0.\n") and "\n1.\n" not in last_prompt
+
+
+def test_a_unit_judged_with_one_vote_invalid_counts_as_judged():
+    """4 shuffles asked, 3 valid: the unit is judged (``votes_needed`` 3), its document is not sampled again."""
+    from trl_seqpo.alpo.records import CandidateRecord
+
+    class ThreeOfFour(ScoreByLength):
+        config = type("C", (), {"num_shuffles": 4})()
+
+        def score_lines(self, requests, *, raise_if_unreachable=False):
+            results = super().score_lines(requests)
+            for result in results:
+                result.votes = [object(), object(), object(), type("V", (), {"scores": None})()]
+            return results
+
+    backend = ScriptedBackend(distinct_words)
+    sampler = SegmentwiseSampler(backend, backend.tokenizer, config(), ThreeOfFour())
+    [[record]] = sampler.sample([Document("d0", ["alpha line."], None)])
+    assert (record["votes_requested"], record["votes_needed"]) == (4, 3)
+    parsed = CandidateRecord.from_dict({**record, "votes": 3})
+    assert not parsed.under_voted and CandidateRecord.from_dict({**record, "votes": 2}).under_voted
+    assert CandidateRecord.from_dict({**record, "votes": 3, "votes_needed": None}).under_voted  # older records
