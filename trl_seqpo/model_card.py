@@ -16,8 +16,6 @@ from collections.abc import Iterable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from trl_seqpo import __version__
-
 TAG = "trl-seqpo"
 # a sentence for the quick start, by source language name or code (else the English one)
 EXAMPLE_SOURCES = {
@@ -187,7 +185,7 @@ def build_model_card(
         quick_start=quick_start,
         paper_link=f"[{title}]({url})" if url else f"*{title}*",
         citation=paper.get("citation", "").strip(),
-        package_version=__version__,
+        package_version=_version("trl-seqpo"),
         trl_version=_version("trl"),
         transformers_version=_version("transformers"),
         pytorch_version=_version("torch"),
