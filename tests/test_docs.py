@@ -64,7 +64,6 @@ DATA_FILES = {
     "harbour.zh.ass": "tests/data/subtitles/harbour.zh.ass",
     "show.en.srt": "tests/data/subtitles/harbour.en.srt",
     "show.zh.srt": "tests/data/subtitles/harbour.zh.srt",
-    "show.en.ass": "ass:tests/data/subtitles/harbour.en.srt",
     "subs/en/harbour.srt": "tests/data/subtitles/harbour.en.srt",
     "subs/zh/harbour.srt": "tests/data/subtitles/harbour.zh.srt",
     "subs/harbour.en.srt": "tests/data/subtitles/harbour.en.srt",
@@ -233,10 +232,6 @@ def docs_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
             _synthetic_pairs(target)
         elif source == "synthetic:candidates":
             _synthetic_candidates(target)
-        elif source.startswith("ass:"):
-            import pysubs2
-
-            pysubs2.load(str(ROOT / source.removeprefix("ass:"))).save(str(target), format_="ass")
         else:
             shutil.copy(ROOT / source, target)
     return assets
