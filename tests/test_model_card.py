@@ -36,7 +36,7 @@ def test_seqpo_card_names_the_base_model_and_decodes_simultaneously(tmp_path, ca
     from trl_seqpo import SeqPOTrainer
 
     model_path, _ = save_seqpo_tiny_model(tmp_path / "sft-start")
-    args = seqpo_config(tmp_path, output_dir=str(tmp_path / "seqpo-run"))
+    args = seqpo_config(tmp_path, output_dir=str(tmp_path / "seqpo-run"), beta=0.0)  # no reference model to build
     trainer = SeqPOTrainer(model=model_path, args=args, train_dataset=seqpo_train_rows())
     trainer.save_model()  # what the quick start loads
     trainer.create_model_card(model_name="seqpo-run")  # what TRL runs on every checkpoint save
