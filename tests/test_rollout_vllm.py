@@ -245,6 +245,35 @@ def test_simultaneous_rollout_is_the_same_through_vllm_and_hf(backend, hf_backen
         assert len({len(step) for t in via_vllm for step in t.step_token_ids}) > 1
 
 
+@needs_vllm
+@pytest.mark.vllm
+def test_streaming_engine_serves_the_offline_tokens_through_vllm(backend, tokenizer):
+    """`trl-seqpo serve simt --backend vllm`: sessions fed chunk by chunk, stepped together through vLLM (its prefix
+    caching in place of the per-session KV cache), write the offline rollout's tokens."""
+    from trl_seqpo.rollout.simultaneous import SimultaneousRollout, SimultaneousRolloutConfig
+    from trl_seqpo.rollout.streaming import SessionSettings, StreamingEngine
+    from trl_seqpo.simt.chunking import split_into_chunks
+
+    config = SimultaneousRolloutConfig(chunk_size=2, src_lang="English", tgt_lang="French", max_new_tokens_per_step=6,
+                                       temperature=0.0)  # fmt: skip
+    sources = ["the big dog sees a red tree", "a cat runs", "le petit chien voit un arbre rouge et le chat court"]
+    offline = SimultaneousRollout(backend, tokenizer, config).run(sources)
+    engine = StreamingEngine(backend, tokenizer, max_new_tokens_per_step=6, temperature=0.0)
+    assert engine.cache is None  # vLLM keeps prefixes itself
+    settings = SessionSettings(source_lang="English", target_lang="French", chunk_size=2)
+    sessions = [engine.open(settings) for _ in sources]
+    pending = [split_into_chunks(source, 2, "word") for source in sources]
+    for _ in range(100):
+        for session, chunks in zip(sessions, pending):
+            if chunks:
+                session.feed(chunks.pop(0), end=not chunks)
+        engine.step([session for session in sessions if session.ready])
+        if all(session.finished for session in sessions):
+            break
+    for session, trajectory in zip(sessions, offline):
+        assert [increment.token_ids for increment in session.increments] == trajectory.step_token_ids
+
+
 # ---------------------------------------------------------------------------------------------- server mode
 def _free_port() -> int:
     with socket.socket() as sock:

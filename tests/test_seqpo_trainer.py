@@ -99,7 +99,7 @@ def test_fused_reward_uses_the_translation_not_the_raw_completion(tiny, dataset,
     [
         ({"chunk_size": 0}, "chunk_size"),
         ({"prompt_format": "streaming"}, "prompt_format"),
-        ({"latency_reward": "dal"}, "latency_reward"),
+        ({"latency_reward": "bleu"}, "latency_reward"),
         ({"latency_truncation": "clip"}, "latency_truncation"),
         ({"num_generations": 1, "per_device_train_batch_size": 1}, "at least 2 generations"),
         ({"latency_unit": "syllable"}, "latency_unit"),

@@ -22,6 +22,7 @@ from trl_seqpo.simt.latency import (
     length_adaptive_average_lagging,
     reference_length,
     sentence_latency,
+    yet_another_average_lagging,
 )
 
 NUM_RANDOM = 3000
@@ -210,6 +211,8 @@ SINGLE = {
     "LAAL": lambda d, n, r: length_adaptive_average_lagging(d, n, r),
     "DAL": lambda d, n, r: differentiable_average_lagging(d, n),
     "AP": lambda d, n, r: average_proportion(d, n, r),
+    "YAAL": lambda d, n, r: yet_another_average_lagging(d, n, r),
+    "LongYAAL": lambda d, n, r: yet_another_average_lagging(d, n, r, long_form=True),
 }
 
 
@@ -248,8 +251,9 @@ def test_batched_computes_only_the_metrics_asked_for():
 
 def test_batched_spans_several_blocks(monkeypatch):
     import trl_seqpo.simt.latency as latency
+    import trl_seqpo.simt.latency_kernels as kernels
 
-    monkeypatch.setattr(latency, "_BLOCK_ELEMENTS", 1)
+    monkeypatch.setattr(kernels, "_BLOCK_ELEMENTS", 1)
     delays, sources, references = _random_corpus(3, 300)
     expected = [average_lagging(d, n, r) for d, n, r in zip(delays, sources, references)]
     np.testing.assert_allclose(latency.latency_batch(delays, sources, references)["AL"], expected, rtol=1e-12)
@@ -302,7 +306,7 @@ def test_reference_length_rules():
     assert reference_length("lo hundo", "word", "hypothesis") is None
 
 
-def test_sentence_latency_is_the_four_metrics_with_one_reference_length():
+def test_sentence_latency_is_every_registered_metric_with_one_reference_length():
     delays, n = [1, 1, 3, 4, 4], 4
     for ref_len in (None, 3, 7):
         got = sentence_latency(delays, n, ref_len)
@@ -311,8 +315,12 @@ def test_sentence_latency_is_the_four_metrics_with_one_reference_length():
             "LAAL": length_adaptive_average_lagging(delays, n, ref_len),
             "DAL": differentiable_average_lagging(delays, n),
             "AP": average_proportion(delays, n, ref_len),
+            "YAAL": yet_another_average_lagging(delays, n, ref_len),
+            "LongYAAL": yet_another_average_lagging(delays, n, ref_len, long_form=True),
         }
     # a longer reference raises AL (the ideal writer would be further ahead); LAAL never uses less than |Y_hyp|
     assert sentence_latency(delays, n, 7)["AL"] > sentence_latency(delays, n, 3)["AL"]
     assert sentence_latency(delays, n, 3)["LAAL"] == sentence_latency(delays, n, None)["LAAL"]
-    assert sentence_latency([], n, 3) == {"AL": 4.0, "LAAL": 4.0, "DAL": 4.0, "AP": 1.0}
+    empty = sentence_latency([], n, 3)
+    assert {k: empty[k] for k in ("AL", "LAAL", "DAL", "AP")} == {"AL": 4.0, "LAAL": 4.0, "DAL": 4.0, "AP": 1.0}
+    assert np.isnan(empty["YAAL"]) and np.isnan(empty["LongYAAL"])  # OmniSTEval skips such sentences

@@ -70,7 +70,7 @@ def add_parser(subparsers: Any) -> None:
 
     actions = add_command_group(subparsers, "evaluate", help=_EVALUATE_HELP, description=_EVALUATE_DESCRIPTION)
     simt = add_action(actions, "simt", run_simt)
-    add_dataclass_arguments(simt, SimTEvalConfig, exclude=("judge",), required=("model", "data", "output_dir"))
+    add_dataclass_arguments(simt, SimTEvalConfig, exclude=("judge",), required=("data", "output_dir"))
     _add_judge_arguments(simt, aspect=True)
     simt.add_argument("--overwrite", action="store_true", help="replace results.json/.md this command did not write")
     subtitles = add_action(actions, "subtitles", run_subtitles)
@@ -111,6 +111,10 @@ def run_simt(args: argparse.Namespace) -> int:
     """
     from trl_seqpo.evaluate.simt import SimTEvalConfig, evaluate_simt
 
+    if not hasattr(args, "model"):  # --server decodes without a local model; results name the server
+        if not getattr(args, "server", None):
+            raise UserInputError("give --model DIR, or --server URL of a running `trl-seqpo serve simt`")
+        args.model = args.server
     config = config_from_args(SimTEvalConfig, args, judge=_judge_config(args, args.judge_aspect))
     _guard_outputs(args, "evaluate simt", args.data)
     evaluate_simt(config)

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluate simultaneous or subtitle translation", "trl_seqpo.cli.evaluate:add_parser"),
     "plot": ("draw quality-latency curves", "trl_seqpo.cli.plot:add_parser"),
     "train": ("train with a shipped recipe (seqpo, alpo, sft-simt)", "trl_seqpo.cli.train:add_parser"),
+    "serve": ("serve a model to streaming clients (simt)", "trl_seqpo.cli.serve:add_parser"),
 }
 
 

@@ -16,7 +16,10 @@ def add_parser(subparsers: Any) -> None:
     parser = add_action(subparsers, "plot", run)
     parser.add_argument("results", nargs="+", help="results.json files or evaluate --output-dir folders")
     parser.add_argument("-o", "--output", required=True, type=Path, help="output .png or .svg")
-    parser.add_argument("--x", default="AL", choices=("AL", "LAAL", "DAL", "AP"), help="latency axis (default AL)")
+    from trl_seqpo.simt.latency import latency_metric_names
+
+    latency = (*latency_metric_names(), "AL_CA", "LAAL_CA", "YAAL_CA")  # every registered metric, as evaluate writes
+    parser.add_argument("--x", default="AL", choices=latency, help="latency axis (default AL)")
     parser.add_argument("--y", default=None, help="quality axis (default: COMET if present, else BLEURT, ... BLEU)")
     parser.add_argument("--title", default=None)
     parser.add_argument("--label", action="append", default=None, help="legend name per results file (repeat)")

@@ -21,13 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from trl_seqpo.jsonl import atomic_write, atomic_write_json
+from trl_seqpo.simt.latency import latency_metric_names
 
-__all__ = ["LOWER_IS_BETTER", "metric_columns", "print_table", "render_markdown", "write_results"]
+__all__ = ["LOWER_IS_BETTER", "lower_is_better", "metric_columns", "print_table", "render_markdown", "write_results"]
 
-#: Metrics where a smaller value is better (latency); all others are quality metrics (higher is better).
-LOWER_IS_BETTER: frozenset[str] = frozenset(
-    {"AL", "LAAL", "DAL", "AP", "AL_CA", "LAAL_CA", "missing_lines", "merged_lines"}
-)
+#: Metrics where a smaller value is better besides the registered latency metrics (`lower_is_better`).
+LOWER_IS_BETTER: frozenset[str] = frozenset({"AL_CA", "LAAL_CA", "YAAL_CA", "missing_lines", "merged_lines"})
+
+
+def lower_is_better(name: str) -> bool:
+    """Whether a smaller value of metric ``name`` is better: every registered latency metric, and `LOWER_IS_BETTER`."""
+    return name in LOWER_IS_BETTER or name in latency_metric_names()
+
 
 # Column order of the tables: quality first, as in the papers' tables, then latency.
 _ORDER = (
@@ -40,19 +45,15 @@ _ORDER = (
     "Accuracy",
     "Naturalness",
     "Vividness",
-    "AL",
-    "LAAL",
-    "DAL",
-    "AP",
-    "AL_CA",
-    "LAAL_CA",
 )
+_LATENCY_AFTER = ("AL_CA", "LAAL_CA", "YAAL_CA")  # computation-aware columns after the registered latency metrics
 
 
 def metric_columns(runs: Sequence[Mapping[str, Any]]) -> list[str]:
     """Metric names present in any run, in table order (known metrics first, then the rest alphabetically)."""
     present = {name for run in runs for name in run.get("metrics", {})}
-    return [name for name in _ORDER if name in present] + sorted(present - set(_ORDER))
+    order = (*_ORDER, *latency_metric_names(), *_LATENCY_AFTER)
+    return [name for name in order if name in present] + sorted(present - set(order))
 
 
 def _format(value: Any) -> str:
@@ -64,7 +65,7 @@ def _format(value: Any) -> str:
 
 
 def _header(name: str) -> str:
-    return f"{name} {'↓' if name in LOWER_IS_BETTER else '↑'}"
+    return f"{name} {'↓' if lower_is_better(name) else '↑'}"
 
 
 def _table_rows(results: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:

@@ -40,7 +40,13 @@ from trl_seqpo.jsonl import ResumableJsonl, atomic_write_json
 from trl_seqpo.languages import default_unit
 from trl_seqpo.outputs import file_fingerprint
 from trl_seqpo.simt.chunking import Unit
-from trl_seqpo.simt.latency import delays_from_steps, reference_length, sentence_latency
+from trl_seqpo.simt.latency import (
+    corpus_latency,
+    delays_from_steps,
+    latency_metric_names,
+    reference_length,
+    sentence_latency,
+)
 
 __all__ = ["KNOWN_METRICS", "OperatingPoint", "SimTEvalConfig", "computation_aware_delays", "evaluate_simt"]
 
@@ -132,6 +138,10 @@ class SimTEvalConfig(EvalConfig):
     bleurt_model: str | None = field(
         default=None, metadata={"help": "bleurt-pytorch checkpoint (adds bleurt to --metrics)"}
     )
+    server: str | None = field(
+        default=None, metadata={"help": "http://HOST:PORT of a running `trl-seqpo serve simt`: decode through it"}
+    )
+    server_token: str | None = field(default=None, metadata={"help": "bearer token of --server"})
 
     def __post_init__(self) -> None:
         if self.bleurt_model and "bleurt" not in split_names(self.metrics):
@@ -284,7 +294,7 @@ def _latency(hypotheses: list[dict], config: SimTEvalConfig, scores: ScoreFile) 
                 row["step_outputs"], row["delays"], row["step_seconds"], unit, config.source_unit_seconds
             )
             timed = sentence_latency(aware, row["source_length"], ref_length)
-            values |= {"AL_CA": timed["AL"], "LAAL_CA": timed["LAAL"]}
+            values |= {"AL_CA": timed["AL"], "LAAL_CA": timed["LAAL"], "YAAL_CA": timed["YAAL"]}
         scores.update_row(row["id"], values)
         elapsed.append(aware)
     return elapsed
@@ -333,8 +343,8 @@ def _score(hypotheses: list[dict], run_dir: Path, config: SimTEvalConfig) -> tup
         summary[name] = quality.mean_or_none(values)
         counts[f"unscored_{metric}"] = sum(value is None for value in values)
     scores.save()
-    for name in ("AL", "LAAL", "DAL", "AP", "AL_CA", "LAAL_CA"):
-        summary[name] = quality.mean_or_none(scores.values(name))
+    for name in (*latency_metric_names(), "AL_CA", "LAAL_CA", "YAAL_CA"):  # every registered latency metric
+        summary[name] = corpus_latency(scores.values(name))  # undefined (NaN) sentences left out, as OmniSTEval
     return summary, counts, signatures
 
 
@@ -353,6 +363,11 @@ def _decode_all(
             stores[point] = ResumableJsonl(run_dir / "hypotheses.jsonl", resume=config.resume, unique=True)
             generated[point] = 0
             if all(row["id"] in stores[point].done for row in rows):
+                continue
+            if config.server:  # the server decodes (the real network path), with the same rollout code
+                from trl_seqpo.evaluate.remote import decode_with_server
+
+                generated[point] = decode_with_server(rows, stores[point], config, point, on_batch)
                 continue
             if loaded is None:
                 loaded = load_backend(config.model, config.backend, **config.engine_options())

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from trl_seqpo.errors import MissingDependencyError
+from trl_seqpo.rollout.incremental import IncrementalTranslator
 
 SIMULEVAL_INSTALL_HINT = (
     "the SimulEval agent needs SimulEval 1.1: pip install --no-deps simuleval==1.1.4 && "
@@ -43,85 +44,6 @@ except ImportError:  # the module stays importable (docs, doctests); the agent i
     TextToTextAgent = object
 
 __all__ = ["SIMULEVAL_INSTALL_HINT", "IncrementalTranslator", "SeqPOAgent"]
-
-_PENDING_CHUNK = "\u2026"  # stands for "more source to come" until SimulEval says the source has ended
-
-
-class IncrementalTranslator:
-    """Drive one trajectory of a `SimultaneousRollout` as the source arrives.
-
-    The rollout normally knows the whole source; here it only sees the chunks completed so far. While the source is
-    still streaming, one placeholder chunk stands for the unknown rest, so the rollout renders the "more to come"
-    prompt and applies the "source not finished" stop rules exactly as it would at that step of a full rollout.
-
-    Args:
-        rollout: The rollout (its config gives the chunk size, units, prompt format and budgets).
-        policy: Optional fixed schedule (`WaitKPolicy`, ``FullSentencePolicy``).
-        seed: Sampling seed of step 1 (step ``t`` uses ``seed + t``, as the rollout does).
-    """
-
-    def __init__(self, rollout: Any, policy: Any = None, seed: int | None = None) -> None:
-        self.rollout = rollout
-        self.policy = policy
-        self.seed = seed
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget the current sentence."""
-        from trl_seqpo.rollout.simultaneous import Trajectory
-
-        config = self.rollout.config
-        self.step = 0
-        self.trajectory = Trajectory(
-            source_index=0,
-            chunks=[],
-            source_length=1,
-            target_unit=config.resolved_target_unit,
-            chunk_size=config.chunk_size,
-        )
-        self.rollout.reset()  # per-sentence cache of the rollout's inserted chat tokens
-
-    @property
-    def finished(self) -> bool:
-        """The translation of the current sentence is complete."""
-        return self.trajectory.finished
-
-    def _chunks(self, units: Sequence[str], source_finished: bool) -> list[str]:
-        size = self.rollout.config.chunk_size
-        glue = " " if self.rollout.config.resolved_source_unit == "word" else ""
-        groups = [list(units[start : start + size]) for start in range(0, len(units), size)]
-        if not source_finished and groups and len(groups[-1]) < size:
-            groups.pop()  # an incomplete chunk is not shown before it is complete
-        chunks = [glue.join(group) + glue for group in groups]
-        if source_finished and chunks and glue:
-            chunks[-1] = chunks[-1][: -len(glue)]  # as split_into_chunks: no space after the last unit
-        return chunks
-
-    def advance(self, units: Sequence[str], source_finished: bool) -> tuple[str, bool] | None:
-        """Run the next step if its chunk is complete.
-
-        Args:
-            units: Source units received so far (SimulEval's ``states.source``).
-            source_finished: Whether SimulEval has sent the last source unit.
-
-        Returns:
-            ``None`` to read more source, else ``(step output, finished)``: the step's text with whitespace
-            normalised, and whether the translation is complete.
-        """
-        if self.finished:
-            return "", True
-        size = self.rollout.config.chunk_size
-        if not source_finished and len(units) < (self.step + 1) * size:
-            return None
-        chunks = self._chunks(units, source_finished)
-        trajectory = self.trajectory
-        trajectory.chunks = chunks if source_finished else [*chunks, _PENDING_CHUNK]
-        trajectory.source_length = len(units) if source_finished else len(units) + 1
-        self.step += 1
-        seed = None if self.seed is None else self.seed + self.step
-        self.rollout.advance([trajectory], self.step, self.policy, seed)
-        return " ".join(trajectory.step_outputs[-1].split()), trajectory.finished
-
 
 # the agent's options that are fields of `SimTEvalConfig`: the same flag, type, choices, default and help as in
 # `trl-seqpo evaluate simt`, generated from the dataclass (`_add_config_flags`), and handed to it unchanged

@@ -1,4 +1,6 @@
-"""Latency rewards from rollout delays: ``average_lagging`` (AL) and ``laal`` (LAAL).
+"""Latency rewards from rollout delays: one per registered latency metric (``average_lagging`` = AL, ``laal``,
+``dal``, ``average_proportion``, ``yaal``, ``long_yaal``, and any metric added with
+`trl_seqpo.simt.latency.register_latency_metric`).
 
 SeqPO-SiMT (Sec. 2.3, Eq. 2) scores each trajectory with a latency scorer f_l; the paper uses AL (Sec. 3). These
 rewards return the **raw latency in source units, lower is better** - they are not negated. Do not give them to a
@@ -11,8 +13,9 @@ Columns (added by the SeqPO rollout, ``trl_seqpo.rollout``):
 - ``source_length``: ``list[int]``, source units per row;
 - ``reference_length``: optional ``list[int | None]``, reference units per row, in the same unit as ``delays``.
 
-The metric functions are `trl_seqpo.simt.latency.average_lagging` and
-`trl_seqpo.simt.latency.length_adaptive_average_lagging`, which match SimulEval 1.1.
+The metric functions come from the latency registry (`trl_seqpo.simt.latency.get_latency_metric`); AL, LAAL, DAL
+and AP match SimulEval 1.1, YAAL and LongYAAL match OmniSTEval. A sentence a metric leaves undefined (YAAL when the
+first unit waited for the whole source) scores the source length, the latency of an offline translation.
 """
 
 from __future__ import annotations
@@ -29,24 +32,22 @@ class LatencyReward:
     """Per-row latency (lower is better) from the ``delays``/``source_length``/``reference_length`` columns.
 
     Args:
-        metric: ``"average_lagging"`` or ``"laal"``.
+        metric: The reward name of a registered latency metric (``"average_lagging"``, ``"laal"``, ``"yaal"``, ...).
         use_reference_length: Pass the ``reference_length`` column to the metric when present (SimulEval's default);
             ``False`` always uses the hypothesis length (SimulEval's ``--no-use-ref-len``). LAAL always needs it.
     """
 
     def __init__(self, metric: str, use_reference_length: bool = True) -> None:
-        if metric not in ("average_lagging", "laal"):
-            raise ValueError(f"metric must be 'average_lagging' or 'laal', got {metric!r}")
-        self.metric = metric
+        from trl_seqpo.simt.latency import get_latency_metric
+
+        self.metric = get_latency_metric(metric).reward  # raises ValueError naming the registered ones
         self.use_reference_length = use_reference_length
         self.__name__ = metric
 
     def _metric_function(self) -> Callable[..., float]:
-        from trl_seqpo.simt import latency
+        from trl_seqpo.simt.latency import get_latency_metric
 
-        if self.metric == "average_lagging":
-            return latency.average_lagging
-        return latency.length_adaptive_average_lagging
+        return get_latency_metric(self.metric).function
 
     def __call__(self, prompts: list[Any], completions: list[Any], **columns: Any) -> list[float | None]:
         num_rows = len(completions)
@@ -65,6 +66,8 @@ class LatencyReward:
         for row_delays, source_length, reference_length in zip(delays, source_lengths, reference_lengths):
             try:
                 value = float(metric(list(row_delays), source_length, reference_length))
+                if math.isnan(value):  # undefined for this sentence (e.g. YAAL of an offline translation)
+                    value = float(source_length)
                 rewards.append(value if math.isfinite(value) else None)
             except Exception as error:  # a reward never crashes training: this row gets None
                 warn_once(f"{self.__name__}-error", f"Reward '{self.__name__}' could not score a row ({error!r}).")
@@ -110,3 +113,15 @@ def make_laal_reward() -> LatencyReward:
         A reward function ``(prompts, completions, **columns) -> list[float | None]``.
     """
     return LatencyReward("laal")
+
+
+def registered_latency_reward(name: str, **settings: Any) -> LatencyReward | None:
+    """The reward of a latency metric registered with `register_latency_metric` (``None`` if ``name`` is none).
+
+    `trl_seqpo.rewards.get_reward` falls back to it, so every registered latency metric is a reward by its name.
+    """
+    from trl_seqpo.simt.latency import LATENCY_REGISTRY
+
+    if not any(metric.reward == name for metric in LATENCY_REGISTRY.values()):
+        return None
+    return LatencyReward(name, **settings)

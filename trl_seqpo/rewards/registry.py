@@ -146,6 +146,11 @@ def get_reward(name_or_callable: str | RewardFunc, **kwargs: Any) -> RewardFunc:
     key = name_or_callable.strip().lower()
     entry = REWARD_REGISTRY.get(key)
     if entry is None:
+        from trl_seqpo.rewards.latency import registered_latency_reward
+
+        latency = registered_latency_reward(key, **kwargs)  # every registered latency metric is a reward
+        if latency is not None:
+            return latency
         raise ValueError(f"Unknown reward {name_or_callable!r}. Known rewards: {', '.join(sorted(REWARD_REGISTRY))}.")
 
     if entry.factory:

@@ -9,7 +9,7 @@ call (a SiMT step is short and stops at the end of the assistant turn; an ALPO c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from trl_seqpo.errors import check_at_least
 
@@ -66,6 +66,21 @@ class GenerationOutput:
     @property
     def stop_token_id(self) -> int | None:
         return self.token_ids[-1] if self.finish_reason == "stop" and self.token_ids else None
+
+
+@dataclass
+class StepPlan:
+    """One step of a multi-step rollout, planned before its backend call (`SimultaneousRollout.plan_step`).
+
+    Attributes:
+        prompts: Token-id prompts for the backend.
+        to_generate: Per prompt, ``(trajectory, step, budget)``; ``budget`` = target units a fixed policy allows.
+        skipped: ``(trajectory, step)`` that a fixed policy makes wait without a model call.
+    """
+
+    prompts: list[list[int]] = field(default_factory=list)
+    to_generate: list[tuple[Any, int, int | None]] = field(default_factory=list)
+    skipped: list[tuple[Any, int]] = field(default_factory=list)
 
 
 @runtime_checkable

@@ -249,3 +249,48 @@ class PrefixKVCache:
         tokens = np.where(filled, np.take_along_axis(sequences, columns, axis=1), -1)
         layers = [(layer.keys, layer.values) for layer in cache.layers]
         self._current.append(_CachedRows(layers=layers, columns=columns, tokens=tokens))
+
+
+class SessionPrefixCache(PrefixKVCache):
+    """Key/value states kept per streaming session between chunks, whichever sessions the next call holds.
+
+    The streaming engine (`trl_seqpo.rollout.streaming`) puts it in place of the HF backend's per-rollout cache for
+    each call.
+
+    `PrefixKVCache` keeps only the previous call's rows; a server steps a session only when its next chunk has
+    arrived, so a session must keep its row across calls it is not part of. After each call, `keep` stores every
+    row under its session key (one compact row each); `next_call` offers every live session's row for prefix
+    matching; `drop` frees a session's states when it ends.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sessions: dict[object, _CachedRows] = {}
+
+    def next_call(self) -> None:
+        self._previous, self._current = list(self._sessions.values()), []
+
+    def keep(self, keys: list[object]) -> None:
+        """Store the rows of the last call (in prompt order) under ``keys``, one per prompt."""
+        rows = [(group, row) for group in self._current for row in range(len(group.tokens))]
+        if len(rows) != len(keys):  # the model's cache was not reusable: nothing to keep
+            self._current = []
+            return
+        for key, (group, row) in zip(keys, rows):
+            length = int((group.tokens[row] >= 0).sum())
+            columns = torch.from_numpy(group.columns[row, :length]).to(group.layers[0][0].device)
+            layers = [
+                (keys_[row : row + 1, :, columns].contiguous(), values[row : row + 1, :, columns].contiguous())
+                for keys_, values in group.layers
+            ]
+            self._sessions[key] = _CachedRows(
+                layers=layers, columns=np.arange(length)[None, :], tokens=group.tokens[row : row + 1, :length].copy()
+            )
+        self._current = []
+
+    def drop(self, key: object) -> None:
+        """Free the states of one session."""
+        self._sessions.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._sessions)

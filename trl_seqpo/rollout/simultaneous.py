@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from trl_seqpo.errors import check_at_least
-from trl_seqpo.rollout.engine import GenerationBackend, GenerationOutput, GenerationParams
+from trl_seqpo.rollout.engine import GenerationBackend, GenerationOutput, GenerationParams, StepPlan
 from trl_seqpo.simt.chunking import Unit, count_units, default_unit, split_into_chunks
 from trl_seqpo.simt.latency import delays_from_steps
 from trl_seqpo.simt.templates import build_chat_messages, render_chat, render_paper_prompt
@@ -322,16 +322,16 @@ class SimultaneousRollout:
 
     # ------------------------------------------------------------------ one lockstep step
     def _step(self, live: list[Trajectory], step: int, policy: WaitKPolicy | None, seed: int | None) -> None:
+        plan = self.plan_step([(trajectory, step, policy) for trajectory in live])
+        outputs = (
+            self.backend.generate(plan.prompts, self.generation_params(seed)) if plan.prompts or self._lockstep else []
+        )
+        self.finish_step(plan, outputs)
+
+    def generation_params(self, seed: int | None = None) -> GenerationParams:
+        """The sampling parameters of one step's backend call."""
         cfg = self.config
-        prompts, to_generate, skipped = [], [], []
-        for trajectory in live:
-            budget = self._policy_budget(trajectory, step, policy)
-            if budget == 0:
-                skipped.append(trajectory)
-                continue
-            prompts.append(self._prompt_for_step(trajectory, step))
-            to_generate.append((trajectory, budget))
-        params = GenerationParams(
+        return GenerationParams(
             max_new_tokens=cfg.max_new_tokens_per_step,
             temperature=cfg.temperature,
             top_p=cfg.top_p,
@@ -339,18 +339,38 @@ class SimultaneousRollout:
             stop_token_ids=self.stop_token_ids,
             seed=seed,
         )
-        outputs = self.backend.generate(prompts, params) if prompts or self._lockstep else []
-        if len(outputs) != len(prompts):
-            raise RuntimeError(f"The generation backend returned {len(outputs)} outputs for {len(prompts)} prompts")
-        for (trajectory, budget), output in zip(to_generate, outputs):
+
+    def plan_step(self, items: Sequence[tuple[Trajectory, int, WaitKPolicy | None]]) -> StepPlan:
+        """Prompts of ``(trajectory, step, policy)`` items, each at its own step (a server batches sessions at
+        different steps): ``backend.generate(plan.prompts, generation_params(seed))``, then `finish_step`."""
+        plan = StepPlan()
+        for trajectory, step, policy in items:
+            budget = self._policy_budget(trajectory, step, policy)
+            if budget == 0:
+                plan.skipped.append((trajectory, step))
+                continue
+            plan.prompts.append(self._prompt_for_step(trajectory, step))
+            plan.to_generate.append((trajectory, step, budget))
+        return plan
+
+    def finish_step(self, plan: StepPlan, outputs: Sequence[GenerationOutput]) -> None:
+        """Apply the policies to the backend's ``outputs`` for ``plan.prompts`` and record every trajectory's step."""
+        if len(outputs) != len(plan.prompts):
+            raise RuntimeError(f"The generation backend returned {len(outputs)} outputs for {len(plan.prompts)}")
+        for (trajectory, step, budget), output in zip(plan.to_generate, outputs):
             if budget is not None:
                 output = self._apply_policy(output, budget)
                 trajectory.policy_edited = True
             self._record(trajectory, step, output)
-        for trajectory in skipped:  # the schedule says wait: an empty step that costs no model call
+        for trajectory, step in plan.skipped:  # the schedule says wait: an empty step that costs no model call
             trajectory.policy_edited = True
             self._prompt_for_step(trajectory, step)  # the chunk is still read: its user turn joins the history
             self._record(trajectory, step, GenerationOutput([self.step_end_token_id], [], "stop"))
+
+    def forget(self, source_index: int) -> None:
+        """Drop the cached inserted tokens of one source (a streaming session that ended)."""
+        for key in [key for key in list(self._env_cache) if key[0] == source_index]:  # list(): a snapshot
+            self._env_cache.pop(key, None)
 
     def _prompt_for_step(self, trajectory: Trajectory, step: int) -> list[int]:
         cfg = self.config

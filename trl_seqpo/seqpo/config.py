@@ -59,7 +59,7 @@ class SeqPOConfig(GRPOConfig):
         quality_reward_kwargs (`dict`, *optional*):
             Keyword arguments of the quality reward factory (e.g. `{"model": "Unbabel/wmt22-comet-da"}`).
         latency_reward (`str`, *optional*, defaults to `"average_lagging"`):
-            `"average_lagging"` or `"laal"`.
+            A registered latency metric's reward name: `"average_lagging"`, `"laal"`, `"yaal"`, ...
         latency_use_reference_length (`bool`, *optional*, defaults to `False`):
             Compute AL with the reference length (SimulEval's default) instead of the hypothesis length.
         fusion_lambda (`float`, *optional*, defaults to `2.0`):
@@ -171,7 +171,9 @@ class SeqPOConfig(GRPOConfig):
     quality_reward_kwargs: dict | str | None = field(
         default=None, metadata={"help": "Keyword arguments of the quality reward factory."}
     )
-    latency_reward: str = field(default="average_lagging", metadata={"help": "'average_lagging' or 'laal'."})
+    latency_reward: str = field(
+        default="average_lagging", metadata={"help": "a registered latency metric: 'average_lagging', 'laal', ..."}
+    )
     latency_use_reference_length: bool = field(
         default=False, metadata={"help": "Use the reference length in AL (SimulEval's default)."}
     )
@@ -205,8 +207,12 @@ class SeqPOConfig(GRPOConfig):
             value = getattr(self, name)
             if value not in (None, "word", "char"):
                 raise ValueError(f"{name} must be 'word', 'char' or None (pick from the language), got {value!r}")
-        if self.latency_reward not in ("average_lagging", "laal"):
-            raise ValueError(f"latency_reward must be 'average_lagging' or 'laal', got {self.latency_reward!r}")
+        from trl_seqpo.simt.latency import get_latency_metric
+
+        try:
+            get_latency_metric(self.latency_reward)  # any registered latency metric
+        except ValueError as error:
+            raise ValueError(f"latency_reward: {error}") from None
         if self.latency_truncation not in TRUNCATION_MODES:
             raise ValueError(f"latency_truncation must be one of {TRUNCATION_MODES}, got {self.latency_truncation!r}")
         if self.latency_floor != self.latency_floor or abs(self.latency_floor) == float("inf"):

@@ -39,7 +39,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from trl import GRPOTrainer
 
 RewardFunc = str | Callable[..., list[float | None]]
-LATENCY_REWARDS = ("average_lagging", "laal")
+
+
+def latency_rewards() -> tuple[str, ...]:
+    """Reward names of the registered latency metrics (`trl_seqpo.simt.latency.register_latency_metric`); the
+    trainer logs each as `simt/<reward name>`."""
+    from trl_seqpo.simt.latency import LATENCY_REGISTRY
+
+    return tuple(metric.reward for metric in LATENCY_REGISTRY.values())
+
+
 logger = logging.getLogger(__name__)
 
 
@@ -161,17 +170,23 @@ class FusedSimultaneousReward:
         delays = gather_object(list(columns.get("delays", [])))
         lengths = gather_object(list(columns.get("source_length", [])))
         ref_lengths = gather_object(list(columns["reference_length"])[: len(columns.get("delays", []))])
-        al, laal = [], []
+        from trl_seqpo.simt.latency import LATENCY_REGISTRY, corpus_latency
+
+        values: dict[str, list[float]] = {name: [] for name in LATENCY_REGISTRY}
         for delay, length, ref_len in zip(delays, lengths, ref_lengths):
-            # AL with the convention the latency reward uses; LAAL always with the reference (when there is one)
-            al.append(sentence_latency(delay, length, ref_len if self.args.latency_use_reference_length else None))
-            laal.append(sentence_latency(delay, length, ref_len)["LAAL"])
+            row = sentence_latency(delay, length, ref_len)  # every registered metric with the reference length
+            # AL with the convention the latency reward uses
+            ref_for_al = ref_len if self.args.latency_use_reference_length else None
+            row["AL"] = LATENCY_REGISTRY["AL"].function(delay, length, ref_for_al)
+            for name in values:
+                values[name].append(row[name])
         scored = [q for q in all_quality if q is not None and np.isfinite(q)]
         if scored:
             log_metric("simt/quality", float(np.mean(scored)))
-        if al:
-            log_metric("simt/average_lagging", float(np.mean([values["AL"] for values in al])))
-            log_metric("simt/laal", float(np.mean(laal)))
+        for name, column in values.items():
+            mean = corpus_latency(column)
+            if mean is not None:
+                log_metric(f"simt/{LATENCY_REGISTRY[name].reward}", mean)
         finite = fused[np.isfinite(fused)]
         if finite.size:
             log_metric("simt/fused_reward", float(finite.mean()))
@@ -251,13 +266,13 @@ def resolve_rewards(reward_funcs: RewardFunc | Sequence[RewardFunc] | None, args
             "SeqPOTrainer fuses exactly one quality reward and one latency reward: pass reward_funcs=[quality] or "
             f"[quality, latency] (names or callables), got {len(funcs)} rewards"
         )
-    if isinstance(funcs[0], str) and funcs[0] in LATENCY_REWARDS:
+    if isinstance(funcs[0], str) and funcs[0] in latency_rewards():
         raise ValueError(f"The first reward is the quality reward; {funcs[0]!r} is a latency reward")
     quality = get_reward(funcs[0], **quality_kwargs) if isinstance(funcs[0], str) else funcs[0]
     latency_name: RewardFunc = funcs[1] if len(funcs) == 2 else args.latency_reward
     if isinstance(latency_name, str):
-        if latency_name not in LATENCY_REWARDS:
-            raise ValueError(f"The latency reward must be one of {LATENCY_REWARDS}, got {latency_name!r}")
+        if latency_name not in latency_rewards():
+            raise ValueError(f"The latency reward must be one of {latency_rewards()}, got {latency_name!r}")
         latency_kwargs = {"use_reference_length": args.latency_use_reference_length}
         latency = get_reward(latency_name, **(latency_kwargs if latency_name == "average_lagging" else {}))
     else:

@@ -1,4 +1,8 @@
-r"""Latency metrics for simultaneous translation: AL, LAAL, DAL and AP, per sentence and batched.
+r"""Latency metrics for simultaneous translation (AL, LAAL, DAL, AP, YAAL, LongYAAL), per sentence and batched.
+
+Every latency metric lives in one registry (`register_latency_metric`): the SeqPO latency reward, the trainer's
+``simt/*`` logs, ``trl-seqpo evaluate simt`` and the streaming server all read it, so adding a metric is one function
+and one registration.
 
 Notation: a hypothesis of ``|Y|`` target units, ``delays[i]`` = number of source units read when target unit
 ``i + 1`` was written ($d_i$, non-decreasing in practice), a source of $n = |X|$ units and, optionally,
@@ -13,6 +17,10 @@ a reference of ``|Y*|`` units. The values agree with SimulEval 1.1.4's scorers
 * DAL (Cherry & Foster, 2019): $d'_1 = d_1$, $d'_i = \max(d_i, d'_{i-1} + 1/\gamma)$,
   $DAL = \frac{1}{|Y|}\sum_{i=1}^{|Y|} \big(d'_i - \frac{i-1}{\gamma}\big)$, always with the hypothesis length.
 * AP (Cho & Esipova, 2016): $AP = \frac{1}{|X|\,|Y|}\sum_{i=1}^{|Y_{hyp}|} d_i$, $|Y|$ as for AL.
+* YAAL (Polák et al., 2025, "Better Late Than Never"; IWSLT's latency metric, as OmniSTEval 0.1.10 computes it):
+  LAAL's $\gamma$, summed only over the target units written *before* the source ended ($d_i < |X|$); undefined
+  (NaN, left out of corpus averages as OmniSTEval does) when the first unit waited for the whole source.
+  LongYAAL is its long-form variant: every unit counts until the end of the recording (default: all).
 
 An empty hypothesis (SimulEval skips it) is scored as an offline translation written after the whole source:
 AL = LAAL = DAL = ``source_length`` and AP = 1.0; no exception. See ``docs/latency.md``.
@@ -20,16 +28,102 @@ AL = LAAL = DAL = ``source_length`` and AP = 1.0; no exception. See ``docs/laten
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from trl_seqpo.simt.chunking import Unit, _check_chunk_size, count_units
+from trl_seqpo.simt.latency_kernels import (
+    _as_float_array,
+    _batched_differentiable,
+    _batched_lagging,
+    _batched_proportion,
+    _to_ragged,
+)
 
-_BLOCK_ELEMENTS = 1 << 17  # delays per vectorised block of the batched metrics
+LatencyFunction = Callable[[Sequence[float], float, "float | None"], float]
+"""``(delays, source_length, reference_length) -> latency``: the signature of every registered metric."""
 
-LATENCY_METRICS = ("AL", "LAAL", "DAL", "AP")
-"""Names of the latency metrics, as keys of `sentence_latency` and `latency_batch`."""
+
+@dataclass(frozen=True)
+class LatencyMetric:
+    """One registered latency metric.
+
+    Args:
+        name: Its key in results, ``sentence_latency`` and tables (``"AL"``).
+        function: ``(delays, source_length, reference_length) -> float`` in source units; NaN = undefined for this
+            sentence (corpus averages leave it out).
+        reward: The name of its SeqPO latency reward and trainer log (``simt/<reward>``), e.g. ``"average_lagging"``.
+        batched: Optional vectorised ``(flat, bounds, source, reference) -> [batch]`` used by `latency_batch`
+            (default: the sentence function row by row).
+    """
+
+    name: str
+    function: LatencyFunction
+    reward: str
+    batched: Callable[..., np.ndarray] | None = None
+
+
+LATENCY_REGISTRY: dict[str, LatencyMetric] = {}
+"""Registered latency metrics by name, in registration order. Add with `register_latency_metric`."""
+
+
+def register_latency_metric(
+    name: str, *, reward: str, batched: Callable[..., np.ndarray] | None = None
+) -> Callable[[LatencyFunction], LatencyFunction]:
+    """Register ``(delays, source_length, reference_length) -> float`` as the latency metric ``name``.
+
+    The metric then appears in `sentence_latency`, `latency_batch`, ``trl-seqpo evaluate simt`` results, the
+    trainer's ``simt/<reward>`` logs and the streaming server, and ``get_reward(reward)`` scores it.
+
+    Args:
+        name: The metric's name in results (``"AL"``); must not be taken.
+        reward: Lowercase name of its reward and log key (``"average_lagging"``); must not be taken.
+        batched: Optional vectorised version (see `LatencyMetric`).
+
+    Returns:
+        A decorator that registers the function and returns it unchanged.
+
+    Examples:
+        >>> @register_latency_metric("LAST_DELAY", reward="last_delay")
+        ... def last_delay(delays, source_length, reference_length=None):
+        ...     return float(delays[-1]) if len(delays) else float(source_length)
+        >>> sentence_latency([1, 3], 3)["LAST_DELAY"]
+        3.0
+        >>> _ = unregister_latency_metric("LAST_DELAY")
+    """
+    taken = [m.name for m in LATENCY_REGISTRY.values() if m.name == name or m.reward == reward]
+    if taken:
+        raise ValueError(f"a latency metric named {name!r} or with reward {reward!r} is already registered")
+    if not reward or reward != reward.lower():
+        raise ValueError(f"the reward name of a latency metric is lowercase, got {reward!r}")
+
+    def decorator(function: LatencyFunction) -> LatencyFunction:
+        LATENCY_REGISTRY[name] = LatencyMetric(name, function, reward, batched)
+        return function
+
+    return decorator
+
+
+def unregister_latency_metric(name: str) -> LatencyMetric:
+    """Remove a registered metric (tests and interactive use); returns its entry."""
+    return LATENCY_REGISTRY.pop(name)
+
+
+def latency_metric_names() -> tuple[str, ...]:
+    """Names of every registered latency metric, built-ins first (the keys of `sentence_latency`)."""
+    return tuple(LATENCY_REGISTRY)
+
+
+def get_latency_metric(name: str) -> LatencyMetric:
+    """The registered metric called ``name`` (``"AL"``) or whose reward is ``name`` (``"average_lagging"``)."""
+    for metric in LATENCY_REGISTRY.values():
+        if name in (metric.name, metric.reward):
+            return metric
+    known = ", ".join(f"{m.name} ({m.reward})" for m in LATENCY_REGISTRY.values())
+    raise ValueError(f"unknown latency metric {name!r}; registered: {known}")
 
 
 def _check_lengths(source_length: float, reference_length: float | None) -> None:
@@ -151,6 +245,54 @@ def average_proportion(delays: Sequence[float], source_length: float, reference_
     return float(sum(delays)) / (source_length * target_length)
 
 
+def yet_another_average_lagging(
+    delays: Sequence[float],
+    source_length: float,
+    reference_length: float | None = None,
+    *,
+    long_form: bool = False,
+    recording_end: float | None = None,
+) -> float:
+    r"""YAAL (Polák et al., 2025), IWSLT's latency metric, equal to OmniSTEval 0.1.10's ``YAALScorer``.
+
+    $YAAL = \frac{1}{\tau'}\sum_{i=1}^{\tau'}(d_i - (i-1)\frac{|X|}{\max(|Y_{hyp}|, |Y^*|)})$ where $\tau'$
+    counts the units written before the source ended ($d_i < |X|$; with ``long_form``, before ``recording_end``):
+    unlike AL, the unit that reaches the end of the source is not counted, and a first unit written after the whole
+    source leaves YAAL undefined.
+
+    Args:
+        delays: ``delays[i]`` = source units read when target unit ``i + 1`` was written.
+        source_length: $|X|$ (> 0).
+        reference_length: $|Y^*|$; ``None`` uses the hypothesis length.
+        long_form: LongYAAL: units at or after the end of the source count too, up to ``recording_end``.
+        recording_end: Delay at which the recording ends (long form); ``None`` = never.
+
+    Returns:
+        YAAL in source units, or NaN when undefined (empty hypothesis, or no unit before the end); OmniSTEval leaves
+        such sentences out of its corpus average, and so does `corpus_latency`.
+
+    Examples:
+        >>> yet_another_average_lagging([1, 2, 4, 4], 4)  # AL also counts the first 4: 1.33
+        1.0
+        >>> yet_another_average_lagging([1, 2, 4, 4], 4, long_form=True)
+        1.25
+    """
+    _check_lengths(source_length, reference_length)
+    end = math.inf if recording_end is None else recording_end
+    limit = min(end, math.inf if long_form else source_length)
+    if len(delays) == 0 or delays[0] >= limit:
+        return math.nan
+    target_length = len(delays) if reference_length is None else max(len(delays), reference_length)
+    gamma = target_length / source_length
+    total, tau = 0.0, 0
+    for index, delay in enumerate(delays):
+        if delay >= limit:
+            break
+        total += delay - index / gamma
+        tau = index + 1
+    return total / tau
+
+
 def delays_from_steps(step_outputs: Sequence[str], chunk_size: int, source_length: int, unit: Unit) -> list[int]:
     """Per-target-unit delays of a chunked rollout (SeqPO-SiMT Sec. 2.2).
 
@@ -227,10 +369,11 @@ def reference_length(reference: str, unit: Unit, rule: str = "units") -> int | N
 def sentence_latency(
     delays: Sequence[float], source_length: float, reference_length: float | None = None
 ) -> dict[str, float]:
-    """AL, LAAL, DAL and AP of one sentence (SeqPO-SiMT Sec. 3.1 reports AL and LAAL).
+    """Every registered latency metric of one sentence (SeqPO-SiMT Sec. 3.1 reports AL and LAAL).
 
-    Every number called AL or LAAL in this package (the SeqPO latency reward, the trainer's ``simt/*`` logs,
-    ``trl-seqpo evaluate simt``, the demo) comes from here, with ``reference_length`` from `reference_length`.
+    Every number called AL, LAAL, YAAL, ... in this package (the SeqPO latency reward, the trainer's ``simt/*``
+    logs, ``trl-seqpo evaluate simt``, the server, the demo) comes from the registry through here, with
+    ``reference_length`` from `reference_length`.
 
     Args:
         delays: Source units read before each target unit was written.
@@ -238,159 +381,43 @@ def sentence_latency(
         reference_length: ``|Y*|`` (``None``: the hypothesis length).
 
     Returns:
-        ``{"AL": ..., "LAAL": ..., "DAL": ..., "AP": ...}``.
+        ``{"AL": ..., "LAAL": ..., "DAL": ..., "AP": ..., "YAAL": ..., "LongYAAL": ...}`` (registration order).
 
     Examples:
         >>> sentence_latency([2, 3, 4, 4], 4, reference_length=4)
-        {'AL': 2.0, 'LAAL': 2.0, 'DAL': 2.0, 'AP': 0.8125}
+        {'AL': 2.0, 'LAAL': 2.0, 'DAL': 2.0, 'AP': 0.8125, 'YAAL': 2.0, 'LongYAAL': 1.75}
     """
     return {
-        "AL": average_lagging(delays, source_length, reference_length),
-        "LAAL": length_adaptive_average_lagging(delays, source_length, reference_length),
-        "DAL": differentiable_average_lagging(delays, source_length),
-        "AP": average_proportion(delays, source_length, reference_length),
+        name: metric.function(delays, source_length, reference_length) for name, metric in LATENCY_REGISTRY.items()
     }
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Batched versions
+def corpus_latency(values: Sequence[float]) -> float | None:
+    """Corpus score of a latency metric: the mean of its sentence values, NaN (undefined) ones left out.
+
+    SimulEval and OmniSTEval average sentence scores the same way; ``None`` when no sentence is defined.
+
+    Examples:
+        >>> corpus_latency([1.0, float("nan"), 2.0])
+        1.5
+    """
+    finite = [float(value) for value in values if value is not None and not math.isnan(value)]
+    return sum(finite) / len(finite) if finite else None
 
 
-def _as_float_array(values: object, name: str, size: int) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float64)
-    if array.ndim == 0:
-        array = np.full(size, float(array))
-    if array.shape != (size,):
-        raise ValueError(f"{name} must have one value per sentence ({size}), got shape {array.shape}")
-    return array
-
-
-def _to_ragged(delays: object, lengths: object, offsets: object) -> tuple[np.ndarray, np.ndarray]:
-    """Bring the three input layouts to flat float64 delays + ``[batch + 1]`` offsets."""
-    if isinstance(delays, (list, tuple)) and (len(delays) == 0 or np.ndim(delays[0]) == 1):
-        if offsets is not None or lengths is not None:
-            raise ValueError("pass a list of per-sentence delays without lengths/offsets")
-        row_lengths = np.fromiter((len(row) for row in delays), dtype=np.int64, count=len(delays))
-        flat = np.concatenate([np.asarray(row, dtype=np.float64) for row in delays]) if delays else np.zeros(0)
-        return flat, np.concatenate([[0], np.cumsum(row_lengths)])
-    array = np.asarray(delays, dtype=np.float64)
-    if array.ndim == 2:
-        if offsets is not None:
-            raise ValueError("offsets is for flat (1-D) delays; padded (2-D) delays take lengths")
-        num_rows, width = array.shape
-        if lengths is None:
-            return array.reshape(-1), np.arange(num_rows + 1, dtype=np.int64) * width
-        row_lengths = np.asarray(lengths, dtype=np.int64)
-        if row_lengths.shape != (num_rows,) or (row_lengths < 0).any() or (row_lengths > width).any():
-            raise ValueError(f"lengths must hold {num_rows} values in [0, {width}]")
-        return array[np.arange(width) < row_lengths[:, None]], np.concatenate([[0], np.cumsum(row_lengths)])
-    if array.ndim != 1 or offsets is None or lengths is not None:
-        raise ValueError(
-            "delays must be a padded [batch, max_len] array (with optional lengths), a flat array with "
-            "offsets [batch + 1], or a list of per-sentence delay lists"
-        )
-    bounds = np.asarray(offsets, dtype=np.int64)
-    if (
-        bounds.ndim != 1
-        or len(bounds) < 1
-        or bounds[0] != 0
-        or bounds[-1] != len(array)
-        or (np.diff(bounds) < 0).any()
-    ):
-        raise ValueError("offsets must be non-decreasing, start at 0 and end at len(delays)")
-    return array, bounds
-
-
-def _row_blocks(bounds: np.ndarray) -> Iterator[slice]:
-    """Consecutive sentence ranges of about ``_BLOCK_ELEMENTS`` delays: temporaries stay small and in cache."""
-    num_rows = len(bounds) - 1
-    width = int(np.diff(bounds).max()) if num_rows else 0
-    step = max(64, _BLOCK_ELEMENTS // max(width, 1))
-    for start in range(0, num_rows, step):
-        yield slice(start, min(start + step, num_rows))
-
-
-def _lagging_block(
-    delays: np.ndarray, starts: np.ndarray, lengths: np.ndarray, source: np.ndarray, target: np.ndarray
-) -> np.ndarray:
-    """AL/LAAL of the sentences of one block, from their flat delays (``starts`` relative to ``delays``)."""
-    reached = np.flatnonzero(delays >= np.repeat(source, lengths))
-    # first delay >= |X| of each sentence: the first reached index at or after the sentence's start, if inside it
-    first_reach = np.append(reached, len(delays))[np.searchsorted(reached, starts)]
-    tau = np.where(first_reach < starts + lengths, first_reach - starts + 1, lengths)
-    padded = np.append(delays, 0.0)  # reduceat needs every boundary to be a valid index
-    boundaries = np.empty(2 * len(starts), dtype=np.int64)
-    boundaries[0::2], boundaries[1::2] = starts, starts + tau
-    delay_sum = np.add.reduceat(padded, boundaries)[0::2]  # sum_{i<tau} d_i (garbage for empty rows, fixed below)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # sum_{i<tau} (d_i - i / gamma) = sum_{i<tau} d_i - tau (tau - 1) / 2 * |X| / |Y|
-        lagging = (delay_sum - 0.5 * tau * (tau - 1) * (source / target)) / tau
-    first = padded[starts]
-    lagging = np.where(first > source, first, lagging)
-    return np.where(lengths == 0, source, lagging)
-
-
-def _differentiable_block(
-    delays: np.ndarray, starts: np.ndarray, lengths: np.ndarray, source: np.ndarray
-) -> np.ndarray:
-    """DAL of the sentences of one block, through a [sentences, max_len] array padded with -inf."""
-    width = int(lengths.max())
-    padded = np.full((len(lengths), width), -np.inf)
-    padded[np.arange(width) < lengths[:, None]] = delays  # boolean assignment fills sentence after sentence
-    step = source / np.maximum(lengths, 1)  # 1 / gamma
-    # d'_i - (i-1)/gamma is the running maximum of d_j - (j-1)/gamma (Cherry & Foster's recursion unrolled), taken
-    # one column at a time for all sentences; past a sentence's end the -inf padding leaves the running maximum at
-    # its last value, which is subtracted back out at the end.
-    running = padded[:, 0].copy()
-    total = running.copy()
-    column = np.empty_like(running)
-    for index in range(1, width):
-        np.multiply(step, -index, out=column)
-        column += padded[:, index]
-        np.maximum(running, column, out=running)
-        total += running
-    with np.errstate(invalid="ignore", divide="ignore"):
-        total -= (width - lengths) * running
-        return np.where(lengths == 0, source, total / lengths)
-
-
-def _batched_metric(
-    metric: str,
-    flat: np.ndarray,
-    bounds: np.ndarray,
-    source: np.ndarray,
-    reference: np.ndarray | None,
-) -> np.ndarray:
-    """One metric of `LATENCY_METRICS` for all sentences of a ragged batch (validated by `latency_batch`)."""
-    num_rows = len(bounds) - 1
-    all_lengths = np.diff(bounds)
-    hypothesis = all_lengths.astype(np.float64)
-    target = hypothesis if reference is None else reference
-    if metric == "LAAL":
-        target = np.maximum(hypothesis, target)
-
-    if metric == "AP":
-        nonempty = all_lengths > 0
-        sums = np.zeros(num_rows)
-        if nonempty.any():
-            # between two non-empty sentences' starts lie exactly the first one's delays
-            sums[nonempty] = np.add.reduceat(flat, bounds[:-1][nonempty])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(nonempty, sums / (source * target), 1.0)
-
-    out = np.empty(num_rows)
-    for rows in _row_blocks(bounds):
-        block_lengths = all_lengths[rows]
-        if not block_lengths.any():  # only empty hypotheses
-            out[rows] = source[rows]
-            continue
-        first, last = bounds[rows.start], bounds[rows.stop]
-        block, starts = flat[first:last], bounds[rows.start : rows.stop] - first
-        if metric == "DAL":
-            out[rows] = _differentiable_block(block, starts, block_lengths, source[rows])
-        else:
-            out[rows] = _lagging_block(block, starts, block_lengths, source[rows], target[rows])
-    return out
+def _row_by_row(metric: LatencyMetric, flat, bounds, source, reference) -> np.ndarray:
+    """A metric without a vectorised version, sentence by sentence."""
+    return np.array(
+        [
+            metric.function(
+                flat[bounds[row] : bounds[row + 1]].tolist(),
+                float(source[row]),
+                None if reference is None else float(reference[row]),
+            )
+            for row in range(len(bounds) - 1)
+        ],
+        dtype=np.float64,
+    )
 
 
 def latency_batch(
@@ -398,7 +425,7 @@ def latency_batch(
     source_lengths: object,
     reference_lengths: object = None,
     *,
-    metrics: Sequence[str] = LATENCY_METRICS,
+    metrics: Sequence[str] | None = None,
     lengths: object = None,
     offsets: object = None,
 ) -> dict[str, np.ndarray]:
@@ -412,7 +439,7 @@ def latency_batch(
         source_lengths: ``[batch]`` source lengths (or one number for all).
         reference_lengths: ``[batch]`` reference lengths, or ``None`` for hypothesis lengths (DAL always uses the
             hypothesis length, as `differentiable_average_lagging` does).
-        metrics: Which of `LATENCY_METRICS` to compute (a name or a list; default: all four).
+        metrics: Which registered metrics to compute (a name or a list; default: all of `latency_metric_names`).
         lengths: Valid delays per row of a padded ``delays``.
         offsets: Sentence boundaries of a flat ``delays``.
 
@@ -423,10 +450,12 @@ def latency_batch(
         >>> latency_batch([[2, 3, 4, 4], [], [1, 2]], [4, 3, 2], metrics=["AL"])["AL"].tolist()
         [2.0, 3.0, 1.0]
     """
+    if metrics is None:
+        metrics = list(LATENCY_REGISTRY)
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-    unknown = [metric for metric in metrics if metric not in LATENCY_METRICS]
+    unknown = [metric for metric in metrics if metric not in LATENCY_REGISTRY]
     if unknown:
-        raise ValueError(f"unknown latency metric(s) {unknown}; choose from {list(LATENCY_METRICS)}")
+        raise ValueError(f"unknown latency metric(s) {unknown}; choose from {list(LATENCY_REGISTRY)}")
     flat, bounds = _to_ragged(delays, lengths, offsets)
     num_rows = len(bounds) - 1
     source = _as_float_array(source_lengths, "source_lengths", num_rows)
@@ -437,4 +466,31 @@ def latency_batch(
         reference = _as_float_array(reference_lengths, "reference_lengths", num_rows)
         if not (reference > 0).all():
             raise ValueError("reference_lengths must all be positive (or pass None to use hypothesis lengths)")
-    return {metric: _batched_metric(metric, flat, bounds, source, reference) for metric in metrics}
+    out = {}
+    for name in metrics:
+        metric = LATENCY_REGISTRY[name]
+        if metric.batched is None:
+            out[name] = _row_by_row(metric, flat, bounds, source, reference)
+        else:
+            out[name] = metric.batched(flat, bounds, source, reference)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The built-in metrics (registration order = column order of results)
+
+register_latency_metric("AL", reward="average_lagging", batched=_batched_lagging(False))(average_lagging)
+register_latency_metric("LAAL", reward="laal", batched=_batched_lagging(True))(length_adaptive_average_lagging)
+register_latency_metric("DAL", reward="dal", batched=_batched_differentiable)(
+    lambda delays, source_length, reference_length=None: differentiable_average_lagging(delays, source_length)
+)
+register_latency_metric("AP", reward="average_proportion", batched=_batched_proportion)(average_proportion)
+register_latency_metric("YAAL", reward="yaal")(yet_another_average_lagging)
+register_latency_metric("LongYAAL", reward="long_yaal")(
+    lambda delays, source_length, reference_length=None: yet_another_average_lagging(
+        delays, source_length, reference_length, long_form=True
+    )
+)
+
+LATENCY_METRICS: tuple[str, ...] = latency_metric_names()
+"""Names of the built-in latency metrics; `latency_metric_names` also lists metrics registered later."""
