@@ -25,3 +25,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The docs runner's count of README/docs blocks run and skipped (tests/test_docs.py)."""
+    from tests.test_docs import summary_line
+
+    line = summary_line(terminalreporter.stats)
+    if line:
+        terminalreporter.write_line(line)

@@ -93,6 +93,7 @@ def test_the_checks_see_a_violation(tmp_path):
 # `rollout/` never reaches into `alpo/` (ALPO's sampler lives in alpo/) and `subtitles/` never into `evaluate/`.
 LAYERS: dict[str, int] = {
     **{name: 0 for name in ("errors", "counts", "jsonl", "languages", "lazy", "outputs", "secret")},
+    "model_card": 3,
     "simt": 1,
     "subtitles": 1,
     "judge": 2,

@@ -40,7 +40,7 @@ def check_at_least(config: object, minimum: int, *names: str) -> None:
     Raises:
         ValueError: ``"{name} must be >= {minimum}, got {value}"``.
 
-    Example:
+    Examples:
         >>> from types import SimpleNamespace
         >>> check_at_least(SimpleNamespace(chunk_size=2, max_concurrency=0), 1, "chunk_size", "max_concurrency")
         Traceback (most recent call last):
@@ -71,7 +71,7 @@ def check_output_path(output: str | os.PathLike[str], *inputs: str | os.PathLike
         UserInputError: ``output`` is one of the inputs (same file, also through links), is a folder, or its folder
             cannot be written.
 
-    Example:
+    Examples:
         >>> check_output_path("a.jsonl", "a.jsonl")
         Traceback (most recent call last):
         ...

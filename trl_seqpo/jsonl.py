@@ -50,7 +50,7 @@ def parse_json_lines(lines: Iterable[str], path: str | os.PathLike[str], hint: s
     Raises:
         UserInputError: A line is not valid JSON.
 
-    Example:
+    Examples:
         >>> list(parse_json_lines(['{"a": 1}', "", "[2]"], "x.jsonl"))
         [(1, {'a': 1}), (3, [2])]
     """
@@ -116,7 +116,7 @@ def read_jsonl(path: str | os.PathLike[str], *, missing_ok: bool = False, hint: 
     Raises:
         UserInputError: The file is missing (unless `missing_ok`) or a complete line is not valid JSON.
 
-    Example:
+    Examples:
         >>> import tempfile, pathlib
         >>> path = pathlib.Path(tempfile.mkdtemp()) / "rows.jsonl"
         >>> _ = path.write_text('{"a": 1}\\n{"a": 2}\\n{"a"')
@@ -241,7 +241,7 @@ def _running(pid: int) -> bool:
 def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> None:
     """Replace `path` by `data` (text is written as UTF-8) through `atomic_output`: no reader ever sees half a file.
 
-    Example:
+    Examples:
         >>> import tempfile, pathlib
         >>> path = pathlib.Path(tempfile.mkdtemp()) / "sub" / "note.txt"
         >>> atomic_write(path, "done\\n"); path.read_text()
@@ -290,7 +290,7 @@ class ResumableJsonl:
     Raises:
         UserInputError: A complete line is not a JSON object, or has no key.
 
-    Example:
+    Examples:
         >>> import tempfile, pathlib
         >>> out = pathlib.Path(tempfile.mkdtemp()) / "hyps.jsonl"
         >>> ResumableJsonl(out).append([{"id": "0", "translation": "hi"}])

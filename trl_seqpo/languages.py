@@ -77,7 +77,7 @@ def normalize_language(language: str | None) -> str | None:
 
     A language missing from the table is returned as its lowercase base code (`"sw-KE"` -> `"sw"`).
 
-    Example:
+    Examples:
         >>> normalize_language("zh_Hans"), normalize_language("Japanese"), normalize_language("sw-KE")
         ('zh', 'ja', 'sw')
     """
@@ -94,7 +94,7 @@ def language_name(language: str) -> str:
     """English name of a language (`"zh"`, `"zh-Hant"`, `"chinese"` -> `"Chinese"`); a string not in the table is
     returned unchanged (so a name the table lacks, e.g. `"Swahili"`, still reads well in a prompt).
 
-    Example:
+    Examples:
         >>> language_name("zh-Hant"), language_name("de"), language_name("Swahili")
         ('Chinese', 'German', 'Swahili')
     """
@@ -105,7 +105,7 @@ def language_name(language: str) -> str:
 def default_unit(language: str) -> Unit:
     """The latency/chunking unit of a language: characters for Chinese, Japanese, Thai (and Cantonese), else words.
 
-    Example:
+    Examples:
         >>> default_unit("zh-CN"), default_unit("Japanese"), default_unit("en")
         ('char', 'char', 'word')
     """
@@ -125,7 +125,7 @@ def bleu_tokenizer_for(target_language: str | None) -> str:
     Japanese when MeCab and its dictionary are installed (`pip install "sacrebleu[ja]"`), else `"char"`; `"char"`
     for Thai; `"13a"` (sacrebleu's default, WMT's) for every other language and for `None`.
 
-    Example:
+    Examples:
         >>> bleu_tokenizer_for("zh-CN"), bleu_tokenizer_for("th"), bleu_tokenizer_for("de"), bleu_tokenizer_for(None)
         ('zh', 'char', '13a', '13a')
     """

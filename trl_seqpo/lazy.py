@@ -21,7 +21,7 @@ def lazy_getattr(package: str, table: dict[str, str]) -> Callable[[str], Any]:
     Returns:
         The function to assign to the package's ``__getattr__``.
 
-    Example:
+    Examples:
         >>> getattr_ = lazy_getattr("pkg", {"dumps": "json"})
         >>> getattr_("dumps")([1])
         '[1]'

@@ -114,7 +114,7 @@ def check_output(
         UserInputError: The output is an input, a folder, not writable, a stranger's file (without ``overwrite``),
             or a resumable output made with other ``settings``.
 
-    Example:
+    Examples:
         >>> import tempfile, pathlib
         >>> notes = pathlib.Path(tempfile.mkdtemp()) / "notes.txt"
         >>> _ = notes.write_text("mine")
@@ -199,7 +199,7 @@ def claim_output(output: PathLike, *, command: str, settings: Mapping[str, Any] 
 def owned_output(output: PathLike, *, command: str, settings: Mapping[str, Any] | None = None) -> Iterator[Path]:
     """`claim_output` on entry, `seal_output` when the block that writes ``output`` succeeds.
 
-    Example:
+    Examples:
         >>> import tempfile, pathlib
         >>> out = pathlib.Path(tempfile.mkdtemp()) / "pairs.jsonl"
         >>> with owned_output(out, command="alpo pairs"):
@@ -231,7 +231,7 @@ def seal_output(output: PathLike) -> None:
 def file_fingerprint(path: PathLike) -> str:
     """What identifies the content of the input file ``path`` for a resume check: its size and SHA-256.
 
-    Example:
+    Examples:
         >>> import tempfile, pathlib
         >>> data = pathlib.Path(tempfile.mkdtemp()) / "data.jsonl"
         >>> _ = data.write_text("{}")

@@ -30,7 +30,7 @@ class Secret:
     pickle belongs in an environment variable or a key file (``api_key_env`` / ``api_key_file``). ``copy.deepcopy``
     keeps the value (it stays in memory).
 
-    Example:
+    Examples:
         >>> key = Secret("sk-123")
         >>> key, str(key), f"{key}", key.reveal()
         (Secret('**********'), '**********', '**********', 'sk-123')
@@ -96,7 +96,7 @@ def looks_secret(name: str, value: Any) -> bool:
 def hide_secrets(settings: Any) -> Any:
     """A copy of the mapping ``settings`` whose credentials (see `looks_secret`) are wrapped in `Secret`.
 
-    Example:
+    Examples:
         >>> hide_secrets({"api_key": "sk-1", "model": "m"})
         {'api_key': Secret('**********'), 'model': 'm'}
     """
@@ -111,7 +111,7 @@ def hide_secrets(settings: Any) -> Any:
 def mask_credentials(text: Any) -> Any:
     """``text`` with the ``user:password@`` part of every URL in it masked (other values are returned unchanged).
 
-    Example:
+    Examples:
         >>> mask_credentials("judge at http://bob:pw@127.0.0.1:8000/v1 failed")
         'judge at http://***@127.0.0.1:8000/v1 failed'
     """

@@ -81,7 +81,7 @@ def sigmoid_loss(logps: PairLogps, betas: torch.Tensor, settings: LossSettings) 
     Returns:
         Per-pair losses, shape ``[batch]``.
 
-    Example:
+    Examples:
         >>> z = torch.zeros(1)
         >>> round(sigmoid_loss(PairLogps(z, z, z, z, z + 1, z + 1), torch.ones(1), LossSettings()).item(), 4)
         0.6931
@@ -191,7 +191,7 @@ def reduce_weighted_loss(
     Returns:
         A scalar tensor.
 
-    Example:
+    Examples:
         >>> losses, weights = torch.tensor([1.0, 3.0]), torch.tensor([0.25, 0.75])
         >>> reduce_weighted_loss(losses, weights, "document", mean_weight=0.5).item()
         2.5

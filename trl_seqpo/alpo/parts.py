@@ -72,7 +72,7 @@ def assign_batches(batches: Sequence[list[T]], index: int, count: int) -> list[l
 
     Every process gets the same number of batches, so all make the same sequence of lockstep rounds.
 
-    Example:
+    Examples:
         >>> assign_batches([["a"], ["b"], ["c"]], 1, 2)
         [['b'], []]
     """

@@ -13,6 +13,7 @@ from datasets import Dataset, IterableDataset
 from torch.utils.data import Sampler
 from trl import DPOTrainer
 
+from trl_seqpo import model_card
 from trl_seqpo.alpo.config import ALPOConfig
 from trl_seqpo.alpo.losses import (
     ALPO_LOSSES,
@@ -219,6 +220,15 @@ class ALPOTrainer(DPOTrainer):
             args.precompute_ref_log_probs = precompute
         self.data_collator = DataCollatorForWeightedPreference(self.data_collator, self._extra_columns(args))
         self.mean_weight = self._dataset_mean_weight()
+
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None) -> None:
+        """TRL's hook, run on save: a card with ``base_model`` and a quick start that translates a subtitle document.
+
+        See `trl_seqpo.model_card`.
+        """
+        method = "It translates subtitle documents of numbered lines, one translated line per source line."
+        quick_start = model_card.alpo_quick_start(model_card.model_id(self))
+        model_card.write_model_card(self, quick_start, method, model_name, dataset_name, tags)
 
     # ----- dataset and collation -------------------------------------------------------------------------------------
 

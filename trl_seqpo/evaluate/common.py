@@ -41,7 +41,7 @@ _PACKAGES = ("trl-seqpo", "sacrebleu", "torch", "transformers", "trl", "vllm", "
 def split_names(values: str | Sequence[str]) -> tuple[str, ...]:
     """`"bleu,chrf"` or `["bleu", "chrf,comet"]` -> `("bleu", "chrf", "comet")`: lowercase, duplicates dropped.
 
-    Example:
+    Examples:
         >>> split_names(["BLEU,chrf", "comet", "bleu"])
         ('bleu', 'chrf', 'comet')
     """

@@ -5,9 +5,10 @@ operating points (each wait-k ``k`` or chunk size ``m``) become the points of on
 labelled with the point's name. Files that carry the same system name are merged into one line. The figure is drawn
 with matplotlib's non-interactive Agg backend and saved as PNG or SVG (by the output's suffix).
 
-Example::
-
+Examples:
+    ```bash
     trl-seqpo plot runs/sft-waitk runs/seqpo -o comet_vs_al.png --x AL --y COMET
+    ```
 """
 
 from __future__ import annotations

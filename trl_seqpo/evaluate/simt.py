@@ -272,7 +272,7 @@ def computation_aware_delays(
     A unit written at step `t` gets `d_i + (seconds of steps 1..t) / source_unit_seconds`: the source units that
     would have arrived, at `source_unit_seconds` per unit, while the model was computing.
 
-    Example:
+    Examples:
         >>> computation_aware_delays(["", "a b", " c"], [2, 2, 3], [0.1, 0.2, 0.4], "word", 0.5)
         [2.6, 2.6, 4.4]
     """

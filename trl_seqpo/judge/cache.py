@@ -34,7 +34,7 @@ def request_key(settings: Mapping[str, Any], messages: Sequence[Mapping[str, str
     Returns:
         A hex sha256 digest.
 
-    Example:
+    Examples:
         >>> a = request_key({"model": "m", "max_tokens": 10}, [{"role": "user", "content": "x"}], 0)
         >>> a == request_key({"model": "m", "max_tokens": 20}, [{"role": "user", "content": "x"}], 0)
         False

@@ -17,7 +17,7 @@ __all__ = ["JudgeConfig", "redact_url"]
 def redact_url(url: str | None) -> str:
     """``url`` without the ``user:password@`` part and without query values (safe to print or log).
 
-    Example:
+    Examples:
         >>> redact_url("http://bob:secret@host:8000/v1?key=abc")
         'http://***@host:8000/v1?key=***'
     """

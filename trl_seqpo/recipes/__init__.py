@@ -35,7 +35,7 @@ def recipe_script(name: str) -> Path:
     Returns:
         The path of the script inside the installed package.
 
-    Example:
+    Examples:
         >>> recipe_script("seqpo").name
         'seqpo.py'
     """
@@ -52,7 +52,7 @@ def available_configs() -> list[str]:
 def available_accelerate_configs() -> list[str]:
     """Names of the shipped accelerate configs (``accelerate_configs/*.yaml`` without the suffix), sorted.
 
-    Example:
+    Examples:
         >>> available_accelerate_configs()
         ['fsdp', 'multi_gpu', 'single_gpu', 'zero2', 'zero3']
     """

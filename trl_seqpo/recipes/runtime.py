@@ -58,7 +58,7 @@ def resume_checkpoint(training_args: Any, model: str | None = None) -> str | Non
         UserInputError: ``resume_from_checkpoint`` names a directory that does not exist or is incomplete, or the
             checkpoint belongs to another recipe or model.
 
-    Example:
+    Examples:
         >>> from types import SimpleNamespace
         >>> resume_checkpoint(SimpleNamespace(resume_from_checkpoint=None, output_dir="/nonexistent")) is None
         True
@@ -79,7 +79,7 @@ def check_model_backends(model_args: Any) -> None:
             kernel such as ``kernels-community/flash-attn``), or 4-/8-bit loading needs bitsandbytes.
         UserInputError: Both ``load_in_4bit`` and ``load_in_8bit`` are set.
 
-    Example:
+    Examples:
         >>> from types import SimpleNamespace
         >>> check_model_backends(SimpleNamespace(attn_implementation="sdpa", load_in_4bit=False, load_in_8bit=False))
     """
@@ -118,7 +118,7 @@ def model_init_kwargs(model_args: Any, training_args: Any) -> dict[str, Any]:
     Returns:
         Keyword arguments for ``AutoModelForCausalLM.from_pretrained``.
 
-    Example:
+    Examples:
         >>> from types import SimpleNamespace
         >>> model = SimpleNamespace(model_revision="main", attn_implementation="sdpa", dtype="bfloat16")
         >>> model_init_kwargs(model, SimpleNamespace(trust_remote_code=False, model_init_kwargs={"dtype": "float32"}))

@@ -87,7 +87,7 @@ def group_normalize(values: ArrayLike, group_size: int | None = None, eps: float
     Returns:
         Float array with the shape of ``values``; NaN where the input was ``None``/NaN.
 
-    Example:
+    Examples:
         >>> group_normalize([1.0, 2.0, 3.0, 5.0, 5.0, None], group_size=3).round(3).tolist()
         [-1.225, 0.0, 1.225, 0.0, 0.0, nan]
     """
@@ -127,7 +127,7 @@ def truncate_latency(
     Returns:
         Float array with the shape of `latency`; NaN where the input was `None`/NaN.
 
-    Example:
+    Examples:
         >>> truncate_latency([-0.6, 1.9, 2.7], chunk_size=3, group_size=3).round(3).tolist()
         [-1.354, 0.324, 1.03]
     """
@@ -183,7 +183,7 @@ def fuse_rewards(
         Float array with the shape of ``quality``; NaN for a row whose quality or latency is ``None``/NaN (such a
         row is left out of both the quality and the latency statistics of its group).
 
-    Example:
+    Examples:
         >>> fuse_rewards([0.8, 0.6], [3.0, 5.0], group_size=2, chunk_size=2).round(6).tolist()
         [3.0, -3.0]
     """

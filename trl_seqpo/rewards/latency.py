@@ -91,7 +91,7 @@ def make_average_lagging_reward(use_reference_length: bool = True) -> LatencyRew
     Returns:
         A reward function ``(prompts, completions, **columns) -> list[float | None]``.
 
-    Example:
+    Examples:
         >>> from trl_seqpo.rewards import get_reward
         >>> al = get_reward("average_lagging")
         >>> al(prompts=["p"], completions=["c"], delays=[[2, 3, 4, 4]], source_length=[4])  # wait-2

@@ -96,7 +96,7 @@ def make_bleu_reward(tokenize: str | None = None, target_lang: str | None = None
     Returns:
         A reward function ``(prompts, completions, **columns) -> list[float | None]``.
 
-    Example:
+    Examples:
         >>> from trl_seqpo.rewards import get_reward
         >>> bleu = get_reward("bleu")
         >>> scores = bleu(prompts=["p"], completions=["the cat sat on the mat"], reference=["the cat sat on the mat"])

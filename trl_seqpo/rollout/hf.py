@@ -53,7 +53,7 @@ class HFGenerationBackend:
         reuse_cache: Keep key/value states between calls made inside `cache_session` (``False``: every call
             encodes its prompts from scratch, as outside a session).
 
-    Example:
+    Examples:
         >>> backend = HFGenerationBackend(model, tokenizer)  # doctest: +SKIP
         >>> backend.generate([[1, 2, 3]], GenerationParams(max_new_tokens=8, temperature=0))  # doctest: +SKIP
     """

@@ -50,7 +50,7 @@ class LoadedModel:
 def eos_token_ids(tokenizer: Any, generation_config: Any = None) -> list[int]:
     """The end-of-generation ids of a tokenizer and a generation config (either may list several), sorted.
 
-    Example:
+    Examples:
         >>> from types import SimpleNamespace as NS
         >>> eos_token_ids(NS(eos_token_id=2), NS(eos_token_id=[7, 2]))
         [2, 7]
@@ -82,7 +82,7 @@ def check_device(device: str | None) -> None:
     Raises:
         UserInputError: e.g. ``device 'cuda' is not available here (no CUDA GPU is visible); use cpu``.
 
-    Example:
+    Examples:
         >>> check_device("gpu0")
         Traceback (most recent call last):
         ...

@@ -195,7 +195,7 @@ class SimultaneousRollout:
         tokenizer: Tokenizer of the policy (chat template needed for the chat format).
         config: `SimultaneousRolloutConfig`.
 
-    Example:
+    Examples:
         >>> backend = HFGenerationBackend(model, tok)  # doctest: +SKIP
         >>> rollout = SimultaneousRollout(backend, tok, SimultaneousRolloutConfig())  # doctest: +SKIP
         >>> trajectories = rollout.run(["the big dog runs"], num_generations=5)  # doctest: +SKIP

@@ -177,7 +177,7 @@ class VLLMGenerationBackend:
         client: A ``trl.generation.vllm_client.VLLMClient`` connected to a server (server mode).
         max_concurrent_requests: Server mode only: requests in flight at once (one per distinct prompt).
 
-    Example:
+    Examples:
         >>> backend = VLLMGenerationBackend.from_model("path/to/checkpoint", dtype="float32")  # doctest: +SKIP
         >>> backend.generate([[1, 2, 3]], GenerationParams(max_new_tokens=8, temperature=0))  # doctest: +SKIP
     """

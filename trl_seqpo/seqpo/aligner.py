@@ -73,7 +73,7 @@ def validate_prefixes(prefixes: Any, reference: str, num_chunks: int, target_uni
     Raises:
         ValueError: The answer breaks a rule (the message says which).
 
-    Example:
+    Examples:
         >>> validate_prefixes(["", "I", "I know"], "I know it", 3)
         [0, 1, 3]
     """
@@ -97,7 +97,7 @@ def validate_prefixes(prefixes: Any, reference: str, num_chunks: int, target_uni
 def parse_aligner_answer(content: str) -> Any:
     """Extract the ``prefixes`` value from an answer that should be a JSON object (code fences tolerated).
 
-    Example:
+    Examples:
         >>> parse_aligner_answer('```json\\n{"prefixes": ["a", "a b"]}\\n```')
         ['a', 'a b']
     """
@@ -219,7 +219,7 @@ class LLMAligner:
     Args:
         config: An `AlignerConfig`; or give its fields as keyword arguments.
 
-    Example:
+    Examples:
         >>> aligner = LLMAligner(model="Qwen/Qwen2.5-72B-Instruct", source_lang="zh", target_lang="en")
         >>> aligner.config.resolved_source_unit, aligner.config.resolved_target_unit
         ('char', 'word')

@@ -62,7 +62,7 @@ def resolve_units(
 ) -> tuple[Unit, Unit]:
     """``(source_unit, target_unit)``: the given ones, else each language's default (characters for zh/ja/th).
 
-    Example:
+    Examples:
         >>> resolve_units("Chinese", "English"), resolve_units("en", "zh", target_unit="word")
         (('char', 'word'), ('word', 'word'))
     """
@@ -127,7 +127,7 @@ def gold_step_outputs(
     Returns:
         Step outputs ``y_1..y_T``, ``T = ceil(n / m)``.
 
-    Example:
+    Examples:
         >>> gold_step_outputs("the big dog sees", "lo hundo grava vidas", [(0, 0), (2, 1), (1, 2), (3, 3)], 1)
         ['lo', '', ' hundo grava', ' vidas']
     """

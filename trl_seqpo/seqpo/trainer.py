@@ -5,6 +5,7 @@ Paper: Xu et al., "SeqPO-SiMT: Sequential Policy Optimization for Simultaneous M
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import textwrap
 from collections.abc import Sequence
@@ -15,6 +16,8 @@ from datasets import Dataset, IterableDataset
 from trl import GRPOTrainer
 from trl.models.utils import unwrap_model_for_generation
 
+from trl_seqpo import model_card
+from trl_seqpo.model_card import seqpo_quick_start
 from trl_seqpo.rollout.hf import HFGenerationBackend
 from trl_seqpo.rollout.simultaneous import SimultaneousRollout, Trajectory
 from trl_seqpo.seqpo.config import SeqPOConfig
@@ -51,7 +54,7 @@ class SeqPOTrainer(GRPOTrainer):
         callbacks, optimizers, peft_config, quantization_config: As in `GRPOTrainer` (a
             ``BitsAndBytesConfig`` from ``trl.get_quantization_config`` loads a model given by name in 4/8 bit).
 
-    Example:
+    Examples:
         >>> trainer = SeqPOTrainer(model="Qwen/Qwen2.5-7B-Instruct", args=SeqPOConfig(chunk_size=3),
         ...                        train_dataset=ds)  # doctest: +SKIP
     """
@@ -120,6 +123,18 @@ class SeqPOTrainer(GRPOTrainer):
         self.eos_token_ids = [*self.eos_token_ids, *(i for i in stop_ids if i not in self.eos_token_ids)]
         self._budget_cut_marker = _budget_cut_marker(self.processing_class, self.eos_token_ids)
         self._paper_rows = PaperRows()
+
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None) -> None:
+        """TRL's hook, run on save: a card with ``base_model`` and a simultaneous-decoding quick start.
+
+        See `trl_seqpo.model_card`; the quick start uses this run's rollout settings (chunk size, languages, units).
+        """
+        quick_start = seqpo_quick_start(model_card.model_id(self), dataclasses.asdict(self.rollout_config))
+        method = (
+            f"It translates {self.rollout_config.src_lang} into {self.rollout_config.tgt_lang} simultaneously: it "
+            f"reads {self.rollout_config.chunk_size} source units at a time and after each chunk writes or waits."
+        )
+        model_card.write_model_card(self, quick_start, method, model_name, dataset_name, tags)
 
     # ------------------------------------------------------------------ rollout_func hook
     def _simultaneous_rollout(self, prompts: list[Any], trainer: GRPOTrainer) -> dict[str, list]:

@@ -36,7 +36,7 @@ def split_units(text: str, unit: Unit) -> list[str]:
     Returns:
         The list of units, without whitespace.
 
-    Example:
+    Examples:
         >>> split_units("a big  dog", "word"), split_units("下 雨", "char")
         (['a', 'big', 'dog'], ['下', '雨'])
     """
@@ -83,7 +83,7 @@ def split_into_chunks(text: str, chunk_size: int, unit: Unit) -> list[str]:
     Returns:
         ``ceil(n / m)`` chunks, ``n = count_units(text, unit)``.
 
-    Example:
+    Examples:
         >>> split_into_chunks("Despite the pouring rain, hikers kept", 3, "word")
         ['Despite the pouring ', 'rain, hikers kept']
         >>> split_into_chunks("尽管下着大雨", 4, "char")

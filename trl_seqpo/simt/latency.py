@@ -164,7 +164,7 @@ def average_lagging(delays: Sequence[float], source_length: float, reference_len
     Returns:
         AL in source units; ``float(source_length)`` for an empty hypothesis.
 
-    Example:
+    Examples:
         >>> average_lagging([2, 3, 4, 4], 4)  # wait-2: two words behind the source
         2.0
     """
@@ -311,7 +311,7 @@ def delays_from_steps(step_outputs: Sequence[str], chunk_size: int, source_lengt
     Returns:
         ``delays`` for `average_lagging` and friends.
 
-    Example:
+    Examples:
         >>> delays_from_steps(["", "the cat", " sat", " down"], 2, 5, "word")
         [4, 4, 5, 5]
     """
@@ -351,7 +351,7 @@ def reference_length(reference: str, unit: Unit, rule: str = "units") -> int | N
     Returns:
         The length, or ``None`` (use the hypothesis length) for ``"hypothesis"`` or an empty reference.
 
-    Example:
+    Examples:
         >>> reference_length("lo hundo  vidas", "word"), reference_length("lo hundo  vidas", "word", "simuleval")
         (3, 4)
     """
@@ -446,7 +446,7 @@ def latency_batch(
     Returns:
         ``{metric: [batch] float64 array}`` for each requested metric, equal to `sentence_latency` row by row.
 
-    Example:
+    Examples:
         >>> latency_batch([[2, 3, 4, 4], [], [1, 2]], [4, 3, 2], metrics=["AL"])["AL"].tolist()
         [2.0, 3.0, 1.0]
     """

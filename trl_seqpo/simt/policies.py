@@ -36,7 +36,7 @@ def truncate_to_units(text: str, n_units: int | None, unit: Unit) -> str:
     Returns:
         A prefix of ``text``.
 
-    Example:
+    Examples:
         >>> truncate_to_units(" the cat sat down", 2, "word"), truncate_to_units("下着 大雨", 3, "char")
         (' the cat', '下着 大')
     """
@@ -76,7 +76,7 @@ class WaitKPolicy:
         k: Source units to wait for before the first target unit (>= 1).
         rate: Target units written per further source unit read (> 0).
 
-    Example:
+    Examples:
         >>> policy = WaitKPolicy(3)
         >>> [policy.allowed_target_units(read, 8) for read in (2, 3, 6, 8)]
         [0, 1, 4, None]
@@ -106,7 +106,7 @@ class WaitKPolicy:
 class FullSentencePolicy:
     """Offline translation: write nothing until the whole source is read (AL = source length).
 
-    Example:
+    Examples:
         >>> FullSentencePolicy().allowed_target_units(5, 6), FullSentencePolicy().allowed_target_units(6, 6)
         (0, None)
     """
@@ -206,7 +206,7 @@ def simulate_policy(
         Step outputs ``y_1..y_T``; the translation is ``"".join(outputs)`` and
         `delays_from_steps` gives its delays.
 
-    Example:
+    Examples:
         >>> lexicon = {"the": "le", "black": "noir", "cat": "chat", "sleeps": "dort"}
         >>> def word_by_word(source_prefix, translation_prefix, source_complete):
         ...     done = len(translation_prefix.split())
@@ -246,7 +246,7 @@ def eager_delays(source_length: int, target_length: int, chunk_size: int) -> lis
     Returns:
         ``target_length`` non-decreasing delays for `trl_seqpo.simt.latency.average_lagging`.
 
-    Example:
+    Examples:
         >>> eager_delays(5, 5, 2), eager_delays(4, 8, 2)
         ([2, 2, 4, 4, 5], [2, 2, 2, 2, 4, 4, 4, 4])
     """
@@ -281,7 +281,7 @@ def aligned_delays(
     Returns:
         ``target_length`` non-decreasing delays.
 
-    Example:
+    Examples:
         >>> aligned_delays([(0, 0), (2, 1), (1, 2), (3, 3)], 4, 4, 2)
         [2, 4, 4, 4]
     """

@@ -72,7 +72,7 @@ def render_paper_prompt(
     Returns:
         The prompt text; generation continues right after it.
 
-    Example:
+    Examples:
         >>> print(render_paper_prompt("Despite the pouring ", "尽管", "English", "Chinese"))
         Translate from English to Chinese in a streaming style:
         English: Despite the pouring
@@ -118,7 +118,7 @@ def build_chat_messages(
     Returns:
         ``[{"role": ..., "content": ...}, ...]`` for ``tokenizer.apply_chat_template``.
 
-    Example:
+    Examples:
         >>> for message in build_chat_messages(["the rain ", "fell"], ["la"], "English", "French", False):
         ...     print(message)
         {'role': 'user', 'content': 'Translate from English to French in a streaming style.\\nthe rain'}

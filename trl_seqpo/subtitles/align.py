@@ -184,7 +184,7 @@ def align_cues(
     Raises:
         ValueError: ``max_start_diff`` is negative or ``min_overlap`` is not in (0, 1].
 
-    Example:
+    Examples:
         >>> from trl_seqpo.subtitles.io import Cue
         >>> src = [Cue(0, 1.0, 3.0, "Where were you?"), Cue(1, 3.2, 4.0, "Hey!")]
         >>> tgt = [Cue(0, 1.4, 2.0, "你去哪了"), Cue(1, 2.0, 3.0, "我等你好久")]
@@ -322,7 +322,7 @@ def join_texts(texts: Iterable[str], joiner: str = " ", *, no_space_wraps: bool 
     Returns:
         A single line of text.
 
-    Example:
+    Examples:
         >>> join_texts(["我该走了", "嗯"], no_space_wraps=True)
         '我该走了 嗯'
         >>> join_texts(["渡轮在海湾中间抛锚了\\n我只好走完最后一英里", "OK\\nfine"], no_space_wraps=True)

@@ -54,7 +54,7 @@ _LANGUAGE_TAG = re.compile(r"^(?:[a-z]{2,3}(?:[-_&][A-Za-z0-9]{2,8})*|[A-Z]{2,6}
 def script_of_language(lang: str) -> str:
     """The script a language code is written in: ``"zh"``, ``"ja"`` (CJK told apart by kana), ``"cyrillic"``, ...
 
-    Example:
+    Examples:
         >>> [script_of_language(lang) for lang in ("zh-Hant", "en", "ja", "ru")]
         ['zh', 'latin', 'ja', 'cyrillic']
     """
@@ -64,7 +64,7 @@ def script_of_language(lang: str) -> str:
 def language_of(text: str, langs: tuple[str, str]) -> str | None:
     """Which of two languages ``text`` is written in, from its script; ``None`` when it has no letters.
 
-    Example:
+    Examples:
         >>> [language_of(text, ("zh", "en")) for text in ("我们走吧", "Let's go!", "1985")]
         ['zh', 'en', None]
         >>> language_of("行こう", ("ja", "zh")), language_of("走吧", ("ja", "zh"))
@@ -144,7 +144,7 @@ def split_output_paths(path: str | Path, langs: tuple[str, str], folder: str | P
 
     A last dot-part that names languages (``show.eng_chs.srt``, ``show.JPSC.ass``) is dropped from the stem.
 
-    Example:
+    Examples:
         >>> split_output_paths("film.eng_chs.srt", ("zh", "en"), "out")
         {'zh': PosixPath('out/film.zh.srt'), 'en': PosixPath('out/film.en.srt')}
     """

@@ -93,7 +93,7 @@ def strip_sdh(text: str) -> str:
     Returns:
         The spoken words only; ``""`` when the cue held nothing else.
 
-    Example:
+    Examples:
         >>> strip_sdh("[Claire] Raoul!\\nJOHN: (sighs) Fine.")
         'Raoul!\\nFine.'
         >>> strip_sdh("（律花(りっか)）ハァハァ")
@@ -113,7 +113,7 @@ def strip_sdh(text: str) -> str:
 def script_of(char: str) -> str | None:
     """Script family of one letter: ``"latin"``, ``"cyrillic"``, ``"cjk"`` (Han and kana), ``"hangul"``, ...
 
-    Example:
+    Examples:
         >>> [script_of(c) for c in "aЖ中あ한1"]
         ['latin', 'cyrillic', 'cjk', 'cjk', 'hangul', None]
     """
@@ -151,7 +151,7 @@ def classify_cues(cues: Sequence[Cue], *, script: str | None = None) -> list[str
     Returns:
         One entry per cue, in the order of ``cues``.
 
-    Example:
+    Examples:
         >>> cues = [Cue(0, 1.0, 2.0, "Hi."), Cue(1, 2.0, 3.0, "[door slams]"), Cue(2, 3.0, 3.04, "Bye.")]
         >>> classify_cues(cues)
         [None, 'description', 'flash']

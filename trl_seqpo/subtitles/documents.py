@@ -184,7 +184,7 @@ def render_numbered_lines(lines: Sequence[str], start: int = 1) -> str:
     Returns:
         The numbered block, each line ending in ``"\\n"`` (empty string for no lines).
 
-    Example:
+    Examples:
         >>> render_numbered_lines(["Hi.", "Bye."], start=3)
         '3.Hi.\\n4.Bye.\\n'
     """
@@ -287,7 +287,7 @@ def parse_numbered_output(text: str, expected_lines: int) -> ParsedDocument:
     Returns:
         A `ParsedDocument`; ``.problems`` is empty only for a clean answer.
 
-    Example:
+    Examples:
         >>> parsed = parse_numbered_output("Sure!\\n1. Hi.\\n\\n2. Bye. 3. Later.", expected_lines=4)
         >>> parsed.lines
         ['Hi.', 'Bye.', 'Later.', None]

@@ -33,7 +33,7 @@ def clean_pairs(groups: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any
         ``(kept records, counts)``: the kept records are copies with cleaned text; ``counts`` has one entry per
         reason a pair was dropped, plus ``cleaned`` for pairs whose text SDH removal changed.
 
-    Example:
+    Examples:
         >>> kept, counts = clean_pairs([{"source": "JOHN: Hi.", "target": "嗨"}, {"source": "菜单", "target": "菜单"}])
         >>> [record["source"] for record in kept], dict(counts)
         (['Hi.'], {'cleaned': 1, 'identical': 1})

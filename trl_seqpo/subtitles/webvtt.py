@@ -61,7 +61,7 @@ def parse_webvtt(text: str, *, path: str = "<text>") -> list[VttCue]:
         UserInputError: No ``WEBVTT`` signature, a timing line that does not parse, or a text block without a
             timing line (with its line number).
 
-    Example:
+    Examples:
         >>> cues = parse_webvtt("WEBVTT\\n\\nNOTE hi\\n\\nid1\\n00:01.000 --> 00:02.500 align:start\\nHello\\n")
         >>> [(c.start, c.end, c.payload, c.identifier) for c in cues]
         [(1000, 2500, 'Hello', 'id1')]
@@ -93,7 +93,7 @@ def parse_webvtt(text: str, *, path: str = "<text>") -> list[VttCue]:
 def clean_vtt_payload(payload: str) -> str:
     """Plain text of a cue payload: tags and inline timestamps removed, ruby text dropped, entities decoded.
 
-    Example:
+    Examples:
         >>> clean_vtt_payload("this<00:05:04.199><c> will</c> <v Bob>go</v> &amp; <ruby>漢<rt>かん</rt></ruby>")
         'this will go & 漢'
     """

@@ -95,7 +95,7 @@ def build_tiny_comet_checkpoint(
     Returns:
         Path to ``<directory>/checkpoints/model.ckpt``; pass it (or ``directory``) as ``model=`` to the comet reward.
 
-    Example:
+    Examples:
         >>> from trl_seqpo.rewards import get_reward
         >>> from trl_seqpo.synthetic.tiny_comet import build_tiny_comet_checkpoint
         >>> ckpt = build_tiny_comet_checkpoint("/tmp/tiny-comet")  # doctest: +SKIP
