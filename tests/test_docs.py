@@ -76,9 +76,7 @@ DATA_FILES = {
 # A block that fails with one of these messages is an expected failure until the named fix is merged (then the
 # entry goes). TRL's configs default to bf16=True, which transformers refuses on a machine without a bf16 GPU: the
 # SeqPO/ALPO snippets of README.md, seqpo.md and alpo.md (written for GPUs) stop there on a CPU-only machine.
-PENDING_FIXES = {
-    "doesn't support bf16/gpu": "SeqPOConfig/ALPOConfig defaulting to bf16 only where the machine supports it",
-}
+PENDING_FIXES: dict[str, str] = {}
 # Appended (TRL_SEQPO_DOCS_TINY=1) to the command line of a recipe run by a Bash block: one step at tiny sizes.
 TINY_RECIPE_ARGS = {
     "sft_simt": "--max_steps 1 --num_train_examples 8 --per_device_train_batch_size 4 --save_strategy no",

@@ -95,6 +95,7 @@ LAYERS: dict[str, int] = {
     **{name: 0 for name in ("errors", "counts", "jsonl", "languages", "lazy", "outputs", "secret")},
     "model_card": 3,
     "simt": 1,
+    "precision": 1,
     "subtitles": 1,
     "judge": 2,
     "rollout": 2,

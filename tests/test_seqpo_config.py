@@ -64,3 +64,33 @@ def test_the_rollout_gets_every_rollout_setting_from_the_one_config(tmp_path):
     expected = {**settings, "top_p": 1.0, "top_k": 0}
     expected["target_unit"] = expected.pop("latency_unit")  # SimulEval's "latency unit" is the rollout's target unit
     assert asdict(rollout) == expected
+
+
+def test_the_paper_group_size_constructs_with_every_other_setting_at_its_default(tmp_path):
+    # no use_cpu, no bf16: on this CPU-only machine TRL's own default (bf16=True) would be refused by transformers
+    config = SeqPOConfig(num_generations=5, output_dir=str(tmp_path))
+    assert config.generation_batch_size % config.num_generations == 0
+    assert config.bf16 is False
+
+
+@pytest.mark.parametrize("config_class", ["SeqPOConfig", "ALPOConfig"])
+def test_bf16_defaults_to_what_the_machine_supports_and_an_explicit_value_is_kept(config_class, tmp_path, monkeypatch):
+    import transformers.utils
+
+    import trl_seqpo
+
+    cls = getattr(trl_seqpo, config_class)
+    extra = {"num_generations": 4} if config_class == "SeqPOConfig" else {}
+    assert cls(output_dir=str(tmp_path), **extra).bf16 is False  # no bf16 GPU here
+    assert cls(output_dir=str(tmp_path), use_cpu=True, bf16=True, **extra).bf16 is True  # kept as given
+    monkeypatch.setattr(transformers.utils, "is_torch_bf16_gpu_available", lambda: True)
+    from trl_seqpo.precision import resolve_bf16
+
+    class Args:  # the three fields resolve_bf16 reads; a real config would ask transformers for a GPU
+        bf16, fp16, use_cpu = None, False, False
+
+    resolve_bf16(Args)
+    assert Args.bf16 is True  # a bf16 GPU: TRL's default
+    Args.bf16, Args.fp16 = None, True
+    resolve_bf16(Args)
+    assert Args.bf16 is False

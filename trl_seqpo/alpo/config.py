@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from trl import DPOConfig
 
 from trl_seqpo.alpo.losses import ALPO_LOSSES, WEIGHT_NORMALIZATIONS
+from trl_seqpo.precision import resolve_bf16
 
 PREFIX_MIX_ORDERS: tuple[str, ...] = ("stages", "shuffle")
 
@@ -173,4 +174,5 @@ class ALPOConfig(DPOConfig):
                     f"{name} is a DPOTrainer option that ALPOTrainer does not support; leave it at its default "
                     "(ALPO weights pairs with the weight column and normalize_weights instead)."
                 )
+        resolve_bf16(self)  # bf16 only where a GPU supports it (TRL: always unless fp16)
         super().__post_init__()

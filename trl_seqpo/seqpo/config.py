@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from trl import GRPOConfig
 
 from trl_seqpo.errors import check_at_least
+from trl_seqpo.precision import resolve_bf16
 from trl_seqpo.rewards.fusion import DEFAULT_LATENCY_FLOOR, TRUNCATION_MODES
 from trl_seqpo.secret import hide_secrets, reveal
 
@@ -196,6 +197,7 @@ class SeqPOConfig(GRPOConfig):
     def __post_init__(self) -> None:
         _check_values(self)  # before TRL's own checks, which divide by num_generations
         _derive_batch_sizes(self)
+        resolve_bf16(self)  # bf16 only where a GPU supports it (TRL: always unless fp16)
         super().__post_init__()
         self.quality_reward_kwargs = hide_secrets(self.quality_reward_kwargs)
         _check_reward_scaling(self)
