@@ -14,9 +14,10 @@ so a vote rarely ties (the judge rule rejects votes of mostly ties), and a candi
 Nothing in the training data or the prompts names the preference.
 
 **Evaluation the training never saw.** The held-out documents (whose every line differs from every SFT and sampling
-line) are scored without the judge: the *preference* is the share of synonym slots (exact counts of the six pairs
-in the output) filled with the preferred word, and *accuracy* is chrF against the references with each synonym
-pair merged, so a synonym choice neither helps nor hurts it. The judge's score is reported too, labelled as such.
+line) are scored without the judge, against the synthetic world's ground truth (`trl_seqpo.demo.alpo_truth`): per
+source slot, whether the output chose the preferred rendering and whether it kept the slot's meaning; per line,
+whether the output is the world's translation up to the synonym choice. The judge's score is reported too, labelled
+as such.
 
 Stages (`ALPO_STAGES`, each skipped when its output exists, so a killed demo resumes), all under
 ``DIR/alpo/``:
@@ -108,7 +109,7 @@ class AlpoDemoSettings(QuickSettings):
     synonym_prob: float = 0.3
     num_sft_documents: int = setting(600, quick=64)
     num_sample_documents: int = setting(48, quick=4)
-    num_test_documents: int = setting(40, quick=4)
+    num_test_documents: int = setting(80, quick=4)
     sft_steps: int = setting(300, quick=8)
     sft_batch_size: int = setting(32, quick=8)
     sft_learning_rate: float = 5e-3
@@ -120,7 +121,7 @@ class AlpoDemoSettings(QuickSettings):
     alpo_batch_size: int = setting(8, quick=2)
     alpo_learning_rate: float = 2e-4
     alpo_beta: float = 2.0
-    eval_batch_size: int = setting(40, quick=4)
+    eval_batch_size: int = setting(80, quick=4)
 
     def to_json(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict."""
