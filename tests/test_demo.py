@@ -44,8 +44,10 @@ def test_quick_demo_writes_every_stage_and_the_table(demo_dir, capsys):
     markdown = (demo_dir / "results.md").read_text()
     assert markdown.startswith("| system | chrF | BLEU | AL | LAAL |") and "| SFT + wait-3 |" in markdown
     # the stage times are in results.json, and the plot is drawn
-    assert set(report["timings_s"]) == {name for name, _ in STAGES}
+    assert {name for name, _ in STAGES} - {"report"} <= set(report["timings_s"])  # report times itself after
     assert report["total_s"] == pytest.approx(sum(report["timings_s"].values()))
+    assert set(report["cpu_s"]) == set(report["timings_s"]) and report["cpu_s"]["sft"] > 0
+    assert report["total_cpu_s"] == pytest.approx(sum(report["cpu_s"].values()))
     assert (demo_dir / "quality_latency.png").stat().st_size > 1000
     test_rows = (demo_dir / "data" / "test.jsonl").read_text().splitlines()
     translations = (demo_dir / "translations" / "sft.jsonl").read_text().splitlines()
@@ -140,7 +142,7 @@ def test_demo_paths_lay_out_the_output_directory(tmp_path):
     paths = DemoPaths(tmp_path)
     layout = {"settings": "settings.json", "data": "data", "train": "data/train.jsonl", "test": "data/test.jsonl",
               "models": "models", "results": "results.jsonl", "translations": "translations",
-              "claims": "claims.json", "timings": "timings.json"}  # fmt: skip
+              "claims": "claims.json", "timings": "timings.json", "cpu_timings": "cpu_timings.json"}  # fmt: skip
     assert {name: getattr(paths, name) for name in layout} == {name: tmp_path / p for name, p in layout.items()}
     assert paths.model("sft") == tmp_path / "models" / "sft"
     assert paths == DemoPaths(tmp_path) and paths != DemoPaths(tmp_path / "other")

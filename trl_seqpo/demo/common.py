@@ -89,7 +89,7 @@ class DemoSettings(QuickSettings):
     sft_batch_size: int = setting(32, quick=16)
     sft_learning_rate: float = 3e-3
     sft_lr_scheduler: str = "constant_with_warmup"
-    seqpo_steps: int = setting(150, quick=2)
+    seqpo_steps: int = setting(100, quick=2)
     seqpo_batch_size: int = setting(32, quick=8)
     seqpo_num_generations: int = setting(8, quick=4)
     seqpo_learning_rate: float = 5e-4
@@ -138,6 +138,7 @@ class DemoPaths:
     translations = _Under("translations")
     claims = _Under("claims.json")
     timings = _Under("timings.json")
+    cpu_timings = _Under("cpu_timings.json")
 
     def model(self, name: str) -> Path:
         return self.models / name
@@ -145,13 +146,15 @@ class DemoPaths:
 
 @dataclass
 class DemoContext:
-    """What every stage receives: settings, paths, a rich console (or ``None``), stage timings, ALPO settings."""
+    """What every stage receives: settings, paths, a rich console (or ``None``), stage wall and CPU times, ALPO
+    settings."""
 
     settings: DemoSettings
     paths: DemoPaths
     console: Any
     timings: dict[str, float] = field(default_factory=dict)
     alpo: Any = None
+    cpu_timings: dict[str, float] = field(default_factory=dict)
 
 
 def say(ctx: Any, message: str) -> None:

@@ -241,6 +241,8 @@ def stage_report(ctx: DemoContext) -> None:
         ctx.console.print(table)
     report: dict[str, Any] = {"settings": ctx.settings.to_json(), "timings_s": ctx.timings, "results": results}
     report["total_s"] = round(sum(ctx.timings.values()), 2)
+    report["cpu_s"] = dict(ctx.cpu_timings)
+    report["total_cpu_s"] = round(sum(ctx.cpu_timings.values()), 2)
     summary = seqpo_summary(results)
     headline = seqpo_headline(summary)
     if summary:
