@@ -10,7 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from trl_seqpo.demo.alpo import AlpoDemoSettings, alpo_settings, held_out_documents, judging_stats
-from trl_seqpo.demo.alpo_evaluate import ALPO_STAGES, preferred_share
+from trl_seqpo.demo.alpo_evaluate import ALPO_STAGES
+from trl_seqpo.demo.alpo_truth import score_lines, world_translation
 from trl_seqpo.errors import UserInputError
 
 
@@ -60,13 +61,16 @@ def test_quick_alpo_demo_writes_the_table_of_both_systems(demo_dir):
         assert row["judge_score"] is not None and 0.0 <= row["judge_score"] <= 100.0
         assert row["unscored_documents"] == 0
     assert report["judge_score_gain"] == pytest.approx(rows["alpo"]["judge_score"] - rows["sft"]["judge_score"])
-    for row in rows.values():  # the preference is the exact synonym count, a measure training never saw
-        slots = row["preferred_synonyms"] + row["plain_synonyms"]
-        if slots:
-            assert row["preference"] == pytest.approx(100 * row["preferred_synonyms"] / slots)
-        assert 0.0 <= row["chrf_synonyms_merged"] <= 100.0
+    sources = [
+        line
+        for row in (demo_dir / "alpo" / "data" / "test.jsonl").read_text().splitlines()
+        for line in json.loads(row)["source_lines"]
+    ]
+    for row in rows.values():  # counted per source slot against the world's ground truth
+        assert row["lines"] == expected_lines and row["slots"] == score_lines(sources, sources)["slots"]
+        assert 0 <= row["slots_preferred"] <= row["slots"] and 0 <= row["slots_rendered"] <= row["slots"]
     markdown = (demo_dir / "alpo_results.md").read_text()
-    assert markdown.startswith("| system | preference (held-out) | accuracy: chrF, synonyms merged |")
+    assert markdown.startswith("| system | preferred rendering (slots) | meaning preserved (slots) | exact lines |")
     assert "| SFT |" in markdown and "| ALPO |" in markdown
     # judge failures and gate counts are reported, not hidden
     judging = report["judging"]
@@ -166,5 +170,38 @@ def test_quick_settings_shrink_only_the_sizes():
     }  # fmt: skip
 
 
-def test_preferred_share_counts_whole_words():
-    assert preferred_share(["lo domo grava.", "un kaso miras", "lo megahundo"]) == (2, 2)
+def test_slots_are_counted_per_source_word_against_the_world():
+    source = ["the big dog sees the old house.", "and a happy cat likes the house"]
+    assert world_translation(source[0]) == "lo hundo grava lo domo veka vidas .".split()
+    perfect = score_lines(source, ["lo hundo mega lo kaso antika miras.", "kaj un mizo felika lo kaso sxatas"])
+    assert perfect == {"lines": 2, "lines_exact": 2, "slots": 7, "slots_preferred": 7, "slots_rendered": 7,
+                       "preferred_pct": 100.0, "rendered_pct": 100.0, "exact_pct": 100.0}  # fmt: skip
+    plain = score_lines(source, ["lo hundo grava lo domo veka vidas.", "kaj un mizo goja lo domo amas"])
+    assert (plain["slots_preferred"], plain["slots_rendered"], plain["lines_exact"]) == (0, 7, 2)
+    # padding with preferred words earns nothing beyond the slots; dropping plain words loses meaning, not taste
+    padded = score_lines(source[:1], ["lo hundo lo domo vidas mega mega mega."])
+    assert (padded["slots_preferred"], padded["slots_rendered"], padded["lines_exact"]) == (1, 3, 0)
+    dropped = score_lines(source[:1], ["lo hundo mega lo kaso."])
+    assert (dropped["slots_preferred"], dropped["slots_rendered"], dropped["preferred_pct"]) == (2, 2, 50.0)
+    # word order is part of the meaning of a line
+    assert score_lines(source[:1], ["lo hundo grava lo domo vidas veka."])["lines_exact"] == 0
+    assert score_lines([], [])["preferred_pct"] is None
+    with pytest.raises(ValueError, match="2 source lines but 1"):
+        score_lines(source, source[:1])
+
+
+def test_ground_truth_scoring_imports_nothing_of_the_training_judge():
+    import ast
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, trl_seqpo.demo.alpo_truth; "
+        "print(sorted(m for m in sys.modules if m.startswith(('trl_seqpo', 'torch', 'transformers'))))"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = ast.literal_eval(output.strip())
+    assert "trl_seqpo.demo.alpo_truth" in loaded and "trl_seqpo.synthetic.language_pair" in loaded
+    judge_path = ("trl_seqpo.judge", "trl_seqpo.synthetic.local_judge", "trl_seqpo.synthetic.subtitles")
+    # neither the judge, nor the judge's scorer module, nor the demo's ALPO stages (which serve the judge)
+    assert not [m for m in loaded if m.startswith(judge_path) or m in ("trl_seqpo.demo.alpo", "torch")], loaded

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from trl_seqpo.demo.report import check_claims, claim_values, claims_table
+from trl_seqpo.demo.report import CLAIMS, check_claims, claim_values, claims_table, verdict, waitk_curve_at
 from trl_seqpo.demo.seqpo import seqpo_headline, seqpo_summary
 from trl_seqpo.synthetic.subtitles import AccuracyTasteScorer, hidden_preference
 
@@ -18,80 +18,114 @@ def _row(system, al, chrf, policy=None, bleu=None):
 
 RESULTS = [
     _row("oracle", 2.25, 100.0),
-    _row("sft", 4.0, 70.0, "own"),
-    _row("sft+wait-1", 3.0, 60.0, "wait-1"),
-    _row("sft+wait-3", 4.5, 66.0, "wait-3"),
-    _row("sft+wait-5", 6.0, 65.5, "wait-5"),
-    _row("sft_eager", 2.6, 69.0, "own"),
-    _row("seqpo", 2.5, 68.5, "own"),
+    _row("sft", 2.4, 70.0, "own"),
+    _row("sft+wait-1", 2.5, 69.0, "wait-1"),
+    _row("sft+wait-3", 3.5, 66.0, "wait-3"),
+    _row("sft+wait-5", 5.5, 68.0, "wait-5"),
+    _row("seqpo", 3.0, 68.5, "own"),
 ]
-ALPO = {
-    "results": [
-        {"system": "sft", "preference": 20.0, "chrf_synonyms_merged": 80.0},
-        {"system": "alpo", "preference": 45.0, "chrf_synonyms_merged": 79.5},
-    ],
-    "judging": {"units": 100, "failed": 3, "failed_pct": 3.0},
-}
 
 
-def test_seqpo_summary_compares_with_the_delayed_start_the_undelayed_sft_and_the_gold_policy():
+def _alpo(preferred_after=40.0, rendered_after=97.0, exact_after=80.0, slots=120):
+    def row(system, preferred, rendered, exact):
+        return {"system": system, "slots": slots, "preferred_pct": preferred, "rendered_pct": rendered,
+                "exact_pct": exact}  # fmt: skip
+
+    return {
+        "results": [row("sft", 20.0, 98.0, 81.0), row("alpo", preferred_after, rendered_after, exact_after)],
+        "judging": {"units": 100, "failed": 3, "failed_pct": 3.0},
+    }
+
+
+def test_seqpo_summary_compares_with_its_start_and_the_gold_policy():
     summary = seqpo_summary(RESULTS)
-    assert summary["al_reduction_pct"] == pytest.approx(37.5)  # (4.0 - 2.5) / 4.0, against the delayed start
-    assert summary["chrf_change"] == pytest.approx(-1.5)
-    assert summary["al_minus_sft_eager"] == pytest.approx(-0.1)
-    assert summary["al_minus_oracle"] == pytest.approx(0.25)
+    assert summary["al_change"] == pytest.approx(0.6)
+    assert summary["chrf_change"] == pytest.approx(-1.5) and summary["bleu_change"] == pytest.approx(-1.5)
+    assert summary["al_minus_oracle"] == pytest.approx(0.75)
     headline = seqpo_headline(summary)
-    assert "delayed SFT start" in headline and "undelayed SFT" in headline and "gold eager policy" in headline
+    assert "SFT start from AL 2.40" in headline and "AL 3.00" in headline and "gold eager policy" in headline
     assert seqpo_summary([r for r in RESULTS if r["system"] != "seqpo"]) == {}
 
 
-def test_claim_values_and_verdicts():
-    values = claim_values(RESULTS, ALPO)
-    assert values["seqpo_al_reduction_pct"] == pytest.approx(37.5)
-    assert values["seqpo_chrf_delta"] == pytest.approx(-1.5)
-    assert values["seqpo_bleu_delta"] == pytest.approx(-1.5)
-    assert values["alpo_preference_before"] == 20.0 and values["alpo_preference_after"] == 45.0
-    assert values["alpo_accuracy_delta"] == pytest.approx(-0.5)
-    assert values["alpo_judge_failure_pct"] == 3.0
-    assert values["waitk_chrf_rises_with_k"] is True  # 60 -> 66 -> 65.5: never more than 1 point down
-    assert values["seqpo_al_minus_fastest_waitk"] == pytest.approx(-0.5)  # 2.5 against wait-1's 3.0
-    verdicts = {c["name"]: c["holds"] for c in check_claims(values)}
-    assert verdicts == dict.fromkeys(verdicts, True) and len(verdicts) == 6
-    # chrF is SeqPO's training signal; BLEU, checked beside it, can disagree
-    same_chrf_lower_bleu = [*RESULTS[:-1], _row("seqpo", 2.5, 68.5, "own", bleu=60.0)]
-    verdicts = {c["name"]: c["holds"] for c in check_claims(claim_values(same_chrf_lower_bleu, ALPO))}
-    assert verdicts["seqpo_quality"] is True and verdicts["seqpo_quality_bleu"] is False  # BLEU -5
+def test_the_waitk_curve_is_read_between_neighbours_and_bounded_by_its_best_point_outside():
+    points = [(2.5, 64.0), (3.5, 61.0), (5.5, 63.0)]  # (AL, BLEU), not monotone
+    assert waitk_curve_at(points, 3.0) == pytest.approx(62.5)  # halfway between wait-1 and wait-3
+    assert waitk_curve_at(points, 4.5) == pytest.approx(62.0)
+    assert waitk_curve_at(list(reversed(points)), 3.0) == pytest.approx(62.5)  # order of the points is irrelevant
+    assert waitk_curve_at(points, 2.0) == 64.0 and waitk_curve_at(points, 9.0) == 64.0  # outside: the best point
+    assert waitk_curve_at([(3.0, 60.0), (3.0, 62.0)], 3.0) == 62.0  # ties in AL: the better one
+    assert waitk_curve_at([], 3.0) is None
 
-    worse = claim_values(
-        [*RESULTS[:3], _row("sft+wait-3", 4.5, 70.0, "wait-3"), *RESULTS[4:6], _row("seqpo", 3.2, 66.0, "own")],
-        {"results": [{**ALPO["results"][0]}, {"system": "alpo", "preference": 29.0, "chrf_synonyms_merged": 78.9}]},
-    )
-    verdicts = {c["name"]: c["holds"] for c in check_claims(worse)}
-    assert worse["waitk_chrf_rises_with_k"] is False  # 70 -> 65.5 at k = 5: recorded, not a claim
-    assert claim_values(RESULTS[:2] + RESULTS[-2:], None)["seqpo_al_minus_fastest_waitk"] is None  # no wait-k rows
-    assert verdicts == {
-        "seqpo_latency": False,  # 20% < 30%
-        "seqpo_quality": False,  # -4 chrF
-        "seqpo_quality_bleu": False,  # -4 BLEU
-        "seqpo_vs_waitk": False,  # wait-1 (AL 3.0) writes earlier than SeqPO (3.2)
+
+def test_claim_values_and_verdicts():
+    values = claim_values(RESULTS, _alpo())
+    # SeqPO at AL 3.0: the curve between wait-1 (2.5, BLEU 64) and wait-3 (3.5, BLEU 61) is 62.5; SeqPO's 63.5
+    assert values["seqpo_bleu_minus_waitk_curve"] == pytest.approx(1.0)
+    assert values["seqpo_chrf_minus_waitk_curve"] == pytest.approx(1.0)
+    assert values["seqpo_al_within_waitk_range"] is True
+    assert values["seqpo_al"] == 3.0 and values["seqpo_al_minus_sft"] == pytest.approx(0.6)
+    assert values["seqpo_bleu_delta"] == pytest.approx(-1.5) and values["seqpo_al_minus_oracle"] == pytest.approx(0.75)
+    assert values["alpo_preferred_before"] == 20.0 and values["alpo_preferred_after"] == 40.0
+    assert values["alpo_meaning_delta"] == pytest.approx(-1.0)
+    assert values["alpo_exact_lines_delta"] == pytest.approx(-1.0)
+    assert values["alpo_slots"] == 120 and values["alpo_judge_failure_pct"] == 3.0
+    checks = check_claims(values)
+    assert {c["name"]: c["holds"] for c in checks} == {
+        "seqpo_above_waitk": True, "seqpo_quality_bleu": True, "alpo_preference": True, "alpo_meaning": True,
+    }  # fmt: skip
+    assert all(c["unsupported"] is None for c in checks)
+
+    # below the curve: BLEU 62 at AL 3.0 (curve 62.5); faster than every wait-k point, compared with the best one
+    below = claim_values([*RESULTS[:-1], _row("seqpo", 3.0, 67.0, "own")], None)
+    assert below["seqpo_bleu_minus_waitk_curve"] == pytest.approx(-0.5)
+    fast = claim_values([*RESULTS[:-1], _row("seqpo", 2.0, 68.5, "own")], None)
+    assert fast["seqpo_bleu_minus_waitk_curve"] == pytest.approx(63.5 - 64.0)
+    assert fast["seqpo_al_within_waitk_range"] is False
+    worse = claim_values([*RESULTS[:-1], _row("seqpo", 3.0, 67.0, "own")], _alpo(29.0, 95.0, 80.0))
+    assert {c["name"]: c["holds"] for c in check_claims(worse)} == {
+        "seqpo_above_waitk": False,  # -0.5 BLEU under the curve
+        "seqpo_quality_bleu": False,  # -3 BLEU against its start
         "alpo_preference": False,  # +9 < +10
-        "alpo_accuracy": False,  # -1.1 < -1
+        "alpo_meaning": False,  # meaning -3 points
     }
+    exact_only = claim_values(RESULTS, _alpo(exact_after=78.0))  # meaning kept, lines worse by 3 points
+    assert {c["name"]: c["holds"] for c in check_claims(exact_only)}["alpo_meaning"] is False
+    assert claim_values(RESULTS[:2] + RESULTS[-1:], None)["seqpo_bleu_minus_waitk_curve"] is None  # no wait-k rows
     missing = {c["name"]: c["holds"] for c in check_claims(claim_values([], None))}
     assert set(missing.values()) == {None}  # nothing ran: not measured, not "false"
 
 
+def test_claims_below_the_full_sizes_are_not_supported_and_say_why():
+    from trl_seqpo.demo.alpo import AlpoDemoSettings
+    from trl_seqpo.demo.common import DemoSettings
+
+    full = {"seqpo": DemoSettings().to_json(), "alpo": AlpoDemoSettings().to_json()}
+    assert all(c["unsupported"] is None for c in check_claims(claim_values(RESULTS, _alpo()), full))
+    quick = {"seqpo": DemoSettings.quick().to_json(), "alpo": AlpoDemoSettings.quick().to_json()}
+    checks = {c["name"]: c for c in check_claims(claim_values(RESULTS, _alpo(slots=20)), quick)}
+    assert "sft_steps 8 < 400" in checks["seqpo_above_waitk"]["unsupported"]
+    assert "alpo_steps 2 < 120" in checks["alpo_preference"]["unsupported"]
+    assert "20 held-out slots < 100" in checks["alpo_meaning"]["unsupported"]
+    assert "slots" not in checks["seqpo_quality_bleu"]["unsupported"]
+    assert checks["seqpo_above_waitk"]["holds"] is True  # still measured
+    assert verdict(checks["alpo_preference"]).startswith("cannot be supported at these sizes")
+    too_few = {c["name"]: c for c in check_claims(claim_values(RESULTS, _alpo(slots=99)), full)}
+    assert too_few["alpo_preference"]["unsupported"] == "99 held-out slots < 100"
+    assert too_few["seqpo_above_waitk"]["unsupported"] is None
+    assert verdict({"holds": False, "unsupported": None}) == "DOES NOT HOLD"
+
+
 def test_claims_table_gives_ranges_over_runs(tmp_path):
-    for seed, reduction in ((0, 40.0), (1, 33.0)):
-        values = {**claim_values(RESULTS, ALPO), "seqpo_al_reduction_pct": reduction}
+    for seed, gap in ((0, 1.5), (1, -0.5)):
+        values = {**claim_values(RESULTS, _alpo()), "seqpo_bleu_minus_waitk_curve": gap}
         run = tmp_path / f"seed{seed}"
         run.mkdir()
         (run / "claims.json").write_text(json.dumps({**values, "seed": seed, "checks": check_claims(values)}))
     table = claims_table([tmp_path / "seed0", tmp_path / "seed1" / "claims.json"])
     assert "Measured over 2 run(s) (seeds 0, 1)" in table
-    row = next(line for line in table.splitlines() if line.startswith("| `seqpo_al_reduction_pct`"))
-    assert "| 33.00 | 40.00 | 40.00, 33.00 |" in row
-    assert "| SeqPO cuts AL by at least 30% against its delayed SFT start | 2 / 2 |" in table
+    row = next(line for line in table.splitlines() if line.startswith("| `seqpo_bleu_minus_waitk_curve`"))
+    assert "| -0.50 | 1.50 | 1.50, -0.50 |" in row
+    assert f"| {CLAIMS[0].statement} | 1 / 2 |" in table
     with pytest.raises(ValueError, match="no claims.json"):
         claims_table([tmp_path])
 

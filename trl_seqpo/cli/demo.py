@@ -21,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--stages",
         default=None,
         help="comma-separated stages to run now (the others are skipped; their outputs are reused); "
-        "default: all. Stages: data, sft, sft_eager, seqpo, evaluate, alpo_data, alpo_sft, alpo_sample, alpo_train, "
+        "default: all. Stages: data, sft, seqpo, evaluate, alpo_data, alpo_sft, alpo_sample, alpo_train, "
         "alpo_evaluate, report",
     )
     parser.add_argument("--sft-steps", type=int, default=None, help="override the number of SFT steps")

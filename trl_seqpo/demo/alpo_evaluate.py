@@ -1,14 +1,14 @@
 """The evaluation stage of the ALPO demo: SFT vs ALPO on held-out documents, with measures training never saw.
 
-The *preference* is the share of synonym slots (exact counts of the six pairs of `hidden_preference` in the output)
-filled with the preferred word; *accuracy* is chrF against the references with each synonym pair merged, so the
-synonym choice neither helps nor hurts it. The training judge's score over HTTP is reported too, labelled as such.
+The claims are counted against the synthetic world's ground truth (`trl_seqpo.demo.alpo_truth`, which imports
+nothing of the training judge): per source slot whose concept has two renderings, whether the output chose the
+preferred one and whether it kept the meaning, and per line whether the output is the world's translation up to the
+synonym choice. The training judge's score over HTTP is reported too, labelled as such, and claims nothing.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,59 +25,30 @@ from trl_seqpo.demo.alpo import (
     training_judge,
 )
 
-__all__ = ["ALPO_STAGES", "preferred_share", "stage_alpo_evaluate"]
-
-
-def preferred_share(lines: list[str]) -> tuple[int, int]:
-    """Count the judge's preferred synonyms and their plain counterparts in translated lines.
-
-    Args:
-        lines: Translated lines.
-
-    Returns:
-        ``(preferred, plain)`` word counts.
-    """
-    from trl_seqpo.synthetic.subtitles import hidden_preference
-
-    preference = hidden_preference()
-    liked = set(preference.values())
-    words = [word for line in lines for word in re.findall(r"[^\W\d_]+", line.lower())]
-    return sum(word in liked for word in words), sum(word in preference for word in words)
-
-
-def _chrf_synonyms_merged(hypotheses: list[str], references: list[str]) -> float:
-    """chrF with every plain word replaced by its preferred synonym on both sides (accuracy, whatever the choice)."""
-    import sacrebleu
-
-    from trl_seqpo.synthetic.subtitles import hidden_preference
-
-    preference = hidden_preference()
-
-    def merge(text: str) -> str:
-        return " ".join(preference.get(word, word) for word in text.replace(".", " . ").split())
-
-    return sacrebleu.corpus_chrf([merge(h) for h in hypotheses], [[merge(r) for r in references]]).score
+__all__ = ["ALPO_STAGES", "stage_alpo_evaluate"]
 
 
 def _system_row(name: str, label: str, run_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    from trl_seqpo.demo.alpo_truth import score_lines
+
     rows = [json.loads(line) for line in (run_dir / "line" / "hypotheses.jsonl").read_text().splitlines() if line]
-    hypotheses = [line for row in rows for line in row["hypothesis_lines"]]
-    references = [line for row in rows for line in row["reference_lines"]]
+    sources = [line for row in rows for line in row["source_lines"]]
+    hypotheses = [
+        line
+        for row in rows
+        for line in [*row["hypothesis_lines"], *[""] * len(row["source_lines"])][: len(row["source_lines"])]
+    ]
     counts = summary["counts"]
     bad = counts["missing_lines"] + counts["merged_lines"] + counts["truncated_lines"]
-    preferred, plain = preferred_share(hypotheses)
     return {
         "system": name,
         "name": label,
+        **score_lines(sources, hypotheses),
         "judge_score": summary["metrics"].get("Vividness"),
         "unscored_documents": counts.get("unscored_vividness", 0),
         "lines_parsed": max(0, counts["lines"] - bad),
         "lines_expected": counts["lines"],
-        "preferred_synonyms": preferred,
-        "plain_synonyms": plain,
-        "preference": 100.0 * preferred / (preferred + plain) if preferred + plain else None,
         "chrf": summary["metrics"].get("chrF"),
-        "chrf_synonyms_merged": _chrf_synonyms_merged(hypotheses, references),
         "documents": counts["documents"],
     }
 
@@ -157,16 +128,16 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-_HEADERS = ("system", "preference (held-out)", "accuracy: chrF, synonyms merged", "chrF", "lines parsed",
-            "judge score (training judge)")  # fmt: skip
+_HEADERS = ("system", "preferred rendering (slots)", "meaning preserved (slots)", "exact lines", "chrF",
+            "lines parsed", "judge score (training judge)")  # fmt: skip
 
 
 def _cells(row: dict[str, Any]) -> list[str]:
-    count = f"{row['preferred_synonyms']}/{row['preferred_synonyms'] + row['plain_synonyms']}"
     return [
         row["name"],
-        f"{_fmt(row['preference'])}% ({count})",
-        _fmt(row["chrf_synonyms_merged"]),
+        f"{_fmt(row['preferred_pct'])}% ({row['slots_preferred']}/{row['slots']})",
+        f"{_fmt(row['rendered_pct'])}% ({row['slots_rendered']}/{row['slots']})",
+        f"{_fmt(row['exact_pct'])}% ({row['lines_exact']}/{row['lines']})",
         _fmt(row["chrf"]),
         f"{row['lines_parsed']}/{row['lines_expected']}",
         _fmt(row["judge_score"]),
@@ -175,13 +146,15 @@ def _cells(row: dict[str, Any]) -> list[str]:
 
 def _notes(rows: list[dict[str, Any]], gain: float | None, report: dict[str, Any]) -> list[str]:
     by_name = {row["system"]: row for row in rows}
+    sft, alpo = by_name["sft"], by_name["alpo"]
     notes = []
-    if by_name["sft"]["preference"] is not None and by_name["alpo"]["preference"] is not None:
-        change = by_name["alpo"]["preference"] - by_name["sft"]["preference"]
-        accuracy = by_name["alpo"]["chrf_synonyms_merged"] - by_name["sft"]["chrf_synonyms_merged"]
+    if sft["slots"] and alpo["slots"]:
+        change = {key: alpo[key] - sft[key] for key in ("preferred_pct", "rendered_pct", "exact_pct")}
         notes.append(
-            f"ALPO - SFT on {rows[0]['documents']} held-out documents: preference {change:+.1f} points, "
-            f"accuracy {accuracy:+.2f} chrF, training judge {_fmt(gain)} points."
+            f"ALPO - SFT on {rows[0]['documents']} held-out documents ({sft['slots']} synonym slots, ground truth): "
+            f"preferred rendering {change['preferred_pct']:+.1f} points, meaning preserved "
+            f"{change['rendered_pct']:+.1f}, exact lines {change['exact_pct']:+.1f}; "
+            f"training judge {_fmt(gain)} points."
         )
     judging, pairs = report.get("judging"), report.get("pair_stats")
     if judging:

@@ -6,13 +6,10 @@ Stages (`SEQPO_STAGES`; each skipped when its output exists, so a killed demo re
    source appears in the training set), and a tiny Qwen2-style model with a word-level tokenizer
    (`trl_seqpo.synthetic.tiny_models`);
 2. ``sft``: SFT warm-up with TRL's ``SFTTrainer`` on exact partial translations (`trl_seqpo.seqpo.sft_data`,
-   SeqPO-SiMT App. A.2) in the chat format. Each training conversation delays its writes by a number of source
-   words drawn from ``extra_wait`` (default ``(0, 2, 2)``): the greedy SFT policy waits later than it needs to
-   (room for SeqPO to cut latency) while sampling still explores the eager timing (a lag-4 mix that would cover
-   wait-k's histories trained far worse, see ``docs/demo.md``, "SFT + wait-k");
-3. ``sft_eager``: the same SFT without any delay (``extra_wait=(0,)``), a reference point for SeqPO;
-4. ``seqpo``: SeqPO-SiMT from the delayed SFT model with `SeqPOTrainer` on the fused chrF + AL reward;
-5. ``evaluate``: greedy simultaneous decoding of the test set (`SimultaneousRollout`) by every model with its own
+   SeqPO-SiMT App. A.2) in the chat format, on the data as it is: each write as early as the gold alignment allows
+   (``extra_wait=(0,)``; other values delay writes on purpose, for experiments);
+3. ``seqpo``: SeqPO-SiMT from the SFT model with `SeqPOTrainer` on the fused chrF + AL reward;
+4. ``evaluate``: greedy simultaneous decoding of the test set (`SimultaneousRollout`) by every model with its own
    read/write policy, by the SFT model under wait-k (k in ``wait_k``, the paper's "SFT + wait-k"), and the gold
    alignment's eager policy; one JSON line per system in ``results.jsonl``, written as soon as it is scored.
 """
@@ -22,10 +19,9 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from trl_seqpo.demo.common import DemoContext, done_marker, say, train_sft, training_arguments
+from trl_seqpo.demo.common import DemoContext, done_marker, train_sft, training_arguments
 from trl_seqpo.jsonl import atomic_write_jsonl, read_jsonl
 
 __all__ = ["EVALUATED_MODELS", "SEQPO_STAGES", "evaluate_model", "seqpo_summary"]
@@ -58,46 +54,9 @@ def stage_data(ctx: DemoContext) -> None:
 
 
 def stage_sft(ctx: DemoContext) -> None:
-    """SFT warm-up on exact, conservatively delayed partial translations (chat format, assistant-only loss).
-
-    The undelayed SFT of ``sft_eager`` trains at the same time in a second process (one torch thread each: the
-    two-core machine the demo is sized for runs both in the time of one); if that process fails, the ``sft_eager``
-    stage trains it again in this process.
-    """
-    paths = ctx.paths
-    child = None
-    if (
-        ctx.settings.eager_sft
-        and not done_marker(paths.model("sft")).exists()
-        and not done_marker(paths.model("sft_eager")).exists()
-    ):
-        import multiprocessing
-
-        child = multiprocessing.get_context("spawn").Process(
-            target=_train_sft_in_child, args=(ctx.settings, str(paths.root), "sft_eager", (0,)), daemon=True
-        )
-        child.start()
-        say(ctx, "  training sft_eager beside it in process " + str(child.pid))
-    try:
-        _train_sft(ctx, "sft", ctx.settings.extra_wait)
-    finally:
-        if child is not None:
-            child.join()
-
-
-def stage_sft_eager(ctx: DemoContext) -> None:
-    """The same SFT without delays (``extra_wait=(0,)``): what SFT alone reaches when it is not held back."""
-    if ctx.settings.eager_sft:
-        _train_sft(ctx, "sft_eager", (0,))
-
-
-def _train_sft_in_child(settings: Any, root: str, name: str, extra_wait: tuple[int, ...]) -> None:
-    import torch
-
-    from trl_seqpo.demo.common import DemoPaths
-
-    torch.set_num_threads(1)
-    _train_sft(DemoContext(settings, DemoPaths(Path(root)), None), name, extra_wait, quiet=True)
+    """SFT warm-up on exact partial translations (chat format, assistant-only loss), written as early as the gold
+    alignment allows unless ``extra_wait`` asks for delays."""
+    _train_sft(ctx, "sft", ctx.settings.extra_wait)
 
 
 def _train_sft(ctx: DemoContext, name: str, extra_wait: tuple[int, ...], quiet: bool = False) -> None:
@@ -181,7 +140,7 @@ def stage_seqpo(ctx: DemoContext) -> None:
 
 
 #: model name under ``models/`` -> label in the results table; a stage that trains a model adds itself here.
-EVALUATED_MODELS: dict[str, str] = {"sft": "SFT (delayed start)", "sft_eager": "SFT (no delay)", "seqpo": "SeqPO"}
+EVALUATED_MODELS: dict[str, str] = {"sft": "SFT", "seqpo": "SeqPO"}
 
 
 def _score(rows: list[dict[str, Any]], hypotheses: list[str], delays: list[list[int]]) -> dict[str, float]:
@@ -290,32 +249,29 @@ def stage_evaluate(ctx: DemoContext) -> None:
 
 
 def seqpo_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """SeqPO against its delayed SFT start, the undelayed SFT and the gold eager policy (what the headline states).
+    """SeqPO against its SFT start (the SFT model's own policy) and the gold eager policy.
 
     Args:
         results: The rows of ``results.jsonl``.
 
     Returns:
-        ``{}`` without both an ``sft`` and a ``seqpo`` row; else AL/chrF of each reference system and SeqPO's
-        changes against them (``al_reduction_pct``, ``chrf_change`` and ``bleu_change`` are against the delayed SFT
-        start).
+        ``{}`` without both an ``sft`` and a ``seqpo`` row; else AL/chrF/BLEU of each system and SeqPO's changes
+        against its start (``al_change``, ``chrf_change``, ``bleu_change``) and ``al_minus_oracle``.
     """
     by_system = {row["system"]: row for row in results}
     if "sft" not in by_system or "seqpo" not in by_system:
         return {}
     sft, seqpo = by_system["sft"], by_system["seqpo"]
     summary: dict[str, Any] = {
-        "al_reduction_pct": 100.0 * (sft["al"] - seqpo["al"]) / sft["al"],
+        "al_change": seqpo["al"] - sft["al"],
         "chrf_change": seqpo["chrf"] - sft["chrf"],
         "bleu_change": seqpo["bleu"] - sft["bleu"],  # BLEU is no training signal: the independent check
     }
-    for key in ("sft", "sft_eager", "oracle", "seqpo"):
+    for key in ("sft", "oracle", "seqpo"):
         if key in by_system:
-            summary[key] = {"al": by_system[key]["al"], "chrf": by_system[key]["chrf"]}
-    for key in ("sft_eager", "oracle"):
-        if key in by_system:
-            summary[f"al_minus_{key}"] = seqpo["al"] - by_system[key]["al"]
-            summary[f"chrf_minus_{key}"] = seqpo["chrf"] - by_system[key]["chrf"]
+            summary[key] = {metric: by_system[key][metric] for metric in ("al", "chrf", "bleu")}
+    if "oracle" in by_system:
+        summary["al_minus_oracle"] = seqpo["al"] - by_system["oracle"]["al"]
     return summary
 
 
@@ -325,16 +281,11 @@ def seqpo_headline(summary: dict[str, Any]) -> str:
         return "SeqPO: not trained in this run"
     sft, seqpo = summary["sft"], summary["seqpo"]
     text = (
-        f"SeqPO cut the delayed SFT start's AL {sft['al']:.2f} -> {seqpo['al']:.2f} "
-        f"({summary['al_reduction_pct']:.1f}% lower) at chrF {summary['chrf_change']:+.2f}"
+        f"SeqPO moved its SFT start from AL {sft['al']:.2f} / BLEU {sft['bleu']:.2f} to AL {seqpo['al']:.2f} / "
+        f"BLEU {seqpo['bleu']:.2f} (chrF {summary['chrf_change']:+.2f})"
     )
-    if "sft_eager" in summary:
-        eager = summary["sft_eager"]
-        text += f"; the undelayed SFT sits at AL {eager['al']:.2f}, chrF {eager['chrf']:.2f}"
     if "oracle" in summary:
-        text += (
-            f"; the gold eager policy at AL {summary['oracle']['al']:.2f} (SeqPO {summary['al_minus_oracle']:+.2f})"
-        )
+        text += f"; the gold eager policy is at AL {summary['oracle']['al']:.2f}"
     return text
 
 
@@ -342,7 +293,6 @@ def seqpo_headline(summary: dict[str, Any]) -> str:
 SEQPO_STAGES: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("data", stage_data),
     ("sft", stage_sft),
-    ("sft_eager", stage_sft_eager),
     ("seqpo", stage_seqpo),
     ("evaluate", stage_evaluate),
 ]
