@@ -136,12 +136,7 @@ def check_output(
             if not overwrite:
                 raise UserInputError(f"exists and was not written by `trl-seqpo {command}`; {remedy}", path=str(path))
         elif settings is not None and not overwrite:
-            previous = record.get("settings") or {}
-            changed = [
-                f"{key}: {previous.get(key)!r} -> {value!r}"
-                for key, value in settings.items()
-                if previous.get(key) != value
-            ]
+            changed = changed_settings(record.get("settings") or {}, settings)
             if changed:
                 raise UserInputError(
                     f"was written with other settings ({'; '.join(changed)}); run with the same options to resume, "
@@ -149,6 +144,13 @@ def check_output(
                     path=str(path),
                 )
     return path
+
+
+def changed_settings(previous: Mapping[str, Any], settings: Mapping[str, Any]) -> list[str]:
+    """``"key: old -> new"`` for every setting whose value differs from the recorded one (the resume checks' words)."""
+    return [
+        f"{key}: {previous.get(key)!r} -> {value!r}" for key, value in settings.items() if previous.get(key) != value
+    ]
 
 
 def _seal_holds(path: Path, record: dict[str, Any]) -> bool:

@@ -222,15 +222,11 @@ def check_resume(run_dir: Path, settings: dict[str, Any], resume: bool) -> None:
     import json
 
     from trl_seqpo.jsonl import atomic_write_json
+    from trl_seqpo.outputs import changed_settings
 
     path = Path(run_dir) / "run.json"
     if resume and path.exists():
-        previous = json.loads(path.read_text(encoding="utf-8"))
-        changed = [
-            f"{key}: {previous.get(key)!r} -> {value!r}"
-            for key, value in settings.items()
-            if previous.get(key) != value
-        ]
+        changed = changed_settings(json.loads(path.read_text(encoding="utf-8")), settings)
         if changed:
             raise UserInputError(
                 f"--resume: {run_dir} holds a run with other settings ({'; '.join(changed)}); use another "
