@@ -117,26 +117,39 @@ def test_colocated_engine_follows_the_trainer_weights(model_dir, tmp_path):
     assert any("simt/fused_reward" in entry for entry in trainer.state.log_history)
 
 
-def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+def _run(command: list[str], cwd: Path, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     # TRL's colocate mode sets RANK/WORLD_SIZE/MASTER_* in this process (an earlier test): a fresh run has none
     distributed = {"RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"}
     env = {k: v for k, v in os.environ.items() if k not in distributed}
-    env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", **(extra_env or {}))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
 
-def test_seqpo_example_trains_with_colocated_vllm_and_saves(tmp_path):
-    # the command of docs/reproduce.md / issue 11, with a smaller batch to keep the suite fast
-    command = [sys.executable, str(ROOT / "examples/scripts/seqpo.py"), "--config",
-               str(ROOT / "examples/configs/seqpo_synthetic.yaml"), "--use_vllm", "true", "--vllm_mode", "colocate",
-               "--max_steps", "2", "--model_name_or_path", str(tmp_path / "tiny"), "--output_dir",
-               str(tmp_path / "out"), "--per_device_train_batch_size", "16", "--num_train_examples", "32",
-               "--vllm_max_model_length", "512"]  # fmt: skip
-    result = _run(command, tmp_path)
-    assert (tmp_path / "out" / "model.safetensors").exists()
+def _documented_cpu_command() -> tuple[dict[str, str], list[str]]:
+    """The environment and command of the colocated-vLLM block in docs/rollout.md, as written."""
+    import shlex
+
+    text = (ROOT / "docs" / "rollout.md").read_text(encoding="utf-8")
+    blocks = [b.split("```", 1)[0] for b in text.split("```bash\n")[1:]]
+    (block,) = [b for b in blocks if "--vllm_mode colocate" in b and "VLLM_CPU_KVCACHE_SPACE" in b]
+    words = shlex.split(block.replace("\\\n", " "))
+    env = {}
+    while "=" in words[0] and not words[0].startswith("-"):
+        key, value = words.pop(0).split("=", 1)
+        env[key] = value
+    assert words[0] == "python"
+    command = [sys.executable] + [str(ROOT / w) if w.startswith("examples/") else w for w in words[1:]]
+    return env, command
+
+
+def test_the_documented_colocated_example_trains_and_saves(tmp_path):
+    env, command = _documented_cpu_command()
+    result = _run(command, tmp_path, env)
+    output_dir = tmp_path / command[command.index("--output_dir") + 1]
+    assert (output_dir / "model.safetensors").exists()
     assert "'simt/fused_reward'" in result.stdout + result.stderr
 
 
