@@ -27,25 +27,10 @@ from pathlib import Path
 
 
 def _tiny_model(directory: Path) -> Path:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from trl_seqpo.synthetic import language_pair as synthetic
-    from trl_seqpo.synthetic.tiny_models import IM_END, save_tiny_model
+    from trl_seqpo.synthetic.tiny_models import IM_END, save_restricted_output_model
 
     # the tests' word-emitting model: greedy output restricted to target words, waits and the end
-    save_tiny_model(directory, seed=2, tie_word_embeddings=False)
-    tokenizer, model = AutoTokenizer.from_pretrained(directory), AutoModelForCausalLM.from_pretrained(directory)
-    keep = {tokenizer.convert_tokens_to_ids(IM_END), tokenizer.eos_token_id}
-    for word in synthetic.DICTIONARY.values():
-        ids = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
-        keep.update(ids if len(ids) == 1 else [])
-    with torch.no_grad():
-        drop = torch.ones(model.lm_head.weight.shape[0], dtype=torch.bool)
-        drop[sorted(keep)] = False
-        model.lm_head.weight[drop] = 0
-    model.save_pretrained(directory)
-    return directory
+    return save_restricted_output_model(directory, lambda tok: {tok.convert_tokens_to_ids(IM_END), tok.eos_token_id})
 
 
 def _sources(count: int, words: int) -> list[str]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -279,3 +279,36 @@ def save_tiny_model(
         json.dumps({"kind": kind, "seed": seed, "num_parameters": model.num_parameters(), **model_kwargs}, indent=2)
     )
     return output_dir
+
+
+def save_restricted_output_model(output_dir: str | os.PathLike[str], extra_keep: Callable[[object], set[int]]) -> Path:
+    """Save the tiny model (seed 2, untied head) with every output row zeroed but the synthetic target words and
+    ``extra_keep(tokenizer)``.
+
+    Greedy decoding then writes synthetic-language words and, depending on ``extra_keep``, waits, ends or breaks
+    lines: a model with a predictable vocabulary for tests and benchmarks of the rollout and the server.
+
+    Args:
+        output_dir: Where to write (see `save_tiny_model`).
+        extra_keep: Token ids to keep besides the target words, from the tokenizer.
+
+    Returns:
+        The output directory as a `Path`.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trl_seqpo.synthetic import language_pair as synthetic
+
+    path = save_tiny_model(output_dir, seed=2, tie_word_embeddings=False)
+    tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path)
+    keep = set(extra_keep(tokenizer))
+    for word in synthetic.DICTIONARY.values():
+        ids = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+        keep.update(ids if len(ids) == 1 else [])
+    with torch.no_grad():
+        drop = torch.ones(model.lm_head.weight.shape[0], dtype=torch.bool)
+        drop[sorted(keep)] = False
+        model.lm_head.weight[drop] = 0
+    model.save_pretrained(path)
+    return path
