@@ -10,7 +10,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = "from trl_seqpo.rollout.processes import current_processes as c; p = c(); print('RANK', p.index, p.count)"
+# each process writes its own file: two processes printing to one pipe interleave their lines
+SCRIPT = (
+    "import sys; from pathlib import Path; from trl_seqpo.rollout.processes import current_processes as c; p = c(); "
+    "Path(sys.argv[1], f'rank{p.index}.txt').write_text(f'RANK {p.index} {p.count}')"
+)
 
 
 @pytest.mark.slow
@@ -19,10 +23,11 @@ def test_cpu_processes_under_torchrun_get_distinct_ranks(tmp_path):
     script = tmp_path / "ranks.py"
     script.write_text(SCRIPT + "\n", encoding="utf-8")
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", script],
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", script,
+         tmp_path],
         capture_output=True, text=True, timeout=240, cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
-    ranks = sorted(line for line in result.stdout.splitlines() if line.startswith("RANK"))
+    ranks = sorted(path.read_text(encoding="utf-8") for path in tmp_path.glob("rank*.txt"))
     assert ranks == ["RANK 0 2", "RANK 1 2"]
