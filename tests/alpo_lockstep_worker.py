@@ -24,6 +24,7 @@ import torch
 
 from trl_seqpo.alpo.sampling import AlpoSampleConfig, sample_candidates
 from trl_seqpo.errors import UserInputError
+from trl_seqpo.judge.config import JudgeConfig
 from trl_seqpo.rollout.hf import HFGenerationBackend
 from trl_seqpo.synthetic.subtitles import SOURCE_LANGUAGE, TARGET_LANGUAGE
 
@@ -55,7 +56,7 @@ def config(documents: str, output: str, model_dir: str) -> AlpoSampleConfig:
     return AlpoSampleConfig(
         documents=documents, output=output, model=model_dir, source_lang=SOURCE_LANGUAGE,
         target_lang=TARGET_LANGUAGE, num_candidates=3, max_new_tokens=12, documents_per_batch=1, seed=7,
-        judge_min_candidates=1, judge_num_shuffles=2, max_batch_size=2,
+        judge_min_candidates=1, judge=JudgeConfig(num_shuffles=2), max_batch_size=2,
     )  # fmt: skip
 
 

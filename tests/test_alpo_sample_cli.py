@@ -97,35 +97,6 @@ def test_bad_input_exits_2_with_one_line_naming_the_problem(tmp_path, model_dir,
 # kill -9 and resume: tests/test_alpo_chaos.py
 
 
-def test_every_judge_option_reaches_the_judge_config(tmp_path):
-    from trl_seqpo.alpo.sampling import AlpoSampleConfig, build_judge
-
-    config = AlpoSampleConfig(
-        output=str(tmp_path / "c.jsonl"), source_lang="en", target_lang="zh", seed=5,
-        judge_base_url="http://127.0.0.1:1/v1", judge_model="m", judge_aspect="accuracy", judge_num_shuffles=3,
-        judge_temperature=0.1, judge_max_tokens=64, judge_extra_body='{"top_k": 2}', judge_seed=False,
-        judge_max_retries=1, judge_max_concurrency=2, judge_timeout=9.0, judge_backoff_max=4.0,
-        judge_api_key_env="KEY_VAR", judge_api_key_file="key.txt", judge_min_candidates=2,
-    )  # fmt: skip
-    judge = build_judge(config).config
-    assert (judge.base_url, judge.model, judge.aspect, judge.num_shuffles) == (
-        "http://127.0.0.1:1/v1",
-        "m",
-        "accuracy",
-        3,
-    )
-    assert (judge.temperature, judge.max_tokens, judge.extra_body) == (0.1, 64, {"top_k": 2})
-    assert (judge.send_seed, judge.seed, judge.max_retries, judge.max_concurrency) == (False, 5, 1, 2)
-    assert (judge.timeout, judge.backoff_max, judge.api_key_env, judge.api_key_file) == (
-        9.0,
-        4.0,
-        "KEY_VAR",
-        "key.txt",
-    )
-    assert (judge.source_language, judge.target_language) == ("English", "Chinese")
-    assert judge.cache_path == str(tmp_path / "c.judge-cache.sqlite")
-
-
 def test_micro_batches_of_two_keep_the_distinct_candidates(tmp_path, model_dir):
     """Issue 21 acceptance: ``--max-batch-size 2 --num-candidates 8`` gives >= 90% of the distinct candidates per unit
     of one batch (same seed, same documents); re-seeding each micro-batch gave 1.5 instead of 6.1."""

@@ -42,8 +42,16 @@ from trl_seqpo.counts import Counts, sum_counts
 from trl_seqpo.errors import UserInputError, check_at_least, check_output_path
 from trl_seqpo.jsonl import ResumableJsonl, atomic_write, atomic_write_json, parse_json_lines
 from trl_seqpo.judge.client import JudgeStats
+from trl_seqpo.judge.config import JudgeConfig, judge_option
 
-__all__ = ["AlpoSampleConfig", "RESUME_SETTINGS", "SampleReport", "read_candidates", "sample_candidates"]
+__all__ = [
+    "AlpoSampleConfig",
+    "RESUME_JUDGE_SETTINGS",
+    "RESUME_SETTINGS",
+    "SampleReport",
+    "read_candidates",
+    "sample_candidates",
+]
 
 COMMAND = "trl-seqpo alpo sample"
 
@@ -56,7 +64,8 @@ def _help(text: str, **extra: Any) -> Any:
 class AlpoSampleConfig:
     """Settings of `sample_candidates` (ALPO Alg. 1, Table 9; sampling values from the authors' code).
 
-    Every field is a flag of ``trl-seqpo alpo sample`` (``num_candidates`` -> ``--num-candidates``).
+    Every field is a flag of ``trl-seqpo alpo sample`` (``num_candidates`` -> ``--num-candidates``); the fields of
+    ``judge`` are its ``--judge-*`` flags (`trl_seqpo.cli.judge_options`).
     """
 
     documents: str = _help("documents .jsonl from `trl-seqpo subtitles documents`", default="")
@@ -81,43 +90,27 @@ class AlpoSampleConfig:
     judge_min_candidates: int = _help(
         "judge only units with at least this many distinct candidates (4: skip what the pair gate drops)", default=4
     )
-    judge_base_url: str | None = _help("OpenAI-compatible base URL (default: $TRL_SEQPO_JUDGE_BASE_URL)", default=None)
-    judge_model: str = _help("model name sent to the judge", default="Qwen/Qwen3-14B")
-    judge_aspect: str = _help("vividness (the ALPO reward), accuracy or naturalness", default="vividness")
-    judge_num_shuffles: int = _help("shuffled votes per unit (paper: 4)", default=4)
     judge_min_votes: int | None = _help(
         "valid votes a unit needs to count as judged (default: all but one); fewer: judged again next run",
         default=None,
     )
-    judge_temperature: float = _help("sampling temperature of the judge (authors: 0.3)", default=0.3)
-    judge_max_tokens: int | None = _help("answer length limit of the judge", default=1024)
-    judge_extra_body: str | None = _help(
-        'extra JSON fields of each judge request, e.g. \'{"chat_template_kwargs": {"enable_thinking": false}}\'',
-        default=None,
+    judge: JudgeConfig = _help(
+        "the judge (`--judge-*` flags); its seed, languages and cache come from seed, source_lang, target_lang and "
+        "cache",
+        default_factory=JudgeConfig,
     )
-    judge_seed: bool = _help("send each vote's seed (--no-judge-seed for endpoints that refuse it)", default=True)
-    judge_max_retries: int = _help("extra tries per vote", default=3)
-    judge_max_concurrency: int = _help("judge requests in flight", default=8)
-    judge_timeout: float = _help("seconds per judge request", default=60.0)
-    judge_backoff_max: float = _help("longest wait between tries, Retry-After included (seconds)", default=30.0)
-    judge_api_key_env: str | None = _help("environment variable holding the judge's key", default=None)
-    judge_api_key_file: str | None = _help("file holding the judge's key", default=None)
     cache: str | None = _help("judge sqlite cache (default: OUTPUT.judge-cache.sqlite)", default=None)
 
     def __post_init__(self) -> None:
-        check_at_least(self, 1, "num_candidates", "documents_per_batch", "judge_num_shuffles", "max_new_tokens")
-        if self.judge_min_votes is not None and not 1 <= self.judge_min_votes <= self.judge_num_shuffles:
+        check_at_least(self, 1, "num_candidates", "documents_per_batch", "max_new_tokens")
+        if not isinstance(self.judge, JudgeConfig):
+            raise TypeError(f"judge must be a JudgeConfig, got {type(self.judge).__name__}")
+        shuffles = self.judge.num_shuffles
+        if self.judge_min_votes is not None and not 1 <= self.judge_min_votes <= shuffles:
             raise UserInputError(
-                f"--judge-min-votes must be between 1 and --judge-num-shuffles ({self.judge_num_shuffles}), got "
+                f"--judge-min-votes must be between 1 and --judge-num-shuffles ({shuffles}), got "
                 f"{self.judge_min_votes}"
             )
-        if self.judge_extra_body is not None:
-            try:
-                body = json.loads(self.judge_extra_body)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"judge_extra_body is not valid JSON ({exc.msg})") from None
-            if not isinstance(body, dict):
-                raise ValueError("judge_extra_body must be a JSON object")
 
     def cache_path(self) -> Path:
         """The judge cache file."""
@@ -136,8 +129,11 @@ class AlpoSampleConfig:
 RESUME_SETTINGS: tuple[str, ...] = (
     "model", "source_lang", "target_lang", "backend", "dtype", "max_batch_size", "num_candidates", "unit",
     "max_segment_lines", "temperature", "top_p", "top_k", "max_new_tokens", "seed", "documents_per_batch",
-    "add_reference", "context_window", "judge_min_candidates", "judge_model", "judge_aspect", "judge_num_shuffles",
-    "judge_temperature", "judge_max_tokens", "judge_extra_body", "judge_seed",
+    "add_reference", "context_window", "judge_min_candidates",
+)  # fmt: skip
+# the judge's (`JudgeConfig` fields), recorded under their option name (`judge_option`: judge_model, judge_seed, ...)
+RESUME_JUDGE_SETTINGS: tuple[str, ...] = (
+    "model", "aspect", "num_shuffles", "temperature", "max_tokens", "extra_body", "send_seed",
 )  # fmt: skip
 
 
@@ -181,6 +177,7 @@ class SampleReport(Counts):
 
 def _settings(config: AlpoSampleConfig, digest: str) -> dict[str, Any]:
     values = {name: getattr(config, name) for name in RESUME_SETTINGS}
+    values.update({judge_option(name): getattr(config.judge, name) for name in RESUME_JUDGE_SETTINGS})
     return {"command": COMMAND, "documents_sha256": digest, "settings": values}
 
 
@@ -198,6 +195,8 @@ def _check_settings(path: Path, current: dict[str, Any], output: Path) -> None:
         raise UserInputError(f"not the settings of `{COMMAND}`; write to a new output", path=str(path))
     old = previous.get("settings") or {}
     for name, value in current["settings"].items():
+        if name == "judge_extra_body" and isinstance(old.get(name), str):  # earlier runs recorded the JSON text
+            old[name] = _json_or_text(old[name])
         if name in old and old[name] != value:
             raise UserInputError(
                 f"{_flag(name)} is {value!r} but {output} was written with {old[name]!r}; resume with the same "
@@ -210,6 +209,13 @@ def _check_settings(path: Path, current: dict[str, Any], output: Path) -> None:
             "to a new output",
             path=str(output),
         )
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
 
 def read_candidates(path: str | os.PathLike[str], text: str | None = None) -> list[tuple[int, str, CandidateRecord]]:
@@ -274,29 +280,13 @@ def _prepare_output(config: AlpoSampleConfig, settings: dict[str, Any]) -> Resum
     return store
 
 
-#: `AlpoSampleConfig` judge options whose `JudgeConfig` field has another name than the option without ``judge_``.
-JUDGE_RENAMED: dict[str, str] = {"judge_seed": "send_seed"}
-
-
 def build_judge(config: AlpoSampleConfig) -> Any:
-    """The `LLMJudge` of a sampling run, its cache beside the output.
-
-    Every ``judge_*`` option that names a `JudgeConfig` field (without its prefix, or as `JUDGE_RENAMED` says) is
-    passed on; ``judge_extra_body`` is parsed from JSON.
-    """
-    from trl_seqpo.judge.client import JudgeConfig, LLMJudge
+    """The `LLMJudge` of a sampling run: ``config.judge`` with the run's seed, languages and cache (beside OUTPUT)."""
+    from trl_seqpo.judge.client import LLMJudge
     from trl_seqpo.languages import language_name
 
-    judge_fields = {f.name for f in dataclasses.fields(JudgeConfig)}
-    options: dict[str, Any] = {}
-    for option in (f.name for f in dataclasses.fields(config) if f.name.startswith("judge_")):
-        name = JUDGE_RENAMED.get(option, option.removeprefix("judge_"))
-        if name in judge_fields:
-            options[name] = getattr(config, option)
-    if config.judge_extra_body is not None:
-        options["extra_body"] = json.loads(config.judge_extra_body)
-    judge_config = JudgeConfig(
-        **options,
+    judge_config = dataclasses.replace(
+        config.judge,
         source_language=language_name(config.source_lang),
         target_language=language_name(config.target_lang),
         seed=config.seed,

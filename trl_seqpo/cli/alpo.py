@@ -8,16 +8,17 @@
 ``trl-seqpo alpo pairs CANDIDATES.jsonl -o PAIRS.jsonl``
     The preference pairs (`trl_seqpo.alpo.pairs`).
 
-The flags come from `trl_seqpo.alpo.sampling.AlpoSampleConfig` and `trl_seqpo.alpo.pairs.PairSettings`.
+The flags come from `trl_seqpo.alpo.sampling.AlpoSampleConfig` (the ``--judge-*`` ones from its ``judge``, a
+`trl_seqpo.judge.config.JudgeConfig`: `trl_seqpo.cli.judge_options`) and `trl_seqpo.alpo.pairs.PairSettings`.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from typing import Any
 
+from trl_seqpo.cli.judge_options import add_judge_arguments, judge_config_from_args
 from trl_seqpo.cli.options import add_action, add_command_group, add_dataclass_arguments, config_from_args, flag_name
 from trl_seqpo.errors import UserInputError
 from trl_seqpo.outputs import check_output, claim_output, seal_output
@@ -39,7 +40,17 @@ def _add_sample_parser(actions: argparse._SubParsersAction) -> None:
     sample = add_action(actions, "sample", run_sample)
     sample.add_argument("documents", help="documents .jsonl from `trl-seqpo subtitles documents`")
     sample.add_argument("-o", "--output", required=True, help="candidates .jsonl (appended, resumable)")
-    add_dataclass_arguments(sample, AlpoSampleConfig, exclude=("documents", "output"), required=("model",))
+    add_dataclass_arguments(sample, AlpoSampleConfig, exclude=("documents", "output", "judge"), required=("model",))
+    add_judge_arguments(sample, title="LLM judge", set_by_command=JUDGE_SET_BY_SAMPLE)
+
+
+#: `JudgeConfig` fields that ``alpo sample`` sets itself (no ``--judge-*`` flag), and why.
+JUDGE_SET_BY_SAMPLE: dict[str, str] = {
+    "seed": "--seed seeds the sampling and the judge's votes alike (--judge-seed is send_seed)",
+    "source_language": "--source-lang names the source language for the policy and the judge",
+    "target_language": "--target-lang names the target language for the policy and the judge",
+    "cache_path": "--cache (default: beside OUTPUT)",
+}
 
 
 def run_sample(args: argparse.Namespace) -> int:
@@ -52,7 +63,7 @@ def run_sample(args: argparse.Namespace) -> int:
     """
     from trl_seqpo.alpo.sampling import AlpoSampleConfig, sample_candidates
 
-    config = config_from_args(AlpoSampleConfig, args)
+    config = config_from_args(AlpoSampleConfig, args, judge=judge_config_from_args(args))
     _check_before_writing(config)
     report = sample_candidates(config)
     # under `accelerate launch` every process returns the job's counts; the main one prints them
@@ -88,15 +99,10 @@ def _check_before_writing(config: Any) -> None:
     """Refuse every bad option value before `sample_candidates` creates OUTPUT, its run.json or the judge cache.
 
     A value refused only after those exist would be recorded in run.json and make the corrected command be refused
-    as "other settings"; so the sampler's ranges, the judge's settings and key, the model folder and the languages
-    are all checked here first (read-only).
+    as "other settings"; so the sampler's ranges, the model folder and the languages are all checked here first
+    (read-only), as the judge's settings and key were when `judge_config_from_args` built them.
     """
-    import dataclasses
-    import urllib.parse
     from pathlib import Path
-
-    from trl_seqpo.alpo.sampling import JUDGE_RENAMED
-    from trl_seqpo.judge.config import JudgeConfig
 
     for name, allowed, what in _SAMPLER_RANGES:
         value = getattr(config, name)
@@ -107,24 +113,6 @@ def _check_before_writing(config: Any) -> None:
             raise UserInputError(f"{flag_name(name)} must be a language code or name, got {getattr(config, name)!r}")
     if not Path(config.model).is_dir():
         raise UserInputError("model checkpoint not found: no such folder (--model)", path=config.model)
-    if config.judge_base_url is not None:
-        parts = urllib.parse.urlsplit(config.judge_base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise UserInputError(f"--judge-base-url must be an http(s) URL, got {config.judge_base_url!r}")
-    judge_fields = {field.name for field in dataclasses.fields(JudgeConfig)}
-    options = {}  # JudgeConfig field -> option
-    for option in (field.name for field in dataclasses.fields(config) if field.name.startswith("judge_")):
-        name = JUDGE_RENAMED.get(option, option.removeprefix("judge_"))
-        if name in judge_fields and name != "extra_body":
-            options[name] = option
-    try:
-        judge = JudgeConfig(**{name: getattr(config, option) for name, option in options.items()})
-    except ValueError as exc:
-        message = str(exc)
-        for name in sorted(options, key=len, reverse=True):
-            message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flag_name(options[name]), message)
-        raise UserInputError(message) from None
-    judge.resolve_api_key()  # a missing key file or variable
 
 
 def _add_pairs_parser(actions: argparse._SubParsersAction) -> None:

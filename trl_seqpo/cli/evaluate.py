@@ -1,7 +1,8 @@
 """`trl-seqpo evaluate simt|subtitles`: flags generated from `SimTEvalConfig` / `SubtitleEvalConfig`.
 
-Every flag but the `--judge-*` ones is a config field (`trl_seqpo.cli.options`); the judge flags build the
-`JudgeConfig` the config receives. Library errors name the field; they are reworded here with the flag.
+Every flag but the `--judge-*` ones is a config field (`trl_seqpo.cli.options`); the judge flags are the fields of
+`JudgeConfig` (`trl_seqpo.cli.judge_options`) and build the `JudgeConfig` the config receives. Library errors name
+the field; they are reworded here with the flag.
 """
 
 from __future__ import annotations
@@ -10,53 +11,41 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from trl_seqpo.cli.judge_options import add_judge_arguments, judge_config_from_args
 from trl_seqpo.cli.options import add_action, add_command_group, add_dataclass_arguments, config_from_args
 from trl_seqpo.errors import UserInputError
 
 __all__ = ["add_parser"]
 
-_JUDGE_ASPECTS = ("accuracy", "naturalness", "vividness")
+#: `JudgeConfig` fields that ``evaluate simt|subtitles`` set themselves (no ``--judge-*`` flag), and why.
+JUDGE_SET_BY_EVALUATE: dict[str, str] = {
+    "num_shuffles": "one candidate per request: there is no order to shuffle, so each row gets one vote",
+    "seed": "the votes' seed stays 0, so a rerun hits the judge cache (--judge-seed is send_seed)",
+    "source_language": "--source-lang names the source language for the model and the judge",
+    "target_language": "--target-lang names the target language for the model and the judge",
+    "cache_path": "OUTPUT_DIR/judge_cache.sqlite",
+}
+#: ... and the aspect, in ``evaluate subtitles``.
+JUDGE_SET_BY_EVALUATE_SUBTITLES: dict[str, str] = {
+    **JUDGE_SET_BY_EVALUATE,
+    "aspect": "--judge-aspects (each aspect is scored)",
+}
+_JUDGE_GROUP = "LLM judge (--judge-base-url adds judge to --metrics)"
+_JUDGE_ASPECT_HELP = "what the judge scores (default: accuracy, closest to SeqPO-SiMT Fig. 9)"
 
 
-def _add_judge_arguments(parser: argparse.ArgumentParser, aspect: bool) -> None:
-    judge = parser.add_argument_group("LLM judge (adds judge to --metrics)")
-    judge.add_argument("--judge-base-url", default=None, help="OpenAI-compatible judge endpoint")
-    judge.add_argument("--judge-model", default=None, help="judge model name sent with each request")
-    judge.add_argument("--judge-max-concurrency", type=int, default=8, help="judge requests in flight (default: 8)")
-    judge.add_argument("--judge-max-retries", type=int, default=3, help="retries per judge request (default: 3)")
-    judge.add_argument("--judge-timeout", type=float, default=60.0, help="seconds per judge request (default: 60)")
-    if aspect:
-        judge.add_argument(
-            "--judge-aspect",
-            default="accuracy",
-            choices=_JUDGE_ASPECTS,
-            help="what the judge scores (default: accuracy, closest to SeqPO-SiMT Fig. 9)",
-        )
-
-
-def _judge_config(args: argparse.Namespace, aspect: str) -> Any:
-    """A `JudgeConfig` from the `--judge-*` flags (one candidate per request), or `None` without `--judge-base-url`."""
-    if not args.judge_base_url:
+def _judge_config(args: argparse.Namespace) -> Any:
+    """The `JudgeConfig` of the `--judge-*` flags (one candidate per request), or `None` without `--judge-base-url`."""
+    if not getattr(args, "judge_base_url", None):
         return None
-    from trl_seqpo.judge.client import JudgeConfig
-
-    settings: dict[str, Any] = {
-        "base_url": args.judge_base_url,
-        "aspect": aspect,
-        "num_shuffles": 1,  # a single candidate per request: shuffling would only repeat the same prompt
-        "max_concurrency": args.judge_max_concurrency,
-        "max_retries": args.judge_max_retries,
-        "timeout": args.judge_timeout,
-        "cache_path": str(Path(args.output_dir) / "judge_cache.sqlite"),
-        "source_language": getattr(args, "source_lang", None),
-        "target_language": getattr(args, "target_lang", None),
-    }
-    if args.judge_model:
-        settings["model"] = args.judge_model
-    try:
-        return JudgeConfig(**settings)
-    except ValueError as error:
-        raise UserInputError(f"judge settings: {error}") from None
+    return judge_config_from_args(
+        args,
+        num_shuffles=1,
+        cache_path=str(Path(args.output_dir) / "judge_cache.sqlite"),
+        source_language=getattr(args, "source_lang", None),
+        target_language=getattr(args, "target_lang", None),
+        **({} if hasattr(args, "judge_aspect") else {"aspect": "accuracy"}),
+    )
 
 
 _EVALUATE_HELP = "evaluate simultaneous or subtitle translation"
@@ -71,13 +60,16 @@ def add_parser(subparsers: Any) -> None:
     actions = add_command_group(subparsers, "evaluate", help=_EVALUATE_HELP, description=_EVALUATE_DESCRIPTION)
     simt = add_action(actions, "simt", run_simt)
     add_dataclass_arguments(simt, SimTEvalConfig, exclude=("judge",), required=("data", "output_dir"))
-    _add_judge_arguments(simt, aspect=True)
+    add_judge_arguments(
+        simt, title=_JUDGE_GROUP, set_by_command=JUDGE_SET_BY_EVALUATE, defaults={"aspect": "accuracy"},
+        help_overrides={"aspect": _JUDGE_ASPECT_HELP},
+    )  # fmt: skip
     simt.add_argument("--overwrite", action="store_true", help="replace results.json/.md this command did not write")
     subtitles = add_action(actions, "subtitles", run_subtitles)
     add_dataclass_arguments(
         subtitles, SubtitleEvalConfig, exclude=("judge",), required=("model", "documents", "output_dir")
     )
-    _add_judge_arguments(subtitles, aspect=False)
+    add_judge_arguments(subtitles, title=_JUDGE_GROUP, set_by_command=JUDGE_SET_BY_EVALUATE_SUBTITLES)
     subtitles.add_argument(
         "--overwrite", action="store_true", help="replace results.json/.md this command did not write"
     )
@@ -115,7 +107,7 @@ def run_simt(args: argparse.Namespace) -> int:
         if not getattr(args, "server", None):
             raise UserInputError("give --model DIR, or --server URL of a running `trl-seqpo serve simt`")
         args.model = args.server
-    config = config_from_args(SimTEvalConfig, args, judge=_judge_config(args, args.judge_aspect))
+    config = config_from_args(SimTEvalConfig, args, judge=_judge_config(args))
     _guard_outputs(args, "evaluate simt", args.data)
     evaluate_simt(config)
     return 0
@@ -128,7 +120,7 @@ def run_subtitles(args: argparse.Namespace) -> int:
     """
     from trl_seqpo.evaluate.subtitles import SubtitleEvalConfig, evaluate_subtitles
 
-    config = config_from_args(SubtitleEvalConfig, args, judge=_judge_config(args, "accuracy"))
+    config = config_from_args(SubtitleEvalConfig, args, judge=_judge_config(args))
     _guard_outputs(args, "evaluate subtitles", args.documents)
     evaluate_subtitles(config)
     return 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import json
 import re
 import sys
 import types
@@ -82,18 +83,26 @@ def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
-def _argument_kwargs(field: dataclasses.Field, annotation: Any) -> dict[str, Any]:
+def _argument_kwargs(field: dataclasses.Field, annotation: Any, default: Any = dataclasses.MISSING) -> dict[str, Any]:
     help_text = field.metadata.get("help", "")
-    default = field.default if field.default is not dataclasses.MISSING else None
-    if field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        default = field.default_factory()  # type: ignore[misc]
+    if default is dataclasses.MISSING:
+        default = field.default if field.default is not dataclasses.MISSING else None
+        if field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = field.default_factory()  # type: ignore[misc]
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text}
+    else:  # the command's own default, in the namespace like a given flag
+        kwargs = {"default": default, "help": help_text}
     annotation, optional = _unwrap_optional(annotation)
-    kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text}
     if default is not None and not isinstance(default, bool):
         kwargs["help"] = f"{help_text} (default: {default})" if help_text else f"default: {default}"
     origin = get_origin(annotation)
+    if "choices" in field.metadata:
+        kwargs["choices"] = field.metadata["choices"]
     if annotation is bool:
         kwargs["action"] = argparse.BooleanOptionalAction
+        return kwargs
+    if _is_dict(annotation):  # JSON text, parsed by `config_from_args`
+        kwargs["metavar"] = "JSON"
         return kwargs
     if origin is Literal:
         choices = get_args(annotation)
@@ -110,6 +119,10 @@ def _argument_kwargs(field: dataclasses.Field, annotation: Any) -> dict[str, Any
     return kwargs
 
 
+def _same_name(name: str) -> str:
+    return name
+
+
 def add_dataclass_arguments(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     config_cls: type,
@@ -118,8 +131,10 @@ def add_dataclass_arguments(
     exclude: Iterable[str] = (),
     required: Iterable[str] = (),
     help_overrides: Mapping[str, str] | None = None,
-) -> None:
-    """Add one ``--flag`` per field of ``config_cls`` (dataclass) to ``parser``.
+    defaults: Mapping[str, Any] | None = None,
+    option_name: Callable[[str], str] = _same_name,
+) -> list[str]:
+    """Add one ``--flag`` per field of ``config_cls`` (dataclass) to ``parser``; return the fields that got one.
 
     Args:
         parser: An argparse parser or argument group.
@@ -128,44 +143,77 @@ def add_dataclass_arguments(
         exclude: Fields that get no flag (set by the command itself).
         required: Fields whose flag must be given.
         help_overrides: Help text that replaces the field's own for this command.
+        defaults: This command's own default of a field (instead of the dataclass's).
+        option_name: The option of a field (its ``dest``; the flag is its `flag_name`), e.g. with a prefix
+            (``timeout`` -> ``judge_timeout`` -> ``--judge-timeout``); `config_from_args` takes the same function.
 
     Flags that the user does not give are absent from the namespace, so the dataclass default applies; the help
-    text shows the default.
+    text shows the default. A ``dict`` field takes JSON text.
     """
     hints = typing.get_type_hints(config_cls)
     wanted = set(include) if include is not None else None
-    skip, needed = set(exclude), set(required)
+    skip, needed, own_defaults = set(exclude), set(required), dict(defaults or {})
+    added = []
     for field in dataclasses.fields(config_cls):
         if not field.init or field.name in skip or (wanted is not None and field.name not in wanted):
             continue
-        kwargs = _argument_kwargs(field, hints[field.name])
+        kwargs = _argument_kwargs(field, hints[field.name], own_defaults.get(field.name, dataclasses.MISSING))
         if help_overrides and field.name in help_overrides:
             kwargs["help"] = help_overrides[field.name]
         if field.name in needed:
             kwargs["required"] = True
-        parser.add_argument(flag_name(field.name), dest=field.name, **kwargs)
+        dest = option_name(field.name)
+        parser.add_argument(flag_name(dest), dest=dest, **kwargs)
+        added.append(field.name)
+    return added
 
 
-def reword(message: str, field_names: Iterable[str]) -> str:
+def reword(message: str, field_names: Iterable[str], option_name: Callable[[str], str] = _same_name) -> str:
     """Replace the config field names in a library error message by their flag spelling."""
     for name in sorted(set(field_names), key=len, reverse=True):
-        message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flag_name(name), message)
+        message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flag_name(option_name(name)), message)
     return message
 
 
-def config_from_args(config_cls: Callable[..., T], args: argparse.Namespace, **overrides: Any) -> T:
+def _is_dict(annotation: Any) -> bool:
+    annotation = _unwrap_optional(annotation)[0]
+    return annotation is dict or get_origin(annotation) is dict
+
+
+def _parse_json(name: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{name} is not valid JSON ({exc.msg})") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"{name} must be a JSON object, got {value}")
+    return parsed
+
+
+def config_from_args(
+    config_cls: Callable[..., T], args: argparse.Namespace, *, option_name: Callable[[str], str] = _same_name,
+    **overrides: Any,
+) -> T:  # fmt: skip
     """Build ``config_cls`` from the flags present in ``args`` (plus ``overrides``).
+
+    ``option_name`` maps a field to its option, as in `add_dataclass_arguments`.
 
     Raises:
         UserInputError: The config refused a value; the message names the flag.
     """
-    names = [f.name for f in dataclasses.fields(config_cls) if f.init]  # type: ignore[arg-type]
-    values = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    fields = [f for f in dataclasses.fields(config_cls) if f.init]  # type: ignore[arg-type]
+    names = [f.name for f in fields]
+    values = {name: getattr(args, option_name(name)) for name in names if hasattr(args, option_name(name))}
     values.update(overrides)
-    for name, value in list(values.items()):
-        if isinstance(value, list):  # nargs="+" gives a list; configs keep tuples
-            values[name] = tuple(value)
+    hints = typing.get_type_hints(config_cls)
     try:
+        for name, value in list(values.items()):
+            if isinstance(value, list):  # nargs="+" gives a list; configs keep tuples
+                values[name] = tuple(value)
+            elif _is_dict(hints[name]):
+                values[name] = _parse_json(name, value)
         return config_cls(**values)
     except ValueError as exc:
-        raise UserInputError(reword(str(exc), names)) from None
+        raise UserInputError(reword(str(exc), names, option_name)) from None

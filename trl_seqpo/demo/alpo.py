@@ -286,6 +286,7 @@ def _sample(ctx: Any, settings: AlpoDemoSettings, paths: _Paths, base_url: str) 
     """ALPO sampling (`trl_seqpo.alpo.sampling.sample_candidates`, what ``trl-seqpo alpo sample`` runs): appends per
     document and resumes after a kill."""
     from trl_seqpo.alpo.sampling import AlpoSampleConfig, sample_candidates
+    from trl_seqpo.judge.config import JudgeConfig
     from trl_seqpo.synthetic.subtitles import SOURCE_LANGUAGE, TARGET_LANGUAGE
 
     config = AlpoSampleConfig(
@@ -293,8 +294,7 @@ def _sample(ctx: Any, settings: AlpoDemoSettings, paths: _Paths, base_url: str) 
         source_lang=SOURCE_LANGUAGE, target_lang=TARGET_LANGUAGE, num_candidates=settings.num_candidates,
         temperature=settings.temperature, max_new_tokens=4 * settings.max_words, seed=settings.seed,
         documents_per_batch=settings.documents_per_batch, judge_min_candidates=1,
-        judge_base_url=base_url, judge_model=JUDGE_MODEL, judge_num_shuffles=settings.judge_shuffles,
-        judge_timeout=30.0,
+        judge=JudgeConfig(base_url=base_url, model=JUDGE_MODEL, num_shuffles=settings.judge_shuffles, timeout=30.0),
     )  # fmt: skip
     report = sample_candidates(config, progress=False)
     if report.unjudged_units:  # e.g. every candidate scored the same (rejected as ties); the pair gate drops them

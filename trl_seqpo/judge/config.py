@@ -6,12 +6,29 @@ import math
 import os
 import urllib.parse
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 from trl_seqpo.errors import check_at_least
 from trl_seqpo.judge.prompts import ASPECTS
 from trl_seqpo.secret import Secret, mask_credentials, resolve_api_key
 
-__all__ = ["JudgeConfig", "redact_url"]
+__all__ = ["JudgeConfig", "judge_option", "redact_url"]
+
+
+def _help(text: str, choices: tuple[str, ...] | None = None, **extra: Any) -> Any:
+    metadata = {"help": text} if choices is None else {"help": text, "choices": choices}
+    return field(metadata=metadata, **extra)
+
+
+def judge_option(name: str) -> str:
+    """The option of `JudgeConfig` field ``name`` in a command or run record: ``judge_<name>``, except
+    ``send_seed``, which has always been ``judge_seed`` (``--judge-seed`` / ``--no-judge-seed``).
+
+    Examples:
+        >>> judge_option("num_shuffles"), judge_option("send_seed")
+        ('judge_num_shuffles', 'judge_seed')
+    """
+    return "judge_seed" if name == "send_seed" else f"judge_{name}"
 
 
 def redact_url(url: str | None) -> str:
@@ -73,27 +90,41 @@ class JudgeConfig:
         cache_path (`str` or `None`): sqlite file of raw answers; ``None`` disables the cache.
     """
 
-    base_url: str | None = None
-    model: str = "Qwen/Qwen3-14B"
-    api_key: str | None = field(default=None, repr=False)
-    api_key_env: str | None = None
-    api_key_file: str | None = None
-    timeout: float = 60.0
-    max_tokens: int | None = 1024
-    extra_body: dict | None = None
-    send_seed: bool = True
-    aspect: str = "vividness"
-    source_language: str | None = None
-    target_language: str | None = None
-    temperature: float = 0.3
-    num_shuffles: int = 4
-    max_retries: int = 3
-    min_distinct_ratio: float = 0.25
-    seed: int = 0
-    max_concurrency: int = 8
-    backoff_base: float = 0.5
-    backoff_max: float = 30.0
-    cache_path: str | None = None
+    # every field but `api_key` is a `--judge-*` flag of `alpo sample` and `evaluate` (`trl_seqpo.cli.judge_options`)
+    base_url: str | None = _help(
+        "OpenAI-compatible base URL, e.g. http://localhost:8000/v1 (unset: $TRL_SEQPO_JUDGE_BASE_URL, then "
+        "$OPENAI_BASE_URL, then OpenAI's API)",
+        default=None,
+    )
+    model: str = _help("judge model name sent with each request (paper: Qwen3-14B)", default="Qwen/Qwen3-14B")
+    api_key: str | None = _help("the key itself (a secret: never a flag)", default=None, repr=False)
+    api_key_env: str | None = _help("environment variable holding the judge's key", default=None)
+    api_key_file: str | None = _help("file holding the judge's key (first line)", default=None)
+    timeout: float = _help("seconds per judge request", default=60.0)
+    max_tokens: int | None = _help("answer length limit of the judge (room for <think> blocks)", default=1024)
+    extra_body: dict | None = _help(
+        'extra JSON fields of each judge request, e.g. \'{"chat_template_kwargs": {"enable_thinking": false}}\'',
+        default=None,
+    )
+    send_seed: bool = _help("send each vote's seed (off for endpoints that refuse it)", default=True)
+    aspect: str = _help(
+        "what the judge scores: vividness (the ALPO reward), accuracy or naturalness",
+        default="vividness",
+        choices=tuple(ASPECTS),
+    )
+    source_language: str | None = _help("source language name in the judge's prompt", default=None)
+    target_language: str | None = _help("target language name in the judge's prompt", default=None)
+    temperature: float = _help("sampling temperature of the judge (authors: 0.3)", default=0.3)
+    num_shuffles: int = _help("votes per unit, each with its own candidate order, averaged (paper: 4)", default=4)
+    max_retries: int = _help("extra tries per vote (authors: 3)", default=3)
+    min_distinct_ratio: float = _help(
+        "reject a vote whose distinct scores / candidates is below this (authors: 0.25)", default=0.25
+    )
+    seed: int = _help("seed of the candidate orders and of each request's seed", default=0)
+    max_concurrency: int = _help("judge requests in flight", default=8)
+    backoff_base: float = _help("first wait after a 429 / 5xx / timeout (seconds; doubles per failure)", default=0.5)
+    backoff_max: float = _help("longest wait between tries, Retry-After included (seconds)", default=30.0)
+    cache_path: str | None = _help("sqlite file of raw answers (unset: no cache)", default=None)
 
     def __post_init__(self) -> None:
         if self.api_key is not None and not isinstance(self.api_key, Secret):
