@@ -29,6 +29,13 @@ COMMANDS = {
 }
 # what each command deliberately sets other than JudgeConfig's default
 COMMAND_DEFAULTS = {"evaluate simt": {"aspect": "accuracy"}, "evaluate subtitles": {"aspect": "accuracy"}}
+# the fields a command sets itself, as it sets them (alpo sample: in `build_judge`, see the test below)
+COMMAND_SET = {
+    "evaluate simt": {"num_shuffles": 1, "seed": 0, "source_language": "English", "target_language": "Chinese",
+                      "cache_path": "out/judge_cache.sqlite"},
+    "evaluate subtitles": {"num_shuffles": 1, "seed": 0, "source_language": "English", "target_language": "Chinese",
+                           "cache_path": "out/judge_cache.sqlite"},
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +54,12 @@ def built_judge(command: str, args: argparse.Namespace) -> JudgeConfig:
         from trl_seqpo.alpo.sampling import AlpoSampleConfig
 
         return config_from_args(AlpoSampleConfig, args, judge=judge_config_from_args(args)).judge
-    return _judge_config(args)
+    from trl_seqpo.evaluate.simt import SimTEvalConfig
+    from trl_seqpo.evaluate.subtitles import SubtitleEvalConfig
+
+    if command == "evaluate simt":
+        return _judge_config(args, SimTEvalConfig)
+    return _judge_config(args, SubtitleEvalConfig, aspect="accuracy")  # as `run_subtitles` (each aspect is scored)
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -71,6 +83,7 @@ def test_no_judge_flags_give_the_dataclass_defaults(parsers, command, monkeypatc
     built = built_judge(command, parsers[command].parse_args([*extra, "--judge-base-url", URL]))
     expected = {**dataclasses.asdict(JudgeConfig(base_url=URL)), **COMMAND_DEFAULTS.get(command, {})}
     got = dataclasses.asdict(built)
+    assert {k: got[k] for k in COMMAND_SET.get(command, {})} == COMMAND_SET.get(command, {})
     assert {k: v for k, v in got.items() if k not in set_by_command} == {
         k: v for k, v in expected.items() if k not in set_by_command
     }

@@ -8,6 +8,7 @@ the field; they are reworded here with the flag.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +35,25 @@ _JUDGE_GROUP = "LLM judge (--judge-base-url adds judge to --metrics)"
 _JUDGE_ASPECT_HELP = "what the judge scores (default: accuracy, closest to SeqPO-SiMT Fig. 9)"
 
 
-def _judge_config(args: argparse.Namespace) -> Any:
-    """The `JudgeConfig` of the `--judge-*` flags (one candidate per request), or `None` without `--judge-base-url`."""
+def _judge_config(args: argparse.Namespace, config_cls: type, **settings: Any) -> Any:
+    """The `JudgeConfig` of the `--judge-*` flags (one candidate per request), or `None` without `--judge-base-url`.
+
+    The judge's languages are the evaluation's (``--source-lang``/``--target-lang`` or ``config_cls``'s defaults);
+    ``settings`` are the other fields the command sets.
+    """
     if not getattr(args, "judge_base_url", None):
         return None
+    from trl_seqpo.languages import language_name
+
+    defaults = {field.name: field.default for field in dataclasses.fields(config_cls)}
+    source, target = (getattr(args, name, defaults[name]) for name in ("source_lang", "target_lang"))
     return judge_config_from_args(
         args,
         num_shuffles=1,
         cache_path=str(Path(args.output_dir) / "judge_cache.sqlite"),
-        source_language=getattr(args, "source_lang", None),
-        target_language=getattr(args, "target_lang", None),
-        **({} if hasattr(args, "judge_aspect") else {"aspect": "accuracy"}),
+        source_language=language_name(source) if source else None,
+        target_language=language_name(target) if target else None,
+        **settings,
     )
 
 
@@ -107,7 +116,7 @@ def run_simt(args: argparse.Namespace) -> int:
         if not getattr(args, "server", None):
             raise UserInputError("give --model DIR, or --server URL of a running `trl-seqpo serve simt`")
         args.model = args.server
-    config = config_from_args(SimTEvalConfig, args, judge=_judge_config(args))
+    config = config_from_args(SimTEvalConfig, args, judge=_judge_config(args, SimTEvalConfig))
     _guard_outputs(args, "evaluate simt", args.data)
     evaluate_simt(config)
     return 0
@@ -120,7 +129,8 @@ def run_subtitles(args: argparse.Namespace) -> int:
     """
     from trl_seqpo.evaluate.subtitles import SubtitleEvalConfig, evaluate_subtitles
 
-    config = config_from_args(SubtitleEvalConfig, args, judge=_judge_config(args))
+    judge = _judge_config(args, SubtitleEvalConfig, aspect="accuracy")  # replaced by each of --judge-aspects
+    config = config_from_args(SubtitleEvalConfig, args, judge=judge)
     _guard_outputs(args, "evaluate subtitles", args.documents)
     evaluate_subtitles(config)
     return 0
