@@ -145,17 +145,18 @@ def test_agent_flags_are_generated_from_the_evaluation_config():
     import argparse
     import dataclasses
 
-    from trl_seqpo.integrations.simuleval import _EVAL_OPTIONS, SeqPOAgent
+    from trl_seqpo.integrations.simuleval import SeqPOAgent, _option_names
 
     parser = argparse.ArgumentParser()
     SeqPOAgent.add_args(parser)
     defaults = vars(parser.parse_args(["--model-path", "m"]))
     fields = {field.name: field for field in dataclasses.fields(SimTEvalConfig)}
     actions = {action.dest: action for action in parser._actions if action.help != argparse.SUPPRESS}
-    for name in _EVAL_OPTIONS:  # the same default and help as `trl-seqpo evaluate simt --<name>`
+    options = _option_names(SimTEvalConfig)
+    for name in options:  # the same default and help as `trl-seqpo evaluate simt --<name>`
         assert defaults[name] == fields[name].default, name
         assert fields[name].metadata["help"] in actions[name].help, name
     assert actions["policy"].choices == ("model", "wait-k", "full-sentence")
-    assert {"latency_unit", "max_new_tokens_per_step", "temperature", "wait_k_rate"} <= set(_EVAL_OPTIONS)
+    assert {"latency_unit", "max_new_tokens_per_step", "temperature", "wait_k_rate", "source_lang"} <= set(options)
     # the earlier spelling still reaches the same setting
     assert parser.parse_args(["--model-path", "m", "--target-unit", "char"]).latency_unit == "char"

@@ -25,6 +25,14 @@ def add_parser(subparsers: Any) -> None:
     add_dataclass_arguments(simt, ServeConfig, required=("model",))
 
 
+def engine_for(config: Any, backend: Any, tokenizer: Any) -> Any:
+    """The `StreamingEngine` of a `ServeConfig`: every rollout field the config holds, by name."""
+    from trl_seqpo.rollout.settings import rollout_fields
+    from trl_seqpo.rollout.streaming import StreamingEngine
+
+    return StreamingEngine(backend, tokenizer, seed=config.seed, keep_kv=config.kv_cache, **rollout_fields(config))
+
+
 def run_simt(args: argparse.Namespace) -> int:
     """stream simultaneous translation over WebSocket (sessions batched in lockstep)
 
@@ -38,7 +46,6 @@ def run_simt(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise MissingDependencyError(f"{SERVE_INSTALL_HINT} ({error})") from None
     from trl_seqpo.rollout.loading import load_backend
-    from trl_seqpo.rollout.streaming import StreamingEngine
 
     config = config_from_args(ServeConfig, args)
     if config.token is None:
@@ -46,17 +53,7 @@ def run_simt(args: argparse.Namespace) -> int:
     loaded = load_backend(config.model, config.backend, device=config.device, dtype=config.dtype, seed=config.seed)
     try:
         try:
-            engine = StreamingEngine(
-                loaded.backend,
-                loaded.tokenizer,
-                prompt_format=config.prompt_format,
-                max_new_tokens_per_step=config.max_new_tokens_per_step,
-                max_steps_after_source=config.max_steps_after_source,
-                temperature=config.temperature,
-                top_p=config.top_p,
-                seed=config.seed,
-                keep_kv=config.kv_cache,
-            )
+            engine = engine_for(config, loaded.backend, loaded.tokenizer)
         except ValueError as error:
             raise UserInputError(f"--model {config.model}: {error}") from None
         app = create_app(engine, config)

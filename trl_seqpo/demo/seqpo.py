@@ -171,6 +171,18 @@ def _record(ctx: DemoContext, result: dict[str, Any], translations: list[dict[st
         handle.write(json.dumps(result) + "\n")
 
 
+def evaluation_rollout_config(settings: Any) -> Any:
+    """The rollout of the demo's evaluation: the settings' rollout fields by name (chunk size, step budget, ...),
+    greedy, in the synthetic language pair's words."""
+    from trl_seqpo.rollout.settings import rollout_config_from
+    from trl_seqpo.synthetic import language_pair as synthetic
+
+    return rollout_config_from(
+        settings, src_lang=synthetic.SOURCE_LANGUAGE, tgt_lang=synthetic.TARGET_LANGUAGE, source_unit="word",
+        target_unit="word", prompt_format="chat", temperature=0.0,
+    )  # fmt: skip
+
+
 def evaluate_model(ctx: DemoContext, model_name: str, label: str, policies: list[Any | None]) -> None:
     """Greedy simultaneous decoding of the test set with one model under each policy (``None`` = its own).
 
@@ -180,8 +192,7 @@ def evaluate_model(ctx: DemoContext, model_name: str, label: str, policies: list
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from trl_seqpo.rollout.hf import HFGenerationBackend
-    from trl_seqpo.rollout.simultaneous import SimultaneousRollout, SimultaneousRolloutConfig
-    from trl_seqpo.synthetic import language_pair as synthetic
+    from trl_seqpo.rollout.simultaneous import SimultaneousRollout
 
     s, paths = ctx.settings, ctx.paths
     done = {row["system"] for row in read_jsonl(paths.results, missing_ok=True)}
@@ -191,18 +202,7 @@ def evaluate_model(ctx: DemoContext, model_name: str, label: str, policies: list
         return
     tokenizer = AutoTokenizer.from_pretrained(paths.model(model_name))
     model = AutoModelForCausalLM.from_pretrained(paths.model(model_name)).eval()
-    config = SimultaneousRolloutConfig(
-        chunk_size=s.chunk_size,
-        src_lang=synthetic.SOURCE_LANGUAGE,
-        tgt_lang=synthetic.TARGET_LANGUAGE,
-        source_unit="word",
-        target_unit="word",
-        prompt_format="chat",
-        max_new_tokens_per_step=s.max_new_tokens_per_step,
-        max_steps_after_source=s.max_steps_after_source,
-        temperature=0.0,
-    )
-    rollout = SimultaneousRollout(HFGenerationBackend(model, tokenizer), tokenizer, config)
+    rollout = SimultaneousRollout(HFGenerationBackend(model, tokenizer), tokenizer, evaluation_rollout_config(s))
     rows = read_jsonl(paths.test)
     for policy, system in todo:
         trajectories = []

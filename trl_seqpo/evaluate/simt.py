@@ -194,22 +194,15 @@ class SimTEvalConfig(EvalConfig):
 
 
 def rollout_config(config: SimTEvalConfig, point: OperatingPoint) -> Any:
-    """The `SimultaneousRolloutConfig` of one operating point: what `evaluate_simt` and the SimulEval agent decode."""
-    from trl_seqpo.rollout.simultaneous import SimultaneousRolloutConfig
+    """The `SimultaneousRolloutConfig` of one operating point: what `evaluate_simt` and the SimulEval agent decode.
 
-    languages = {"src_lang": config.source_lang, "tgt_lang": config.target_lang}
+    Every rollout field ``config`` holds is read by name (`trl_seqpo.rollout.settings.rollout_config_from`); the
+    point gives the chunk size, and the latency unit is resolved from the target language as in `run_settings`.
+    """
+    from trl_seqpo.rollout.settings import rollout_config_from
+
     try:
-        return SimultaneousRolloutConfig(
-            chunk_size=point.chunk_size,
-            source_unit=config.source_unit,
-            target_unit=config.resolved_latency_unit,
-            prompt_format=config.prompt_format,
-            max_new_tokens_per_step=config.max_new_tokens_per_step,
-            max_steps_after_source=config.max_steps_after_source,
-            temperature=config.temperature,
-            top_p=config.top_p,
-            **{key: value for key, value in languages.items() if value},
-        )
+        return rollout_config_from(config, chunk_size=point.chunk_size, target_unit=config.resolved_latency_unit)
     except ValueError as error:
         raise UserInputError(str(error)) from error
 

@@ -43,25 +43,36 @@ except ImportError:  # the module stays importable (docs, doctests); the agent i
     ReadAction = WriteAction = None
     TextToTextAgent = object
 
-__all__ = ["SIMULEVAL_INSTALL_HINT", "IncrementalTranslator", "SeqPOAgent"]
+__all__ = ["SIMULEVAL_INSTALL_HINT", "IncrementalTranslator", "SeqPOAgent", "operating_point"]
 
 # the agent's options that are fields of `SimTEvalConfig`: the same flag, type, choices, default and help as in
-# `trl-seqpo evaluate simt`, generated from the dataclass (`_add_config_flags`), and handed to it unchanged
-_EVAL_OPTIONS = (
-    "backend",
-    "dtype",
-    "source_lang",
-    "target_lang",
-    "source_unit",
-    "latency_unit",
-    "prompt_format",
-    "max_new_tokens_per_step",
-    "max_steps_after_source",
-    "policy",
-    "wait_k_rate",
-    "temperature",
-    "seed",
-)
+# `trl-seqpo evaluate simt`, generated from the dataclass (`_add_config_flags`), and handed to it unchanged; besides
+# these, every rollout setting `SimTEvalConfig` holds (`_option_names`)
+_EVAL_OPTIONS = ("backend", "dtype", "policy", "wait_k_rate", "seed")
+
+
+def _option_names(config_cls: type) -> list[str]:
+    """`_EVAL_OPTIONS` and every field of ``config_cls`` that `rollout_config_from` reads (`rollout_fields`)."""
+    import dataclasses
+
+    from trl_seqpo.rollout.settings import ALIASES
+    from trl_seqpo.rollout.simultaneous import SimultaneousRolloutConfig
+
+    fields = dataclasses.fields(SimultaneousRolloutConfig)
+    rollout = {name for field in fields for name in (field.name, *ALIASES.get(field.name, ()))}
+    return [*_EVAL_OPTIONS, *(f.name for f in dataclasses.fields(config_cls) if f.name in rollout)]
+
+
+def operating_point(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The `SimTEvalConfig` and `OperatingPoint` of the agent's options: what ``evaluate simt`` would decode."""
+    from trl_seqpo.evaluate.simt import OperatingPoint, SimTEvalConfig
+
+    settings = SimTEvalConfig(
+        model=args.model_path, data="-", output_dir=".", chunk_sizes=(args.chunk_size,), wait_k=(args.wait_k,),
+        **{name: getattr(args, name) for name in _option_names(SimTEvalConfig)},
+    )  # fmt: skip
+    point = OperatingPoint(args.policy, args.chunk_size, args.wait_k if args.policy == "wait-k" else None)
+    return settings, point
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, config_cls: type, names: Sequence[str]) -> None:
@@ -96,20 +107,16 @@ class SeqPOAgent(TextToTextAgent):
             raise MissingDependencyError(SIMULEVAL_INSTALL_HINT)
         self.translator: IncrementalTranslator | None = None
         super().__init__(args)
-        from trl_seqpo.evaluate.simt import OperatingPoint, SimTEvalConfig, rollout_config
+        from trl_seqpo.evaluate.simt import rollout_config
         from trl_seqpo.rollout.loading import load_backend
         from trl_seqpo.rollout.simultaneous import SimultaneousRollout
 
         # the settings `trl-seqpo evaluate simt` would decode this operating point with (validated the same way)
-        settings = SimTEvalConfig(
-            model=args.model_path, data="-", output_dir=".", chunk_sizes=(args.chunk_size,), wait_k=(args.wait_k,),
-            **{name: getattr(args, name) for name in _EVAL_OPTIONS},
-        )  # fmt: skip
+        settings, point = operating_point(args)
         loaded = load_backend(
             args.model_path, args.backend, device=getattr(args, "device", None), dtype=args.dtype, seed=args.seed
         )
         tokenizer, backend = loaded.tokenizer, loaded.backend
-        point = OperatingPoint(args.policy, args.chunk_size, args.wait_k if args.policy == "wait-k" else None)
         rollout = SimultaneousRollout(backend, tokenizer, rollout_config(settings, point))
         self.translator = IncrementalTranslator(rollout, point.schedule(args.wait_k_rate), seed=args.seed)
 
@@ -126,7 +133,7 @@ class SeqPOAgent(TextToTextAgent):
         parser.add_argument("--model-path", required=True, help="trl_seqpo checkpoint directory")
         parser.add_argument("--chunk-size", type=int, default=3, help="source units per chunk (the paper's m)")
         parser.add_argument("--wait-k", type=int, default=3, help="k of --policy wait-k")
-        _add_config_flags(parser, SimTEvalConfig, _EVAL_OPTIONS)
+        _add_config_flags(parser, SimTEvalConfig, _option_names(SimTEvalConfig))
         # the agent's earlier spelling of --latency-unit
         parser.add_argument("--target-unit", dest="latency_unit", choices=("word", "char"), help=argparse.SUPPRESS)
 

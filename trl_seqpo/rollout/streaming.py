@@ -28,7 +28,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from trl_seqpo.rollout.prefix_cache import SessionPrefixCache
-from trl_seqpo.rollout.simultaneous import SimultaneousRollout, SimultaneousRolloutConfig
+from trl_seqpo.rollout.settings import rollout_config_from
+from trl_seqpo.rollout.simultaneous import SimultaneousRollout
 from trl_seqpo.simt.chunking import Unit, split_units
 
 __all__ = ["Increment", "SessionSettings", "StreamingEngine", "StreamingSession"]
@@ -182,44 +183,29 @@ class StreamingSession:
         }
 
 
+#: What a server decodes with where the rollout's own default differs: training's step budget, greedy decoding.
+_ENGINE_DEFAULTS = {"max_new_tokens_per_step": 60, "temperature": 0.0}
+
+
 class StreamingEngine:
     """Live sessions of one model, stepped together (module docstring).
 
     Args:
         backend: A `GenerationBackend`; an `HFGenerationBackend` keeps each session's key/value states.
         tokenizer: The policy's tokenizer.
-        prompt_format: ``"chat"`` or ``"paper"``, as training.
-        max_new_tokens_per_step: Token budget of one step.
-        max_steps_after_source: Extra steps after the last chunk.
-        temperature: ``0`` = greedy.
-        top_p: Nucleus threshold when sampling.
         seed: Sampling seed (step call ``i`` uses ``seed + i``).
         keep_kv: Keep each session's key/value states between its chunks (``False``: re-encode every prompt, the
             baseline of ``benchmarks/serve.py``).
+        **rollout: `SimultaneousRolloutConfig` fields shared by every session (``prompt_format``,
+            ``max_new_tokens_per_step``, ``max_steps_after_source``, ``temperature``, ``top_p``, ...), e.g.
+            ``**rollout_fields(serve_config)``; a session's own settings (languages, chunk size, units) replace
+            these. Defaults: the rollout's, but 60 tokens per step and greedy decoding, as ``evaluate simt``.
     """
 
-    def __init__(
-        self,
-        backend: Any,
-        tokenizer: Any,
-        *,
-        prompt_format: Literal["chat", "paper"] = "chat",
-        max_new_tokens_per_step: int = 60,
-        max_steps_after_source: int = 2,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int = 0,
-        keep_kv: bool = True,
-    ) -> None:
+    def __init__(self, backend: Any, tokenizer: Any, *, seed: int = 0, keep_kv: bool = True, **rollout: Any) -> None:
         self.backend = backend
         self.tokenizer = tokenizer
-        self.rollout_options = {
-            "prompt_format": prompt_format,
-            "max_new_tokens_per_step": max_new_tokens_per_step,
-            "max_steps_after_source": max_steps_after_source,
-            "temperature": temperature,
-            "top_p": top_p,
-        }
+        self.rollout_config = rollout_config_from(**{**_ENGINE_DEFAULTS, **rollout})
         self.seed = seed
         # an HF backend keeps prefix states in `_prefix_cache`; the server hands it one that keeps every session's
         keeps_states = hasattr(backend, "_prefix_cache") and getattr(backend, "reuse_cache", False)
@@ -235,14 +221,7 @@ class StreamingEngine:
         key = (settings.source_lang, settings.target_lang, settings.chunk_size, settings.source_unit,
                settings.target_unit)  # fmt: skip
         if key not in self._rollouts:
-            config = SimultaneousRolloutConfig(
-                chunk_size=settings.chunk_size,
-                src_lang=settings.source_lang,
-                tgt_lang=settings.target_lang,
-                source_unit=settings.source_unit,
-                target_unit=settings.target_unit,
-                **self.rollout_options,
-            )
+            config = rollout_config_from(settings, self.rollout_config)  # the session's fields, then the engine's
             self._rollouts[key] = SimultaneousRollout(self.backend, self.tokenizer, config)
         return self._rollouts[key]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from trl import GRPOConfig
@@ -238,17 +238,14 @@ class SeqPOConfig(GRPOConfig):
     def rollout_config(self) -> SimultaneousRolloutConfig:
         """The settings of the rollout, the one object `SeqPOTrainer` hands it.
 
-        Every field of `SimultaneousRolloutConfig` is read from the same-named field of this config (the target
-        delays' unit is `latency_unit` here, `target_unit` there), so a rollout setting is declared once on each
-        side and never copied by hand; a rollout field without a counterpart here fails at the first call.
+        Every field of `SimultaneousRolloutConfig` is read from the same-named field of this config
+        (`trl_seqpo.rollout.settings.rollout_config_from`; the target delays' unit is `latency_unit` here, and
+        GRPO's ``top_k=None`` is the rollout's 0), so a rollout setting is declared once on each side and never
+        copied by hand (`tests/test_rollout_settings.py` checks that every field comes through).
         """
-        from trl_seqpo.rollout.simultaneous import SimultaneousRolloutConfig
+        from trl_seqpo.rollout.settings import rollout_config_from
 
-        values = {
-            f.name: getattr(self, _ROLLOUT_FIELD_NAMES.get(f.name, f.name)) for f in fields(SimultaneousRolloutConfig)
-        }
-        values["top_k"] = values["top_k"] or 0  # GRPOConfig's None means no top-k, as the rollout's 0
-        return SimultaneousRolloutConfig(**values)
+        return rollout_config_from(self)
 
     def to_dict(self) -> dict:
         """TRL's config dump (what logging integrations record), with secrets in `quality_reward_kwargs` redacted.
@@ -301,8 +298,6 @@ def _check_reward_scaling(config: SeqPOConfig) -> None:
         )
 
 
-#: `SimultaneousRolloutConfig` fields spelt differently in `SeqPOConfig` (SimulEval's "latency unit")
-_ROLLOUT_FIELD_NAMES = {"target_unit": "latency_unit"}
 _SECRET_KEY = re.compile(r"(api_?key|token|secret|password|credential)", re.IGNORECASE)
 
 
