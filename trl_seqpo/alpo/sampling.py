@@ -449,5 +449,5 @@ def _write_in_input_order(store: ResumableJsonl, documents: Sequence[Any]) -> No
 
 
 def config_fields() -> list[str]:
-    """The names of `AlpoSampleConfig`'s fields (the flags of ``trl-seqpo alpo sample``)."""
+    """The names of `AlpoSampleConfig`'s fields (the flags of ``alpo sample``; ``judge``'s are ``--judge-*``)."""
     return [f.name for f in dataclasses.fields(AlpoSampleConfig)]
