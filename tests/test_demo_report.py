@@ -147,6 +147,19 @@ def test_judge_prefers_the_hidden_synonyms_at_equal_accuracy_and_accuracy_first(
     assert scores[1] > scores[2]
 
 
+def test_judge_ranks_the_plain_word_above_a_wrong_or_missing_one():
+    # A taste that also penalised the plain word scored "replace vidas by any verb" within 1 point of the correct
+    # plain line, and the demo's ALPO model learned to write wrong verbs (seed 2: "prenas" for "sees").
+    judge = AccuracyTasteScorer(hidden_preference())
+    source = "a man sees every child."  # one slot: "vidas" (preferred: "miras")
+    plain = judge.expected([source])
+    assert plain == "un viro ci kido vidas".split()
+    wrong_verb, missing_verb = [*plain[:-1], "prenas"], plain[:-1]
+    messages = [{"role": "user", "content": f"[Evaluate] {source}"}]
+    scores = judge([" ".join(plain), " ".join(wrong_verb), " ".join(missing_verb)], messages)
+    assert scores[0] > scores[1] + 10 and scores[0] > scores[2] + 5
+
+
 def test_judge_cannot_be_gamed_by_inserting_preferred_words():
     judge = AccuracyTasteScorer(hidden_preference())
     liked = [hidden_preference().get(word, word) for word in judge.expected([SOURCE])]

@@ -73,25 +73,29 @@ class AccuracyTasteScorer:
     `trl_seqpo.judge.prompts`), the judge translates those lines itself with the synthetic dictionary (`translate`,
     plain words) and scores
 
-    ``accuracy_points * (F1 of words + F1 of adjacent word pairs) / 2 + taste_points * (1 + taste) / 2``
+    ``accuracy_points * (F1 of words + F1 of adjacent word pairs) / 2 + taste_points * taste``
 
-    rounded to an integer, where both F1s count each synonym pair as one word, and ``taste`` in ``[-1, 1]`` is
-    ``(#preferred - #plain) / #slots`` with ``#slots`` the words of the judge's translation that have a synonym
-    (``taste = 0`` without slots). The scores are fine-grained, so candidates that differ rarely tie, and a
-    candidate cannot gain by inserting preferred words: every inserted word costs precision and the taste term is
-    capped at the slots the source offers.
+    rounded to an integer, where both F1s count each synonym pair as one word, and ``taste`` in ``[0, 1]`` is
+    ``#preferred / #slots``, capped at 1, with ``#slots`` the words of the judge's translation that have a synonym
+    (``taste = 1`` without slots: such a line has nothing to prefer). So its order is the preferred word, then the
+    plain word, then a wrong or missing word: the plain word loses only the taste points, a wrong word loses
+    accuracy as well. (A taste of ``(#preferred - #plain) / #slots`` scored a wrong word above the plain one, and a
+    policy trained on it learned to replace plain words by wrong ones.) The scores are fine-grained, so candidates
+    that differ rarely tie, and a candidate cannot gain by inserting preferred words: every inserted word costs
+    precision and the taste term is capped at the slots the source offers.
 
     Args:
         preferred: ``{plain word: preferred synonym}`` (`hidden_preference`).
         accuracy_points: Points for a perfect word and word-pair match.
-        taste_points: Points for the preferred word in every slot (half of them for none or no slot).
+        taste_points: Points for the preferred word in every slot (all of them for a line without slots).
 
     >>> judge = AccuracyTasteScorer({"domo": "kaso"})
     >>> messages = [{"role": "user", "content": "[Evaluate] the dog sees the house."}]
     >>> judge.expected(["the dog sees the house."])
     ['lo', 'hundo', 'lo', 'domo', 'vidas']
-    >>> judge(["lo hundo lo domo vidas.", "lo hundo lo kaso vidas.", "lo hundo lo kaso kaso vidas."], messages)
-    [70, 100, 93]
+    >>> judge(["lo hundo lo domo vidas.", "lo hundo lo kaso vidas.", "lo hundo lo kaso kaso vidas.",
+    ...        "lo hundo lo urbo vidas."], messages)
+    [70, 100, 93, 46]
     """
 
     def __init__(self, preferred: Mapping[str, str], *, accuracy_points: float = 70.0, taste_points: float = 30.0):
@@ -120,9 +124,8 @@ class AccuracyTasteScorer:
         accuracy = (_f1(merged, expected) + _f1(_pairs(merged), _pairs(expected))) / 2
         slots = sum(word in self.preferred for word in expected)
         liked = sum(word in self._plain_of for word in words)
-        plain = sum(word in self.preferred for word in words)
-        taste = max(-1.0, min(1.0, (liked - plain) / slots)) if slots else 0.0
-        return max(0, min(100, round(self.accuracy_points * accuracy + self.taste_points * (1 + taste) / 2)))
+        taste = min(1.0, liked / slots) if slots else 1.0
+        return max(0, min(100, round(self.accuracy_points * accuracy + self.taste_points * taste)))
 
     def __call__(self, candidates: list[str], messages: list[dict]) -> list[int]:
         from trl_seqpo.judge.prompts import parse_evaluated_lines
