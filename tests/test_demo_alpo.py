@@ -205,3 +205,34 @@ def test_ground_truth_scoring_imports_nothing_of_the_training_judge():
     judge_path = ("trl_seqpo.judge", "trl_seqpo.synthetic.local_judge", "trl_seqpo.synthetic.subtitles")
     # neither the judge, nor the judge's scorer module, nor the demo's ALPO stages (which serve the judge)
     assert not [m for m in loaded if m.startswith(judge_path) or m in ("trl_seqpo.demo.alpo", "torch")], loaded
+
+
+def _variants_script():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "alpo_demo_variants.py"
+    spec = importlib.util.spec_from_file_location("alpo_demo_variants", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_variants_script_retrains_alpo_from_the_runs_sft_model(demo_dir, tmp_path):
+    # scripts/alpo_demo_variants.py measured docs/demo.md's table of ALPO settings
+    script = _variants_script()
+    out = tmp_path / "variant"
+    assert script.main([str(demo_dir), str(out), "--set", "alpo_steps=1", "--set", "judge_taste_points=10"]) == 0
+    result = json.loads((out / "alpo_results.json").read_text())
+    original = json.loads((demo_dir / "alpo_results.json").read_text())
+    assert result["settings"]["alpo_steps"] == 1 and "taste_points=10" in result["judge"]["scorer"]
+    rows = {row["system"]: row for row in result["results"]}
+    before = {row["system"]: row for row in original["results"]}
+    for name in ("slots", "slots_preferred", "slots_rendered", "lines_exact"):  # the same SFT model, same test set
+        assert rows["sft"][name] == before["sft"][name]
+    assert (out / "alpo" / "models" / "sft" / "model.safetensors").read_bytes() == (
+        demo_dir / "alpo" / "models" / "sft" / "model.safetensors"
+    ).read_bytes()
+    for bad in (["--set", "sft_steps=3"], ["--set", "no_such=1"]):
+        assert script.main([str(demo_dir), str(tmp_path / "bad"), *bad]) == 2
+        assert not (tmp_path / "bad").exists()

@@ -103,6 +103,7 @@ class AlpoDemoSettings(QuickSettings):
         judge_shuffles: Shuffled votes per line (paper: 4).
         documents_per_batch: Documents sampled in lockstep.
         alpo_steps, alpo_batch_size, alpo_learning_rate, alpo_beta: ALPO training.
+        judge_accuracy_points, judge_taste_points: Weights of the training judge (`AccuracyTasteScorer`).
         eval_batch_size: Documents translated together in the evaluation.
     """
 
@@ -124,6 +125,8 @@ class AlpoDemoSettings(QuickSettings):
     alpo_batch_size: int = setting(8, quick=2)
     alpo_learning_rate: float = 2e-4
     alpo_beta: float = 2.0
+    judge_accuracy_points: float = 70.0
+    judge_taste_points: float = 30.0
     eval_batch_size: int = setting(80, quick=4)
 
     def to_json(self) -> dict[str, Any]:
@@ -277,11 +280,17 @@ def stage_alpo_sft(ctx: Any) -> None:
     )
 
 
-def training_judge() -> Any:
-    """The scorer behind the demo's judge server (`AccuracyTasteScorer` with the hidden preference)."""
+def training_judge(settings: AlpoDemoSettings | None = None) -> Any:
+    """The scorer behind the demo's judge server (`AccuracyTasteScorer` with the hidden preference and the weights of
+    ``settings``, the defaults without)."""
     from trl_seqpo.synthetic.subtitles import AccuracyTasteScorer, hidden_preference
 
-    return AccuracyTasteScorer(hidden_preference())
+    settings = settings or AlpoDemoSettings()
+    return AccuracyTasteScorer(
+        hidden_preference(),
+        accuracy_points=settings.judge_accuracy_points,
+        taste_points=settings.judge_taste_points,
+    )
 
 
 def _sample(ctx: Any, settings: AlpoDemoSettings, paths: _Paths, base_url: str) -> None:
@@ -324,7 +333,7 @@ def stage_alpo_sample(ctx: Any) -> None:
     from trl_seqpo.synthetic.local_judge import serve
 
     start = time.perf_counter()
-    with serve(training_judge(), model=JUDGE_MODEL) as server:
+    with serve(training_judge(settings), model=JUDGE_MODEL) as server:
         say(ctx, f"  judge server on {server.base_url} (accuracy + hidden synonym preference)")
         _sample(ctx, settings, paths, server.base_url)
         requests = server.request_count

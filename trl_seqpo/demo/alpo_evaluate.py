@@ -63,7 +63,7 @@ def stage_alpo_evaluate(ctx: Any) -> None:
 
     rows = []
     start = time.perf_counter()
-    with serve(training_judge(), model=JUDGE_MODEL) as server:
+    with serve(training_judge(settings), model=JUDGE_MODEL) as server:
         judge = JudgeConfig(
             base_url=server.base_url,
             model=JUDGE_MODEL,
@@ -110,7 +110,7 @@ def stage_alpo_evaluate(ctx: Any) -> None:
     report = {
         "settings": settings.to_json(),
         "hidden_preference": hidden_preference(),
-        "judge": {"model": JUDGE_MODEL, "scorer": repr(training_judge())},
+        "judge": {"model": JUDGE_MODEL, "scorer": repr(training_judge(settings))},
         "judge_http_requests": {"sample": sample_stats.get("judge_http_requests"), "evaluate": requests},
         "judging": sample_stats.get("judging"),
         "pair_stats": train_metrics.get("pair_stats"),
