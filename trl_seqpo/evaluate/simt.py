@@ -39,6 +39,7 @@ from trl_seqpo.evaluate.records import ScoreFile, load_pairs, text_digest, write
 from trl_seqpo.jsonl import ResumableJsonl, atomic_write_json
 from trl_seqpo.languages import default_unit
 from trl_seqpo.outputs import file_fingerprint
+from trl_seqpo.rollout.settings import DecodingSettings, fill_from_model
 from trl_seqpo.simt.chunking import Unit
 from trl_seqpo.simt.latency import (
     corpus_latency,
@@ -60,6 +61,7 @@ METRIC_NAMES: dict[str, str] = {
     "judge": "Judge",
 }
 POLICIES: tuple[str, ...] = ("model", "wait-k", "full-sentence")
+_LATER_SETTINGS = ("top_k", "system_prompt", "step_end_token", "end_of_translation_token")
 
 
 @dataclass(frozen=True)
@@ -96,11 +98,13 @@ class OperatingPoint:
 
 
 @dataclass(kw_only=True)
-class SimTEvalConfig(EvalConfig):
+class SimTEvalConfig(DecodingSettings, EvalConfig):
     """Settings of `evaluate_simt`; `trl-seqpo evaluate simt` has one flag per field (`--wait-k`, ...).
 
-    Defaults follow training (`SeqPOConfig`): chunks of 3 units, the chat prompt, 60 new tokens per step and
-    2 steps after the source, English -> Chinese; decoding is greedy.
+    The rollout's model-wide settings (prompt format, step budgets, sampling, system prompt, step tokens) are
+    `DecodingSettings`, shared with the server; those left unset follow the model's ``seqpo_rollout.json`` (what
+    `SeqPOTrainer` saved), else the defaults of training (`SeqPOConfig`): the chat prompt, 60 new tokens per step and
+    2 steps after the source. Chunks of 3 units, English -> Chinese; decoding is greedy.
     """
 
     known_metrics: ClassVar[tuple[str, ...]] = KNOWN_METRICS
@@ -118,11 +122,6 @@ class SimTEvalConfig(EvalConfig):
     target_lang: str | None = field(
         default="Chinese", metadata={"help": "target language in prompts; picks the BLEU tokeniser and latency unit"}
     )
-    prompt_format: Literal["chat", "paper"] = field(default="chat", metadata={"help": "prompt format, as training"})
-    max_new_tokens_per_step: int = field(default=60, metadata={"help": "token budget of one step, as training"})
-    max_steps_after_source: int = field(default=2, metadata={"help": "extra steps after the last chunk, as training"})
-    temperature: float = field(default=0.0, metadata={"help": "0 = greedy; > 0 samples"})
-    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling threshold when sampling"})
     source_unit: Literal["word", "char"] | None = field(
         default=None, metadata={"help": "unit of source chunks (default: char for zh/ja/th, else word)"}
     )
@@ -144,6 +143,10 @@ class SimTEvalConfig(EvalConfig):
     server_token: str | None = field(default=None, metadata={"help": "bearer token of --server"})
 
     def __post_init__(self) -> None:
+        try:
+            fill_from_model(self, self.model)
+        except ValueError as error:
+            raise UserInputError(f"--model {self.model}: {error}") from None
         if self.bleurt_model and "bleurt" not in split_names(self.metrics):
             self.metrics = (*split_names(self.metrics), "bleurt")
         super().__post_init__()
@@ -190,6 +193,8 @@ class SimTEvalConfig(EvalConfig):
             "prompt_format": self.prompt_format,
             "max_new_tokens_per_step": self.max_new_tokens_per_step,
             "max_steps_after_source": self.max_steps_after_source,
+            # recorded only when set, so that folders written before these settings existed still resume
+            **{name: getattr(self, name) for name in _LATER_SETTINGS if getattr(self, name) not in (None, 0)},
         }
 
 
@@ -421,6 +426,7 @@ def evaluate_simt(config: SimTEvalConfig, on_batch: Callable[[int], None] | None
             "temperature": config.temperature,
             "prompt_format": config.prompt_format,
             "max_new_tokens_per_step": config.max_new_tokens_per_step,
+            **{name: getattr(config, name) for name in _LATER_SETTINGS if getattr(config, name) not in (None, 0)},
             "source_unit_seconds": config.source_unit_seconds,
         },
         "signatures": {},
