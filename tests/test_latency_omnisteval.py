@@ -147,7 +147,7 @@ def test_a_registered_metric_reaches_sentence_batch_reward_and_evaluation(tmp_pa
 
 
 def _reaches_training_logs_and_evaluation(tmp_path):
-    """The registered FIRST (reward first_delay) as SeqPO's latency reward, in its logs and in evaluate simt."""
+    """The registered FIRST (reward first_delay) as SeqPO's latency reward, in its logs, evaluate simt and plot."""
     from trl_seqpo import SeqPOConfig
     from trl_seqpo.evaluate.simt import SimTEvalConfig, _score
     from trl_seqpo.seqpo.reward import FusedSimultaneousReward, resolve_rewards
@@ -166,6 +166,17 @@ def _reaches_training_logs_and_evaluation(tmp_path):
     (tmp_path / "eval").mkdir()
     summary, _, _ = _score([row], tmp_path / "eval", config)
     assert summary["FIRST"] == 2.0
+    # the results tables and `trl-seqpo plot --x`
+    import argparse
+
+    from trl_seqpo.cli import plot
+    from trl_seqpo.evaluate.report import lower_is_better, metric_columns
+
+    assert lower_is_better("FIRST") and metric_columns([{"metrics": {"AL_CA": 1, "FIRST": 2, "BLEU": 3}}]) == [
+        "BLEU", "FIRST", "AL_CA"]  # fmt: skip
+    parser = argparse.ArgumentParser()
+    plot.add_parser(parser.add_subparsers())
+    assert parser.parse_args(["plot", "r.json", "-o", "p.png", "--x", "FIRST"]).x == "FIRST"
 
 
 def test_yaal_reward_scores_an_offline_translation_as_the_whole_source():

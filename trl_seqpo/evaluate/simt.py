@@ -49,7 +49,15 @@ from trl_seqpo.simt.latency import (
     sentence_latency,
 )
 
-__all__ = ["KNOWN_METRICS", "OperatingPoint", "SimTEvalConfig", "computation_aware_delays", "evaluate_simt"]
+__all__ = [
+    "COMPUTATION_AWARE",
+    "KNOWN_METRICS",
+    "OperatingPoint",
+    "SimTEvalConfig",
+    "computation_aware_delays",
+    "evaluate_simt",
+    "latency_columns",
+]
 
 KNOWN_METRICS: tuple[str, ...] = ("bleu", "chrf", "comet", "xcomet", "bleurt", "judge")
 METRIC_NAMES: dict[str, str] = {
@@ -61,6 +69,15 @@ METRIC_NAMES: dict[str, str] = {
     "judge": "Judge",
 }
 POLICIES: tuple[str, ...] = ("model", "wait-k", "full-sentence")
+#: Registered latency metrics also reported computation-aware (``NAME_CA``: delays plus compute time, module doc).
+COMPUTATION_AWARE: tuple[str, ...] = ("AL", "LAAL", "YAAL")
+
+
+def latency_columns() -> tuple[str, ...]:
+    """Every latency column of the results: each registered metric, then the `COMPUTATION_AWARE` ones (``AL_CA``)."""
+    return (*latency_metric_names(), *(f"{name}_CA" for name in COMPUTATION_AWARE))
+
+
 _LATER_SETTINGS = ("top_k", "system_prompt", "step_end_token", "end_of_translation_token")
 
 
@@ -292,7 +309,7 @@ def _latency(hypotheses: list[dict], config: SimTEvalConfig, scores: ScoreFile) 
                 row["step_outputs"], row["delays"], row["step_seconds"], unit, config.source_unit_seconds
             )
             timed = sentence_latency(aware, row["source_length"], ref_length)
-            values |= {"AL_CA": timed["AL"], "LAAL_CA": timed["LAAL"], "YAAL_CA": timed["YAAL"]}
+            values |= {f"{name}_CA": timed[name] for name in COMPUTATION_AWARE}
         scores.update_row(row["id"], values)
         elapsed.append(aware)
     return elapsed
@@ -341,7 +358,7 @@ def _score(hypotheses: list[dict], run_dir: Path, config: SimTEvalConfig) -> tup
         summary[name] = quality.mean_or_none(values)
         counts[f"unscored_{metric}"] = sum(value is None for value in values)
     scores.save()
-    for name in (*latency_metric_names(), "AL_CA", "LAAL_CA", "YAAL_CA"):  # every registered latency metric
+    for name in latency_columns():  # every registered latency metric, and the computation-aware ones
         summary[name] = corpus_latency(scores.values(name))  # undefined (NaN) sentences left out, as OmniSTEval
     return summary, counts, signatures
 
