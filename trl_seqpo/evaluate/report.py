@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from trl_seqpo.jsonl import atomic_write, atomic_write_json
+from trl_seqpo.judge.prompts import ASPECTS as JUDGE_ASPECTS
 
 __all__ = ["LOWER_IS_BETTER", "lower_is_better", "metric_columns", "print_table", "render_markdown", "write_results"]
 
@@ -44,9 +45,6 @@ _ORDER = (
     "COMET",
     "XCOMET",
     "Judge",
-    "Accuracy",
-    "Naturalness",
-    "Vividness",
 )
 
 
@@ -55,7 +53,8 @@ def metric_columns(runs: Sequence[Mapping[str, Any]]) -> list[str]:
     present = {name for run in runs for name in run.get("metrics", {})}
     from trl_seqpo.evaluate.simt import latency_columns
 
-    order = (*_ORDER, *latency_columns())  # quality, then the registered latency metrics, computation-aware last
+    aspects = (aspect.capitalize() for aspect in sorted(JUDGE_ASPECTS))  # `evaluate subtitles`' judge columns
+    order = (*_ORDER, *aspects, *latency_columns())  # quality, then latency (computation-aware last)
     return [name for name in order if name in present] + sorted(present - set(order))
 
 
