@@ -157,9 +157,11 @@ def saved_rollout_settings(model: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"{path}: not readable as JSON ({error})") from None
     names = {field.name for field in dataclasses.fields(SimultaneousRolloutConfig)}
-    if not isinstance(saved, dict) or not set(saved) <= names:
-        unknown = sorted(set(saved) - names) if isinstance(saved, dict) else type(saved).__name__
-        raise ValueError(f"{path}: expected an object of SimultaneousRolloutConfig fields, got {unknown}")
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path}: expected a JSON object of rollout settings, got {type(saved).__name__}")
+    unknown = sorted(set(saved) - names)
+    if unknown:
+        raise ValueError(f"{path}: {', '.join(unknown)} is not a SimultaneousRolloutConfig field")
     return saved
 
 
