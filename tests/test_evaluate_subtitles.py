@@ -166,3 +166,22 @@ def test_bad_documents_exit_2(content, message, tmp_path, capsys):
     code = main(["evaluate", "subtitles", "--model", str(tmp_path / "no-model"), "--documents",
                  str(tmp_path / "docs.jsonl"), "--output-dir", str(tmp_path / "out")])  # fmt: skip
     assert code == 2 and message in capsys.readouterr().err
+
+
+def test_every_judge_rubric_is_an_evaluation_aspect_and_a_table_column(tmp_path, monkeypatch):
+    """The judge's rubrics (`trl_seqpo.judge.prompts.ASPECTS`) are the one list evaluation and the tables read."""
+    from trl_seqpo.evaluate.report import metric_columns
+    from trl_seqpo.judge import prompts
+
+    def config(**values):
+        return SubtitleEvalConfig(model="m", documents="d.jsonl", output_dir=str(tmp_path), **values)
+
+    assert config().judge_aspects == ("accuracy", "naturalness", "vividness")  # every rubric, as ALPO's tables
+    with pytest.raises(ValueError, match="unknown judge aspect.*humour.*choose from accuracy, naturalness, vivid"):
+        config(judge_aspects=("humour",))
+    monkeypatch.setitem(prompts.ASPECTS, "humour", prompts.ASPECTS["vividness"])  # a new rubric, one entry
+    assert config().judge_aspects == ("accuracy", "humour", "naturalness", "vividness")
+    assert config(judge_aspects=("humour",)).judge_aspects == ("humour",)
+    # the quality columns (aspects alphabetical) before the latency ones
+    metrics = dict.fromkeys(["AL", "Vividness", "Humour", "BLEU", "Accuracy"], 1.0)
+    assert metric_columns([{"metrics": metrics}]) == ["BLEU", "Accuracy", "Humour", "Vividness", "AL"]

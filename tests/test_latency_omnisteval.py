@@ -138,11 +138,45 @@ def test_a_registered_metric_reaches_sentence_batch_reward_and_evaluation(tmp_pa
         assert reward(prompts=["p"], completions=["c"], delays=[[3, 4]], source_length=[4]) == [3.0]
         with pytest.raises(ValueError, match="already registered"):
             register_latency_metric("FIRST", reward="other")(first_delay)
+        _reaches_training_logs_and_evaluation(tmp_path)
     finally:
         unregister_latency_metric("FIRST")
     assert "FIRST" not in latency_metric_names()
     with pytest.raises(ValueError, match="Unknown reward"):
         get_reward("first_delay")
+
+
+def _reaches_training_logs_and_evaluation(tmp_path):
+    """The registered FIRST (reward first_delay) as SeqPO's latency reward, in its logs, evaluate simt and plot."""
+    from trl_seqpo import SeqPOConfig
+    from trl_seqpo.evaluate.simt import SimTEvalConfig, _score
+    from trl_seqpo.seqpo.reward import FusedSimultaneousReward, resolve_rewards
+
+    cpu = {"use_cpu": True, "bf16": False, "report_to": "none", "num_generations": 2, "per_device_train_batch_size": 2}
+    args = SeqPOConfig(output_dir=str(tmp_path / "train"), latency_reward="first_delay", quality_reward="chrf", **cpu)
+    fused = FusedSimultaneousReward(*resolve_rewards(None, args), args)
+    assert fused.latency.__name__ == "first_delay"
+    logged = {}
+    columns = {"reference": ["a b", "a b"], "delays": [[3, 4], [1, 4]], "source_length": [4, 4]}
+    fused(["s", "s"], ["a b", "a b"], log_metric=logged.__setitem__, **columns)
+    assert logged["simt/first_delay"] == 2.0  # mean of the first delays 3 and 1
+    config = SimTEvalConfig(model="m", data="d.jsonl", output_dir=str(tmp_path / "eval"), metrics=("chrf",))
+    row = {"id": "0", "source": "w x y z", "reference": "a b", "translation": "a b", "step_outputs": ["", "a b"],
+           "delays": [2, 2], "source_length": 4}  # fmt: skip
+    (tmp_path / "eval").mkdir()
+    summary, _, _ = _score([row], tmp_path / "eval", config)
+    assert summary["FIRST"] == 2.0
+    # the results tables and `trl-seqpo plot --x`
+    import argparse
+
+    from trl_seqpo.cli import plot
+    from trl_seqpo.evaluate.report import lower_is_better, metric_columns
+
+    assert lower_is_better("FIRST") and metric_columns([{"metrics": {"AL_CA": 1, "FIRST": 2, "BLEU": 3}}]) == [
+        "BLEU", "FIRST", "AL_CA"]  # fmt: skip
+    parser = argparse.ArgumentParser()
+    plot.add_parser(parser.add_subparsers())
+    assert parser.parse_args(["plot", "r.json", "-o", "p.png", "--x", "FIRST"]).x == "FIRST"
 
 
 def test_yaal_reward_scores_an_offline_translation_as_the_whole_source():

@@ -12,6 +12,8 @@ from datasets import Dataset
 
 from tests.tiny_models import save_seqpo_tiny_model, seqpo_config, seqpo_train_rows
 from trl_seqpo import model_card
+from trl_seqpo.evaluate.simt import SimTEvalConfig
+from trl_seqpo.rollout.settings import saved_rollout_settings
 
 COMMON = {"use_cpu": True, "report_to": "none", "bf16": False, "gradient_checkpointing": False, "save_strategy": "no"}
 
@@ -40,6 +42,12 @@ def test_seqpo_card_names_the_base_model_and_decodes_simultaneously(tmp_path, ca
     trainer = SeqPOTrainer(model=model_path, args=args, train_dataset=seqpo_train_rows())
     trainer.save_model()  # what the quick start loads
     trainer.create_model_card(model_name="seqpo-run")  # what TRL runs on every checkpoint save
+    # the rollout settings next to the weights, which evaluation and the server default to
+    saved = saved_rollout_settings(tmp_path / "seqpo-run")
+    assert saved == dataclasses.asdict(trainer.rollout_config)
+    evaluation = SimTEvalConfig(model=str(tmp_path / "seqpo-run"), data="d.jsonl", output_dir=str(tmp_path / "e"))
+    # the run's budgets (4 tokens, 1 step after the source), not evaluation's defaults (60, 2)
+    assert (evaluation.max_new_tokens_per_step, evaluation.max_steps_after_source) == (4, 1)
 
     metadata, body, code = read_card(tmp_path / "seqpo-run")
     assert metadata["base_model"] == model_path

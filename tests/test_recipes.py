@@ -61,6 +61,20 @@ def test_real_model_configs_save_checkpoints_and_name_a_tracker():
         assert config["report_to"] not in ("none", None), name
 
 
+def test_the_en_zh_recipe_comment_states_the_trajectories_of_one_optimizer_step():
+    """Issue 22: the comment gave the paper's "batch 32" for a config that trains on 320 trajectories a step."""
+    import yaml
+
+    path = recipes.resolve_config("seqpo_en_zh")
+    config = yaml.safe_load(path.read_text())
+    processes = yaml.safe_load(recipes.resolve_accelerate_config("multi_gpu").read_text())["num_processes"]
+    per_device, accumulation = config["per_device_train_batch_size"], config["gradient_accumulation_steps"]
+    trajectories = per_device * accumulation * processes
+    stated = f"{per_device} x {accumulation} x {processes} = {trajectories} trajectories"
+    assert stated in " ".join(path.read_text().split()), stated
+    assert f"({trajectories // config['num_generations']} sources) a step" in " ".join(path.read_text().split())
+
+
 @pytest.mark.slow
 def test_built_wheel_carries_scripts_and_configs(tmp_path):
     source = tmp_path / "src"

@@ -10,10 +10,22 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import types
+import typing
 
 import pytest
 
-from trl_seqpo.rollout.settings import ALIASES, rollout_config_from, rollout_fields
+from trl_seqpo.rollout.settings import (
+    ALIASES,
+    DECODING_FIELDS,
+    FROM_MODEL,
+    ROLLOUT_FILE,
+    DecodingSettings,
+    field_help,
+    rollout_config_from,
+    rollout_fields,
+    save_rollout_settings,
+    saved_rollout_settings,
+)
 from trl_seqpo.rollout.simultaneous import SimultaneousRolloutConfig
 
 # a valid value of every field other than its default
@@ -33,21 +45,14 @@ NON_DEFAULT = {
     "step_end_token": "<|step|>",
     "end_of_translation_token": "<|done|>",
 }
-NOT_IN_EVALUATION = {
-    name: "not a setting of `evaluate simt` (SimTEvalConfig has no such field): the rollout's default"
-    for name in ("top_k", "system_prompt", "step_end_token", "end_of_translation_token")
-}
 # builder -> the fields it does not take from its config, and why
 NOT_SET = {
     "SeqPOConfig.rollout_config": {  # carried by name too, but SeqPOConfig refuses any other value
         "top_p": "on-policy sampling: SeqPOConfig refuses top_p != 1", "top_k": "likewise, top_k != 0",
     },
-    "evaluate simt": NOT_IN_EVALUATION,
-    "SimulEval agent": NOT_IN_EVALUATION,
-    "serve simt": {
-        name: "not a setting of `serve simt` (ServeConfig has no such field): the rollout's default"
-        for name in ("top_k", "system_prompt", "step_end_token", "end_of_translation_token")
-    },
+    "evaluate simt": {},
+    "SimulEval agent": {},
+    "serve simt": {},
     "demo evaluation": {
         "src_lang": "the synthetic pair's language", "tgt_lang": "the synthetic pair's language",
         "source_unit": "words", "target_unit": "words", "prompt_format": "chat", "temperature": "greedy",
@@ -75,21 +80,21 @@ def seqpo(values: dict, tmp_path) -> SimultaneousRolloutConfig:
     return SeqPOConfig(output_dir=str(tmp_path), **cpu, **named_as(SeqPOConfig, values)).rollout_config()
 
 
-def evaluate(values: dict, tmp_path) -> SimultaneousRolloutConfig:
+def evaluate(values: dict, tmp_path, model: str = "m") -> SimultaneousRolloutConfig:
     from trl_seqpo.evaluate.simt import OperatingPoint, SimTEvalConfig, rollout_config
 
-    config = SimTEvalConfig(model="m", data="d.jsonl", output_dir=str(tmp_path), **named_as(SimTEvalConfig, values))
-    return rollout_config(config, OperatingPoint("model", values["chunk_size"]))
+    config = SimTEvalConfig(model=model, data="d.jsonl", output_dir=str(tmp_path), **named_as(SimTEvalConfig, values))
+    return rollout_config(config, OperatingPoint("model", values.get("chunk_size", 3)))
 
 
-def agent(values: dict, tmp_path) -> SimultaneousRolloutConfig:
+def agent(values: dict, tmp_path, model: str = "m") -> SimultaneousRolloutConfig:
     from trl_seqpo.evaluate.simt import rollout_config
     from trl_seqpo.integrations.simuleval import SeqPOAgent, operating_point
 
     parser = argparse.ArgumentParser()
     SeqPOAgent.add_args(parser)
     flags = {option for action in parser._actions for option in action.option_strings}
-    argv = ["--model-path", "m"]
+    argv = ["--model-path", model]
     for name, value in values.items():
         for option in (name, *ALIASES.get(name, ())):
             flag = "--" + option.replace("_", "-")
@@ -99,7 +104,7 @@ def agent(values: dict, tmp_path) -> SimultaneousRolloutConfig:
     return rollout_config(*operating_point(parser.parse_args(argv)))
 
 
-def serve(values: dict, tmp_path) -> SimultaneousRolloutConfig:
+def serve(values: dict, tmp_path, model: str = "m") -> SimultaneousRolloutConfig:
     from trl_seqpo.cli.serve import engine_for
     from trl_seqpo.rollout.streaming import SessionSettings
     from trl_seqpo.serve.app import ServeConfig
@@ -108,7 +113,7 @@ def serve(values: dict, tmp_path) -> SimultaneousRolloutConfig:
     # the server's own session defaults differ from the client's choice, which must win
     others = {"chunk_size": 2, "source_lang": "Czech", "target_lang": "Polish", "source_unit": "word"}
     server = {**named_as(ServeConfig, values), **{name: others[name] for name in session if name in others}}
-    config = ServeConfig(model="m", **server)
+    config = ServeConfig(model=model, **server)
     tokenizer = types.SimpleNamespace(eos_token_id=0, eos_token="</s>")  # enough for the paper format
     engine = engine_for(config, object(), tokenizer)
     # a client's session chooses the languages, chunk size and units; the server's config the rest
@@ -146,6 +151,56 @@ def test_a_non_default_value_of_every_carried_field_reaches_the_rollout(builder,
     carried = {name: value for name, value in NON_DEFAULT.items() if name not in NOT_SET[builder]}
     built = BUILDERS[builder](carried, tmp_path)
     assert {name: getattr(built, name) for name in carried} == carried
+
+
+def test_evaluation_and_serve_inherit_the_decoding_fields_without_declaring_them_again():
+    from trl_seqpo.evaluate.simt import SimTEvalConfig
+    from trl_seqpo.serve.app import ServeConfig
+
+    shared = {field.name: field for field in dataclasses.fields(DecodingSettings)}
+    assert tuple(shared) == DECODING_FIELDS and set(FROM_MODEL) <= set(DECODING_FIELDS)
+    hints, types_here = typing.get_type_hints(SimultaneousRolloutConfig), typing.get_type_hints(DecodingSettings)
+    for name, field in shared.items():  # type and help from the rollout's own declaration
+        assert types_here[name] == (hints[name] | None if name in FROM_MODEL else hints[name])
+        assert field.metadata["help"].startswith(field_help(name)) and len(field_help(name)) > 10
+    for config_cls in (SimTEvalConfig, ServeConfig):
+        fields = {field.name: field for field in dataclasses.fields(config_cls)}
+        assert all(fields[name] is shared[name] for name in DECODING_FIELDS), f"{config_cls.__name__} re-declares one"
+    assert field_help("top_k") == "top-k sampling (0 disables)"
+
+
+SAVED = {name: NON_DEFAULT[name] for name in FROM_MODEL}
+
+
+@pytest.mark.parametrize("builder", ["evaluate simt", "SimulEval agent", "serve simt"])
+def test_a_model_is_decoded_with_the_rollout_settings_it_saved_unless_told_otherwise(builder, tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    save_rollout_settings(SimultaneousRolloutConfig(**SAVED, temperature=0.5, chunk_size=7), model)
+    built = BUILDERS[builder]({}, tmp_path, model=str(model))
+    assert {name: getattr(built, name) for name in SAVED} == SAVED
+    # sampling and the operating point stay the evaluation's own: greedy, chunks of 3
+    assert (built.temperature, built.chunk_size) == (0.0, 3)
+    given = {"max_new_tokens_per_step": 9, "system_prompt": "Be brief."}
+    built = BUILDERS[builder](given, tmp_path, model=str(model))
+    assert {name: getattr(built, name) for name in SAVED} == {**SAVED, **given}
+
+
+def test_without_a_saved_rollout_the_inference_defaults_apply(tmp_path):
+    built = evaluate({}, tmp_path, model=str(tmp_path))
+    assert (built.prompt_format, built.max_new_tokens_per_step, built.max_steps_after_source) == ("chat", 60, 2)
+    assert (built.system_prompt, built.step_end_token, built.temperature) == (None, None, 0.0)
+
+
+def test_a_malformed_saved_rollout_names_the_file(tmp_path):
+    from trl_seqpo.errors import UserInputError
+
+    (tmp_path / ROLLOUT_FILE).write_text('{"chunk_size": 2, "prompt": "x"}', encoding="utf-8")
+    with pytest.raises(UserInputError, match=rf"--model .*{ROLLOUT_FILE}: prompt is not a SimultaneousRolloutConfig"):
+        evaluate({}, tmp_path, model=str(tmp_path))
+    (tmp_path / ROLLOUT_FILE).write_text("[1,", encoding="utf-8")
+    with pytest.raises(ValueError, match=f"{ROLLOUT_FILE}: not readable as JSON"):
+        saved_rollout_settings(tmp_path)
 
 
 def test_rollout_fields_skip_none_where_the_rollout_has_a_default():

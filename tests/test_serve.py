@@ -292,15 +292,23 @@ def test_evaluate_with_server_gives_the_hypotheses_and_al_of_evaluate_with_model
 
 
 def test_evaluate_with_server_refuses_other_decoding_settings(server, tmp_path, capsys):
+    import json
+
     from trl_seqpo.cli.main import main
 
     url, _ = server
     data = tmp_path / "data.jsonl"
     data.write_text('{"source": "the dog", "reference": "lo hundo"}\n')
-    code = main(["evaluate", "simt", "--server", url, "--data", str(data), "--output-dir", str(tmp_path / "o"),
-                 "--max-new-tokens-per-step", "9", "--no-progress"])  # fmt: skip
-    assert code == 2
+    command = ["evaluate", "simt", "--server", url, "--data", str(data), "--output-dir", str(tmp_path / "o"),
+               "--no-progress", "--source-lang", SRC, "--target-lang", TGT, "--chunk-sizes", "2"]  # fmt: skip
+    assert main([*command, "--max-new-tokens-per-step", "9"]) == 2
     assert "--max-new-tokens-per-step 9 differs from the server's 4" in capsys.readouterr().err
+    assert main([*command, "--system-prompt", "Be brief."]) == 2  # a prompt the server's model is not given
+    assert "--system-prompt Be brief. differs from the server's None" in capsys.readouterr().err
+    # left out, the server's model settings apply (its step budget of 4, not evaluation's default of 60)
+    assert main(command) == 0
+    run = json.loads((tmp_path / "o" / "model-m2" / "run.json").read_text())
+    assert run["max_new_tokens_per_step"] == 4
 
 
 def test_a_word_split_across_messages_is_one_unit(loaded):

@@ -243,3 +243,20 @@ def test_an_unsure_guess_warns_with_the_file_and_the_flag(tmp_path):
     from trl_seqpo.subtitles.io import read_subtitle_file
 
     assert any("--encoding" in line for line in read_subtitle_file(path).warnings(path))
+
+
+def test_one_list_of_formats_decides_reading_writing_translating_and_folder_listing(tmp_path, monkeypatch):
+    """`EXTENSION_FORMATS` is the only list: an extension added there is written, translated to and listed."""
+    from trl_seqpo.cli.subtitles import _subtitle_files
+    from trl_seqpo.subtitles import io
+
+    assert [io.output_format(f"x{ext}") for ext in io.OUTPUT_EXTENSIONS] == ["srt", "ass", "ssa", "vtt"]
+    with pytest.raises(UserInputError, match=r"use \.srt, \.ass, \.ssa or \.vtt"):
+        io.output_format("x.sub")  # MicroDVD is read only (frames need a frame rate)
+    monkeypatch.setitem(io.EXTENSION_FORMATS, ".subrip", "srt")
+    monkeypatch.setattr(io, "OUTPUT_EXTENSIONS", (*io.OUTPUT_EXTENSIONS, ".subrip"))
+    assert io.output_format("x.subrip") == "srt"
+    write_subtitles([Cue(0, 1.0, 2.0, "Hello")], tmp_path / "a.subrip")
+    assert (tmp_path / "a.subrip").read_text(encoding="utf-8").startswith("1\n00:00:01,000 --> 00:00:02,000")
+    (tmp_path / "b.txt").write_text("not a subtitle")
+    assert _subtitle_files(tmp_path) == [tmp_path / "a.subrip"]

@@ -116,6 +116,13 @@ def run_simt(args: argparse.Namespace) -> int:
         if not getattr(args, "server", None):
             raise UserInputError("give --model DIR, or --server URL of a running `trl-seqpo serve simt`")
         args.model = args.server
+        from trl_seqpo.evaluate.remote import server_settings
+        from trl_seqpo.rollout.settings import FROM_MODEL
+
+        health = server_settings(args.server, getattr(args, "server_token", None))
+        for name in FROM_MODEL:  # the prompts the server's model gets (its seqpo_rollout.json), unless given here
+            if not hasattr(args, name) and name in health:
+                setattr(args, name, health[name])
     config = config_from_args(SimTEvalConfig, args, judge=_judge_config(args, SimTEvalConfig))
     _guard_outputs(args, "evaluate simt", args.data)
     evaluate_simt(config)

@@ -16,10 +16,10 @@ def add_parser(subparsers: Any) -> None:
     parser = add_action(subparsers, "plot", run)
     parser.add_argument("results", nargs="+", help="results.json files or evaluate --output-dir folders")
     parser.add_argument("-o", "--output", required=True, type=Path, help="output .png or .svg")
-    from trl_seqpo.simt.latency import latency_metric_names
+    from trl_seqpo.evaluate.simt import latency_columns
 
-    latency = (*latency_metric_names(), "AL_CA", "LAAL_CA", "YAAL_CA")  # every registered metric, as evaluate writes
-    parser.add_argument("--x", default="AL", choices=latency, help="latency axis (default AL)")
+    # every registered metric and its computation-aware variants, as evaluate writes them
+    parser.add_argument("--x", default="AL", choices=latency_columns(), help="latency axis (default AL)")
     parser.add_argument("--y", default=None, help="quality axis (default: COMET if present, else BLEURT, ... BLEU)")
     parser.add_argument("--title", default=None)
     parser.add_argument("--label", action="append", default=None, help="legend name per results file (repeat)")

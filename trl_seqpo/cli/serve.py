@@ -22,7 +22,11 @@ def add_parser(subparsers: Any) -> None:
         subparsers, "serve", help="serve a model over HTTP", description="Serve a model to streaming clients."
     )
     simt = add_action(actions, "simt", run_simt)
-    add_dataclass_arguments(simt, ServeConfig, required=("model",))
+    from trl_seqpo.rollout.settings import DECODING_FIELDS
+
+    # the server's own flags first, then the decoding ones shared with `evaluate simt`
+    add_dataclass_arguments(simt, ServeConfig, required=("model",), exclude=DECODING_FIELDS)
+    add_dataclass_arguments(simt, ServeConfig, include=DECODING_FIELDS)
 
 
 def engine_for(config: Any, backend: Any, tokenizer: Any) -> Any:

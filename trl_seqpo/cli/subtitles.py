@@ -47,9 +47,8 @@ from trl_seqpo.subtitles.align import AlignmentResult, align_dialogue
 from trl_seqpo.subtitles.bilingual import split_bilingual, split_output_paths
 from trl_seqpo.subtitles.documents import make_documents, sft_examples
 from trl_seqpo.subtitles.hygiene import HYGIENE_REASONS, clean_pairs
-from trl_seqpo.subtitles.io import Cue, SubtitleFile, read_subtitle_file
+from trl_seqpo.subtitles.io import EXTENSION_FORMATS, Cue, SubtitleFile, read_subtitle_file
 
-SUBTITLE_EXTENSIONS = (".srt", ".ass", ".ssa", ".vtt", ".sub")
 _LANGUAGE_SUFFIX = re.compile(r"^[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
 
 
@@ -322,7 +321,7 @@ def _print_warnings(file: SubtitleFile, path: Path) -> None:
 
 
 def _subtitle_files(folder: Path) -> list[Path]:
-    return sorted(path for path in folder.iterdir() if path.is_file() and path.suffix.lower() in SUBTITLE_EXTENSIONS)
+    return sorted(path for path in folder.iterdir() if path.is_file() and path.suffix.lower() in EXTENSION_FORMATS)
 
 
 def _programmes(folder: Path, lang: str | None) -> dict[str, Path]:

@@ -10,7 +10,7 @@ from trl_seqpo.cli.options import add_action
 from trl_seqpo.errors import UserInputError
 from trl_seqpo.outputs import check_output, claim_output, file_fingerprint, owned_output, release_output
 from trl_seqpo.rollout.linewise import load_translator
-from trl_seqpo.subtitles.io import read_subtitle_file
+from trl_seqpo.subtitles.io import output_format, read_subtitle_file
 from trl_seqpo.subtitles.translate import left_out_cues, translate_file
 
 
@@ -58,8 +58,7 @@ def run_translate(args: argparse.Namespace) -> int:
         raise UserInputError("--lines, --batch-size and --max-new-tokens-per-line must be >= 1, --context >= 0")
     if not args.input.is_file():
         raise UserInputError("file not found", path=str(args.input))
-    if args.output.suffix.lower() not in (".srt", ".ass", ".ssa", ".vtt"):
-        raise UserInputError("cannot tell the output format; use .srt, .ass, .ssa or .vtt", path=str(args.output))
+    output_format(args.output)  # an extension it can write, before the model loads
     command, inputs = "subtitles translate", (args.input, args.model)
     check_output(args.output, command=command, inputs=inputs, overwrite=args.overwrite)
     # the partial file resumes only the same input, model and language; --overwrite starts it again

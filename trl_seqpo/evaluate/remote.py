@@ -111,19 +111,18 @@ def translate_with_server(
         raise UserInputError(f"--server {url}: {error}") from None
 
 
-_SERVER_SETTINGS = ("prompt_format", "max_new_tokens_per_step", "max_steps_after_source", "temperature", "top_p")
-
-
 def decode_with_server(rows: list[dict], store: Any, config: Any, point: Any, on_batch: Any = None) -> int:
     """`evaluate_simt`'s decoding pass through ``config.server``: the rows of ``point`` not yet in ``store``.
 
-    The server decodes with its own prompt format and budgets; they must equal the evaluation's (else
+    The server decodes with its own `DECODING_FIELDS` (prompt format, budgets, sampling, system prompt, step tokens);
+    they must equal the evaluation's (else
     `UserInputError` naming the flag), so the hypotheses are what ``--model`` would give.
     """
     from trl_seqpo.evaluate.common import decode_pending
+    from trl_seqpo.rollout.settings import DECODING_FIELDS
 
     health = server_settings(config.server, config.server_token)
-    for name in _SERVER_SETTINGS:
+    for name in DECODING_FIELDS:
         if name in health and health[name] != getattr(config, name):
             flag = "--" + name.replace("_", "-")
             raise UserInputError(

@@ -21,17 +21,20 @@ from pathlib import Path
 from typing import Any
 
 from trl_seqpo.jsonl import atomic_write, atomic_write_json
-from trl_seqpo.simt.latency import latency_metric_names
+from trl_seqpo.judge.prompts import ASPECTS as JUDGE_ASPECTS
 
 __all__ = ["LOWER_IS_BETTER", "lower_is_better", "metric_columns", "print_table", "render_markdown", "write_results"]
 
-#: Metrics where a smaller value is better besides the registered latency metrics (`lower_is_better`).
-LOWER_IS_BETTER: frozenset[str] = frozenset({"AL_CA", "LAAL_CA", "YAAL_CA", "missing_lines", "merged_lines"})
+#: Metrics where a smaller value is better besides the latency columns (`lower_is_better`).
+LOWER_IS_BETTER: frozenset[str] = frozenset({"missing_lines", "merged_lines"})
 
 
 def lower_is_better(name: str) -> bool:
-    """Whether a smaller value of metric ``name`` is better: every registered latency metric, and `LOWER_IS_BETTER`."""
-    return name in LOWER_IS_BETTER or name in latency_metric_names()
+    """Whether a smaller value of metric ``name`` is better: every latency column (registered metrics and their
+    computation-aware variants, `trl_seqpo.evaluate.simt.latency_columns`), and `LOWER_IS_BETTER`."""
+    from trl_seqpo.evaluate.simt import latency_columns
+
+    return name in LOWER_IS_BETTER or name in latency_columns()
 
 
 # Column order of the tables: quality first, as in the papers' tables, then latency.
@@ -42,17 +45,16 @@ _ORDER = (
     "COMET",
     "XCOMET",
     "Judge",
-    "Accuracy",
-    "Naturalness",
-    "Vividness",
 )
-_LATENCY_AFTER = ("AL_CA", "LAAL_CA", "YAAL_CA")  # computation-aware columns after the registered latency metrics
 
 
 def metric_columns(runs: Sequence[Mapping[str, Any]]) -> list[str]:
     """Metric names present in any run, in table order (known metrics first, then the rest alphabetically)."""
     present = {name for run in runs for name in run.get("metrics", {})}
-    order = (*_ORDER, *latency_metric_names(), *_LATENCY_AFTER)
+    from trl_seqpo.evaluate.simt import latency_columns
+
+    aspects = (aspect.capitalize() for aspect in sorted(JUDGE_ASPECTS))  # `evaluate subtitles`' judge columns
+    order = (*_ORDER, *aspects, *latency_columns())  # quality, then latency (computation-aware last)
     return [name for name in order if name in present] + sorted(present - set(order))
 
 

@@ -39,6 +39,7 @@ from trl_seqpo.evaluate.records import ScoreFile, load_pairs, text_digest, write
 from trl_seqpo.jsonl import ResumableJsonl, atomic_write_json
 from trl_seqpo.languages import default_unit
 from trl_seqpo.outputs import file_fingerprint
+from trl_seqpo.rollout.settings import DecodingSettings, fill_from_model
 from trl_seqpo.simt.chunking import Unit
 from trl_seqpo.simt.latency import (
     corpus_latency,
@@ -48,7 +49,15 @@ from trl_seqpo.simt.latency import (
     sentence_latency,
 )
 
-__all__ = ["KNOWN_METRICS", "OperatingPoint", "SimTEvalConfig", "computation_aware_delays", "evaluate_simt"]
+__all__ = [
+    "COMPUTATION_AWARE",
+    "KNOWN_METRICS",
+    "OperatingPoint",
+    "SimTEvalConfig",
+    "computation_aware_delays",
+    "evaluate_simt",
+    "latency_columns",
+]
 
 KNOWN_METRICS: tuple[str, ...] = ("bleu", "chrf", "comet", "xcomet", "bleurt", "judge")
 METRIC_NAMES: dict[str, str] = {
@@ -60,6 +69,16 @@ METRIC_NAMES: dict[str, str] = {
     "judge": "Judge",
 }
 POLICIES: tuple[str, ...] = ("model", "wait-k", "full-sentence")
+#: Registered latency metrics also reported computation-aware (``NAME_CA``: delays plus compute time, module doc).
+COMPUTATION_AWARE: tuple[str, ...] = ("AL", "LAAL", "YAAL")
+
+
+def latency_columns() -> tuple[str, ...]:
+    """Every latency column of the results: each registered metric, then the `COMPUTATION_AWARE` ones (``AL_CA``)."""
+    return (*latency_metric_names(), *(f"{name}_CA" for name in COMPUTATION_AWARE))
+
+
+_LATER_SETTINGS = ("top_k", "system_prompt", "step_end_token", "end_of_translation_token")
 
 
 @dataclass(frozen=True)
@@ -96,11 +115,13 @@ class OperatingPoint:
 
 
 @dataclass(kw_only=True)
-class SimTEvalConfig(EvalConfig):
+class SimTEvalConfig(DecodingSettings, EvalConfig):
     """Settings of `evaluate_simt`; `trl-seqpo evaluate simt` has one flag per field (`--wait-k`, ...).
 
-    Defaults follow training (`SeqPOConfig`): chunks of 3 units, the chat prompt, 60 new tokens per step and
-    2 steps after the source, English -> Chinese; decoding is greedy.
+    The rollout's model-wide settings (prompt format, step budgets, sampling, system prompt, step tokens) are
+    `DecodingSettings`, shared with the server; those left unset follow the model's ``seqpo_rollout.json`` (what
+    `SeqPOTrainer` saved), else the defaults of training (`SeqPOConfig`): the chat prompt, 60 new tokens per step and
+    2 steps after the source. Chunks of 3 units, English -> Chinese; decoding is greedy.
     """
 
     known_metrics: ClassVar[tuple[str, ...]] = KNOWN_METRICS
@@ -118,11 +139,6 @@ class SimTEvalConfig(EvalConfig):
     target_lang: str | None = field(
         default="Chinese", metadata={"help": "target language in prompts; picks the BLEU tokeniser and latency unit"}
     )
-    prompt_format: Literal["chat", "paper"] = field(default="chat", metadata={"help": "prompt format, as training"})
-    max_new_tokens_per_step: int = field(default=60, metadata={"help": "token budget of one step, as training"})
-    max_steps_after_source: int = field(default=2, metadata={"help": "extra steps after the last chunk, as training"})
-    temperature: float = field(default=0.0, metadata={"help": "0 = greedy; > 0 samples"})
-    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling threshold when sampling"})
     source_unit: Literal["word", "char"] | None = field(
         default=None, metadata={"help": "unit of source chunks (default: char for zh/ja/th, else word)"}
     )
@@ -144,6 +160,10 @@ class SimTEvalConfig(EvalConfig):
     server_token: str | None = field(default=None, metadata={"help": "bearer token of --server"})
 
     def __post_init__(self) -> None:
+        try:
+            fill_from_model(self, self.model)
+        except ValueError as error:
+            raise UserInputError(f"--model {self.model}: {error}") from None
         if self.bleurt_model and "bleurt" not in split_names(self.metrics):
             self.metrics = (*split_names(self.metrics), "bleurt")
         super().__post_init__()
@@ -190,6 +210,8 @@ class SimTEvalConfig(EvalConfig):
             "prompt_format": self.prompt_format,
             "max_new_tokens_per_step": self.max_new_tokens_per_step,
             "max_steps_after_source": self.max_steps_after_source,
+            # recorded only when set, so that folders written before these settings existed still resume
+            **{name: getattr(self, name) for name in _LATER_SETTINGS if getattr(self, name) not in (None, 0)},
         }
 
 
@@ -287,7 +309,7 @@ def _latency(hypotheses: list[dict], config: SimTEvalConfig, scores: ScoreFile) 
                 row["step_outputs"], row["delays"], row["step_seconds"], unit, config.source_unit_seconds
             )
             timed = sentence_latency(aware, row["source_length"], ref_length)
-            values |= {"AL_CA": timed["AL"], "LAAL_CA": timed["LAAL"], "YAAL_CA": timed["YAAL"]}
+            values |= {f"{name}_CA": timed[name] for name in COMPUTATION_AWARE}
         scores.update_row(row["id"], values)
         elapsed.append(aware)
     return elapsed
@@ -336,7 +358,7 @@ def _score(hypotheses: list[dict], run_dir: Path, config: SimTEvalConfig) -> tup
         summary[name] = quality.mean_or_none(values)
         counts[f"unscored_{metric}"] = sum(value is None for value in values)
     scores.save()
-    for name in (*latency_metric_names(), "AL_CA", "LAAL_CA", "YAAL_CA"):  # every registered latency metric
+    for name in latency_columns():  # every registered latency metric, and the computation-aware ones
         summary[name] = corpus_latency(scores.values(name))  # undefined (NaN) sentences left out, as OmniSTEval
     return summary, counts, signatures
 
@@ -421,6 +443,7 @@ def evaluate_simt(config: SimTEvalConfig, on_batch: Callable[[int], None] | None
             "temperature": config.temperature,
             "prompt_format": config.prompt_format,
             "max_new_tokens_per_step": config.max_new_tokens_per_step,
+            **{name: getattr(config, name) for name in _LATER_SETTINGS if getattr(config, name) not in (None, 0)},
             "source_unit_seconds": config.source_unit_seconds,
         },
         "signatures": {},

@@ -31,20 +31,29 @@ from trl_seqpo.errors import UserInputError
 from trl_seqpo.evaluate.common import EvalConfig, check_resume, decode_pending, split_names
 from trl_seqpo.evaluate.records import ScoreFile, text_digest
 from trl_seqpo.jsonl import ResumableJsonl, atomic_write_json
+from trl_seqpo.judge.prompts import ASPECTS as JUDGE_ASPECTS
 from trl_seqpo.outputs import file_fingerprint
 from trl_seqpo.subtitles.documents import Document, read_documents
 
 __all__ = [
-    "ASPECTS",
     "KNOWN_METRICS",
     "SubtitleEvalConfig",
     "evaluate_subtitles",
+    "judge_aspects",
     "line_format_problems",
     "load_documents",
 ]
 
 KNOWN_METRICS: tuple[str, ...] = ("bleu", "chrf", "comet", "xcomet", "judge")
-ASPECTS: tuple[str, ...] = ("accuracy", "naturalness", "vividness")
+
+
+def judge_aspects() -> tuple[str, ...]:
+    """Every aspect the judge has a rubric for (`trl_seqpo.judge.prompts.ASPECTS`), alphabetical as ALPO's tables
+    (accuracy, naturalness, vividness): a rubric added there is scored, validated and tabulated without an edit here.
+    """
+    return tuple(sorted(JUDGE_ASPECTS))
+
+
 MODES: tuple[str, ...] = ("line", "document")
 _MARKER = r"\s*[.)．、:：]"
 
@@ -95,7 +104,9 @@ class SubtitleEvalConfig(EvalConfig):
         default=128,
         metadata={"help": "token budget of one line, as ALPO sampling (document mode: times the number of lines)"},
     )
-    judge_aspects: tuple[str, ...] = field(default=ASPECTS, metadata={"help": "judge aspects to score"})
+    judge_aspects: tuple[str, ...] = field(
+        default_factory=judge_aspects, metadata={"help": "judge aspects to score (default: every one)"}
+    )
     chars_per_line: int | None = field(
         default=None,
         metadata={"help": "reading limit, characters per line (default: by target script, 42 for Latin scripts)"},
@@ -110,9 +121,10 @@ class SubtitleEvalConfig(EvalConfig):
         if self.max_new_tokens_per_line < 1:
             raise UserInputError(f"max_new_tokens_per_line must be >= 1, got {self.max_new_tokens_per_line}")
         self.judge_aspects = split_names(self.judge_aspects)
-        bad = [aspect for aspect in self.judge_aspects if aspect not in ASPECTS]
+        bad = [aspect for aspect in self.judge_aspects if aspect not in JUDGE_ASPECTS]
         if bad:
-            raise UserInputError(f"unknown judge aspect(s) {', '.join(bad)}; choose from {', '.join(ASPECTS)}")
+            known = ", ".join(judge_aspects())
+            raise UserInputError(f"unknown judge aspect(s) {', '.join(bad)}; choose from {known}")
 
 
 def _translate_by_line(documents: list[Document], decoder: Any, config: SubtitleEvalConfig) -> list[dict]:

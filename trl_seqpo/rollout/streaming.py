@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from trl_seqpo.rollout.prefix_cache import SessionPrefixCache
-from trl_seqpo.rollout.settings import rollout_config_from
+from trl_seqpo.rollout.settings import INFERENCE_DEFAULTS, rollout_config_from
 from trl_seqpo.rollout.simultaneous import SimultaneousRollout
 from trl_seqpo.simt.chunking import Unit, split_units
 
@@ -183,10 +183,6 @@ class StreamingSession:
         }
 
 
-#: What a server decodes with where the rollout's own default differs: training's step budget, greedy decoding.
-_ENGINE_DEFAULTS = {"max_new_tokens_per_step": 60, "temperature": 0.0}
-
-
 class StreamingEngine:
     """Live sessions of one model, stepped together (module docstring).
 
@@ -205,7 +201,7 @@ class StreamingEngine:
     def __init__(self, backend: Any, tokenizer: Any, *, seed: int = 0, keep_kv: bool = True, **rollout: Any) -> None:
         self.backend = backend
         self.tokenizer = tokenizer
-        self.rollout_config = rollout_config_from(**{**_ENGINE_DEFAULTS, **rollout})
+        self.rollout_config = rollout_config_from(**{**INFERENCE_DEFAULTS, **rollout})
         self.seed = seed
         # an HF backend keeps prefix states in `_prefix_cache`; the server hands it one that keeps every session's
         keeps_states = hasattr(backend, "_prefix_cache") and getattr(backend, "reuse_cache", False)

@@ -19,6 +19,7 @@ from trl.models.utils import unwrap_model_for_generation
 from trl_seqpo import model_card
 from trl_seqpo.model_card import seqpo_quick_start
 from trl_seqpo.rollout.hf import HFGenerationBackend
+from trl_seqpo.rollout.settings import save_rollout_settings
 from trl_seqpo.rollout.simultaneous import SimultaneousRollout, Trajectory
 from trl_seqpo.seqpo.config import SeqPOConfig
 from trl_seqpo.seqpo.paper_format import PackedRow, PaperRows, pack_trajectory, step_logps_and_entropies
@@ -123,6 +124,12 @@ class SeqPOTrainer(GRPOTrainer):
         self.eos_token_ids = [*self.eos_token_ids, *(i for i in stop_ids if i not in self.eos_token_ids)]
         self._budget_cut_marker = _budget_cut_marker(self.processing_class, self.eos_token_ids)
         self._paper_rows = PaperRows()
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Save as TRL does, plus the rollout settings (``seqpo_rollout.json``) that evaluate and serve default to."""
+        super()._save(output_dir, state_dict=state_dict)
+        if self.args.should_save:
+            save_rollout_settings(self.rollout_config, output_dir if output_dir is not None else self.args.output_dir)
 
     def create_model_card(self, model_name=None, dataset_name=None, tags=None) -> None:
         """TRL's hook, run on save: a card with ``base_model`` and a simultaneous-decoding quick start.

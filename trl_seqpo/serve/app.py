@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
+from trl_seqpo.rollout.settings import DECODING_FIELDS, DecodingSettings, fill_from_model
 from trl_seqpo.rollout.streaming import SessionSettings, StreamingEngine, StreamingSession
 
 __all__ = ["ServeConfig", "create_app"]
@@ -38,12 +39,13 @@ logger = logging.getLogger(__name__)
 _POLICY_VIOLATION, _INVALID_DATA, _TOO_BIG, _INTERNAL, _TRY_AGAIN = 1008, 1007, 1009, 1011, 1013
 
 
-_DECODING = ("prompt_format", "max_new_tokens_per_step", "max_steps_after_source", "temperature", "top_p")
-
-
 @dataclass(kw_only=True)
-class ServeConfig:
-    """Settings of ``trl-seqpo serve simt``; the command has one flag per field."""
+class ServeConfig(DecodingSettings):
+    """Settings of ``trl-seqpo serve simt``; the command has one flag per field.
+
+    The rollout's model-wide settings are `DecodingSettings` (as ``evaluate simt``'s); those left unset follow the
+    model's ``seqpo_rollout.json`` (`trl_seqpo.rollout.settings.fill_from_model`).
+    """
 
     model: str = field(metadata={"help": "checkpoint folder saved with save_pretrained"})
     host: str = field(default="127.0.0.1", metadata={"help": "address to bind (default: this machine only)"})
@@ -51,11 +53,6 @@ class ServeConfig:
     backend: Literal["hf", "vllm"] = field(default="hf", metadata={"help": "hf (keeps KV per session) or vllm"})
     device: str | None = field(default=None, metadata={"help": "torch device for hf (default: cuda if available)"})
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(default="auto", metadata={"help": "model dtype"})
-    prompt_format: Literal["chat", "paper"] = field(default="chat", metadata={"help": "prompt format, as training"})
-    max_new_tokens_per_step: int = field(default=60, metadata={"help": "token budget of one step, as training"})
-    max_steps_after_source: int = field(default=2, metadata={"help": "extra steps after the last chunk"})
-    temperature: float = field(default=0.0, metadata={"help": "0 = greedy; > 0 samples"})
-    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling threshold when sampling"})
     seed: int = field(default=0, metadata={"help": "sampling seed"})
     kv_cache: bool = field(default=True, metadata={"help": "keep each session's KV states between chunks (hf)"})
     token: str | None = field(
@@ -82,6 +79,7 @@ class ServeConfig:
         return {name: getattr(self, name) for name in names}
 
     def __post_init__(self) -> None:
+        fill_from_model(self, self.model)
         for name in ("max_sessions", "max_message_bytes", "max_source_units", "max_new_tokens_per_step"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -240,7 +238,7 @@ def create_app(engine: StreamingEngine, config: ServeConfig) -> Any:
             "max_sessions": config.max_sessions,
             "model": config.model,
             "kv_cache": engine.cache is not None,
-            **{name: getattr(config, name) for name in _DECODING},
+            **{name: getattr(config, name) for name in DECODING_FIELDS},
         }
 
     @app.websocket("/v1/simt/stream")

@@ -30,11 +30,14 @@ from trl_seqpo.subtitles.encoding import decode_subtitle_bytes, decode_with_note
 from trl_seqpo.subtitles.webvtt import clean_vtt_payload, parse_webvtt
 
 __all__ = [
+    "EXTENSION_FORMATS",
+    "OUTPUT_EXTENSIONS",
     "Cue",
     "SubtitleFile",
     "atomic_output",
     "decode_subtitle_bytes",
     "detect_format",
+    "output_format",
     "read_subtitle_file",
     "read_subtitles",
     "subtitle_file_from_events",
@@ -53,7 +56,24 @@ _TIMING_LINE = {
     "vtt": re.compile(rf"^\s*{_VTT_TIME}\s*-->\s*{_VTT_TIME}(?:\s.*)?$"),
 }
 _MICRODVD_LINE = re.compile(r"^\s*\{\s*\d+\s*\}\s*\{\s*\d*\s*\}")
-_EXTENSION_FORMATS = {".srt": "srt", ".ass": "ass", ".ssa": "ssa", ".vtt": "vtt", ".sub": "microdvd"}
+#: The subtitle formats by file extension (pysubs2's names): what is read (`read_subtitle_file`, the folders of
+#: ``subtitles align``) and written. The one list: every command and function reads it.
+EXTENSION_FORMATS: dict[str, str] = {".srt": "srt", ".ass": "ass", ".ssa": "ssa", ".vtt": "vtt", ".sub": "microdvd"}
+#: Those a translation is written to (``subtitles translate``): not MicroDVD, whose frames need a frame rate.
+OUTPUT_EXTENSIONS: tuple[str, ...] = tuple(ext for ext, fmt in EXTENSION_FORMATS.items() if fmt != "microdvd")
+
+
+def output_format(path: str | os.PathLike) -> str:
+    """The format a translation written to ``path`` gets, from its extension (`OUTPUT_EXTENSIONS`).
+
+    Raises:
+        UserInputError: Another extension (the message lists the ones accepted).
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in OUTPUT_EXTENSIONS:
+        accepted = ", ".join(OUTPUT_EXTENSIONS[:-1]) + " or " + OUTPUT_EXTENSIONS[-1]
+        raise UserInputError(f"cannot tell the output format; use {accepted}", path=str(path))
+    return EXTENSION_FORMATS[suffix]
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +306,7 @@ def write_subtitles(
         ValueError: The format cannot be told from ``path``; pass ``format=``.
     """
     path = Path(path)
-    fmt = format or _EXTENSION_FORMATS.get(path.suffix.lower())
+    fmt = format or EXTENSION_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"cannot tell the subtitle format from {path.name!r}; pass format='srt', 'ass' or 'vtt'")
     subs = pysubs2.SSAFile()

@@ -51,7 +51,6 @@ __all__ = [
 STATUSES = ("translated", "regenerated", "failed", "not_dialogue")
 # never text to translate, whatever `keep` says
 UNTRANSLATED_REASONS = frozenset({"empty", "zero_length", "flash", "drawing", "karaoke", "other_script"})
-_OUTPUT_FORMATS = {".srt": "srt", ".ass": "ass", ".ssa": "ssa", ".vtt": "vtt"}
 _LEADING_TAGS = re.compile(r"^(?:\{[^}]*\})*")
 # whole-document translation of a batch: per document, each line's translation or None (lost, or not trustworthy)
 Translator = Callable[[list[Document]], list[list[str | None]]]
@@ -254,13 +253,11 @@ def translate_file(
     """
     from trl_seqpo.errors import UserInputError
     from trl_seqpo.jsonl import ResumableJsonl, atomic_output
-    from trl_seqpo.subtitles.io import read_subtitle_file
+    from trl_seqpo.subtitles.io import output_format, read_subtitle_file
     from trl_seqpo.subtitles.reading import reading_speed
 
     output = Path(output)
-    fmt = _OUTPUT_FORMATS.get(output.suffix.lower())
-    if fmt is None:
-        raise UserInputError("cannot tell the output format; use .srt, .ass, .ssa or .vtt", path=str(output))
+    fmt = output_format(output)
     file = read_subtitle_file(source, encoding)
     try:
         left = left_out_cues(file.cues, keep)
