@@ -513,7 +513,7 @@ ALPO_BAD_VALUES = [
     ("--temperature", "-1"), ("--top-p", "0"), ("--top-p", "2"), ("--top-k", "-1"), ("--max-segment-lines", "0"),
     ("--context-window", "-1"), ("--judge-temperature", "-1"), ("--judge-max-tokens", "0"),
     ("--judge-max-retries", "-1"), ("--judge-max-concurrency", "0"), ("--judge-timeout", "0"),
-    ("--judge-backoff-max", "-1"), ("--judge-aspect", "bogus"), ("--max-batch-size", "0"),
+    ("--judge-backoff-max", "-1"), ("--max-batch-size", "0"),
     ("--judge-api-key-file", "/nonexistent/key"), ("--judge-api-key-env", "TRL_SEQPO_UNSET_KEY"),
     ("--model", "/nonexistent/model"), ("--source-lang", ""), ("--seed", "-1"), ("--judge-base-url", "notaurl"),
 ]  # fmt: skip
@@ -540,6 +540,11 @@ def test_alpo_sample_checks_every_value_before_any_file_then_the_corrected_comma
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("trl-seqpo: error:"), (flag, err)
         assert list(out_dir.iterdir()) == [], (flag, value)
+    # a value outside a flag's choices (generated from JudgeConfig's metadata) is refused by argparse, with usage
+    with pytest.raises(SystemExit) as exited:
+        main([*sample_args(docs, output, model, DEAD_URL), "--judge-aspect", "bogus"])
+    assert exited.value.code == 2 and "argument --judge-aspect: invalid choice: 'bogus'" in capsys.readouterr().err
+    assert list(out_dir.iterdir()) == []
     with serve() as server:
         assert main(sample_args(docs, output, model, server.base_url)) == 0
     assert output.exists()

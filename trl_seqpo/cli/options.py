@@ -13,6 +13,7 @@ command. Library code raises ``ValueError`` naming the field; `config_from_args`
 ...     greedy: bool = False
 >>> parser = argparse.ArgumentParser()
 >>> add_dataclass_arguments(parser, Toy)
+['num_candidates', 'greedy']
 >>> config_from_args(Toy, parser.parse_args(["--num-candidates", "3", "--greedy"]))
 Toy(num_candidates=3, greedy=True)
 """
