@@ -81,6 +81,12 @@ def latency_columns() -> tuple[str, ...]:
 _LATER_SETTINGS = ("top_k", "system_prompt", "step_end_token", "end_of_translation_token")
 
 
+def _later_settings(config: Any) -> dict[str, Any]:
+    """The `_LATER_SETTINGS` of ``config`` that are set: recorded only then, so that folders written before these
+    settings existed still resume."""
+    return {name: getattr(config, name) for name in _LATER_SETTINGS if getattr(config, name) not in (None, 0)}
+
+
 @dataclass(frozen=True)
 class OperatingPoint:
     """One point of a quality-latency curve: a policy with its ``k`` (wait-k) and a chunk size ``m``."""
@@ -210,8 +216,7 @@ class SimTEvalConfig(DecodingSettings, EvalConfig):
             "prompt_format": self.prompt_format,
             "max_new_tokens_per_step": self.max_new_tokens_per_step,
             "max_steps_after_source": self.max_steps_after_source,
-            # recorded only when set, so that folders written before these settings existed still resume
-            **{name: getattr(self, name) for name in _LATER_SETTINGS if getattr(self, name) not in (None, 0)},
+            **_later_settings(self),
         }
 
 
@@ -443,7 +448,7 @@ def evaluate_simt(config: SimTEvalConfig, on_batch: Callable[[int], None] | None
             "temperature": config.temperature,
             "prompt_format": config.prompt_format,
             "max_new_tokens_per_step": config.max_new_tokens_per_step,
-            **{name: getattr(config, name) for name in _LATER_SETTINGS if getattr(config, name) not in (None, 0)},
+            **_later_settings(config),
             "source_unit_seconds": config.source_unit_seconds,
         },
         "signatures": {},

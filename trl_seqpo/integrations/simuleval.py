@@ -55,11 +55,9 @@ def _option_names(config_cls: type) -> list[str]:
     """`_EVAL_OPTIONS` and every field of ``config_cls`` that `rollout_config_from` reads (`rollout_fields`)."""
     import dataclasses
 
-    from trl_seqpo.rollout.settings import ALIASES
-    from trl_seqpo.rollout.simultaneous import SimultaneousRolloutConfig
+    from trl_seqpo.rollout.settings import rollout_names
 
-    fields = dataclasses.fields(SimultaneousRolloutConfig)
-    rollout = {name for field in fields for name in (field.name, *ALIASES.get(field.name, ()))}
+    rollout = rollout_names()
     return [*_EVAL_OPTIONS, *(f.name for f in dataclasses.fields(config_cls) if f.name in rollout)]
 
 

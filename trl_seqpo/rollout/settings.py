@@ -36,6 +36,7 @@ __all__ = [
     "fill_from_model",
     "rollout_config_from",
     "rollout_fields",
+    "rollout_names",
     "save_rollout_settings",
     "saved_rollout_settings",
 ]
@@ -67,14 +68,23 @@ def rollout_fields(*sources: Any) -> dict[str, Any]:
     """
     values: dict[str, Any] = {}
     for field in dataclasses.fields(SimultaneousRolloutConfig):
+        names = _names(field.name)
         for source in sources:
-            names = (field.name, *ALIASES.get(field.name, ()))
             found = [getattr(source, name) for name in names if hasattr(source, name)]
             value = next((value for value in found if value is not None or field.default is None), _UNSET)
             if value is not _UNSET:
                 values[field.name] = value
                 break
     return values
+
+
+def _names(name: str) -> tuple[str, ...]:
+    return (name, *ALIASES.get(name, ()))
+
+
+def rollout_names() -> frozenset[str]:
+    """Every attribute name `rollout_fields` reads: the `SimultaneousRolloutConfig` fields and their `ALIASES`."""
+    return frozenset(name for field in dataclasses.fields(SimultaneousRolloutConfig) for name in _names(field.name))
 
 
 def rollout_config_from(*sources: Any, **overrides: Any) -> SimultaneousRolloutConfig:
@@ -114,10 +124,14 @@ def field_help(name: str) -> str:
     return text[0].lower() + text[1:]  # a flag's help, as argparse's own: lower case, no full stop
 
 
+def _inference_default(name: str) -> Any:
+    """The default of rollout field ``name`` in evaluation and serving: `INFERENCE_DEFAULTS`, else the rollout's."""
+    return INFERENCE_DEFAULTS.get(name, getattr(SimultaneousRolloutConfig, name))
+
+
 def _decoding_field(name: str) -> tuple[str, Any, dataclasses.Field]:
-    rollout = {field.name: field for field in dataclasses.fields(SimultaneousRolloutConfig)}[name]
     annotation = typing.get_type_hints(SimultaneousRolloutConfig)[name]
-    default = INFERENCE_DEFAULTS.get(name, rollout.default)
+    default = _inference_default(name)
     help_text = field_help(name)
     if name in FROM_MODEL:
         help_text += f" (default: the model's {ROLLOUT_FILE}, else {'unset' if default is None else default})"
@@ -177,5 +191,4 @@ def fill_from_model(config: Any, model: str | Path) -> None:
     saved = saved_rollout_settings(model)
     for name in FROM_MODEL:
         if getattr(config, name) is None:
-            default = INFERENCE_DEFAULTS.get(name, getattr(SimultaneousRolloutConfig, name))
-            setattr(config, name, saved.get(name, default))
+            setattr(config, name, saved.get(name, _inference_default(name)))
